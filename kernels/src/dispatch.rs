@@ -1,0 +1,228 @@
+//! The one dispatch point: from a [`QuantType`] and raw bytes to the typed block code, and from
+//! a [`KernelPath`] to the scalar, simd128 or AVX2 version of each dot product.
+
+use crate::quants::*;
+use crate::QuantType;
+use half::{bf16, f16};
+use std::fmt;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KernelError {
+    #[error("{ty} has no {what}")]
+    Unsupported { ty: QuantType, what: &'static str },
+    #[error("{ty} data: {len} bytes is not a whole number of {size}-byte blocks")]
+    Length { ty: QuantType, len: usize, size: usize },
+    #[error("{ty} data is not aligned to {align} bytes")]
+    Alignment { ty: QuantType, align: usize },
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+}
+
+/// A set of kernels the running machine can execute.
+///
+/// Only [`KernelPath::best`] and [`KernelPath::available`] make one, so holding an AVX2 path
+/// proves the CPU has AVX2, FMA and F16C.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelPath(Path);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    Scalar,
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    Simd128,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl KernelPath {
+    pub const SCALAR: KernelPath = KernelPath(Path::Scalar);
+
+    /// Every path this machine runs, scalar first.
+    pub fn available() -> Vec<KernelPath> {
+        let mut paths = vec![Self::SCALAR];
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        paths.push(KernelPath(Path::Simd128));
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+            paths.push(KernelPath(Path::Avx2));
+        }
+        paths
+    }
+
+    /// The fastest path this machine runs.
+    pub fn best() -> KernelPath {
+        *Self::available().last().expect("scalar is always available")
+    }
+
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            Path::Scalar => "scalar",
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Path::Simd128 => "simd128",
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2 => "avx2",
+        }
+    }
+}
+
+impl fmt::Display for KernelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+type DotFn<B> = fn(&[B], &[<B as WeightBlock>::Act]) -> f32;
+
+/// A weight format's dot product on each path.
+trait Kernels: WeightBlock {
+    fn dot_fn(path: KernelPath) -> DotFn<Self>;
+}
+
+/// The kernel table: weight block => name of its function in `simd128.rs` and `avx2.rs`.
+macro_rules! kernel_table {
+    ($($block:ty => $name:ident),* $(,)?) => {$(
+        impl Kernels for $block {
+            fn dot_fn(path: KernelPath) -> DotFn<Self> {
+                match path.0 {
+                    Path::Scalar => <$block as WeightBlock>::vec_dot,
+                    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                    Path::Simd128 => crate::simd128::$name,
+                    // SAFETY: an Avx2 path exists only when the CPU has AVX2, FMA and F16C.
+                    #[cfg(target_arch = "x86_64")]
+                    Path::Avx2 => |x, y| unsafe { crate::avx2::$name(x, y) },
+                }
+            }
+        }
+    )*};
+}
+
+kernel_table! {
+    f32 => vec_dot_f32,
+    f16 => vec_dot_f16,
+    bf16 => vec_dot_bf16,
+    BlockQ4_0 => vec_dot_q4_0,
+    BlockQ4_1 => vec_dot_q4_1,
+    BlockQ5_0 => vec_dot_q5_0,
+    BlockQ5_1 => vec_dot_q5_1,
+    BlockQ8_0 => vec_dot_q8_0,
+    BlockQ2K => vec_dot_q2_k,
+    BlockQ3K => vec_dot_q3_k,
+    BlockQ4K => vec_dot_q4_k,
+    BlockQ5K => vec_dot_q5_k,
+    BlockQ6K => vec_dot_q6_k,
+}
+
+/// Views `bytes` as blocks of `B`.
+fn blocks<B: Block>(bytes: &[u8]) -> Result<&[B], KernelError> {
+    let size = std::mem::size_of::<B>();
+    if bytes.len() % size != 0 {
+        return Err(KernelError::Length { ty: B::TYPE, len: bytes.len(), size });
+    }
+    bytemuck::try_cast_slice(bytes).map_err(|_| KernelError::Alignment { ty: B::TYPE, align: std::mem::align_of::<B>() })
+}
+
+fn blocks_mut<B: Block>(bytes: &mut [u8]) -> Result<&mut [B], KernelError> {
+    let size = std::mem::size_of::<B>();
+    if bytes.len() % size != 0 {
+        return Err(KernelError::Length { ty: B::TYPE, len: bytes.len(), size });
+    }
+    bytemuck::try_cast_slice_mut(bytes).map_err(|_| KernelError::Alignment { ty: B::TYPE, align: std::mem::align_of::<B>() })
+}
+
+/// Calls `$f::<Block>` for the block type of `$ty`; `$other` handles the types `$f` does not take.
+macro_rules! with_block {
+    ($ty:expr, $f:ident, [$($variant:ident => $block:ty),*], $args:tt, $other:expr) => {
+        match $ty {
+            $(QuantType::$variant => $f::<$block> $args,)*
+            #[allow(unreachable_patterns)]
+            _ => $other,
+        }
+    };
+}
+
+fn dequantize_typed<B: Block>(data: &[u8], out: &mut [f32]) -> Result<(), KernelError> {
+    let blocks = blocks::<B>(data)?;
+    if out.len() != blocks.len() * B::BLOCK_SIZE {
+        return Err(KernelError::Shape(format!("{} blocks of {} need {} outputs, got {}", blocks.len(), B::TYPE, blocks.len() * B::BLOCK_SIZE, out.len())));
+    }
+    B::to_float(blocks, out);
+    Ok(())
+}
+
+/// Dequantises `data` (whole blocks of `ty`) into `out`.
+pub fn dequantize(ty: QuantType, data: &[u8], out: &mut [f32]) -> Result<(), KernelError> {
+    with_block!(ty, dequantize_typed, [
+        F32 => f32, F16 => f16, BF16 => bf16, Q4_0 => BlockQ4_0, Q4_1 => BlockQ4_1, Q5_0 => BlockQ5_0,
+        Q5_1 => BlockQ5_1, Q8_0 => BlockQ8_0, Q8_1 => BlockQ8_1, Q2K => BlockQ2K, Q3K => BlockQ3K,
+        Q4K => BlockQ4K, Q5K => BlockQ5K, Q6K => BlockQ6K, Q8K => BlockQ8K
+    ], (data, out), unreachable!("every QuantType dequantises"))
+}
+
+fn quantize_typed<B: ActivationBlock>(x: &[f32], out: &mut [u8]) -> Result<(), KernelError> {
+    let blocks = blocks_mut::<B>(out)?;
+    if x.len() != blocks.len() * B::BLOCK_SIZE {
+        return Err(KernelError::Shape(format!("{} values do not fill {} blocks of {}", x.len(), blocks.len(), B::TYPE)));
+    }
+    B::from_float(x, blocks);
+    Ok(())
+}
+
+/// Quantises `x` into `out` in activation format `ty` (F32, F16, BF16, Q8_0, Q8_1 or Q8_K).
+pub fn quantize_activations(ty: QuantType, x: &[f32], out: &mut [u8]) -> Result<(), KernelError> {
+    with_block!(ty, quantize_typed, [
+        F32 => f32, F16 => f16, BF16 => bf16, Q8_0 => BlockQ8_0, Q8_1 => BlockQ8_1, Q8K => BlockQ8K
+    ], (x, out), Err(KernelError::Unsupported { ty, what: "activation quantiser" }))
+}
+
+fn vec_dot_typed<B: Kernels>(path: KernelPath, w: &[u8], a: &[u8]) -> Result<f32, KernelError> {
+    let (w, a) = (blocks::<B>(w)?, blocks::<B::Act>(a)?);
+    if w.len() * B::BLOCK_SIZE != a.len() * B::Act::BLOCK_SIZE {
+        return Err(KernelError::Shape(format!("{} weights against {} activations", w.len() * B::BLOCK_SIZE, a.len() * B::Act::BLOCK_SIZE)));
+    }
+    Ok(B::dot_fn(path)(w, a))
+}
+
+/// Dot product of a weight row `w` (format `ty`) with an activation row `a`, already quantised
+/// to `ty.vec_dot_type()`.
+pub fn vec_dot(path: KernelPath, ty: QuantType, w: &[u8], a: &[u8]) -> Result<f32, KernelError> {
+    with_block!(ty, vec_dot_typed, [
+        F32 => f32, F16 => f16, BF16 => bf16, Q4_0 => BlockQ4_0, Q4_1 => BlockQ4_1, Q5_0 => BlockQ5_0,
+        Q5_1 => BlockQ5_1, Q8_0 => BlockQ8_0, Q2K => BlockQ2K, Q3K => BlockQ3K, Q4K => BlockQ4K,
+        Q5K => BlockQ5K, Q6K => BlockQ6K
+    ], (path, w, a), Err(KernelError::Unsupported { ty, what: "vec_dot (it is an activation format)" }))
+}
+
+fn matmul_typed<B: Kernels>(path: KernelPath, w: &[u8], x: &[f32], k: usize, out: &mut [f32]) -> Result<(), KernelError> {
+    let w = blocks::<B>(w)?;
+    let blocks_per_row = k / B::BLOCK_SIZE;
+    if k == 0 || k % B::BLOCK_SIZE != 0 || k % B::Act::BLOCK_SIZE != 0 || w.len() % blocks_per_row != 0 || x.len() % k != 0 {
+        return Err(KernelError::Shape(format!("{} weights ({} values) and {} activations do not split into rows of {k}", B::TYPE, w.len() * B::BLOCK_SIZE, x.len())));
+    }
+    let (n_rows, n_tokens) = (w.len() / blocks_per_row, x.len() / k);
+    if out.len() != n_rows * n_tokens {
+        return Err(KernelError::Shape(format!("output holds {} values, need {n_tokens}×{n_rows}", out.len())));
+    }
+    // Each activation row is quantised once and reused against every weight row.
+    let act_blocks = k / B::Act::BLOCK_SIZE;
+    let mut acts = vec![<B::Act as bytemuck::Zeroable>::zeroed(); n_tokens * act_blocks]; // (n_tokens, k) in the activation format
+    for (row, q) in x.chunks_exact(k).zip(acts.chunks_exact_mut(act_blocks)) {
+        B::Act::from_float(row, q);
+    }
+    let dot = B::dot_fn(path);
+    for (out, a) in out.chunks_exact_mut(n_rows).zip(acts.chunks_exact(act_blocks)) {
+        for (o, w_row) in out.iter_mut().zip(w.chunks_exact(blocks_per_row)) {
+            *o = dot(w_row, a);
+        }
+    }
+    Ok(())
+}
+
+/// `out = x · wᵀ`: `w` is (n_rows, k) in format `ty`, `x` is (n_tokens, k) f32,
+/// `out` is (n_tokens, n_rows).
+pub fn matmul(path: KernelPath, ty: QuantType, w: &[u8], x: &[f32], k: usize, out: &mut [f32]) -> Result<(), KernelError> {
+    with_block!(ty, matmul_typed, [
+        F32 => f32, F16 => f16, BF16 => bf16, Q4_0 => BlockQ4_0, Q4_1 => BlockQ4_1, Q5_0 => BlockQ5_0,
+        Q5_1 => BlockQ5_1, Q8_0 => BlockQ8_0, Q2K => BlockQ2K, Q3K => BlockQ3K, Q4K => BlockQ4K,
+        Q5K => BlockQ5K, Q6K => BlockQ6K
+    ], (path, w, x, k, out), Err(KernelError::Unsupported { ty, what: "matmul (it is an activation format)" }))
+}

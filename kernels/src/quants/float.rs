@@ -1,0 +1,62 @@
+//! Unquantised formats as one-value "blocks": F32, F16, BF16.
+//!
+//! ggml pairs each with itself in `vec_dot`; the scalar reference accumulates in f64
+//! as ggml's `ggml_vec_dot_f16` does with `ggml_float`.
+
+use super::{ActivationBlock, Block, WeightBlock};
+use crate::QuantType;
+use half::{bf16, f16};
+
+impl Block for f32 {
+    const TYPE: QuantType = QuantType::F32;
+    const BLOCK_SIZE: usize = 1;
+    fn to_float(blocks: &[Self], out: &mut [f32]) {
+        out.copy_from_slice(blocks);
+    }
+}
+
+impl ActivationBlock for f32 {
+    fn from_float(x: &[f32], out: &mut [Self]) {
+        out.copy_from_slice(x);
+    }
+}
+
+impl WeightBlock for f32 {
+    type Act = f32;
+    fn vec_dot(x: &[f32], y: &[f32]) -> f32 {
+        x.iter().zip(y).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() as f32
+    }
+}
+
+/// F16 and BF16 differ only in their conversions.
+macro_rules! half_format {
+    ($t:ty, $qt:expr) => {
+        impl Block for $t {
+            const TYPE: QuantType = $qt;
+            const BLOCK_SIZE: usize = 1;
+            fn to_float(blocks: &[Self], out: &mut [f32]) {
+                for (o, v) in out.iter_mut().zip(blocks) {
+                    *o = v.to_f32();
+                }
+            }
+        }
+
+        impl ActivationBlock for $t {
+            fn from_float(x: &[f32], out: &mut [Self]) {
+                for (o, v) in out.iter_mut().zip(x) {
+                    *o = <$t>::from_f32(*v);
+                }
+            }
+        }
+
+        impl WeightBlock for $t {
+            type Act = $t;
+            fn vec_dot(x: &[Self], y: &[Self]) -> f32 {
+                x.iter().zip(y).map(|(a, b)| a.to_f64() * b.to_f64()).sum::<f64>() as f32
+            }
+        }
+    };
+}
+
+half_format!(f16, QuantType::F16);
+half_format!(bf16, QuantType::BF16);

@@ -1,0 +1,243 @@
+//! WebAssembly simd128 dot products, selected at compile time (`-C target-feature=+simd128`).
+//!
+//! Quantised formats are unpacked 16 values at a time into i8 lanes, widened to i16 and
+//! multiplied with `i32x4.dot_i16x8_s`, so every integer sum is exact; sub-block scales
+//! multiply the i32 partial sums. Only the per-block f32 scaling rounds differently from
+//! the scalar reference.
+
+use crate::quants::*;
+use core::arch::wasm32::*;
+use half::{bf16, f16};
+
+#[inline]
+fn load(p: &[u8]) -> v128 {
+    assert!(p.len() >= 16);
+    // SAFETY: 16 readable bytes, checked above; v128_load has no alignment requirement.
+    unsafe { v128_load(p.as_ptr() as *const v128) }
+}
+
+#[inline]
+fn load_i8(p: &[i8]) -> v128 {
+    load(bytemuck::cast_slice(p))
+}
+
+/// i32x4 partial sums of 16 signed bytes times 16 signed bytes.
+#[inline]
+fn dot_i8x16(a: v128, b: v128) -> v128 {
+    let lo = i32x4_dot_i16x8(i16x8_extend_low_i8x16(a), i16x8_extend_low_i8x16(b));
+    let hi = i32x4_dot_i16x8(i16x8_extend_high_i8x16(a), i16x8_extend_high_i8x16(b));
+    i32x4_add(lo, hi)
+}
+
+#[inline]
+fn hsum_i32(v: v128) -> i32 {
+    i32x4_extract_lane::<0>(v) + i32x4_extract_lane::<1>(v) + i32x4_extract_lane::<2>(v) + i32x4_extract_lane::<3>(v)
+}
+
+#[inline]
+fn hsum_f32(v: v128) -> f32 {
+    f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v) + f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v)
+}
+
+/// 16 bytes of nibbles → (values 0..16 from the low nibbles, values 16..32 from the high).
+#[inline]
+fn nibbles(qs: &[u8; 16]) -> [v128; 2] {
+    let q = load(qs);
+    [v128_and(q, u8x16_splat(0x0f)), u8x16_shr(q, 4)]
+}
+
+/// Bits 0..16 and 16..32 of `qh` as bytes, 0x10 where set (the fifth bit of Q5 values).
+#[inline]
+fn fifth_bits(qh: [u8; 4]) -> [v128; 2] {
+    let word = u32x4_splat(u32::from_le_bytes(qh));
+    let bit = u8x16(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
+    let spread = |a: u8, b: u8| u8x16_swizzle(word, u8x16(a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b));
+    let set = |v: v128| v128_and(u8x16_eq(v128_and(v, bit), bit), u8x16_splat(0x10));
+    [set(spread(0, 1)), set(spread(2, 3))]
+}
+
+/// Σ over 32-value blocks of `scale(x,y)·(x_q · y_q) + offset(x,y)`.
+#[inline]
+fn legacy_dot<X, Y>(
+    x: &[X],
+    y: &[Y],
+    scale: impl Fn(&X, &Y) -> f32,
+    values: impl Fn(&X) -> [v128; 2],
+    y_qs: impl Fn(&Y) -> &[i8; 32],
+    offset: impl Fn(&X, &Y) -> f32,
+) -> f32 {
+    let mut acc = f32x4_splat(0.0);
+    let mut offsets = 0.0;
+    for (x, y) in x.iter().zip(y) {
+        let [a, b] = values(x);
+        let qy = y_qs(y);
+        let sums = i32x4_add(dot_i8x16(a, load_i8(&qy[..16])), dot_i8x16(b, load_i8(&qy[16..])));
+        acc = f32x4_add(acc, f32x4_mul(f32x4_splat(scale(x, y)), f32x4_convert_i32x4(sums)));
+        offsets += offset(x, y);
+    }
+    hsum_f32(acc) + offsets
+}
+
+fn minus(v: [v128; 2], k: i8) -> [v128; 2] {
+    v.map(|v| i8x16_sub(v, i8x16_splat(k)))
+}
+
+fn or(a: [v128; 2], b: [v128; 2]) -> [v128; 2] {
+    [v128_or(a[0], b[0]), v128_or(a[1], b[1])]
+}
+
+pub fn vec_dot_q4_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
+    legacy_dot(x, y, |x, y| x.d.to_f32() * y.d.to_f32(), |x| minus(nibbles(&x.qs), 8), |y| &y.qs, |_, _| 0.0)
+}
+
+pub fn vec_dot_q4_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
+    legacy_dot(x, y, |x, y| x.d.to_f32() * y.d.to_f32(), |x| nibbles(&x.qs), |y| &y.qs, |x, y| x.m.to_f32() * y.s.to_f32())
+}
+
+pub fn vec_dot_q5_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
+    let values = |x: &BlockQ5_0| minus(or(nibbles(&x.qs), fifth_bits(x.qh)), 16);
+    legacy_dot(x, y, |x, y| x.d.to_f32() * y.d.to_f32(), values, |y| &y.qs, |_, _| 0.0)
+}
+
+pub fn vec_dot_q5_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
+    let values = |x: &BlockQ5_1| or(nibbles(&x.qs), fifth_bits(x.qh));
+    legacy_dot(x, y, |x, y| x.d.to_f32() * y.d.to_f32(), values, |y| &y.qs, |x, y| x.m.to_f32() * y.s.to_f32())
+}
+
+pub fn vec_dot_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
+    let values = |x: &BlockQ8_0| [load_i8(&x.qs[..16]), load_i8(&x.qs[16..])];
+    legacy_dot(x, y, |x, y| x.d.to_f32() * y.d.to_f32(), values, |y| &y.qs, |_, _| 0.0)
+}
+
+/// Integer sum of a super-block whose values come as 16 sub-blocks of 16, each with its scale.
+#[inline]
+fn scaled_sum_16(values: impl Fn(usize) -> v128, scales: impl Fn(usize) -> i32, y: &BlockQ8K) -> i32 {
+    let mut sumi = i32x4_splat(0);
+    for k in 0..16 {
+        let p = dot_i8x16(values(k), load_i8(&y.qs[k * 16..]));
+        sumi = i32x4_add(sumi, i32x4_mul(p, i32x4_splat(scales(k))));
+    }
+    hsum_i32(sumi)
+}
+
+/// 2-bit fields of Q2_K/Q3_K sub-block `k` (16 values), as bytes 0..=3.
+#[inline]
+fn two_bits(qs: &[u8; 64], k: usize) -> v128 {
+    let (half, m, part) = (k / 8, (k % 8) / 2, k % 2);
+    let q = load(&qs[half * 32 + part * 16..]);
+    v128_and(u8x16_shr(q, 2 * m as u32), u8x16_splat(3))
+}
+
+pub fn vec_dot_q2_k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
+    let mut sumf = 0.0;
+    for (x, y) in x.iter().zip(y) {
+        let isum = scaled_sum_16(|k| two_bits(&x.qs, k), |k| (x.scales[k] & 0x0f) as i32, y);
+        let msum: i32 = (0..16).map(|k| (x.scales[k] >> 4) as i32 * y.bsums[k] as i32).sum();
+        sumf += y.d * (x.d.to_f32() * isum as f32 - x.dmin.to_f32() * msum as f32);
+    }
+    sumf
+}
+
+pub fn vec_dot_q3_k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
+    let mut sumf = 0.0;
+    for (x, y) in x.iter().zip(y) {
+        let sc = x.scales();
+        let hmask = [load(&x.hmask[..16]), load(&x.hmask[16..])];
+        let values = |k: usize| {
+            // Sub-block k covers values 16k..16k+16: hmask bytes (k%2)·16.., bit k/2.
+            let high = v128_and(u8x16_shr(hmask[k % 2], (k / 2) as u32), u8x16_splat(1));
+            i8x16_sub(v128_or(two_bits(&x.qs, k), i8x16_shl(high, 2)), i8x16_splat(4))
+        };
+        let isum = scaled_sum_16(values, |k| sc[k] as i32, y);
+        sumf += (x.d.to_f32() * y.d) * isum as f32;
+    }
+    sumf
+}
+
+/// Q4_K and Q5_K: `value(q, k)` gives sub-block-of-16 `k` of the quants.
+#[inline]
+fn k4_dot<X>(x: &[X], y: &[BlockQ8K], parts: impl Fn(&X) -> (f32, f32, ([u8; 8], [u8; 8])), values: impl Fn(&X, usize) -> v128) -> f32 {
+    let mut sumf = 0.0;
+    for (x, y) in x.iter().zip(y) {
+        let (d, dmin, (sc, m)) = parts(x);
+        let isum = scaled_sum_16(|k| values(x, k), |k| sc[k / 2] as i32, y);
+        let msum: i32 = (0..8).map(|j| m[j] as i32 * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32)).sum();
+        sumf += y.d * (d * isum as f32 - dmin * msum as f32);
+    }
+    sumf
+}
+
+/// Nibbles of Q4_K/Q5_K sub-block-of-16 `k`: 32-value sub-block j = k/2 is in bytes 32·(j/2)..,
+/// low nibbles for even j, high for odd.
+#[inline]
+fn k4_nibbles(qs: &[u8; 128], k: usize) -> v128 {
+    let j = k / 2;
+    let q = load(&qs[(j / 2) * 32 + (k % 2) * 16..]);
+    if j % 2 == 0 {
+        v128_and(q, u8x16_splat(0x0f))
+    } else {
+        u8x16_shr(q, 4)
+    }
+}
+
+pub fn vec_dot_q4_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
+    k4_dot(x, y, |x| (x.d.to_f32(), x.dmin.to_f32(), x.scales_and_mins()), |x, k| k4_nibbles(&x.qs, k))
+}
+
+pub fn vec_dot_q5_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
+    let values = |x: &BlockQ5K, k: usize| {
+        let qh = load(&x.qh[(k % 2) * 16..]);
+        let fifth = i8x16_shl(v128_and(u8x16_shr(qh, (k / 2) as u32), u8x16_splat(1)), 4);
+        v128_or(k4_nibbles(&x.qs, k), fifth)
+    };
+    k4_dot(x, y, |x| (x.d.to_f32(), x.dmin.to_f32(), x.scales_and_mins()), values)
+}
+
+pub fn vec_dot_q6_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
+    let mut sumf = 0.0;
+    for (x, y) in x.iter().zip(y) {
+        // Sub-block k = 8·half + 2·m + part covers values 128·half + 32·m + 16·part ..+16.
+        let values = |k: usize| {
+            let (half, m, part) = (k / 8, (k % 8) / 2, k % 2);
+            let ql = load(&x.ql[half * 64 + (m % 2) * 32 + part * 16..]);
+            let low = if m < 2 { v128_and(ql, u8x16_splat(0x0f)) } else { u8x16_shr(ql, 4) };
+            let qh = load(&x.qh[half * 32 + part * 16..]);
+            let high = i8x16_shl(v128_and(u8x16_shr(qh, 2 * m as u32), u8x16_splat(3)), 4);
+            i8x16_sub(v128_or(low, high), i8x16_splat(32))
+        };
+        let isum = scaled_sum_16(values, |k| x.scales[k] as i32, y);
+        sumf += (x.d.to_f32() * y.d) * isum as f32;
+    }
+    sumf
+}
+
+/// Float dot product, 4 lanes at a time, with `load4` turning 4 elements into f32x4.
+#[inline]
+fn float_dot<T: Copy + Into<f64>>(x: &[T], y: &[T], load4: impl Fn(&[T]) -> v128) -> f32 {
+    let mut acc = f32x4_splat(0.0);
+    let (xc, yc) = (x.chunks_exact(4), y.chunks_exact(4));
+    let tail: f64 = xc.remainder().iter().zip(yc.remainder()).map(|(a, b)| (*a).into() * (*b).into()).sum();
+    for (a, b) in xc.zip(yc) {
+        acc = f32x4_add(acc, f32x4_mul(load4(a), load4(b)));
+    }
+    hsum_f32(acc) + tail as f32
+}
+
+pub fn vec_dot_f32(x: &[f32], y: &[f32]) -> f32 {
+    float_dot(x, y, |v| f32x4(v[0], v[1], v[2], v[3]))
+}
+
+pub fn vec_dot_f16(x: &[f16], y: &[f16]) -> f32 {
+    // simd128 has no half-precision conversion.
+    float_dot(x, y, |v| f32x4(v[0].to_f32(), v[1].to_f32(), v[2].to_f32(), v[3].to_f32()))
+}
+
+pub fn vec_dot_bf16(x: &[bf16], y: &[bf16]) -> f32 {
+    // bf16 is the high half of an f32: widen to 32 bits and shift into place.
+    float_dot(x, y, |v| {
+        let bits: &[u8] = bytemuck::cast_slice(v);
+        // SAFETY: 4 bf16 are 8 readable bytes.
+        let w = unsafe { v128_load64_zero(bits.as_ptr() as *const u64) };
+        i32x4_shl(u32x4_extend_low_u16x8(w), 16)
+    })
+}

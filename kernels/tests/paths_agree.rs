@@ -1,0 +1,199 @@
+//! Every kernel path against the scalar reference, and the scalar dot product against
+//! dequantised values. Runs natively (scalar, AVX2) and on wasm32-wasip2 (scalar, simd128).
+
+use half::{bf16, f16};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rill_kernels::{dequantize, matmul, quantize_activations, vec_dot, KernelPath, QuantType};
+
+const WEIGHT_TYPES: [QuantType; 13] = [
+    QuantType::F32,
+    QuantType::F16,
+    QuantType::BF16,
+    QuantType::Q4_0,
+    QuantType::Q4_1,
+    QuantType::Q5_0,
+    QuantType::Q5_1,
+    QuantType::Q8_0,
+    QuantType::Q2K,
+    QuantType::Q3K,
+    QuantType::Q4K,
+    QuantType::Q5K,
+    QuantType::Q6K,
+];
+
+/// Byte offsets of the f16 scale fields in a block (ggml-common.h layouts).
+fn f16_fields(ty: QuantType) -> &'static [usize] {
+    match ty {
+        QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 => &[0],
+        QuantType::Q4_1 | QuantType::Q5_1 | QuantType::Q4K | QuantType::Q5K => &[0, 2],
+        QuantType::Q2K => &[80, 82],
+        QuantType::Q3K => &[108],
+        QuantType::Q6K => &[208],
+        _ => &[],
+    }
+}
+
+/// Bytes in a u64 buffer so every block type is aligned.
+struct Aligned(Vec<u64>, usize);
+impl Aligned {
+    fn new(len: usize) -> Self {
+        Aligned(vec![0; len.div_ceil(8)], len)
+    }
+    fn bytes(&self) -> &[u8] {
+        &bytemuck::cast_slice(&self.0)[..self.1]
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut bytemuck::cast_slice_mut(&mut self.0)[..self.1]
+    }
+}
+
+/// `n` values of weight format `ty`: random bits, with every scale set to `scale` (or random
+/// finite scales when `None`).
+fn random_weights(rng: &mut SmallRng, ty: QuantType, n: usize, scale: Option<f32>) -> Aligned {
+    let mut data = Aligned::new(ty.row_bytes(n).unwrap());
+    let bytes = data.bytes_mut();
+    rng.fill(bytes);
+    let value = |rng: &mut SmallRng| scale.unwrap_or_else(|| rng.random_range(-2.0f32..2.0));
+    match ty {
+        QuantType::F32 => bytes.chunks_exact_mut(4).for_each(|c| c.copy_from_slice(&value(rng).to_le_bytes())),
+        QuantType::F16 => bytes.chunks_exact_mut(2).for_each(|c| c.copy_from_slice(&f16::from_f32(value(rng)).to_le_bytes())),
+        QuantType::BF16 => bytes.chunks_exact_mut(2).for_each(|c| c.copy_from_slice(&bf16::from_f32(value(rng)).to_le_bytes())),
+        _ => {
+            for block in bytes.chunks_exact_mut(ty.type_size()) {
+                for &off in f16_fields(ty) {
+                    let v = scale.unwrap_or_else(|| rng.random_range(-0.05f32..0.05));
+                    block[off..off + 2].copy_from_slice(&f16::from_f32(v).to_le_bytes());
+                }
+            }
+        }
+    }
+    data
+}
+
+fn quantized(ty: QuantType, x: &[f32]) -> Aligned {
+    let act = ty.vec_dot_type().unwrap();
+    let mut q = Aligned::new(act.row_bytes(x.len()).unwrap());
+    quantize_activations(act, x, q.bytes_mut()).unwrap();
+    q
+}
+
+fn dequantized(ty: QuantType, data: &[u8], n: usize) -> Vec<f32> {
+    let mut out = vec![0.0; n];
+    dequantize(ty, data, &mut out).unwrap();
+    out
+}
+
+fn random_activations(rng: &mut SmallRng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-3.0f32..3.0)).collect()
+}
+
+const N: usize = 4 * 256;
+
+#[test]
+fn every_path_matches_scalar_within_1e5() {
+    let mut rng = SmallRng::seed_from_u64(1);
+    for ty in WEIGHT_TYPES {
+        for trial in 0..50 {
+            let w = random_weights(&mut rng, ty, N, None);
+            let x = random_activations(&mut rng, N);
+            let a = quantized(ty, &x);
+            let reference = vec_dot(KernelPath::SCALAR, ty, w.bytes(), a.bytes()).unwrap();
+            // Scale for the tolerance: Σ|w·a|, so cancellation does not shrink it to nothing.
+            let (wf, af) = (dequantized(ty, w.bytes(), N), dequantized(ty.vec_dot_type().unwrap(), a.bytes(), N));
+            let magnitude: f64 = wf.iter().zip(&af).map(|(w, a)| (*w as f64 * *a as f64).abs()).sum();
+            for path in KernelPath::available() {
+                let got = vec_dot(path, ty, w.bytes(), a.bytes()).unwrap();
+                let err = (got as f64 - reference as f64).abs();
+                assert!(err <= 1e-5 * magnitude.max(1e-30), "{ty} on {path}, trial {trial}: {got} vs scalar {reference} (scale {magnitude})");
+            }
+        }
+    }
+}
+
+#[test]
+fn integer_sums_are_exact_on_every_path() {
+    // With every scale 1 (and Q8_1's s = Σq, Q8_K's d = 1) the dot product is an integer
+    // well below 2^24, so every path must return it exactly.
+    let mut rng = SmallRng::seed_from_u64(2);
+    for ty in WEIGHT_TYPES.into_iter().filter(|t| t.block_size() > 1) {
+        let act = ty.vec_dot_type().unwrap();
+        for _ in 0..20 {
+            let w = random_weights(&mut rng, ty, N, Some(1.0));
+            // Integer activations in -127..=127 quantise with d = 127/127 = 1 when one value is ±127.
+            let mut x: Vec<f32> = (0..N).map(|_| rng.random_range(-127..=127) as f32).collect();
+            for block in x.chunks_exact_mut(act.block_size()) {
+                block[0] = if act == QuantType::Q8K { -127.0 } else { 127.0 };
+            }
+            let a = quantized(ty, &x);
+            assert_eq!(dequantized(act, a.bytes(), N), x, "{act} quantises integers exactly");
+            let reference = vec_dot(KernelPath::SCALAR, ty, w.bytes(), a.bytes()).unwrap();
+            assert_eq!(reference.fract(), 0.0, "{ty}: {reference}");
+            for path in KernelPath::available() {
+                assert_eq!(vec_dot(path, ty, w.bytes(), a.bytes()).unwrap(), reference, "{ty} on {path}");
+            }
+        }
+    }
+}
+
+#[test]
+fn scalar_dot_equals_dot_of_dequantized_values() {
+    let mut rng = SmallRng::seed_from_u64(3);
+    for ty in WEIGHT_TYPES {
+        let w = random_weights(&mut rng, ty, N, None);
+        let x = random_activations(&mut rng, N);
+        let a = quantized(ty, &x);
+        let (wf, af) = (dequantized(ty, w.bytes(), N), dequantized(ty.vec_dot_type().unwrap(), a.bytes(), N));
+        let expected: f64 = wf.iter().zip(&af).map(|(w, a)| *w as f64 * *a as f64).sum();
+        let magnitude: f64 = wf.iter().zip(&af).map(|(w, a)| (*w as f64 * *a as f64).abs()).sum();
+        let got = vec_dot(KernelPath::SCALAR, ty, w.bytes(), a.bytes()).unwrap() as f64;
+        assert!((got - expected).abs() <= 1e-5 * magnitude, "{ty}: {got} vs {expected}");
+    }
+}
+
+#[test]
+fn matmul_is_a_vec_dot_per_row_and_token() {
+    let mut rng = SmallRng::seed_from_u64(4);
+    let (k, rows, tokens) = (512, 5, 3);
+    for ty in WEIGHT_TYPES {
+        let w = random_weights(&mut rng, ty, k * rows, None);
+        let x = random_activations(&mut rng, k * tokens);
+        let row_bytes = ty.row_bytes(k).unwrap();
+        for path in KernelPath::available() {
+            let mut out = vec![0.0; rows * tokens];
+            matmul(path, ty, w.bytes(), &x, k, &mut out).unwrap();
+            for t in 0..tokens {
+                let a = quantized(ty, &x[t * k..(t + 1) * k]);
+                for r in 0..rows {
+                    let expected = vec_dot(path, ty, &w.bytes()[r * row_bytes..(r + 1) * row_bytes], a.bytes()).unwrap();
+                    assert_eq!(out[t * rows + r], expected, "{ty} on {path}, token {t}, row {r}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn shape_and_format_errors_are_reported_not_panicked() {
+    let w = Aligned::new(QuantType::Q4K.type_size());
+    let a = Aligned::new(QuantType::Q8K.type_size() * 2);
+    assert!(vec_dot(KernelPath::SCALAR, QuantType::Q4K, w.bytes(), a.bytes()).is_err());
+    assert!(vec_dot(KernelPath::SCALAR, QuantType::Q4K, &w.bytes()[1..], a.bytes()).is_err());
+    assert!(vec_dot(KernelPath::SCALAR, QuantType::Q8K, a.bytes(), a.bytes()).is_err());
+    let mut out = vec![0.0; 3];
+    assert!(matmul(KernelPath::SCALAR, QuantType::Q4K, w.bytes(), &[0.0; 256], 256, &mut out).is_err());
+    assert!(quantize_activations(QuantType::Q4_0, &[0.0; 32], &mut [0u8; 18]).is_err());
+}
+
+#[test]
+fn the_best_path_is_simd_where_the_target_has_it() {
+    let best = KernelPath::best().name();
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    assert_eq!(best, "simd128");
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") && std::is_x86_feature_detected!("f16c") {
+        assert_eq!(best, "avx2");
+    }
+    #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
+    assert_eq!(best, "scalar");
+}
