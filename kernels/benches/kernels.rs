@@ -1,1 +1,103 @@
-fn main(){}
+//! Kernel throughput: GB/s of weight bytes each format's kernels consume, per path.
+//!
+//!     cargo bench -p rill-kernels                            # native (scalar, AVX2)
+//!     cargo bench -p rill-kernels --target wasm32-wasip2     # in wasmtime (scalar, simd128)
+//!
+//! `matvec` streams a 64 MiB weight matrix against one activation row (decode's shape: memory
+//! bound when the kernel keeps up); `dot` repeats one 8 KiB row that stays in L1 (compute bound).
+//! The first line measures plain memory read bandwidth on the same machine for comparison.
+
+use rill_kernels::{matmul, quantize_activations, vec_dot, KernelPath, QuantType};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+const K: usize = 4096;
+const MATRIX_BYTES: usize = 64 << 20;
+
+/// Fastest of `reps` runs of `f`.
+fn best_of(reps: usize, mut f: impl FnMut()) -> Duration {
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .min()
+        .unwrap()
+}
+
+fn gbps(bytes: usize, t: Duration) -> f64 {
+    bytes as f64 / t.as_secs_f64() / 1e9
+}
+
+/// Weight bytes that decode to small finite values: every byte 0x11 except scales set to 1/64.
+fn weights(ty: QuantType, rows: usize) -> Vec<u64> {
+    let row_bytes = ty.row_bytes(K).unwrap();
+    let mut data = vec![0x1111_1111_1111_1111u64; (rows * row_bytes).div_ceil(8)];
+    let bytes: &mut [u8] = &mut bytemuck::cast_slice_mut(&mut data)[..rows * row_bytes];
+    let scale = half::f16::from_f32(1.0 / 64.0).to_le_bytes();
+    let scale_offsets: &[usize] = match ty {
+        QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 => &[0],
+        QuantType::Q4_1 | QuantType::Q5_1 | QuantType::Q4K | QuantType::Q5K => &[0, 2],
+        QuantType::Q2K => &[80, 82],
+        QuantType::Q3K => &[108],
+        QuantType::Q6K => &[208],
+        _ => &[],
+    };
+    for block in bytes.chunks_exact_mut(ty.type_size()) {
+        for &o in scale_offsets {
+            block[o..o + 2].copy_from_slice(&scale);
+        }
+    }
+    data
+}
+
+fn memory_read_gbps() -> f64 {
+    let data = vec![1u64; MATRIX_BYTES / 8];
+    let t = best_of(5, || {
+        // Four independent sums so the loop is limited by loads, not by the add chain.
+        let mut s = [0u64; 4];
+        for c in data.chunks_exact(4) {
+            for i in 0..4 {
+                s[i] = s[i].wrapping_add(c[i]);
+            }
+        }
+        black_box(s);
+    });
+    gbps(MATRIX_BYTES, t)
+}
+
+fn main() {
+    // `cargo bench` passes --bench; a filter argument selects formats by name.
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let target = if cfg!(target_arch = "wasm32") { "wasm32 (wasmtime)" } else { std::env::consts::ARCH };
+    println!("rill-kernels throughput on {target}, K = {K}; GB/s of weight bytes");
+    println!("memory read bandwidth: {:.1} GB/s\n", memory_read_gbps());
+    println!("| format | path | matvec GB/s | dot (in L1) GB/s |");
+    println!("| --- | --- | ---: | ---: |");
+    let x: Vec<f32> = (0..K).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+    let weight_types = QuantType::ALL.into_iter().filter(|t| t.vec_dot_type().is_some());
+    for ty in weight_types.filter(|t| filter.is_empty() || filter.iter().any(|f| f == t.name())) {
+        let row_bytes = ty.row_bytes(K).unwrap();
+        let rows = MATRIX_BYTES / row_bytes;
+        let w = weights(ty, rows);
+        let w: &[u8] = &bytemuck::cast_slice(&w)[..rows * row_bytes];
+        let act = ty.vec_dot_type().unwrap();
+        let mut a = vec![0u64; act.row_bytes(K).unwrap().div_ceil(8)];
+        let a: &mut [u8] = &mut bytemuck::cast_slice_mut(&mut a)[..act.row_bytes(K).unwrap()];
+        quantize_activations(act, &x, a).unwrap();
+        let mut out = vec![0f32; rows];
+        for path in KernelPath::available() {
+            let t_mv = best_of(3, || matmul(path, ty, w, &x, K, &mut out).unwrap());
+            // One L1-resident row, repeated until as many bytes as the matrix have passed.
+            let row = &w[..row_bytes];
+            let reps = MATRIX_BYTES / row_bytes / 4;
+            let t_dot = best_of(3, || {
+                for _ in 0..reps {
+                    black_box(vec_dot(path, ty, black_box(row), a).unwrap());
+                }
+            });
+            println!("| {ty} | {path} | {:.1} | {:.1} |", gbps(rows * row_bytes, t_mv), gbps(reps * row_bytes, t_dot));
+        }
+    }
+}
