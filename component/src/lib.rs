@@ -2,3 +2,5 @@
 //! `wasm32-wasip2`, where a thin export layer makes it the WIT component.
 
 pub mod gguf;
+pub mod tokenizer;
+pub mod model;

@@ -103,3 +103,16 @@ impl Writer {
         out
     }
 }
+
+/// `shared/reference/`: llama.cpp's outputs for the reference model (`RILL_REFERENCE` overrides).
+pub fn reference_dir() -> PathBuf {
+    std::env::var("RILL_REFERENCE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/reference")))
+}
+
+pub fn reference_json(name: &str) -> serde_json::Value {
+    let path = reference_dir().join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}

@@ -1,0 +1,97 @@
+//! The transformer: weights, hyperparameters and the forward pass.
+//!
+//! One forward function serves every supported architecture; what differs between them
+//! (norm placement, activation, RoPE bases, sliding windows) comes from [`Config`] and from
+//! which optional tensors a layer has.
+
+mod config;
+mod forward;
+mod kv_cache;
+mod ops;
+mod weights;
+
+pub use config::{Architecture, Config, ConfigError};
+pub use forward::{ForwardError, Logits};
+pub use kv_cache::KvCache;
+pub use weights::{Matrix, WeightError};
+
+use crate::gguf::Gguf;
+use rill_kernels::KernelPath;
+use std::sync::Arc;
+use weights::Loader;
+
+/// One transformer block's weights. Optional norms are the ones only some architectures have.
+pub struct Layer {
+    pub attn_norm: Vec<f32>,   // (dim)
+    pub wq: Matrix,            // (q_dim, dim)
+    pub wk: Matrix,            // (kv_dim, dim)
+    pub wv: Matrix,            // (kv_dim, dim)
+    pub q_norm: Option<Vec<f32>>, // (head_dim) Gemma 3: RMSNorm of each query head
+    pub k_norm: Option<Vec<f32>>, // (head_dim)
+    pub wo: Matrix,            // (dim, q_dim)
+    pub post_attn_norm: Option<Vec<f32>>, // (dim) Gemma: norm of the attention output
+    pub ffn_norm: Vec<f32>,    // (dim)
+    pub w_gate: Matrix,        // (ffn_dim, dim)
+    pub w_up: Matrix,          // (ffn_dim, dim)
+    pub w_down: Matrix,        // (dim, ffn_dim)
+    pub post_ffn_norm: Option<Vec<f32>>, // (dim)
+}
+
+pub struct Model {
+    pub config: Config,
+    pub path: KernelPath,
+    pub token_embd: Matrix, // (vocab, dim)
+    pub layers: Vec<Layer>,
+    pub output_norm: Vec<f32>, // (dim)
+    pub output: Matrix,        // (vocab, dim); Gemma ties it to token_embd
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Weights(#[from] WeightError),
+}
+
+impl Model {
+    /// Builds the model over `file` (the whole GGUF file, parsed as `gguf`), kernels on `path`.
+    pub fn new(gguf: &Gguf, file: Arc<Vec<u8>>, path: KernelPath) -> Result<Model, ModelError> {
+        let c = Config::from_gguf(gguf)?;
+        let w = Loader { gguf, file };
+        let (dim, q, kv, ffn, hd) = (c.dim, c.q_dim(), c.kv_dim(), c.ffn_dim, c.head_dim);
+        let layers = (0..c.n_layers)
+            .map(|l| {
+                let name = |t: &str| format!("blk.{l}.{t}.weight");
+                let optional = |t: &str, len| if gguf.tensor(&name(t)).is_some() { w.vector(&name(t), len).map(Some) } else { Ok(None) };
+                Ok(Layer {
+                    attn_norm: w.vector(&name("attn_norm"), dim)?,
+                    wq: w.matrix(&name("attn_q"), q, dim)?,
+                    wk: w.matrix(&name("attn_k"), kv, dim)?,
+                    wv: w.matrix(&name("attn_v"), kv, dim)?,
+                    q_norm: optional("attn_q_norm", hd)?,
+                    k_norm: optional("attn_k_norm", hd)?,
+                    wo: w.matrix(&name("attn_output"), dim, q)?,
+                    post_attn_norm: optional("post_attention_norm", dim)?,
+                    ffn_norm: w.vector(&name("ffn_norm"), dim)?,
+                    w_gate: w.matrix(&name("ffn_gate"), ffn, dim)?,
+                    w_up: w.matrix(&name("ffn_up"), ffn, dim)?,
+                    w_down: w.matrix(&name("ffn_down"), dim, ffn)?,
+                    post_ffn_norm: optional("post_ffw_norm", dim)?,
+                })
+            })
+            .collect::<Result<Vec<_>, WeightError>>()?;
+        let token_embd = w.matrix("token_embd.weight", c.vocab_size, dim)?;
+        let output = if gguf.tensor("output.weight").is_some() {
+            w.matrix("output.weight", c.vocab_size, dim)?
+        } else {
+            w.matrix("token_embd.weight", c.vocab_size, dim)?
+        };
+        Ok(Model { output_norm: w.vector("output_norm.weight", dim)?, config: c, path, token_embd, layers, output })
+    }
+
+    /// A KV cache for up to `capacity` positions (at most the model's context length).
+    pub fn new_cache(&self, capacity: usize) -> Result<KvCache, std::collections::TryReserveError> {
+        KvCache::new(self.config.n_layers, self.config.kv_dim(), capacity.min(self.config.context_length))
+    }
+}

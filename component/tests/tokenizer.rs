@@ -1,0 +1,58 @@
+//! The tokenizer against llama.cpp's ids for the reference model (shared/reference).
+
+mod common;
+
+use rill_engine::gguf::Gguf;
+use rill_engine::tokenizer::{StreamDecoder, Tokenizer};
+
+fn tokenizer() -> Tokenizer {
+    let file = common::model_bytes();
+    Tokenizer::from_gguf(&Gguf::parse(&file).unwrap()).unwrap()
+}
+
+#[test]
+fn matches_llama_cpp_on_every_reference_case() {
+    let tok = tokenizer();
+    let reference = common::reference_json("gemma-3-270m.tokenizer.json");
+    assert_eq!(reference["add_bos"], false);
+    assert_eq!(reference["parse_special"], false);
+    let cases = reference["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 18);
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        let want: Vec<u32> = case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        assert_eq!(tok.encode(text, false, false), want, "{text:?}");
+        assert_eq!(tok.decode(&want, false).unwrap(), case["roundtrip"].as_str().unwrap(), "{text:?}");
+    }
+}
+
+#[test]
+fn bos_and_special_tokens() {
+    let tok = tokenizer();
+    assert_eq!((tok.bos, tok.eos, tok.eot), (Some(2), Some(1), Some(106)));
+    assert_eq!(tok.encode("Hello world", true, false), vec![2, 9259, 1902]);
+    // Control tokens are text unless asked for.
+    assert_eq!(tok.encode("<start_of_turn>user\nhi<end_of_turn>", false, true), vec![105, 2364, 107, 2202, 106]);
+    assert_ne!(tok.encode("<start_of_turn>", false, false), vec![105]);
+    assert_eq!(tok.decode(&[105, 2364], false).unwrap(), "user");
+    assert_eq!(tok.decode(&[105, 2364], true).unwrap(), "<start_of_turn>user");
+    assert!(tok.is_end(1) && tok.is_end(106) && !tok.is_end(2));
+    assert!(tok.decode(&[u32::MAX], false).is_err());
+}
+
+#[test]
+fn streaming_holds_split_characters() {
+    let tok = tokenizer();
+    // A character missing from the vocabulary falls back to byte tokens, one byte each.
+    let text = "a\u{10FFFD}b";
+    let ids = tok.encode(text, false, false);
+    assert!(ids.len() >= 6, "{ids:?} should use byte tokens");
+    let mut dec = StreamDecoder::new();
+    let mut pieces = Vec::new();
+    for &id in &ids {
+        pieces.push(dec.push(&tok, id).unwrap());
+    }
+    pieces.push(dec.finish());
+    assert_eq!(pieces.concat(), text);
+    assert!(pieces.iter().any(|p| p.is_empty()), "bytes of the split character were held: {pieces:?}");
+}
