@@ -4,3 +4,9 @@
 pub mod gguf;
 pub mod tokenizer;
 pub mod model;
+pub mod sampler;
+pub mod chat;
+pub mod engine;
+pub mod stop;
+
+pub use engine::{Engine, EngineError, GenerateParams, Generation, Prompt, TokenEvent};

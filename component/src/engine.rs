@@ -1,0 +1,298 @@
+//! The engine: a loaded model with its tokenizer and chat template, and generations that
+//! stream token events from it.
+
+use crate::chat::{ChatError, ChatTemplate, Message};
+use crate::gguf::{Gguf, GgufError};
+use crate::model::{ForwardError, Logits, Model, ModelError};
+use crate::sampler::{logprob, Sampler, SamplingParams};
+use crate::stop::StopMatcher;
+use crate::tokenizer::{StreamDecoder, TokenId, Tokenizer, TokenizerError};
+use rill_kernels::KernelPath;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What can go wrong, in the categories the WIT contract reports.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("invalid model: {0}")]
+    InvalidModel(String),
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("context overflow: {0}")]
+    ContextOverflow(String),
+    #[error("out of memory: {0}")]
+    OutOfMemory(String),
+}
+
+impl From<GgufError> for EngineError {
+    fn from(e: GgufError) -> Self {
+        EngineError::InvalidModel(e.to_string())
+    }
+}
+
+impl From<ModelError> for EngineError {
+    fn from(e: ModelError) -> Self {
+        match e {
+            ModelError::Config(crate::model::ConfigError::Unsupported(_)) => EngineError::Unsupported(e.to_string()),
+            e => EngineError::InvalidModel(e.to_string()),
+        }
+    }
+}
+
+impl From<TokenizerError> for EngineError {
+    fn from(e: TokenizerError) -> Self {
+        match e {
+            TokenizerError::Unsupported(_) => EngineError::Unsupported(e.to_string()),
+            TokenizerError::UnknownId(..) => EngineError::InvalidArgument(e.to_string()),
+            TokenizerError::Metadata(_) => EngineError::InvalidModel(e.to_string()),
+        }
+    }
+}
+
+impl From<ForwardError> for EngineError {
+    fn from(e: ForwardError) -> Self {
+        match e {
+            ForwardError::ContextOverflow { .. } => EngineError::ContextOverflow(e.to_string()),
+            _ => EngineError::InvalidArgument(e.to_string()),
+        }
+    }
+}
+
+impl From<ChatError> for EngineError {
+    fn from(e: ChatError) -> Self {
+        EngineError::InvalidArgument(e.to_string())
+    }
+}
+
+pub struct Engine {
+    pub gguf: Gguf,
+    pub tokenizer: Tokenizer,
+    pub model: Model,
+    chat: Result<ChatTemplate, ChatError>,
+}
+
+/// What to generate from.
+pub enum Prompt<'a> {
+    /// Plain text: BOS is added when the model wants it; control tokens stay text.
+    Text(&'a str),
+    /// Messages rendered with the chat template, ready for the assistant's reply.
+    Chat(&'a [Message]),
+}
+
+#[derive(Clone, Debug)]
+pub struct GenerateParams {
+    pub sampling: SamplingParams,
+    pub max_tokens: usize,
+    /// Keep going past end-of-sequence / end-of-turn tokens.
+    pub ignore_eos: bool,
+    pub stop: Vec<String>,
+    /// KV cache positions (prompt plus output); capped at the model's context length.
+    pub context: usize,
+    /// Report each token's log-probability.
+    pub logprobs: bool,
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        GenerateParams { sampling: SamplingParams::default(), max_tokens: 256, ignore_eos: false, stop: Vec::new(), context: 4096, logprobs: false }
+    }
+}
+
+impl Engine {
+    /// Loads a whole GGUF file from memory.
+    pub fn load(file: Vec<u8>, path: KernelPath) -> Result<Engine, EngineError> {
+        let gguf = Gguf::parse(&file)?;
+        Self::from_parts(gguf, Arc::new(file), path)
+    }
+
+    /// Builds the engine over an already parsed file.
+    pub fn from_parts(gguf: Gguf, file: Arc<Vec<u8>>, path: KernelPath) -> Result<Engine, EngineError> {
+        let tokenizer = Tokenizer::from_gguf(&gguf)?;
+        let model = Model::new(&gguf, file, path)?;
+        if model.config.vocab_size != tokenizer.vocab_size() {
+            return Err(EngineError::InvalidModel(format!("{} tokens but {} embedding rows", tokenizer.vocab_size(), model.config.vocab_size)));
+        }
+        let text = |id: Option<TokenId>| id.map(|t| String::from_utf8_lossy(&tokenizer.token_bytes(t, true).unwrap_or_default()).into_owned()).unwrap_or_default();
+        let chat = ChatTemplate::from_gguf(&gguf, text(tokenizer.bos), text(tokenizer.eos));
+        Ok(Engine { gguf, tokenizer, model, chat })
+    }
+
+    pub fn chat_template(&self) -> Result<&ChatTemplate, EngineError> {
+        self.chat.as_ref().map_err(|e| EngineError::Unsupported(e.to_string()))
+    }
+
+    /// The prompt's token ids.
+    pub fn prompt_tokens(&self, prompt: &Prompt) -> Result<Vec<TokenId>, EngineError> {
+        Ok(match prompt {
+            Prompt::Text(t) => self.tokenizer.encode(t, true, false),
+            Prompt::Chat(messages) => {
+                let text = self.chat_template()?.render(messages, true)?;
+                // Templates usually write the BOS token themselves.
+                let bos_written = self.tokenizer.bos.is_some_and(|b| self.tokenizer.encode(&text, false, true).first() == Some(&b));
+                self.tokenizer.encode(&text, !bos_written, true)
+            }
+        })
+    }
+
+    pub fn generate(&self, prompt: Vec<TokenId>, params: GenerateParams) -> Result<Generation<'_>, EngineError> {
+        params.sampling.validate().map_err(EngineError::InvalidArgument)?;
+        if prompt.is_empty() {
+            return Err(EngineError::InvalidArgument("the prompt has no tokens".into()));
+        }
+        if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= self.tokenizer.vocab_size()) {
+            return Err(EngineError::InvalidArgument(format!("token id {bad} is outside the vocabulary of {}", self.tokenizer.vocab_size())));
+        }
+        let capacity = params.context.min(self.model.config.context_length);
+        if prompt.len() >= capacity {
+            return Err(EngineError::ContextOverflow(format!("the prompt has {} tokens; the context holds {capacity}", prompt.len())));
+        }
+        let cache = self.model.new_cache(capacity).map_err(|e| EngineError::OutOfMemory(format!("KV cache for {capacity} positions: {e}")))?;
+        let mut sampler = Sampler::new(params.sampling.clone());
+        prompt.iter().for_each(|&t| sampler.accept(t));
+        Ok(Generation {
+            engine: self,
+            cache,
+            sampler,
+            decoder: StreamDecoder::new(),
+            stop: StopMatcher::new(params.stop.clone()),
+            params,
+            pending: Pending::Prompt(prompt),
+            finish: None,
+            usage: Usage::default(),
+            timings: Timings::default(),
+            started: Instant::now(),
+        })
+    }
+}
+
+/// One generated token and the text it completes (empty while a character or a possible
+/// stop string is incomplete).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenEvent {
+    pub id: TokenId,
+    pub text: String,
+    pub logprob: Option<f32>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Timings {
+    pub prompt: Duration,
+    pub decode: Duration,
+    /// From `generate` to the first token.
+    pub time_to_first_token: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishReason {
+    /// End-of-sequence/turn token or a stop string.
+    Stop,
+    /// `max_tokens` reached, or the context is full.
+    Length,
+}
+
+enum Pending {
+    /// The prompt, not yet evaluated.
+    Prompt(Vec<TokenId>),
+    /// The last sampled token, not yet evaluated.
+    Token(TokenId),
+}
+
+/// A running generation: call [`Generation::next`] until it returns `None`.
+pub struct Generation<'e> {
+    engine: &'e Engine,
+    cache: crate::model::KvCache,
+    sampler: Sampler,
+    decoder: StreamDecoder,
+    stop: StopMatcher,
+    params: GenerateParams,
+    pending: Pending,
+    finish: Option<FinishReason>,
+    usage: Usage,
+    timings: Timings,
+    started: Instant,
+}
+
+impl Generation<'_> {
+    /// The next token event, or `None` when the generation has finished.
+    pub fn next(&mut self) -> Result<Option<TokenEvent>, EngineError> {
+        if self.finish.is_some() {
+            return Ok(None);
+        }
+        if self.usage.completion_tokens >= self.params.max_tokens || self.cache.len() >= self.cache.capacity() {
+            return Ok(self.end(FinishReason::Length, None));
+        }
+        let t = Instant::now();
+        let mut logits = match &self.pending {
+            Pending::Prompt(p) => {
+                let logits = self.engine.model.forward(p, &mut self.cache, Logits::Last)?;
+                self.usage.prompt_tokens = p.len();
+                self.timings.prompt = t.elapsed();
+                logits
+            }
+            Pending::Token(id) => {
+                let logits = self.engine.model.forward(&[*id], &mut self.cache, Logits::Last)?;
+                self.timings.decode += t.elapsed();
+                logits
+            }
+        };
+        // Log-probabilities are the model's, before penalties and truncation reshape the logits.
+        let raw = self.params.logprobs.then(|| logits.clone());
+        let id = self.sampler.sample(&mut logits);
+        let logprob = raw.map(|l| logprob(&l, id));
+        if self.usage.completion_tokens == 0 {
+            self.timings.time_to_first_token = self.started.elapsed();
+        }
+        if self.engine.tokenizer.is_end(id) && !self.params.ignore_eos {
+            return Ok(self.end(FinishReason::Stop, Some((id, logprob))));
+        }
+        self.sampler.accept(id);
+        self.pending = Pending::Token(id);
+        self.usage.completion_tokens += 1;
+        let piece = self.decoder.push(&self.engine.tokenizer, id)?;
+        let (text, stopped) = self.stop.push(&piece);
+        if stopped {
+            self.finish = Some(FinishReason::Stop);
+        }
+        Ok(Some(TokenEvent { id, text, logprob }))
+    }
+
+    /// Finishes; text still held (an incomplete character, a possible stop string's start)
+    /// comes out in a last event, carrying the end token when there is one.
+    fn end(&mut self, reason: FinishReason, end_token: Option<(TokenId, Option<f32>)>) -> Option<TokenEvent> {
+        self.finish = Some(reason);
+        let (held, _) = self.stop.push(&self.decoder.finish());
+        let text = held + &self.stop.finish();
+        match end_token {
+            _ if text.is_empty() => None,
+            Some((id, logprob)) => Some(TokenEvent { id, text, logprob }),
+            None => Some(TokenEvent { id: self.last_token().unwrap_or_default(), text, logprob: None }),
+        }
+    }
+
+    fn last_token(&self) -> Option<TokenId> {
+        match self.pending {
+            Pending::Token(id) => Some(id),
+            Pending::Prompt(_) => None,
+        }
+    }
+
+    pub fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    pub fn timings(&self) -> Timings {
+        self.timings
+    }
+
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.finish
+    }
+}

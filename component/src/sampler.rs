@@ -1,0 +1,244 @@
+//! Choosing the next token from logits, in llama.cpp's order: repetition penalties, top-k,
+//! top-p, min-p, temperature, then a draw from the seeded RNG (or the argmax when greedy).
+
+use crate::tokenizer::TokenId;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SamplingParams {
+    /// 0 means greedy (argmax).
+    pub temperature: f32,
+    /// Keep the `top_k` most likely tokens; 0 keeps all.
+    pub top_k: usize,
+    /// Keep the smallest set whose probability reaches `top_p`; 1 keeps all.
+    pub top_p: f32,
+    /// Drop tokens less likely than `min_p` × the most likely one; 0 keeps all.
+    pub min_p: f32,
+    /// Divide positive (multiply negative) logits of recently seen tokens; 1 is off.
+    pub repeat_penalty: f32,
+    /// Subtract `frequency_penalty` × count and `presence_penalty` once for each seen token.
+    pub frequency_penalty: f32,
+    pub presence_penalty: f32,
+    /// How many of the latest tokens the penalties look at.
+    pub penalty_last_n: usize,
+    pub seed: u64,
+}
+
+impl Default for SamplingParams {
+    /// llama.cpp's defaults.
+    fn default() -> Self {
+        SamplingParams {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            penalty_last_n: 64,
+            seed: 0,
+        }
+    }
+}
+
+impl SamplingParams {
+    pub fn greedy() -> Self {
+        SamplingParams { temperature: 0.0, ..Self::default() }
+    }
+
+    /// Checks every value's range; the error names the parameter.
+    pub fn validate(&self) -> Result<(), String> {
+        let check = |ok: bool, what: &str| if ok { Ok(()) } else { Err(what.to_string()) };
+        check(self.temperature.is_finite() && self.temperature >= 0.0, "temperature must be a finite number ≥ 0")?;
+        check((0.0..=1.0).contains(&self.top_p), "top_p must be in 0..=1")?;
+        check((0.0..=1.0).contains(&self.min_p), "min_p must be in 0..=1")?;
+        check(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0, "repeat_penalty must be > 0")?;
+        check(self.frequency_penalty.is_finite() && (-2.0..=2.0).contains(&self.frequency_penalty), "frequency_penalty must be in -2..=2")?;
+        check(self.presence_penalty.is_finite() && (-2.0..=2.0).contains(&self.presence_penalty), "presence_penalty must be in -2..=2")
+    }
+}
+
+pub struct Sampler {
+    params: SamplingParams,
+    rng: ChaCha8Rng,
+    /// Tokens seen so far (prompt and output), for the penalties.
+    history: Vec<TokenId>,
+}
+
+impl Sampler {
+    pub fn new(params: SamplingParams) -> Sampler {
+        Sampler { rng: ChaCha8Rng::seed_from_u64(params.seed), params, history: Vec::new() }
+    }
+
+    /// Records a token (prompt or generated) for the penalties.
+    pub fn accept(&mut self, id: TokenId) {
+        self.history.push(id);
+    }
+
+    /// Picks the next token from `logits` (modified in place by the penalties).
+    pub fn sample(&mut self, logits: &mut [f32]) -> TokenId {
+        self.apply_penalties(logits);
+        if self.params.temperature <= 0.0 {
+            return argmax(logits);
+        }
+        let p = &self.params;
+        // Candidates, most likely first: top-k by partial selection, then sorted.
+        let mut cands: Vec<(TokenId, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as TokenId, l)).collect();
+        let by_logit = |a: &(TokenId, f32), b: &(TokenId, f32)| b.1.total_cmp(&a.1);
+        if p.top_k > 0 && p.top_k < cands.len() {
+            cands.select_nth_unstable_by(p.top_k - 1, by_logit);
+            cands.truncate(p.top_k);
+        }
+        cands.sort_unstable_by(by_logit);
+        let probs = softmax(&cands, 1.0);
+        // Top-p: the shortest prefix reaching top_p.
+        let mut cum = 0.0;
+        let keep = probs.iter().position(|&q| {
+            cum += q;
+            cum >= p.top_p
+        });
+        cands.truncate(keep.map_or(cands.len(), |i| i + 1));
+        // Min-p, relative to the most likely token.
+        if p.min_p > 0.0 {
+            let probs = softmax(&cands, 1.0);
+            let floor = p.min_p * probs[0];
+            let kept = probs.iter().take_while(|&&q| q >= floor).count().max(1);
+            cands.truncate(kept);
+        }
+        let probs = softmax(&cands, p.temperature);
+        let r: f32 = (self.rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32;
+        let mut cum = 0.0;
+        for (c, q) in cands.iter().zip(&probs) {
+            cum += q;
+            if r < cum {
+                return c.0;
+            }
+        }
+        cands.last().expect("at least one candidate").0
+    }
+
+    fn apply_penalties(&self, logits: &mut [f32]) {
+        let p = &self.params;
+        if p.repeat_penalty == 1.0 && p.frequency_penalty == 0.0 && p.presence_penalty == 0.0 {
+            return;
+        }
+        let recent = &self.history[self.history.len().saturating_sub(p.penalty_last_n)..];
+        let mut counts: HashMap<TokenId, u32> = HashMap::new();
+        for &t in recent {
+            *counts.entry(t).or_default() += 1;
+        }
+        for (&t, &n) in &counts {
+            let Some(l) = logits.get_mut(t as usize) else { continue };
+            *l = if *l > 0.0 { *l / p.repeat_penalty } else { *l * p.repeat_penalty };
+            *l -= n as f32 * p.frequency_penalty + p.presence_penalty;
+        }
+    }
+}
+
+pub fn argmax(logits: &[f32]) -> TokenId {
+    let mut best = 0;
+    for (i, &l) in logits.iter().enumerate() {
+        if l > logits[best] {
+            best = i;
+        }
+    }
+    best as TokenId
+}
+
+/// Probabilities of the candidates' logits divided by `temperature`.
+fn softmax(cands: &[(TokenId, f32)], temperature: f32) -> Vec<f32> {
+    let max = cands.iter().map(|c| c.1).fold(f32::NEG_INFINITY, f32::max);
+    let mut probs: Vec<f32> = cands.iter().map(|c| ((c.1 - max) / temperature).exp()).collect();
+    let sum: f32 = probs.iter().sum();
+    probs.iter_mut().for_each(|q| *q /= sum);
+    probs
+}
+
+/// Natural log of the probability of `id` under the softmax of `logits`.
+pub fn logprob(logits: &[f32], id: TokenId) -> f32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = logits.iter().map(|l| (l - max).exp()).sum();
+    logits[id as usize] - max - sum.ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logits() -> Vec<f32> {
+        (0..100).map(|i| (i as f32 * 0.37).sin() * 5.0).collect()
+    }
+
+    #[test]
+    fn greedy_is_argmax() {
+        let l = logits();
+        let mut s = Sampler::new(SamplingParams::greedy());
+        assert_eq!(s.sample(&mut l.clone()), argmax(&l));
+    }
+
+    #[test]
+    fn same_seed_same_tokens_and_different_seed_differs() {
+        let run = |seed| {
+            let mut s = Sampler::new(SamplingParams { temperature: 1.5, top_k: 0, top_p: 1.0, min_p: 0.0, seed, ..Default::default() });
+            (0..50).map(|_| s.sample(&mut logits())).collect::<Vec<_>>()
+        };
+        assert_eq!(run(7), run(7));
+        assert_ne!(run(7), run(8));
+    }
+
+    #[test]
+    fn top_k_one_is_greedy_and_top_k_limits_choices() {
+        let l = logits();
+        let mut s = Sampler::new(SamplingParams { temperature: 5.0, top_k: 1, ..Default::default() });
+        assert_eq!(s.sample(&mut l.clone()), argmax(&l));
+        let mut sorted: Vec<u32> = (0..100).collect();
+        sorted.sort_by(|&a, &b| l[b as usize].total_cmp(&l[a as usize]));
+        let mut s = Sampler::new(SamplingParams { temperature: 100.0, top_k: 3, top_p: 1.0, min_p: 0.0, ..Default::default() });
+        for _ in 0..200 {
+            assert!(sorted[..3].contains(&s.sample(&mut l.clone())));
+        }
+    }
+
+    #[test]
+    fn min_p_and_top_p_cut_the_tail() {
+        let mut l = vec![-100.0; 10];
+        l[3] = 10.0;
+        l[4] = 9.9;
+        let mut s = Sampler::new(SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.5, ..Default::default() });
+        for _ in 0..100 {
+            assert!([3, 4].contains(&s.sample(&mut l.clone())));
+        }
+        let mut s = Sampler::new(SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.1, min_p: 0.0, ..Default::default() });
+        for _ in 0..100 {
+            assert_eq!(s.sample(&mut l.clone()), 3);
+        }
+    }
+
+    #[test]
+    fn repetition_penalty_demotes_seen_tokens() {
+        let mut l = vec![0.0; 4];
+        l[1] = 2.0;
+        l[2] = 1.9;
+        let mut s = Sampler::new(SamplingParams { repeat_penalty: 1.5, ..SamplingParams::greedy() });
+        s.accept(1);
+        assert_eq!(s.sample(&mut l.clone()), 2);
+        let mut s = Sampler::new(SamplingParams { presence_penalty: 0.5, ..SamplingParams::greedy() });
+        s.accept(1);
+        assert_eq!(s.sample(&mut l), 2);
+    }
+
+    #[test]
+    fn params_are_range_checked() {
+        assert!(SamplingParams { temperature: -1.0, ..Default::default() }.validate().unwrap_err().contains("temperature"));
+        assert!(SamplingParams { top_p: 1.5, ..Default::default() }.validate().unwrap_err().contains("top_p"));
+        assert!(SamplingParams::default().validate().is_ok());
+    }
+
+    #[test]
+    fn logprob_is_log_softmax() {
+        let l = [0.0f32, (3.0f32).ln()];
+        assert!((logprob(&l, 1) - 0.75f32.ln()).abs() < 1e-6);
+    }
+}

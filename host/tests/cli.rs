@@ -1,0 +1,118 @@
+//! The `rill` command line contract, run as a user runs it, on the reference model.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn model() -> String {
+    std::env::var("RILL_MODEL").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../models/gemma-3-270m-q4_k_m.gguf").into())
+}
+
+fn reference(name: &str) -> Value {
+    let dir = std::env::var("RILL_REFERENCE").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/reference")));
+    serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()
+}
+
+fn rill(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rill")).args(args).output().unwrap()
+}
+
+fn ok_stdout(args: &[&str]) -> String {
+    let out = rill(args);
+    assert!(out.status.success(), "rill {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u64> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()
+}
+
+#[test]
+fn tokenize_prints_a_json_array_with_and_without_bos() {
+    let m = model();
+    let with: Vec<u64> = serde_json::from_str(&ok_stdout(&["tokenize", "--model", &m, "Hello world"])).unwrap();
+    assert_eq!(with, vec![2, 9259, 1902]);
+    let without: Vec<u64> = serde_json::from_str(&ok_stdout(&["tokenize", "--model", &m, "--no-bos", "naïve café"])).unwrap();
+    assert_eq!(without, vec![1789, 238527, 560, 33443]);
+}
+
+#[test]
+fn run_streams_greedy_tokens_as_jsonl_matching_llama_cpp() {
+    let m = model();
+    let greedy = reference("gemma-3-270m-q4_k_m.greedy.fa-off.json");
+    let result = &greedy["results"][0];
+    let prompt = result["prompt"].as_str().unwrap();
+    let out = ok_stdout(&["run", "--model", &m, "--prompt", prompt, "--max-tokens", "8", "--temperature", "0", "--ignore-eos", "--format", "jsonl"]);
+    let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 9, "8 token lines and a done line:\n{out}");
+    let got: Vec<u64> = lines[..8].iter().map(|l| l["id"].as_u64().unwrap()).collect();
+    // The reference's top-2 margin is above 0.5 for these first steps of prompt 0.
+    assert_eq!(got, ids(&result["generated_token_ids"])[..8]);
+    let text: String = lines[..8].iter().map(|l| l["text"].as_str().unwrap()).collect();
+    assert!(result["generated_text"].as_str().unwrap().starts_with(&text), "{text:?}");
+    let done = &lines[8];
+    assert_eq!(done["done"], true);
+    assert_eq!(done["usage"]["prompt_tokens"], 6);
+    assert_eq!(done["usage"]["completion_tokens"], 8);
+    assert!(done["timings"]["decode_tokens_per_second"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn run_text_is_the_concatenated_pieces_and_stops_at_stop_strings() {
+    let m = model();
+    let args = ["run", "--model", &m, "--prompt", "The capital of France is", "--max-tokens", "20", "--temperature", "0"];
+    let text = ok_stdout(&args);
+    assert!(text.starts_with(" the capital of the country of France."), "{text:?}");
+    let mut with_stop = args.to_vec();
+    with_stop.extend(["--stop", "France"]);
+    assert_eq!(ok_stdout(&with_stop), " the capital of the country of \n");
+}
+
+#[test]
+fn seeded_sampling_repeats_and_chat_mode_runs() {
+    let m = model();
+    let args = ["run", "--model", &m, "--prompt", "Once upon a time", "--max-tokens", "12", "--temperature", "1.0", "--seed", "42", "--format", "jsonl"];
+    let ids = |out: String| out.lines().filter_map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_u64()).collect::<Vec<_>>();
+    assert_eq!(ids(ok_stdout(&args)), ids(ok_stdout(&args)));
+    let chat = ok_stdout(&["run", "--model", &m, "--prompt", "Hi", "--chat", "--max-tokens", "4", "--temperature", "0", "--format", "jsonl"]);
+    assert!(chat.lines().last().unwrap().contains("\"prompt_tokens\":10"), "<bos><start_of_turn>user\\nHi<end_of_turn>\\n<start_of_turn>model\\n: {chat}");
+}
+
+#[test]
+fn logits_gives_top_k_per_position_teacher_forced() {
+    let m = model();
+    let greedy = reference("gemma-3-270m-q4_k_m.greedy.fa-off.json");
+    let result = &greedy["results"][1];
+    let prompt = ids(&result["prompt_token_ids"]);
+    let gen = ids(&result["generated_token_ids"]);
+    let tokens: Vec<String> = prompt.iter().chain(&gen[..3]).map(u64::to_string).collect();
+    let out: Value = serde_json::from_str(&ok_stdout(&["logits", "--model", &m, "--tokens", &tokens.join(","), "--top", "5"])).unwrap();
+    let positions = out["positions"].as_array().unwrap();
+    assert_eq!(positions.len(), tokens.len());
+    for (i, want) in gen[..3].iter().enumerate() {
+        let top = positions[prompt.len() - 1 + i]["top"].as_array().unwrap();
+        assert_eq!(top.len(), 5);
+        assert_eq!(top[0][0].as_u64().unwrap(), *want, "step {i}");
+        assert!(top[0][1].as_f64().unwrap() >= top[1][1].as_f64().unwrap());
+    }
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_not_a_panic() {
+    let m = model();
+    let cases: &[(&[&str], &str)] = &[
+        (&["run", "--model", "/nonexistent.gguf", "--prompt", "x"], "nonexistent.gguf"),
+        (&["run", "--model", &m, "--prompt", "x", "--temperature", "-1"], "temperature"),
+        (&["run", "--model", &m, "--prompt", "x", "--top-p", "2"], "top_p"),
+        (&["run", "--model", &m, "--prompt", &"word ".repeat(300), "--context", "64"], "context overflow"),
+        (&["logits", "--model", &m, "--tokens", "2,999999999"], "outside the vocabulary"),
+        (&["tokenize", "--model", "Cargo.toml", "x"], "GGUF magic"),
+    ];
+    for (args, message) in cases {
+        let out = rill(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "rill {args:?}: {stderr}");
+        assert!(stderr.contains(message), "rill {args:?} should say {message:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
