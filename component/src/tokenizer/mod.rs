@@ -2,13 +2,19 @@
 //!
 //! Text is first split around special tokens (user-defined tokens always, control tokens when
 //! asked: `parse_special`), longest first, as llama.cpp's `tokenizer_st_partition` does; the
-//! pieces between are encoded by the model's algorithm. Only SentencePiece-style models
-//! (`tokenizer.ggml.model = llama`) are implemented so far.
+//! pieces between are encoded by the model's algorithm: SentencePiece-style merges by score
+//! (`tokenizer.ggml.model = llama`) or GPT-2 byte-level BPE by merge rank (`gpt2`).
 
+mod bpe;
 mod spm;
 mod stream;
 
 pub use stream::StreamDecoder;
+
+/// The printable character GPT-2's byte-level BPE writes for byte `b`.
+pub fn gpt2_byte_char(b: u8) -> char {
+    bpe::byte_to_char()[b as usize]
+}
 
 use crate::gguf::{Array, Gguf};
 use std::collections::HashMap;
@@ -19,7 +25,7 @@ pub type TokenId = u32;
 pub enum TokenizerError {
     #[error("tokenizer metadata: {0}")]
     Metadata(String),
-    #[error("tokenizer model {0:?} is not supported (supported: \"llama\", SentencePiece-style)")]
+    #[error("tokenizer {0} is not supported")]
     Unsupported(String),
     #[error("token id {0} is outside the vocabulary of {1}")]
     UnknownId(TokenId, usize),
@@ -52,7 +58,14 @@ impl TokenKind {
 /// SentencePiece marks spaces with U+2581 ("▁").
 const SPACE_MARK: &str = "\u{2581}";
 
+/// How text between special tokens becomes tokens.
+enum Algorithm {
+    SentencePiece,
+    BytePairs(bpe::Bpe),
+}
+
 pub struct Tokenizer {
+    algorithm: Algorithm,
     tokens: Vec<String>,
     scores: Vec<f32>,
     kinds: Vec<TokenKind>,
@@ -73,9 +86,19 @@ impl Tokenizer {
     pub fn from_gguf(g: &Gguf) -> Result<Tokenizer, TokenizerError> {
         let meta = |e: crate::gguf::GgufError| TokenizerError::Metadata(e.to_string());
         let model = g.str("tokenizer.ggml.model").map_err(meta)?;
-        if model != "llama" {
-            return Err(TokenizerError::Unsupported(model.to_string()));
-        }
+        let algorithm = match model {
+            "llama" => Algorithm::SentencePiece,
+            "gpt2" => {
+                let merges = match g.array("tokenizer.ggml.merges").map_err(meta)? {
+                    Array::String(m) => m.iter().map(str::to_string).collect::<Vec<_>>(),
+                    a => return Err(TokenizerError::Metadata(format!("tokenizer.ggml.merges: expected strings, found {:?}", a.element_type()))),
+                };
+                let pre = g.str("tokenizer.ggml.pre").unwrap_or("default");
+                Algorithm::BytePairs(bpe::Bpe::new(pre, merges.into_iter())?)
+            }
+            m => return Err(TokenizerError::Unsupported(format!("model {m:?} (supported: \"llama\" SentencePiece, \"gpt2\" byte-level BPE)"))),
+        };
+        let is_spm = matches!(algorithm, Algorithm::SentencePiece);
         let tokens: Vec<String> = match g.array("tokenizer.ggml.tokens").map_err(meta)? {
             Array::String(s) => s.iter().map(str::to_string).collect(),
             a => return Err(TokenizerError::Metadata(format!("tokenizer.ggml.tokens: expected strings, found {:?}", a.element_type()))),
@@ -122,8 +145,10 @@ impl Tokenizer {
             bos: id_key("tokenizer.ggml.bos_token_id")?,
             eos: id_key("tokenizer.ggml.eos_token_id")?,
             eot,
-            add_bos: g.bool("tokenizer.ggml.add_bos_token").unwrap_or(true),
-            add_space_prefix: g.bool("tokenizer.ggml.add_space_prefix").unwrap_or(true),
+            // llama.cpp's defaults: SentencePiece models add BOS and a space prefix, BPE models neither.
+            add_bos: g.bool("tokenizer.ggml.add_bos_token").unwrap_or(is_spm),
+            add_space_prefix: g.bool("tokenizer.ggml.add_space_prefix").unwrap_or(is_spm),
+            algorithm,
             tokens,
             scores,
             kinds,
@@ -156,15 +181,19 @@ impl Tokenizer {
         for fragment in self.partition(text, parse_special) {
             match fragment {
                 Fragment::Token(id) => out.push(id),
-                Fragment::Text(t) => {
-                    // SentencePiece: spaces become ▁, with one prepended to the start of the text.
-                    let mut escaped = String::with_capacity(t.len() + 3);
-                    if self.add_space_prefix && first {
-                        escaped.push_str(SPACE_MARK);
+                Fragment::Text(t) => match &self.algorithm {
+                    Algorithm::SentencePiece => {
+                        // Spaces become ▁, with one prepended to the start of the text.
+                        let mut escaped = String::with_capacity(t.len() + 3);
+                        if self.add_space_prefix && first {
+                            escaped.push_str(SPACE_MARK);
+                        }
+                        escaped.push_str(&t.replace(' ', SPACE_MARK));
+                        spm::encode(self, &escaped, &mut out);
                     }
-                    escaped.push_str(&t.replace(' ', SPACE_MARK));
-                    spm::encode(self, &escaped, &mut out);
-                }
+                    Algorithm::BytePairs(bpe) if self.add_space_prefix && first => bpe.encode(self, &format!(" {t}"), &mut out),
+                    Algorithm::BytePairs(bpe) => bpe.encode(self, t, &mut out),
+                },
             }
             first = false;
         }
@@ -211,7 +240,10 @@ impl Tokenizer {
         Ok(match self.kinds[id as usize] {
             TokenKind::Byte => parse_byte_token(text).map(|b| vec![b]).unwrap_or_default(),
             TokenKind::Control | TokenKind::Unknown | TokenKind::Unused if !special => Vec::new(),
-            TokenKind::Normal => text.replace(SPACE_MARK, " ").into_bytes(),
+            TokenKind::Normal => match &self.algorithm {
+                Algorithm::SentencePiece => text.replace(SPACE_MARK, " ").into_bytes(),
+                Algorithm::BytePairs(bpe) => bpe.decode_token(text),
+            },
             _ => text.as_bytes().to_vec(),
         })
     }
