@@ -109,8 +109,9 @@ impl Engine {
 
     /// Builds the engine over an already parsed file.
     pub fn from_parts(gguf: Gguf, file: Arc<Vec<u8>>, path: KernelPath) -> Result<Engine, EngineError> {
-        let tokenizer = Tokenizer::from_gguf(&gguf)?;
+        // The model first: an unsupported architecture is the error to report, whatever else is off.
         let model = Model::new(&gguf, file, path)?;
+        let tokenizer = Tokenizer::from_gguf(&gguf)?;
         if model.config.vocab_size != tokenizer.vocab_size() {
             return Err(EngineError::InvalidModel(format!("{} tokens but {} embedding rows", tokenizer.vocab_size(), model.config.vocab_size)));
         }

@@ -109,3 +109,15 @@ fn context_overflow_and_bad_tokens_are_errors() {
     assert!(model.forward(&[], &mut cache, Logits::Last).is_err());
     assert_eq!(cache.len(), 0, "a failed forward leaves the cache as it was");
 }
+
+#[test]
+fn other_architectures_get_an_error_naming_what_is_supported() {
+    use common::Writer;
+    use rill_engine::gguf::Value;
+    let mut w = Writer::new(3, 0, 1);
+    w.kv("general.architecture", &Value::String("llama".into()));
+    let e = rill_engine::Engine::load(w.data(32, 0), KernelPath::SCALAR).err().unwrap();
+    assert!(matches!(e, rill_engine::EngineError::Unsupported(_)), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("\"llama\"") && msg.contains("gemma3"), "{msg}");
+}
