@@ -36,16 +36,8 @@ fn weights(ty: QuantType, rows: usize) -> Vec<u64> {
     let mut data = vec![0x1111_1111_1111_1111u64; (rows * row_bytes).div_ceil(8)];
     let bytes: &mut [u8] = &mut bytemuck::cast_slice_mut(&mut data)[..rows * row_bytes];
     let scale = half::f16::from_f32(1.0 / 64.0).to_le_bytes();
-    let scale_offsets: &[usize] = match ty {
-        QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 => &[0],
-        QuantType::Q4_1 | QuantType::Q5_1 | QuantType::Q4K | QuantType::Q5K => &[0, 2],
-        QuantType::Q2K => &[80, 82],
-        QuantType::Q3K => &[108],
-        QuantType::Q6K => &[208],
-        _ => &[],
-    };
     for block in bytes.chunks_exact_mut(ty.type_size()) {
-        for &o in scale_offsets {
+        for &o in ty.f16_scale_offsets() {
             block[o..o + 2].copy_from_slice(&scale);
         }
     }

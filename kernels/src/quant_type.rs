@@ -111,6 +111,19 @@ impl QuantType {
         (n % self.block_size() == 0).then(|| n / self.block_size() * self.type_size())
     }
 
+    /// Byte offsets of the f16 scale fields (`d`, `m`, `dmin`) in one block: what must hold
+    /// finite values for random bytes to make a valid block.
+    pub fn f16_scale_offsets(self) -> &'static [usize] {
+        match self {
+            Self::Q4_0 | Self::Q5_0 | Self::Q8_0 => &[0],
+            Self::Q4_1 | Self::Q5_1 | Self::Q8_1 | Self::Q4K | Self::Q5K => &[0, 2],
+            Self::Q2K => &[80, 82],
+            Self::Q3K => &[108],
+            Self::Q6K => &[208],
+            Self::F32 | Self::F16 | Self::BF16 | Self::Q8K => &[],
+        }
+    }
+
     /// The activation format ggml pairs with this weight format in `vec_dot`
     /// (`vec_dot_type` in ggml-cpu's type traits), or `None` for pure activation formats.
     pub fn vec_dot_type(self) -> Option<QuantType> {

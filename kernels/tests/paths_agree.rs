@@ -22,18 +22,6 @@ const WEIGHT_TYPES: [QuantType; 13] = [
     QuantType::Q6K,
 ];
 
-/// Byte offsets of the f16 scale fields in a block (ggml-common.h layouts).
-fn f16_fields(ty: QuantType) -> &'static [usize] {
-    match ty {
-        QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 => &[0],
-        QuantType::Q4_1 | QuantType::Q5_1 | QuantType::Q4K | QuantType::Q5K => &[0, 2],
-        QuantType::Q2K => &[80, 82],
-        QuantType::Q3K => &[108],
-        QuantType::Q6K => &[208],
-        _ => &[],
-    }
-}
-
 /// Bytes in a u64 buffer so every block type is aligned.
 struct Aligned(Vec<u64>, usize);
 impl Aligned {
@@ -61,7 +49,7 @@ fn random_weights(rng: &mut SmallRng, ty: QuantType, n: usize, scale: Option<f32
         QuantType::BF16 => bytes.chunks_exact_mut(2).for_each(|c| c.copy_from_slice(&bf16::from_f32(value(rng)).to_le_bytes())),
         _ => {
             for block in bytes.chunks_exact_mut(ty.type_size()) {
-                for &off in f16_fields(ty) {
+                for &off in ty.f16_scale_offsets() {
                     let v = scale.unwrap_or_else(|| rng.random_range(-0.05f32..0.05));
                     block[off..off + 2].copy_from_slice(&f16::from_f32(v).to_le_bytes());
                 }
