@@ -137,7 +137,46 @@ impl Engine {
         })
     }
 
-    pub fn generate(&self, prompt: Vec<TokenId>, params: GenerateParams) -> Result<Generation<'_>, EngineError> {
+    /// What the model is and what it holds in memory.
+    pub fn info(&self) -> ModelInfo {
+        let c = &self.model.config;
+        let mut quant_types: Vec<String> = self.gguf.tensors.iter().map(|t| t.ty.name().to_string()).collect();
+        quant_types.sort();
+        quant_types.dedup();
+        ModelInfo {
+            architecture: self.gguf.architecture().unwrap_or_default().to_string(),
+            name: self.gguf.str("general.name").unwrap_or_default().to_string(),
+            parameters: self.gguf.tensors.iter().map(|t| t.n_elements).sum(),
+            context_length: c.context_length,
+            vocab_size: c.vocab_size,
+            quant_types,
+            memory_bytes: self.gguf.tensors.iter().map(|t| t.n_bytes).sum(),
+            // Keys and values in f16 for every layer.
+            kv_bytes_per_token: (2 * c.n_layers * c.kv_dim() * 2) as u64,
+        }
+    }
+
+    /// Teacher-forced evaluation: for each of `tokens` (used as given), the `top` highest
+    /// logits for the token after it, highest first.
+    pub fn top_logits(&self, tokens: &[TokenId], top: usize) -> Result<Vec<Vec<(TokenId, f32)>>, EngineError> {
+        let mut cache = self.model.new_cache(tokens.len()).map_err(|e| EngineError::OutOfMemory(e.to_string()))?;
+        let all = self.model.forward(tokens, &mut cache, Logits::All)?;
+        let vocab = self.model.config.vocab_size;
+        let k = top.clamp(1, vocab);
+        Ok(all
+            .chunks_exact(vocab)
+            .map(|row| {
+                let mut idx: Vec<usize> = (0..vocab).collect();
+                idx.select_nth_unstable_by(k - 1, |&a, &b| row[b].total_cmp(&row[a]));
+                idx.truncate(k);
+                idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+                idx.into_iter().map(|i| (i as TokenId, row[i])).collect()
+            })
+            .collect())
+    }
+
+    /// Starts a generation; it keeps the engine alive for as long as it runs.
+    pub fn generate(self: &Arc<Self>, prompt: Vec<TokenId>, params: GenerateParams) -> Result<Generation, EngineError> {
         params.sampling.validate().map_err(EngineError::InvalidArgument)?;
         if prompt.is_empty() {
             return Err(EngineError::InvalidArgument("the prompt has no tokens".into()));
@@ -153,7 +192,7 @@ impl Engine {
         let mut sampler = Sampler::new(params.sampling.clone());
         prompt.iter().for_each(|&t| sampler.accept(t));
         Ok(Generation {
-            engine: self,
+            engine: self.clone(),
             cache,
             sampler,
             decoder: StreamDecoder::new(),
@@ -166,6 +205,18 @@ impl Engine {
             started: Instant::now(),
         })
     }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelInfo {
+    pub architecture: String,
+    pub name: String,
+    pub parameters: u64,
+    pub context_length: usize,
+    pub vocab_size: usize,
+    pub quant_types: Vec<String>,
+    pub memory_bytes: u64,
+    pub kv_bytes_per_token: u64,
 }
 
 /// One generated token and the text it completes (empty while a character or a possible
@@ -197,6 +248,7 @@ pub enum FinishReason {
     Stop,
     /// `max_tokens` reached, or the context is full.
     Length,
+    Cancelled,
 }
 
 enum Pending {
@@ -207,8 +259,8 @@ enum Pending {
 }
 
 /// A running generation: call [`Generation::next`] until it returns `None`.
-pub struct Generation<'e> {
-    engine: &'e Engine,
+pub struct Generation {
+    engine: Arc<Engine>,
     cache: crate::model::KvCache,
     sampler: Sampler,
     decoder: StreamDecoder,
@@ -221,7 +273,7 @@ pub struct Generation<'e> {
     started: Instant,
 }
 
-impl Generation<'_> {
+impl Generation {
     /// The next token event, or `None` when the generation has finished.
     pub fn next(&mut self) -> Result<Option<TokenEvent>, EngineError> {
         if self.finish.is_some() {
@@ -283,6 +335,11 @@ impl Generation<'_> {
             Pending::Token(id) => Some(id),
             Pending::Prompt(_) => None,
         }
+    }
+
+    /// Stops the generation: `next` returns `None` from now on.
+    pub fn cancel(&mut self) {
+        self.finish.get_or_insert(FinishReason::Cancelled);
     }
 
     pub fn usage(&self) -> Usage {

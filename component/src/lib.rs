@@ -10,3 +10,6 @@ pub mod engine;
 pub mod stop;
 
 pub use engine::{Engine, EngineError, GenerateParams, Generation, Prompt, TokenEvent};
+
+#[cfg(target_arch = "wasm32")]
+mod export;

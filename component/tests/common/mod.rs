@@ -4,11 +4,25 @@
 use rill_engine::gguf::{Array, Value};
 use std::path::PathBuf;
 
+/// `path` with `..` resolved lexically: WASI refuses paths that climb out of a preopened folder.
+fn lexical(path: &str) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in std::path::Path::new(path).components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// The reference model (fetched by scripts/fetch-model.sh; `RILL_MODEL` overrides the path).
 pub fn model_path() -> PathBuf {
     let path = std::env::var("RILL_MODEL")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/gemma-3-270m-q4_k_m.gguf")));
+        .unwrap_or_else(|_| lexical(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/gemma-3-270m-q4_k_m.gguf")));
     assert!(path.exists(), "reference model missing at {}: run scripts/fetch-model.sh (or tests/run)", path.display());
     path
 }
@@ -108,7 +122,7 @@ impl Writer {
 pub fn reference_dir() -> PathBuf {
     std::env::var("RILL_REFERENCE")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/reference")))
+        .unwrap_or_else(|_| lexical(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/reference")))
 }
 
 pub fn reference_json(name: &str) -> serde_json::Value {

@@ -60,7 +60,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.max_tokens == 0 {
         bail!("--max-tokens must be at least 1");
     }
-    let engine = super::load(&args.model)?;
+    let engine = std::sync::Arc::new(super::load(&args.model)?);
     let messages = [Message::new("user", &args.prompt)];
     let prompt = if args.chat { Prompt::Chat(&messages) } else { Prompt::Text(&args.prompt) };
     let tokens = engine.prompt_tokens(&prompt)?;

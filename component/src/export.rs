@@ -1,0 +1,182 @@
+//! The WIT export layer (`wit/rill.wit`, world `engine`): thin glue from the generated
+//! bindings to [`crate::Engine`]. Built only for wasm32, where the crate is the component.
+
+use crate::chat::Message as ChatMessage;
+use crate::engine::{Engine, EngineError, FinishReason, GenerateParams, Generation, Prompt};
+use crate::gguf::ChunkedReader;
+use crate::sampler::SamplingParams;
+use exports::rill::llm::inference::{self, Guest, GuestGeneration, GuestLoader, GuestModel};
+use rill::llm::types;
+use rill_kernels::KernelPath;
+use std::cell::RefCell;
+use std::sync::Arc;
+
+wit_bindgen::generate!({ world: "engine", path: "../wit" });
+
+struct Component;
+export!(Component);
+
+impl From<EngineError> for types::Error {
+    fn from(e: EngineError) -> Self {
+        let msg = e.to_string();
+        match e {
+            EngineError::InvalidModel(_) => types::Error::InvalidModel(msg),
+            EngineError::Unsupported(_) => types::Error::Unsupported(msg),
+            EngineError::InvalidArgument(_) => types::Error::InvalidArgument(msg),
+            EngineError::ContextOverflow(_) => types::Error::ContextOverflow(msg),
+            EngineError::OutOfMemory(_) => types::Error::OutOfMemory(msg),
+        }
+    }
+}
+
+impl Guest for Component {
+    type Loader = Loader;
+    type Model = Model;
+    type Generation = GenerationResource;
+
+    fn get_capabilities() -> types::Capabilities {
+        types::Capabilities {
+            kernel_path: KernelPath::best().name().to_string(),
+            simd128: cfg!(target_feature = "simd128"),
+            relaxed_simd: cfg!(target_feature = "relaxed-simd"),
+        }
+    }
+}
+
+pub struct Loader {
+    /// `None` once `finish` has taken it.
+    reader: RefCell<Option<ChunkedReader>>,
+}
+
+fn finished() -> types::Error {
+    types::Error::InvalidArgument("the loader has already finished".into())
+}
+
+impl GuestLoader for Loader {
+    fn new(total_bytes: Option<u64>) -> Self {
+        Loader { reader: RefCell::new(Some(ChunkedReader::new(total_bytes))) }
+    }
+
+    fn push(&self, chunk: Vec<u8>) -> Result<types::LoadProgress, types::Error> {
+        let mut reader = self.reader.borrow_mut();
+        let reader = reader.as_mut().ok_or_else(finished)?;
+        let p = reader.push(&chunk).map_err(|e| types::Error::InvalidModel(e.to_string()))?;
+        Ok(types::LoadProgress { bytes_seen: p.bytes_seen, tensors_ready: p.tensors_ready as u32, tensors_total: p.tensors_total.map(|n| n as u32) })
+    }
+
+    fn finish(&self) -> Result<inference::Model, types::Error> {
+        let reader = self.reader.borrow_mut().take().ok_or_else(finished)?;
+        let (gguf, file) = reader.finish().map_err(|e| types::Error::InvalidModel(e.to_string()))?;
+        let engine = Engine::from_parts(gguf, Arc::new(file), KernelPath::best())?;
+        Ok(inference::Model::new(Model { engine: Arc::new(engine) }))
+    }
+}
+
+pub struct Model {
+    engine: Arc<Engine>,
+}
+
+impl GuestModel for Model {
+    fn info(&self) -> types::ModelInfo {
+        let i = self.engine.info();
+        types::ModelInfo {
+            architecture: i.architecture,
+            name: i.name,
+            parameters: i.parameters,
+            context_length: i.context_length as u32,
+            vocab_size: i.vocab_size as u32,
+            quant_types: i.quant_types,
+            memory_bytes: i.memory_bytes,
+            kv_bytes_per_token: i.kv_bytes_per_token,
+        }
+    }
+
+    fn tokenize(&self, text: String, add_bos: bool, parse_special: bool) -> Vec<u32> {
+        self.engine.tokenizer.encode(&text, add_bos, parse_special)
+    }
+
+    fn detokenize(&self, tokens: Vec<u32>) -> Result<String, types::Error> {
+        self.engine.tokenizer.decode(&tokens, false).map_err(|e| EngineError::from(e).into())
+    }
+
+    fn apply_chat_template(&self, messages: Vec<types::Message>, add_generation_prompt: bool) -> Result<String, types::Error> {
+        let messages: Vec<ChatMessage> = messages.into_iter().map(|m| ChatMessage { role: m.role, content: m.content }).collect();
+        let template = self.engine.chat_template()?;
+        template.render(&messages, add_generation_prompt).map_err(|e| EngineError::from(e).into())
+    }
+
+    fn generate(&self, prompt: types::Prompt, params: types::GenerateParams) -> Result<inference::Generation, types::Error> {
+        let tokens = match prompt {
+            types::Prompt::Text(t) => self.engine.prompt_tokens(&Prompt::Text(&t))?,
+            types::Prompt::Tokens(t) => t,
+            types::Prompt::Chat(m) => {
+                let m: Vec<ChatMessage> = m.into_iter().map(|m| ChatMessage { role: m.role, content: m.content }).collect();
+                self.engine.prompt_tokens(&Prompt::Chat(&m))?
+            }
+        };
+        let s = params.sampling;
+        let params = GenerateParams {
+            sampling: SamplingParams {
+                temperature: s.temperature,
+                top_k: s.top_k as usize,
+                top_p: s.top_p,
+                min_p: s.min_p,
+                repeat_penalty: s.repeat_penalty,
+                frequency_penalty: s.frequency_penalty,
+                presence_penalty: s.presence_penalty,
+                penalty_last_n: s.penalty_last_n as usize,
+                seed: s.seed,
+            },
+            max_tokens: params.max_tokens as usize,
+            ignore_eos: params.ignore_eos,
+            stop: params.stop,
+            context: params.context as usize,
+            logprobs: params.logprobs,
+        };
+        let generation = self.engine.generate(tokens, params)?;
+        Ok(inference::Generation::new(GenerationResource(RefCell::new(generation))))
+    }
+
+    fn logits(&self, tokens: Vec<u32>, top: u32) -> Result<Vec<Vec<(u32, f32)>>, types::Error> {
+        Ok(self.engine.top_logits(&tokens, top as usize)?)
+    }
+}
+
+pub struct GenerationResource(RefCell<Generation>);
+
+impl GuestGeneration for GenerationResource {
+    fn next(&self, max_events: u32) -> Result<Vec<types::TokenEvent>, types::Error> {
+        let mut g = self.0.borrow_mut();
+        let mut events = Vec::new();
+        while events.len() < max_events.max(1) as usize {
+            match g.next()? {
+                Some(e) => events.push(types::TokenEvent { id: e.id, text: e.text, logprob: e.logprob }),
+                None => break,
+            }
+        }
+        Ok(events)
+    }
+
+    fn cancel(&self) {
+        self.0.borrow_mut().cancel();
+    }
+
+    fn usage(&self) -> types::Usage {
+        let u = self.0.borrow().usage();
+        types::Usage { prompt_tokens: u.prompt_tokens as u32, completion_tokens: u.completion_tokens as u32 }
+    }
+
+    fn timings(&self) -> types::Timings {
+        let t = self.0.borrow().timings();
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        types::Timings { prompt_ms: ms(t.prompt), decode_ms: ms(t.decode), time_to_first_token_ms: ms(t.time_to_first_token) }
+    }
+
+    fn finish_reason(&self) -> Option<types::FinishReason> {
+        self.0.borrow().finish_reason().map(|r| match r {
+            FinishReason::Stop => types::FinishReason::Stop,
+            FinishReason::Length => types::FinishReason::Length,
+            FinishReason::Cancelled => types::FinishReason::Cancelled,
+        })
+    }
+}
