@@ -28,7 +28,10 @@ pub enum EngineError {
 
 impl From<GgufError> for EngineError {
     fn from(e: GgufError) -> Self {
-        EngineError::InvalidModel(e.to_string())
+        match e {
+            GgufError::OutOfMemory { .. } => EngineError::OutOfMemory(e.to_string()),
+            e => EngineError::InvalidModel(e.to_string()),
+        }
     }
 }
 

@@ -60,13 +60,13 @@ impl GuestLoader for Loader {
     fn push(&self, chunk: Vec<u8>) -> Result<types::LoadProgress, types::Error> {
         let mut reader = self.reader.borrow_mut();
         let reader = reader.as_mut().ok_or_else(finished)?;
-        let p = reader.push(&chunk).map_err(|e| types::Error::InvalidModel(e.to_string()))?;
+        let p = reader.push(&chunk).map_err(EngineError::from)?;
         Ok(types::LoadProgress { bytes_seen: p.bytes_seen, tensors_ready: p.tensors_ready as u32, tensors_total: p.tensors_total.map(|n| n as u32) })
     }
 
     fn finish(&self) -> Result<inference::Model, types::Error> {
         let reader = self.reader.borrow_mut().take().ok_or_else(finished)?;
-        let (gguf, file) = reader.finish().map_err(|e| types::Error::InvalidModel(e.to_string()))?;
+        let (gguf, file) = reader.finish().map_err(EngineError::from)?;
         let engine = Engine::from_parts(gguf, Arc::new(file), KernelPath::best())?;
         Ok(inference::Model::new(Model { engine: Arc::new(engine) }))
     }

@@ -44,7 +44,7 @@ impl ChunkedReader {
             Some(len) => len as usize - self.buf.len(),
             None => chunk.len(),
         };
-        self.buf.try_reserve(reserve).map_err(|_| GgufError::invalid("file", seen, "out of memory buffering the file"))?;
+        self.buf.try_reserve(reserve).map_err(|_| GgufError::OutOfMemory { bytes: (self.buf.len() + reserve) as u64 })?;
         self.buf.extend_from_slice(chunk);
         if self.header.is_none() && seen >= self.retry_at {
             match parse::parse_header(&self.buf, self.file_len) {

@@ -10,6 +10,8 @@ pub enum GgufError {
     Invalid { field: String, offset: u64, reason: String },
     /// A metadata key is missing or has the wrong type (typed accessors).
     Metadata { key: String, reason: String },
+    /// Memory for the file's bytes could not be had.
+    OutOfMemory { bytes: u64 },
 }
 
 impl GgufError {
@@ -32,6 +34,7 @@ impl fmt::Display for GgufError {
             ),
             GgufError::Invalid { field, offset, reason } => write!(f, "GGUF {field} at byte {offset}: {reason}"),
             GgufError::Metadata { key, reason } => write!(f, "GGUF metadata {key}: {reason}"),
+            GgufError::OutOfMemory { bytes } => write!(f, "out of memory: could not allocate {bytes} bytes for the GGUF file"),
         }
     }
 }

@@ -1,13 +1,13 @@
 //! `rill run`: stream a generation to stdout, as text or as JSON lines.
 
+use crate::backend::{Backend, PromptInput};
 use anyhow::bail;
 use clap::{Args, ValueEnum};
-use rill_engine::chat::Message;
+use rill_engine::engine::FinishReason;
 use rill_engine::sampler::SamplingParams;
-use rill_engine::{GenerateParams, Prompt};
+use rill_engine::GenerateParams;
 use serde_json::json;
 use std::io::Write;
-use std::path::PathBuf;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -17,8 +17,6 @@ pub enum Format {
 
 #[derive(Args)]
 pub struct RunArgs {
-    #[arg(long)]
-    model: PathBuf,
     #[arg(long)]
     prompt: String,
     /// Treat the prompt as a user message and apply the model's chat template.
@@ -56,14 +54,11 @@ pub struct RunArgs {
     format: Format,
 }
 
-pub fn run(args: RunArgs) -> anyhow::Result<()> {
+pub fn run(backend: &mut dyn Backend, args: RunArgs) -> anyhow::Result<()> {
     if args.max_tokens == 0 {
         bail!("--max-tokens must be at least 1");
     }
-    let engine = std::sync::Arc::new(super::load(&args.model)?);
-    let messages = [Message::new("user", &args.prompt)];
-    let prompt = if args.chat { Prompt::Chat(&messages) } else { Prompt::Text(&args.prompt) };
-    let tokens = engine.prompt_tokens(&prompt)?;
+    let prompt = if args.chat { PromptInput::Chat(&args.prompt) } else { PromptInput::Text(&args.prompt) };
     let sampling = SamplingParams {
         temperature: args.temperature,
         top_k: args.top_k,
@@ -76,25 +71,25 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         ..SamplingParams::default()
     };
     let params = GenerateParams { sampling, max_tokens: args.max_tokens, ignore_eos: args.ignore_eos, stop: args.stop, context: args.context, logprobs: false };
-    let mut generation = engine.generate(tokens, params)?;
     let mut out = std::io::stdout().lock();
-    while let Some(event) = generation.next()? {
-        match args.format {
+    let format = args.format;
+    let outcome = backend.generate(prompt, params, &mut |event| {
+        match format {
             Format::Text => write!(out, "{}", event.text)?,
             Format::Jsonl => writeln!(out, "{}", json!({ "id": event.id, "text": event.text }))?,
         }
-        out.flush()?;
-    }
-    let (usage, timings) = (generation.usage(), generation.timings());
+        Ok(out.flush()?)
+    })?;
+    let (usage, timings) = (outcome.usage, outcome.timings);
     let per_second = |n: usize, d: std::time::Duration| if d.is_zero() { 0.0 } else { n as f64 / d.as_secs_f64() };
-    match args.format {
+    match format {
         Format::Text => writeln!(out)?,
         Format::Jsonl => writeln!(
             out,
             "{}",
             json!({
                 "done": true,
-                "finish_reason": match generation.finish_reason() { Some(rill_engine::engine::FinishReason::Length) => "length", _ => "stop" },
+                "finish_reason": match outcome.finish { Some(FinishReason::Length) => "length", Some(FinishReason::Cancelled) => "cancelled", _ => "stop" },
                 "usage": {
                     "prompt_tokens": usage.prompt_tokens,
                     "completion_tokens": usage.completion_tokens,

@@ -1,0 +1,212 @@
+//! The engine component (`rill_engine.wasm`, built by build.rs and embedded in `rill`) running
+//! in wasmtime: compiled once and cached on disk, fed the GGUF file in chunks, pumped for
+//! token events.
+
+use super::{Backend, Outcome, PromptInput};
+use anyhow::{anyhow, Context};
+use bindings::rill::llm::types;
+use indicatif::{ProgressBar, ProgressStyle};
+use rill_engine::engine::{FinishReason, Timings, Usage};
+use rill_engine::{GenerateParams, TokenEvent};
+use std::hash::{Hash, Hasher};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use wasmtime::component::{Component, Linker, ResourceAny, ResourceTable};
+use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+mod bindings {
+    wasmtime::component::bindgen!({ world: "engine", path: "../wit" });
+}
+
+/// The engine component, built for this `rill` by build.rs.
+const ENGINE_WASM: &[u8] = include_bytes!(env!("RILL_ENGINE_WASM"));
+/// Bytes per `loader.push` call.
+const CHUNK: usize = 4 << 20;
+/// Token events fetched per `generation.next` call.
+const EVENTS_PER_CALL: u32 = 1;
+
+/// Host state of the store: WASI (stderr only) and the memory limit.
+struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+pub struct ComponentBackend {
+    store: Store<State>,
+    engine: bindings::Engine,
+    model: ResourceAny,
+}
+
+impl types::Error {
+    fn into_anyhow(self) -> anyhow::Error {
+        let (kind, msg) = match self {
+            types::Error::InvalidModel(m) => ("invalid model", m),
+            types::Error::Unsupported(m) => ("unsupported", m),
+            types::Error::InvalidArgument(m) => ("invalid argument", m),
+            types::Error::ContextOverflow(m) => ("context overflow", m),
+            types::Error::OutOfMemory(m) => ("out of memory", m),
+            types::Error::Cancelled(m) => ("cancelled", m),
+            types::Error::Internal(m) => ("internal error", m),
+        };
+        // The engine's messages already start with their kind.
+        if msg.starts_with(kind) { anyhow!(msg) } else { anyhow!("{kind}: {msg}") }
+    }
+}
+
+/// A trap (or other wasmtime failure) is a bug in the engine: say so; the instance is then dropped.
+fn trapped(e: wasmtime::Error) -> anyhow::Error {
+    anyhow!("the engine component trapped: {e:#}")
+}
+
+/// The compiled component, from the on-disk cache when this wasmtime has compiled it before.
+fn compiled_component(engine: &wasmtime::Engine) -> anyhow::Result<Component> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    ENGINE_WASM.hash(&mut h);
+    let path = cache_dir().join(format!("rill-engine-{:016x}.cwasm", h.finish()));
+    if path.exists() {
+        // SAFETY: the file is one we wrote with this engine configuration (the key covers it).
+        if let Ok(c) = unsafe { Component::deserialize_file(engine, &path) } {
+            return Ok(c);
+        }
+    }
+    let bytes = engine.precompile_component(ENGINE_WASM).map_err(|e| anyhow!("compiling the engine component: {e:#}"))?;
+    // A cache that cannot be written only costs the next start a compile.
+    if std::fs::create_dir_all(path.parent().unwrap()).is_ok() {
+        let tmp = path.with_extension("tmp");
+        if std::fs::write(&tmp, &bytes).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+    }
+    // SAFETY: just produced by `precompile_component` on this engine.
+    unsafe { Component::deserialize(engine, &bytes) }.map_err(|e| anyhow!("loading the compiled engine: {e:#}"))
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("rill/compiled")
+}
+
+impl ComponentBackend {
+    /// Loads `model` into a fresh engine instance whose memory may grow to `memory_limit` bytes
+    /// (default: twice the file plus 1 GiB, room for the weights, the load buffer and a KV cache).
+    pub fn load(model: &Path, memory_limit: Option<usize>) -> anyhow::Result<ComponentBackend> {
+        let mut file = std::fs::File::open(model).with_context(|| format!("opening {}", model.display()))?;
+        let file_len = file.metadata()?.len();
+        let limit = memory_limit.unwrap_or(2 * file_len as usize + (1 << 30));
+
+        let wt = wasmtime::Engine::default();
+        let component = compiled_component(&wt)?;
+        let mut linker = Linker::new(&wt);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow!("linking WASI: {e:#}"))?;
+        let state = State {
+            wasi: WasiCtxBuilder::new().inherit_stderr().build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new().memory_size(limit).build(),
+        };
+        let mut store = Store::new(&wt, state);
+        store.limiter(|s| &mut s.limits);
+        let engine = bindings::Engine::instantiate(&mut store, &component, &linker).map_err(trapped)?;
+
+        let api = engine.rill_llm_inference();
+        let loader = api.loader().call_constructor(&mut store, Some(file_len)).map_err(trapped)?;
+        let bar = ProgressBar::new(file_len).with_style(
+            ProgressStyle::with_template("loading {msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}").unwrap(),
+        );
+        bar.set_message(model.file_name().unwrap_or_default().to_string_lossy().into_owned());
+        let mut chunk = vec![0u8; CHUNK];
+        loop {
+            let n = file.read(&mut chunk).with_context(|| format!("reading {}", model.display()))?;
+            if n == 0 {
+                break;
+            }
+            api.loader().call_push(&mut store, loader, &chunk[..n]).map_err(trapped)?.map_err(|e| e.into_anyhow())?;
+            bar.inc(n as u64);
+        }
+        bar.finish_and_clear();
+        let model_res = api.loader().call_finish(&mut store, loader).map_err(trapped)?;
+        loader.resource_drop(&mut store).map_err(trapped)?;
+        let model_res = model_res.map_err(|e| e.into_anyhow()).with_context(|| format!("loading {}", model.display()))?;
+        Ok(ComponentBackend { store, engine, model: model_res })
+    }
+}
+
+impl Backend for ComponentBackend {
+    fn tokenize(&mut self, text: &str, add_bos: bool, parse_special: bool) -> anyhow::Result<Vec<u32>> {
+        let api = self.engine.rill_llm_inference();
+        api.model().call_tokenize(&mut self.store, self.model, text, add_bos, parse_special).map_err(trapped)
+    }
+
+    fn top_logits(&mut self, tokens: &[u32], top: usize) -> anyhow::Result<Vec<Vec<(u32, f32)>>> {
+        let api = self.engine.rill_llm_inference();
+        api.model().call_logits(&mut self.store, self.model, tokens, top as u32).map_err(trapped)?.map_err(|e| e.into_anyhow())
+    }
+
+    fn generate(&mut self, prompt: PromptInput, params: GenerateParams, on_event: &mut dyn FnMut(TokenEvent) -> anyhow::Result<()>) -> anyhow::Result<Outcome> {
+        let api = self.engine.rill_llm_inference();
+        let prompt = match prompt {
+            PromptInput::Text(t) => types::Prompt::Text(t.to_string()),
+            PromptInput::Chat(t) => types::Prompt::Chat(vec![types::Message { role: "user".into(), content: t.to_string() }]),
+        };
+        let s = &params.sampling;
+        let wit_params = types::GenerateParams {
+            sampling: types::SamplingParams {
+                temperature: s.temperature,
+                top_k: s.top_k as u32,
+                top_p: s.top_p,
+                min_p: s.min_p,
+                repeat_penalty: s.repeat_penalty,
+                frequency_penalty: s.frequency_penalty,
+                presence_penalty: s.presence_penalty,
+                penalty_last_n: s.penalty_last_n as u32,
+                seed: s.seed,
+            },
+            max_tokens: params.max_tokens.try_into().unwrap_or(u32::MAX),
+            ignore_eos: params.ignore_eos,
+            stop: params.stop.clone(),
+            context: params.context.try_into().unwrap_or(u32::MAX),
+            logprobs: params.logprobs,
+        };
+        let generation = api.model().call_generate(&mut self.store, self.model, &prompt, &wit_params).map_err(trapped)?.map_err(|e| e.into_anyhow())?;
+        let g = api.generation();
+        let result: anyhow::Result<()> = (|| loop {
+            let events = g.call_next(&mut self.store, generation, EVENTS_PER_CALL).map_err(trapped)?.map_err(|e| e.into_anyhow())?;
+            if events.is_empty() {
+                return Ok(());
+            }
+            for e in events {
+                on_event(TokenEvent { id: e.id, text: e.text, logprob: e.logprob })?;
+            }
+        })();
+        if result.is_err() {
+            let _ = g.call_cancel(&mut self.store, generation);
+        }
+        let usage = g.call_usage(&mut self.store, generation).map_err(trapped)?;
+        let timings = g.call_timings(&mut self.store, generation).map_err(trapped)?;
+        let finish = g.call_finish_reason(&mut self.store, generation).map_err(trapped)?;
+        generation.resource_drop(&mut self.store).map_err(trapped)?;
+        result?;
+        let ms = |v: f64| Duration::from_secs_f64(v / 1e3);
+        Ok(Outcome {
+            usage: Usage { prompt_tokens: usage.prompt_tokens as usize, completion_tokens: usage.completion_tokens as usize },
+            timings: Timings { prompt: ms(timings.prompt_ms), decode: ms(timings.decode_ms), time_to_first_token: ms(timings.time_to_first_token_ms) },
+            finish: finish.map(|f| match f {
+                types::FinishReason::Stop => FinishReason::Stop,
+                types::FinishReason::Length => FinishReason::Length,
+                types::FinishReason::Cancelled => FinishReason::Cancelled,
+            }),
+        })
+    }
+}
