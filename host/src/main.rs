@@ -56,6 +56,11 @@ enum Command {
         #[command(flatten)]
         args: commands::run::RunArgs,
     },
+    /// Show the CPU, its SIMD features, and the kernels each backend uses.
+    Info {
+        #[arg(long, value_enum, default_value_t = commands::info::Format::Text)]
+        format: commands::info::Format,
+    },
     /// Teacher-forced logits: for each input token, the top-K logits for the token after it.
     Logits {
         #[command(flatten)]
@@ -74,6 +79,7 @@ fn main() -> ExitCode {
             model.open().and_then(|mut b| commands::tokenize(b.as_mut(), !no_bos, parse_special, &text))
         }
         Command::Run { model, args } => model.open().and_then(|mut b| commands::run::run(b.as_mut(), args)),
+        Command::Info { format } => commands::info::info(format),
         Command::Logits { model, tokens, top } => model.open().and_then(|mut b| commands::logits(b.as_mut(), &tokens, top)),
     };
     match result {

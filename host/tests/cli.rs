@@ -116,3 +116,18 @@ fn bad_input_gets_a_clear_error_not_a_panic() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[test]
+fn info_reports_machine_and_kernels_as_text_and_json() {
+    let text = ok_stdout(&["info"]);
+    assert!(text.contains("component:") && text.contains("simd128 yes"), "{text}");
+    let json: Value = serde_json::from_str(&ok_stdout(&["info", "--format", "json"])).unwrap();
+    assert_eq!(json["component"]["kernel_path"], "simd128");
+    assert_eq!(json["component"]["simd128"], true);
+    assert!(json["cores"].as_u64().unwrap() >= 1);
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") && std::is_x86_feature_detected!("f16c") {
+        assert_eq!(json["native"]["kernel_path"], "avx2");
+        assert!(json["x86_features"].as_array().unwrap().iter().any(|f| f == "avx2"));
+    }
+}

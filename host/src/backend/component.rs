@@ -99,6 +99,30 @@ fn cache_dir() -> PathBuf {
         .join("rill/compiled")
 }
 
+/// A fresh engine instance whose memory may grow to `memory_limit` bytes.
+fn instantiate(memory_limit: usize) -> anyhow::Result<(Store<State>, bindings::Engine)> {
+    let wt = wasmtime::Engine::default();
+    let component = compiled_component(&wt)?;
+    let mut linker = Linker::new(&wt);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow!("linking WASI: {e:#}"))?;
+    let state = State {
+        wasi: WasiCtxBuilder::new().inherit_stderr().build(),
+        table: ResourceTable::new(),
+        limits: StoreLimitsBuilder::new().memory_size(memory_limit).build(),
+    };
+    let mut store = Store::new(&wt, state);
+    store.limiter(|s| &mut s.limits);
+    let engine = bindings::Engine::instantiate(&mut store, &component, &linker).map_err(trapped)?;
+    Ok((store, engine))
+}
+
+/// What the engine component reports about itself: (kernel path, simd128, relaxed-simd).
+pub fn capabilities() -> anyhow::Result<(String, bool, bool)> {
+    let (mut store, engine) = instantiate(64 << 20)?;
+    let c = engine.rill_llm_inference().call_get_capabilities(&mut store).map_err(trapped)?;
+    Ok((c.kernel_path, c.simd128, c.relaxed_simd))
+}
+
 impl ComponentBackend {
     /// Loads `model` into a fresh engine instance whose memory may grow to `memory_limit` bytes
     /// (default: twice the file plus 1 GiB, room for the weights, the load buffer and a KV cache).
@@ -107,18 +131,7 @@ impl ComponentBackend {
         let file_len = file.metadata()?.len();
         let limit = memory_limit.unwrap_or(2 * file_len as usize + (1 << 30));
 
-        let wt = wasmtime::Engine::default();
-        let component = compiled_component(&wt)?;
-        let mut linker = Linker::new(&wt);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow!("linking WASI: {e:#}"))?;
-        let state = State {
-            wasi: WasiCtxBuilder::new().inherit_stderr().build(),
-            table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new().memory_size(limit).build(),
-        };
-        let mut store = Store::new(&wt, state);
-        store.limiter(|s| &mut s.limits);
-        let engine = bindings::Engine::instantiate(&mut store, &component, &linker).map_err(trapped)?;
+        let (mut store, engine) = instantiate(limit)?;
 
         let api = engine.rill_llm_inference();
         let loader = api.loader().call_constructor(&mut store, Some(file_len)).map_err(trapped)?;

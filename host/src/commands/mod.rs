@@ -1,5 +1,6 @@
 //! The `rill` subcommands, written against [`Backend`] so they run the same on either backend.
 
+pub mod info;
 pub mod run;
 
 use crate::backend::Backend;

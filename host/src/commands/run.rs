@@ -15,6 +15,9 @@ pub enum Format {
     Jsonl,
 }
 
+/// KV cache positions when `--context` is not given.
+pub const DEFAULT_CONTEXT: usize = 4096;
+
 #[derive(Args)]
 pub struct RunArgs {
     #[arg(long)]
@@ -48,7 +51,7 @@ pub struct RunArgs {
     #[arg(long)]
     stop: Vec<String>,
     /// KV cache size in positions (prompt plus output).
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = DEFAULT_CONTEXT)]
     context: usize,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
