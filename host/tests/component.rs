@@ -1,18 +1,12 @@
 //! The engine component in wasmtime against the native backend, and errors crossing the WIT
 //! boundary as typed errors.
 
+mod common;
+
+use common::{model, reference};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Output};
-
-fn model() -> String {
-    std::env::var("RILL_MODEL").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../models/gemma-3-270m-q4_k_m.gguf").into())
-}
-
-fn reference(name: &str) -> Value {
-    let dir = std::env::var("RILL_REFERENCE").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/reference")));
-    serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()
-}
 
 fn rill_in(cache: &std::path::Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rill")).env("XDG_CACHE_HOME", cache).args(args).output().unwrap()
