@@ -76,6 +76,10 @@ pub struct Model {
     engine: Arc<Engine>,
 }
 
+fn chat_messages(messages: Vec<types::Message>) -> Vec<ChatMessage> {
+    messages.into_iter().map(|m| ChatMessage { role: m.role, content: m.content }).collect()
+}
+
 impl GuestModel for Model {
     fn info(&self) -> types::ModelInfo {
         let i = self.engine.info();
@@ -100,19 +104,15 @@ impl GuestModel for Model {
     }
 
     fn apply_chat_template(&self, messages: Vec<types::Message>, add_generation_prompt: bool) -> Result<String, types::Error> {
-        let messages: Vec<ChatMessage> = messages.into_iter().map(|m| ChatMessage { role: m.role, content: m.content }).collect();
         let template = self.engine.chat_template()?;
-        template.render(&messages, add_generation_prompt).map_err(|e| EngineError::from(e).into())
+        template.render(&chat_messages(messages), add_generation_prompt).map_err(|e| EngineError::from(e).into())
     }
 
     fn generate(&self, prompt: types::Prompt, params: types::GenerateParams) -> Result<inference::Generation, types::Error> {
         let tokens = match prompt {
             types::Prompt::Text(t) => self.engine.prompt_tokens(&Prompt::Text(&t))?,
             types::Prompt::Tokens(t) => t,
-            types::Prompt::Chat(m) => {
-                let m: Vec<ChatMessage> = m.into_iter().map(|m| ChatMessage { role: m.role, content: m.content }).collect();
-                self.engine.prompt_tokens(&Prompt::Chat(&m))?
-            }
+            types::Prompt::Chat(m) => self.engine.prompt_tokens(&Prompt::Chat(&chat_messages(m)))?,
         };
         let s = params.sampling;
         let params = GenerateParams {

@@ -38,11 +38,6 @@ impl KvCache {
         self.capacity
     }
 
-    /// Forgets every position after the first `len` (to reuse a shared prefix).
-    pub fn truncate(&mut self, len: usize) {
-        self.len = self.len.min(len);
-    }
-
     /// Marks `n` more positions filled (after every layer has written them).
     pub fn advance(&mut self, n: usize) {
         self.len += n;
