@@ -58,6 +58,7 @@ impl From<ForwardError> for EngineError {
     fn from(e: ForwardError) -> Self {
         match e {
             ForwardError::ContextOverflow { .. } => EngineError::ContextOverflow(e.to_string()),
+            ForwardError::OutOfMemory(_) => EngineError::OutOfMemory(e.to_string()),
             _ => EngineError::InvalidArgument(e.to_string()),
         }
     }
@@ -154,8 +155,7 @@ impl Engine {
             vocab_size: c.vocab_size,
             quant_types,
             memory_bytes: self.gguf.tensors.iter().map(|t| t.n_bytes).sum(),
-            // Keys and values in f16 for every layer.
-            kv_bytes_per_token: (2 * c.n_layers * c.kv_dim() * 2) as u64,
+            kv_bytes_per_token: c.kv_bytes_per_token() as u64,
         }
     }
 
@@ -180,7 +180,7 @@ impl Engine {
 
     /// Starts a generation; it keeps the engine alive for as long as it runs.
     pub fn generate(self: &Arc<Self>, prompt: Vec<TokenId>, params: GenerateParams) -> Result<Generation, EngineError> {
-        params.sampling.validate().map_err(EngineError::InvalidArgument)?;
+        params.sampling.validate().map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
         if prompt.is_empty() {
             return Err(EngineError::InvalidArgument("the prompt has no tokens".into()));
         }

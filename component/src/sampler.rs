@@ -49,15 +49,28 @@ impl SamplingParams {
     }
 
     /// Checks every value's range; the error names the parameter.
-    pub fn validate(&self) -> Result<(), String> {
-        let check = |ok: bool, what: &str| if ok { Ok(()) } else { Err(what.to_string()) };
-        check(self.temperature.is_finite() && self.temperature >= 0.0, "temperature must be a finite number ≥ 0")?;
-        check((0.0..=1.0).contains(&self.top_p), "top_p must be in 0..=1")?;
-        check((0.0..=1.0).contains(&self.min_p), "min_p must be in 0..=1")?;
-        check(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0, "repeat_penalty must be > 0")?;
-        check(self.frequency_penalty.is_finite() && (-2.0..=2.0).contains(&self.frequency_penalty), "frequency_penalty must be in -2..=2")?;
-        check(self.presence_penalty.is_finite() && (-2.0..=2.0).contains(&self.presence_penalty), "presence_penalty must be in -2..=2")
+    pub fn validate(&self) -> Result<(), OutOfRange> {
+        let check = |ok: bool, name: &'static str, value: f32, allowed: &'static str| {
+            if ok { Ok(()) } else { Err(OutOfRange { name, value, allowed }) }
+        };
+        let t = self.temperature;
+        check(t.is_finite() && t >= 0.0, "temperature", t, "a finite number ≥ 0")?;
+        check((0.0..=1.0).contains(&self.top_p), "top_p", self.top_p, "0..=1")?;
+        check((0.0..=1.0).contains(&self.min_p), "min_p", self.min_p, "0..=1")?;
+        check(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0, "repeat_penalty", self.repeat_penalty, "> 0")?;
+        check((-2.0..=2.0).contains(&self.frequency_penalty), "frequency_penalty", self.frequency_penalty, "-2..=2")?;
+        check((-2.0..=2.0).contains(&self.presence_penalty), "presence_penalty", self.presence_penalty, "-2..=2")
     }
+}
+
+/// A sampling parameter outside its range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{name} = {value} is out of range: it must be {allowed}")]
+pub struct OutOfRange {
+    /// The parameter's name, as in [`SamplingParams`].
+    pub name: &'static str,
+    pub value: f32,
+    pub allowed: &'static str,
 }
 
 pub struct Sampler {
@@ -231,8 +244,8 @@ mod tests {
 
     #[test]
     fn params_are_range_checked() {
-        assert!(SamplingParams { temperature: -1.0, ..Default::default() }.validate().unwrap_err().contains("temperature"));
-        assert!(SamplingParams { top_p: 1.5, ..Default::default() }.validate().unwrap_err().contains("top_p"));
+        assert_eq!(SamplingParams { temperature: -1.0, ..Default::default() }.validate().unwrap_err().name, "temperature");
+        assert_eq!(SamplingParams { top_p: 1.5, ..Default::default() }.validate().unwrap_err().name, "top_p");
         assert!(SamplingParams::default().validate().is_ok());
     }
 

@@ -34,7 +34,7 @@ impl fmt::Display for GgufError {
             ),
             GgufError::Invalid { field, offset, reason } => write!(f, "GGUF {field} at byte {offset}: {reason}"),
             GgufError::Metadata { key, reason } => write!(f, "GGUF metadata {key}: {reason}"),
-            GgufError::OutOfMemory { bytes } => write!(f, "out of memory: could not allocate {bytes} bytes for the GGUF file"),
+            GgufError::OutOfMemory { bytes } => write!(f, "could not allocate {bytes} bytes for the GGUF file"),
         }
     }
 }

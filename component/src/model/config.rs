@@ -95,6 +95,11 @@ impl Config {
         self.n_heads * self.head_dim
     }
 
+    /// KV cache bytes per position: keys and values in f16 for every layer.
+    pub fn kv_bytes_per_token(&self) -> usize {
+        2 * self.n_layers * self.kv_dim() * 2
+    }
+
     pub fn kv_dim(&self) -> usize {
         self.n_kv_heads * self.head_dim
     }

@@ -17,12 +17,23 @@ pub enum Logits {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ForwardError {
-    #[error("context overflow: {needed} positions needed, the KV cache holds {capacity}")]
+    #[error("{needed} positions needed, the KV cache holds {capacity}")]
     ContextOverflow { needed: usize, capacity: usize },
     #[error("token id {0} is outside the vocabulary of {1}")]
     BadToken(TokenId, usize),
     #[error("no tokens to evaluate")]
     Empty,
+    #[error("{0} bytes of activations for this batch do not fit in memory")]
+    OutOfMemory(usize),
+}
+
+/// A zeroed buffer of `len` floats, or an error when memory is exhausted: a long prompt (or
+/// all-position logits) must not abort the engine.
+fn zeros(len: usize) -> Result<Vec<f32>, ForwardError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| ForwardError::OutOfMemory(len * 4))?;
+    v.resize(len, 0.0);
+    Ok(v)
 }
 
 impl Model {
@@ -43,19 +54,19 @@ impl Model {
         }
         let heads_per_kv = c.n_heads / c.n_kv_heads;
 
-        let mut x = vec![0f32; n * dim]; // (n, dim) the residual stream
+        let mut x = zeros(n * dim)?; // (n, dim) the residual stream
         for (row, &t) in x.chunks_exact_mut(dim).zip(tokens) {
             self.token_embd.row(t as usize, row);
             row.iter_mut().for_each(|v| *v *= c.embedding_scale);
         }
-        let mut xb = vec![0f32; n * dim]; // (n, dim) normed input of a block
-        let mut q = vec![0f32; n * c.q_dim()]; // (n, n_heads·head_dim)
-        let mut k = vec![0f32; n * c.kv_dim()]; // (n, n_kv_heads·head_dim)
-        let mut v = vec![0f32; n * c.kv_dim()];
-        let mut att = vec![0f32; n * c.q_dim()]; // (n, q_dim) attention output per head
-        let mut scores = vec![0f32; pos0 + n]; // (positions) one head's attention weights
-        let mut gate = vec![0f32; n * c.ffn_dim]; // (n, ffn_dim)
-        let mut up = vec![0f32; n * c.ffn_dim];
+        let mut xb = zeros(n * dim)?; // (n, dim) normed input of a block
+        let mut q = zeros(n * c.q_dim())?; // (n, n_heads·head_dim)
+        let mut k = zeros(n * c.kv_dim())?; // (n, n_kv_heads·head_dim)
+        let mut v = zeros(n * c.kv_dim())?;
+        let mut att = zeros(n * c.q_dim())?; // (n, q_dim) attention output per head
+        let mut scores = zeros(pos0 + n)?; // (positions) one head's attention weights
+        let mut gate = zeros(n * c.ffn_dim)?; // (n, ffn_dim)
+        let mut up = zeros(n * c.ffn_dim)?;
 
         for (l, layer) in self.layers.iter().enumerate() {
             // Attention block.
@@ -127,7 +138,7 @@ impl Model {
             Logits::All => &mut x[..],
         };
         rms_norm(rows, &self.output_norm, c.rms_eps);
-        let mut logits = vec![0f32; rows.len() / dim * c.vocab_size]; // (rows, vocab)
+        let mut logits = zeros(rows.len() / dim * c.vocab_size)?; // (rows, vocab)
         self.output.matmul(self.path, rows, &mut logits);
         Ok(logits)
     }
