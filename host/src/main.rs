@@ -2,41 +2,91 @@
 
 mod backend;
 mod commands;
+mod config;
+mod dirs;
+mod models;
 
+use anyhow::Context;
 use backend::BackendKind;
 use clap::{Parser, Subcommand};
+use config::Config;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 #[derive(Parser)]
 #[command(name = "rill", version, about = "LLM inference engine: run GGUF models and stream tokens")]
 struct Cli {
+    /// Settings file (default: $RILL_CONFIG, else $XDG_CONFIG_HOME/rill/rill.toml if present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
-/// Options every model command takes.
+/// Options every model command takes; each overrides its rill.toml key.
 #[derive(clap::Args)]
 struct ModelArgs {
-    /// GGUF model file.
+    /// GGUF file or known model name (default: the reference model, fetched on first use).
     #[arg(long)]
-    model: PathBuf,
+    model: Option<String>,
     /// Where the engine runs: the WIT component in wasmtime, or the engine crate natively.
-    #[arg(long, value_enum, default_value_t = BackendKind::Component)]
-    backend: BackendKind,
+    #[arg(long, value_enum)]
+    backend: Option<BackendKind>,
     /// Memory the engine component may use, in MiB (default: twice the model file plus 1 GiB).
     #[arg(long)]
-    memory_limit_mib: Option<usize>,
+    memory_limit_mib: Option<u64>,
 }
 
 impl ModelArgs {
-    fn open(&self) -> anyhow::Result<Box<dyn backend::Backend>> {
-        backend::open(self.backend, &self.model, self.memory_limit_mib.map(|m| m << 20))
+    fn apply(&self, config: &mut Config) {
+        if let Some(m) = &self.model {
+            config.model = m.clone();
+        }
+        config.backend = self.backend.unwrap_or(config.backend);
+        config.memory_limit_mib = self.memory_limit_mib.or(config.memory_limit_mib);
     }
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Generate a continuation of a prompt, streaming it to stdout.
+    Run {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        args: commands::run::RunArgs,
+    },
+    /// Measure prompt and decode speed, optionally side by side with llama.cpp's llama-bench.
+    Bench {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        args: commands::bench::BenchArgs,
+    },
+    /// Download a known model (default: the reference model) into the model cache.
+    Pull {
+        /// Model name; `--list` shows the known ones.
+        name: Option<String>,
+        /// Folder to put it in (default: models_dir from rill.toml, else $XDG_CACHE_HOME/rill/models).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// List the known models instead.
+        #[arg(long)]
+        list: bool,
+    },
+    /// Show the CPU, its SIMD features, and what the engine chooses from them.
+    Info {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long, value_enum, default_value_t = commands::info::Format::Text)]
+        format: commands::info::Format,
+    },
+    /// Check or show rill.toml.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Print the token ids of TEXT as a JSON array.
     Tokenize {
         #[command(flatten)]
@@ -48,18 +98,6 @@ enum Command {
         #[arg(long)]
         parse_special: bool,
         text: String,
-    },
-    /// Generate a continuation of a prompt, streaming it to stdout.
-    Run {
-        #[command(flatten)]
-        model: ModelArgs,
-        #[command(flatten)]
-        args: commands::run::RunArgs,
-    },
-    /// Show the CPU, its SIMD features, and the kernels each backend uses.
-    Info {
-        #[arg(long, value_enum, default_value_t = commands::info::Format::Text)]
-        format: commands::info::Format,
     },
     /// Teacher-forced logits: for each input token, the top-K logits for the token after it.
     Logits {
@@ -73,15 +111,75 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Validate a settings file (default: the one rill would use) and report the first problem.
+    Check { path: Option<PathBuf> },
+    /// Print the effective settings, defaults included, as rill.toml.
+    Show,
+}
+
+/// The settings a model command runs with: rill.toml, then its flags, checked together.
+fn settings(config_path: Option<&std::path::Path>, model: &ModelArgs) -> anyhow::Result<Config> {
+    let (mut config, _) = Config::load(config_path)?;
+    model.apply(&mut config);
+    config.validate().context("invalid settings (rill.toml and flags)")?;
+    Ok(config)
+}
+
+fn models_dir(config: &Config) -> PathBuf {
+    config.models_dir.clone().unwrap_or_else(models::default_dir)
+}
+
+/// Resolves the model (fetching it if it is a known name not yet cached) and loads it.
+fn open(config: &Config) -> anyhow::Result<(Box<dyn backend::Backend>, PathBuf)> {
+    let path = models::resolve(&config.model, &models_dir(config))?;
+    let backend = backend::open(config.backend, &path, config.memory_limit_mib.map(|m| (m as usize) << 20))?;
+    Ok((backend, path))
+}
+
 fn main() -> ExitCode {
-    let result = match Cli::parse().command {
-        Command::Tokenize { model, no_bos, parse_special, text } => {
-            model.open().and_then(|mut b| commands::tokenize(b.as_mut(), !no_bos, parse_special, &text))
+    let cli = Cli::parse();
+    let config_path = cli.config.as_deref();
+    let result = (|| match cli.command {
+        Command::Run { model, args } => {
+            let mut config = settings(config_path, &model)?;
+            args.generation.apply(&mut config.generation);
+            config.validate().context("invalid settings (rill.toml and flags)")?;
+            let (mut backend, _) = open(&config)?;
+            commands::run::run(backend.as_mut(), args, &config.generation)
         }
-        Command::Run { model, args } => model.open().and_then(|mut b| commands::run::run(b.as_mut(), args)),
-        Command::Info { format } => commands::info::info(format),
-        Command::Logits { model, tokens, top } => model.open().and_then(|mut b| commands::logits(b.as_mut(), &tokens, top)),
-    };
+        Command::Bench { model, args } => {
+            let config = settings(config_path, &model)?;
+            let path = models::resolve(&config.model, &models_dir(&config))?;
+            let start = Instant::now();
+            let (mut backend, path) = open(&Config { model: path.display().to_string(), ..config })?;
+            commands::bench::bench(backend.as_mut(), start.elapsed(), &path, args)
+        }
+        Command::Pull { name, dir, list } => {
+            let (config, _) = Config::load(config_path)?;
+            commands::pull(name.as_deref(), &dir.unwrap_or_else(|| models_dir(&config)), list)
+        }
+        Command::Info { model, format } => {
+            let config = settings(config_path, &model)?;
+            commands::info::info(format, &config, &models_dir(&config))
+        }
+        Command::Config { action: ConfigAction::Check { path } } => commands::config_check(path.as_deref().or(config_path)),
+        Command::Config { action: ConfigAction::Show } => {
+            let (config, from) = Config::load(config_path)?;
+            let origin = from.map_or("defaults only: no rill.toml found".into(), |p| format!("from {}", p.display()));
+            print!("# effective settings, {origin}\n{}", config.to_toml());
+            Ok(())
+        }
+        Command::Tokenize { model, no_bos, parse_special, text } => {
+            let (mut backend, _) = open(&settings(config_path, &model)?)?;
+            commands::tokenize(backend.as_mut(), !no_bos, parse_special, &text)
+        }
+        Command::Logits { model, tokens, top } => {
+            let (mut backend, _) = open(&settings(config_path, &model)?)?;
+            commands::logits(backend.as_mut(), &tokens, top)
+        }
+    })();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

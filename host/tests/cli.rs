@@ -2,19 +2,8 @@
 
 mod common;
 
-use common::{model, reference};
+use common::{assert_fails_saying, model, ok_stdout, reference, rill};
 use serde_json::Value;
-use std::process::{Command, Output};
-
-fn rill(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rill")).args(args).output().unwrap()
-}
-
-fn ok_stdout(args: &[&str]) -> String {
-    let out = rill(args);
-    assert!(out.status.success(), "rill {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn ids(v: &Value) -> Vec<u64> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()
@@ -102,19 +91,20 @@ fn bad_input_gets_a_clear_error_not_a_panic() {
         (&["tokenize", "--model", "Cargo.toml", "x"], "GGUF magic"),
     ];
     for (args, message) in cases {
-        let out = rill(args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "rill {args:?}: {stderr}");
-        assert!(stderr.contains(message), "rill {args:?} should say {message:?}: {stderr}");
-        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_fails_saying(&rill(args), args, message);
     }
 }
 
 #[test]
-fn info_reports_machine_and_kernels_as_text_and_json() {
-    let text = ok_stdout(&["info"]);
+fn info_reports_machine_kernels_and_the_models_memory_plan() {
+    let m = model();
+    let text = ok_stdout(&["info", "--model", &m]);
     assert!(text.contains("component:") && text.contains("simd128 yes"), "{text}");
-    let json: Value = serde_json::from_str(&ok_stdout(&["info", "--format", "json"])).unwrap();
+    // 18 layers × keys and values × 256 dims × 2 bytes (f16) = 18 KiB per position.
+    assert!(text.contains("18.0 KiB per position, 72 MiB at 4096 positions"), "{text}");
+    let json: Value = serde_json::from_str(&ok_stdout(&["info", "--model", &m, "--format", "json"])).unwrap();
+    assert_eq!(json["model"]["kv_bytes_per_token"], 18 * 1024);
+    assert_eq!(json["model"]["architecture"], "gemma3");
     assert_eq!(json["component"]["kernel_path"], "simd128");
     assert_eq!(json["component"]["simd128"], true);
     assert!(json["cores"].as_u64().unwrap() >= 1);

@@ -3,17 +3,13 @@
 
 mod common;
 
-use common::{model, reference};
+use common::{assert_fails_saying, model, reference, rill, rill_command};
 use serde_json::Value;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn rill_in(cache: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rill")).env("XDG_CACHE_HOME", cache).args(args).output().unwrap()
-}
-
-fn rill(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rill")).args(args).output().unwrap()
+    rill_command().env("XDG_CACHE_HOME", cache).args(args).output().unwrap()
 }
 
 fn greedy_ids(backend: &str, prompt: &str, n: usize) -> Vec<u64> {
@@ -64,11 +60,16 @@ fn broken_files_are_invalid_model_errors_through_the_wit_boundary() {
 #[test]
 fn a_too_small_memory_limit_is_an_out_of_memory_error() {
     let m = model();
-    let out = rill(&["tokenize", "--model", &m, "--memory-limit-mib", "64", "x"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("out of memory"), "{stderr}");
-    assert!(!stderr.contains("trapped"), "{stderr}");
+    // While loading: the weights do not fit.
+    let args = ["tokenize", "--model", &m, "--memory-limit-mib", "64", "x"];
+    assert_fails_saying(&rill(&args), &args, "out of memory");
+    // While running: the model fits, but the logits of every position of a long input
+    // (200 × 262,144 floats, 200 MiB) do not.
+    let tokens = vec!["2"; 200].join(",");
+    let args = ["logits", "--model", &m, "--memory-limit-mib", "400", "--tokens", &tokens];
+    let out = rill(&args);
+    assert_fails_saying(&out, &args, "out of memory");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("trapped"));
 }
 
 #[test]

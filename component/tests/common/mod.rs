@@ -18,12 +18,12 @@ fn lexical(path: &str) -> PathBuf {
     out
 }
 
-/// The reference model (fetched by scripts/fetch-model.sh; `RILL_MODEL` overrides the path).
+/// The reference model (fetched by `rill pull` in tests/run; `RILL_MODEL` overrides the path).
 pub fn model_path() -> PathBuf {
     let path = std::env::var("RILL_MODEL")
         .map(PathBuf::from)
         .unwrap_or_else(|_| lexical(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/gemma-3-270m-q4_k_m.gguf")));
-    assert!(path.exists(), "reference model missing at {}: run scripts/fetch-model.sh (or tests/run)", path.display());
+    assert!(path.exists(), "reference model missing at {}: run `cargo run -p rill -- pull --dir models` (or tests/run)", path.display());
     path
 }
 

@@ -10,7 +10,7 @@ use rill_engine::engine::{FinishReason, Timings, Usage};
 use rill_engine::{GenerateParams, TokenEvent};
 use std::hash::{Hash, Hasher};
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 use wasmtime::component::{Component, Linker, ResourceAny, ResourceTable};
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
@@ -72,7 +72,7 @@ fn compiled_component(engine: &wasmtime::Engine) -> anyhow::Result<Component> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut h);
     ENGINE_WASM.hash(&mut h);
-    let path = cache_dir().join(format!("rill-engine-{:016x}.cwasm", h.finish()));
+    let path = crate::dirs::cache_home().join("rill/compiled").join(format!("rill-engine-{:016x}.cwasm", h.finish()));
     if path.exists() {
         // SAFETY: the file is one we wrote with this engine configuration (the key covers it).
         if let Ok(c) = unsafe { Component::deserialize_file(engine, &path) } {
@@ -89,14 +89,6 @@ fn compiled_component(engine: &wasmtime::Engine) -> anyhow::Result<Component> {
     }
     // SAFETY: just produced by `precompile_component` on this engine.
     unsafe { Component::deserialize(engine, &bytes) }.map_err(|e| anyhow!("loading the compiled engine: {e:#}"))
-}
-
-fn cache_dir() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir)
-        .join("rill/compiled")
 }
 
 /// A fresh engine instance whose memory may grow to `memory_limit` bytes.
@@ -123,13 +115,19 @@ pub fn capabilities() -> anyhow::Result<(String, bool, bool)> {
     Ok((c.kernel_path, c.simd128, c.relaxed_simd))
 }
 
+/// The component's memory limit when none is configured: room for the weights, the load
+/// buffer and a KV cache.
+pub fn default_memory_limit(file_len: u64) -> usize {
+    (2 * file_len + (1 << 30)).min(4 << 30) as usize
+}
+
 impl ComponentBackend {
     /// Loads `model` into a fresh engine instance whose memory may grow to `memory_limit` bytes
-    /// (default: twice the file plus 1 GiB, room for the weights, the load buffer and a KV cache).
+    /// (default: [`default_memory_limit`]).
     pub fn load(model: &Path, memory_limit: Option<usize>) -> anyhow::Result<ComponentBackend> {
         let mut file = std::fs::File::open(model).with_context(|| format!("opening {}", model.display()))?;
         let file_len = file.metadata()?.len();
-        let limit = memory_limit.unwrap_or(2 * file_len as usize + (1 << 30));
+        let limit = memory_limit.unwrap_or(default_memory_limit(file_len));
 
         let (mut store, engine) = instantiate(limit)?;
 
@@ -157,6 +155,15 @@ impl ComponentBackend {
 }
 
 impl Backend for ComponentBackend {
+    fn name(&self) -> &'static str {
+        "component"
+    }
+
+    fn kernel_path(&mut self) -> anyhow::Result<String> {
+        let api = self.engine.rill_llm_inference();
+        Ok(api.call_get_capabilities(&mut self.store).map_err(trapped)?.kernel_path)
+    }
+
     fn tokenize(&mut self, text: &str, add_bos: bool, parse_special: bool) -> anyhow::Result<Vec<u32>> {
         let api = self.engine.rill_llm_inference();
         api.model().call_tokenize(&mut self.store, self.model, text, add_bos, parse_special).map_err(trapped)
@@ -172,6 +179,7 @@ impl Backend for ComponentBackend {
         let prompt = match prompt {
             PromptInput::Text(t) => types::Prompt::Text(t.to_string()),
             PromptInput::Chat(t) => types::Prompt::Chat(vec![types::Message { role: "user".into(), content: t.to_string() }]),
+            PromptInput::Tokens(t) => types::Prompt::Tokens(t.to_vec()),
         };
         let s = &params.sampling;
         let wit_params = types::GenerateParams {

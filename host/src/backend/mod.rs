@@ -14,6 +14,8 @@ pub enum PromptInput<'a> {
     Text(&'a str),
     /// A user message, wrapped with the model's chat template.
     Chat(&'a str),
+    /// Token ids, used as given.
+    Tokens(&'a [u32]),
 }
 
 /// How a generation ended.
@@ -24,13 +26,18 @@ pub struct Outcome {
 }
 
 pub trait Backend {
+    /// "component" or "native".
+    fn name(&self) -> &'static str;
+    /// The kernels the engine uses: "simd128", "avx2" or "scalar".
+    fn kernel_path(&mut self) -> anyhow::Result<String>;
     fn tokenize(&mut self, text: &str, add_bos: bool, parse_special: bool) -> anyhow::Result<Vec<u32>>;
     fn top_logits(&mut self, tokens: &[u32], top: usize) -> anyhow::Result<Vec<Vec<(u32, f32)>>>;
     /// Runs a generation, handing each token event to `on_event` as it arrives.
     fn generate(&mut self, prompt: PromptInput, params: GenerateParams, on_event: &mut dyn FnMut(TokenEvent) -> anyhow::Result<()>) -> anyhow::Result<Outcome>;
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// The engine component in wasmtime.
     #[default]

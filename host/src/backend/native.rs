@@ -21,6 +21,14 @@ impl NativeBackend {
 }
 
 impl Backend for NativeBackend {
+    fn name(&self) -> &'static str {
+        "native"
+    }
+
+    fn kernel_path(&mut self) -> anyhow::Result<String> {
+        Ok(KernelPath::best().name().to_string())
+    }
+
     fn tokenize(&mut self, text: &str, add_bos: bool, parse_special: bool) -> anyhow::Result<Vec<u32>> {
         Ok(self.engine.tokenizer.encode(text, add_bos, parse_special))
     }
@@ -30,15 +38,11 @@ impl Backend for NativeBackend {
     }
 
     fn generate(&mut self, prompt: PromptInput, params: GenerateParams, on_event: &mut dyn FnMut(TokenEvent) -> anyhow::Result<()>) -> anyhow::Result<Outcome> {
-        let messages;
-        let prompt = match prompt {
-            PromptInput::Text(t) => Prompt::Text(t),
-            PromptInput::Chat(t) => {
-                messages = [Message::new("user", t)];
-                Prompt::Chat(&messages)
-            }
+        let tokens = match prompt {
+            PromptInput::Text(t) => self.engine.prompt_tokens(&Prompt::Text(t))?,
+            PromptInput::Chat(t) => self.engine.prompt_tokens(&Prompt::Chat(&[Message::new("user", t)]))?,
+            PromptInput::Tokens(t) => t.to_vec(),
         };
-        let tokens = self.engine.prompt_tokens(&prompt)?;
         let mut generation = self.engine.generate(tokens, params)?;
         while let Some(event) = generation.next()? {
             on_event(event)?;

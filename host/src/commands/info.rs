@@ -1,9 +1,16 @@
 //! `rill info`: what this machine has and what the engine chooses from it.
 
 use crate::backend::component;
+use crate::config::Config;
+use crate::models;
+use anyhow::Context;
 use clap::ValueEnum;
+use rill_engine::gguf::ChunkedReader;
+use rill_engine::model::Config as ModelConfig;
 use rill_kernels::KernelPath;
 use serde_json::json;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -32,34 +39,90 @@ fn x86_features() -> Vec<&'static str> {
     found
 }
 
-pub fn info(format: Format) -> anyhow::Result<()> {
-    let cpu = proc_field("/proc/cpuinfo", "model name").unwrap_or_else(|| std::env::consts::ARCH.to_string());
+/// The CPU's model name (the architecture where /proc/cpuinfo does not say).
+pub fn cpu_name() -> String {
+    proc_field("/proc/cpuinfo", "model name").unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// What the engine would choose for the configured model, read from its GGUF header.
+struct ModelPlan {
+    path: PathBuf,
+    architecture: String,
+    file_bytes: u64,
+    kv_bytes_per_token: usize,
+}
+
+/// Reads just the header of `path` (a few MB), as the engine's loader does.
+fn model_plan(path: &Path) -> anyhow::Result<ModelPlan> {
+    let mut file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let file_bytes = file.metadata()?.len();
+    let mut reader = ChunkedReader::new(Some(file_bytes));
+    let mut chunk = vec![0u8; 1 << 20];
+    let header = loop {
+        if let Some(h) = reader.header() {
+            break h;
+        }
+        let n = file.read(&mut chunk)?;
+        if n == 0 {
+            anyhow::bail!("{}: the file ends inside its header", path.display());
+        }
+        reader.push(&chunk[..n]).with_context(|| format!("reading {}", path.display()))?;
+    };
+    let config = ModelConfig::from_gguf(header).with_context(|| format!("reading {}", path.display()))?;
+    Ok(ModelPlan { path: path.to_path_buf(), architecture: header.architecture()?.to_string(), file_bytes, kv_bytes_per_token: config.kv_bytes_per_token() })
+}
+
+pub fn info(format: Format, config: &Config, models_dir: &Path) -> anyhow::Result<()> {
+    let cpu = cpu_name();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let memory_kib: u64 = proc_field("/proc/meminfo", "MemTotal").and_then(|v| v.trim_end_matches(" kB").parse().ok()).unwrap_or(0);
     let features = x86_features();
     let (component_path, simd128, relaxed_simd) = component::capabilities()?;
     let native_path = KernelPath::best().name();
+    let context = config.generation.context;
+    // The model is described only when it is on disk: `info` never downloads.
+    let plan = models::locate(&config.model, models_dir).map(|p| model_plan(&p)).transpose()?;
+    let memory_limit = |p: &ModelPlan| config.memory_limit_mib.map_or(component::default_memory_limit(p.file_bytes), |m| (m as usize) << 20);
     match format {
-        Format::Json => println!(
-            "{}",
-            json!({
-                "cpu": cpu, "cores": cores, "memory_bytes": memory_kib * 1024, "x86_features": features,
-                "component": { "kernel_path": component_path, "simd128": simd128, "relaxed_simd": relaxed_simd },
-                "native": { "kernel_path": native_path },
-                "default_context": crate::commands::run::DEFAULT_CONTEXT,
-            })
-        ),
+        Format::Json => {
+            let model = plan.as_ref().map(|p| {
+                json!({
+                    "path": p.path, "architecture": p.architecture, "file_bytes": p.file_bytes,
+                    "kv_bytes_per_token": p.kv_bytes_per_token,
+                    "kv_budget_bytes": p.kv_bytes_per_token * context,
+                    "component_memory_limit_bytes": memory_limit(p),
+                })
+            });
+            println!(
+                "{}",
+                json!({
+                    "cpu": cpu, "cores": cores, "memory_bytes": memory_kib * 1024, "x86_features": features,
+                    "component": { "kernel_path": component_path, "simd128": simd128, "relaxed_simd": relaxed_simd, "threads": 1 },
+                    "native": { "kernel_path": native_path, "threads": 1 },
+                    "context": context,
+                    "model": model,
+                })
+            )
+        }
         Format::Text => {
+            let mib = |b: usize| b as f64 / (1 << 20) as f64;
             println!("cpu:            {cpu}, {cores} logical cores, {:.1} GiB memory", memory_kib as f64 / (1 << 20) as f64);
             println!("x86 features:   {}", if features.is_empty() { "none detected".into() } else { features.join(" ") });
-            println!("component:      kernels {component_path} (simd128 {}, relaxed-simd {})", yes(simd128), yes(relaxed_simd));
-            println!("native backend: kernels {native_path}");
-            println!("default context: {} positions", crate::commands::run::DEFAULT_CONTEXT);
+            println!("component:      kernels {component_path} (simd128 {}, relaxed-simd {}), 1 thread", yes(simd128), yes(relaxed_simd));
+            println!("native backend: kernels {native_path}, 1 thread");
+            println!("context:        {context} positions");
+            match &plan {
+                Some(p) => {
+                    println!("model:          {} ({}, {:.0} MiB)", p.path.display(), p.architecture, mib(p.file_bytes as usize));
+                    println!("KV cache:       {:.1} KiB per position, {:.0} MiB at {context} positions", p.kv_bytes_per_token as f64 / 1024.0, mib(p.kv_bytes_per_token * context));
+                    println!("memory limit:   {:.0} MiB for the component", mib(memory_limit(p)));
+                }
+                None => println!("model:          {} (not on disk yet; `rill pull` fetches it)", config.model),
+            }
         }
     }
     Ok(())
 }
-
 fn yes(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }

@@ -1,10 +1,9 @@
 //! `rill run`: stream a generation to stdout, as text or as JSON lines.
 
 use crate::backend::{Backend, PromptInput};
-use anyhow::bail;
+use crate::config::Generation;
 use clap::{Args, ValueEnum};
 use rill_engine::engine::FinishReason;
-use rill_engine::sampler::SamplingParams;
 use rill_engine::GenerateParams;
 use serde_json::json;
 use std::io::Write;
@@ -15,9 +14,6 @@ pub enum Format {
     Jsonl,
 }
 
-/// KV cache positions when `--context` is not given.
-pub const DEFAULT_CONTEXT: usize = 4096;
-
 #[derive(Args)]
 pub struct RunArgs {
     #[arg(long)]
@@ -25,55 +21,77 @@ pub struct RunArgs {
     /// Treat the prompt as a user message and apply the model's chat template.
     #[arg(long)]
     chat: bool,
-    #[arg(long, default_value_t = 256)]
-    max_tokens: usize,
-    /// 0 is greedy.
-    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
-    temperature: f32,
-    #[arg(long, default_value_t = 40)]
-    top_k: usize,
-    #[arg(long, default_value_t = 0.95, allow_negative_numbers = true)]
-    top_p: f32,
-    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
-    min_p: f32,
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
-    repeat_penalty: f32,
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    frequency_penalty: f32,
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    presence_penalty: f32,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
     /// Keep generating past end-of-sequence tokens.
     #[arg(long)]
     ignore_eos: bool,
     /// Stop before this text (repeatable).
     #[arg(long)]
     stop: Vec<String>,
-    /// KV cache size in positions (prompt plus output).
-    #[arg(long, default_value_t = DEFAULT_CONTEXT)]
-    context: usize,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    #[command(flatten)]
+    pub generation: GenerationFlags,
 }
 
-pub fn run(backend: &mut dyn Backend, args: RunArgs) -> anyhow::Result<()> {
-    if args.max_tokens == 0 {
-        bail!("--max-tokens must be at least 1");
+/// Flags that override `[generation]` in rill.toml (`rill config show` prints the defaults).
+#[derive(Args)]
+pub struct GenerationFlags {
+    #[arg(long)]
+    max_tokens: Option<usize>,
+    /// 0 is greedy.
+    #[arg(long, allow_negative_numbers = true)]
+    temperature: Option<f32>,
+    #[arg(long)]
+    top_k: Option<usize>,
+    #[arg(long, allow_negative_numbers = true)]
+    top_p: Option<f32>,
+    #[arg(long, allow_negative_numbers = true)]
+    min_p: Option<f32>,
+    #[arg(long, allow_negative_numbers = true)]
+    repeat_penalty: Option<f32>,
+    #[arg(long, allow_negative_numbers = true)]
+    frequency_penalty: Option<f32>,
+    #[arg(long, allow_negative_numbers = true)]
+    presence_penalty: Option<f32>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// KV cache size in positions (prompt plus output).
+    #[arg(long)]
+    context: Option<usize>,
+}
+
+impl GenerationFlags {
+    /// Writes the flags that were given over the config's values.
+    pub fn apply(&self, g: &mut Generation) {
+        fn set<T: Copy>(flag: Option<T>, value: &mut T) {
+            if let Some(v) = flag {
+                *value = v;
+            }
+        }
+        set(self.max_tokens, &mut g.max_tokens);
+        set(self.temperature, &mut g.temperature);
+        set(self.top_k, &mut g.top_k);
+        set(self.top_p, &mut g.top_p);
+        set(self.min_p, &mut g.min_p);
+        set(self.repeat_penalty, &mut g.repeat_penalty);
+        set(self.frequency_penalty, &mut g.frequency_penalty);
+        set(self.presence_penalty, &mut g.presence_penalty);
+        set(self.seed, &mut g.seed);
+        set(self.context, &mut g.context);
     }
+}
+
+/// Runs with `generation` (the config with the flags applied, already validated).
+pub fn run(backend: &mut dyn Backend, args: RunArgs, generation: &Generation) -> anyhow::Result<()> {
     let prompt = if args.chat { PromptInput::Chat(&args.prompt) } else { PromptInput::Text(&args.prompt) };
-    let sampling = SamplingParams {
-        temperature: args.temperature,
-        top_k: args.top_k,
-        top_p: args.top_p,
-        min_p: args.min_p,
-        repeat_penalty: args.repeat_penalty,
-        frequency_penalty: args.frequency_penalty,
-        presence_penalty: args.presence_penalty,
-        seed: args.seed,
-        ..SamplingParams::default()
+    let params = GenerateParams {
+        sampling: generation.sampling(),
+        max_tokens: generation.max_tokens,
+        ignore_eos: args.ignore_eos,
+        stop: args.stop,
+        context: generation.context,
+        logprobs: false,
     };
-    let params = GenerateParams { sampling, max_tokens: args.max_tokens, ignore_eos: args.ignore_eos, stop: args.stop, context: args.context, logprobs: false };
     let mut out = std::io::stdout().lock();
     let format = args.format;
     let outcome = backend.generate(prompt, params, &mut |event| {

@@ -1,0 +1,252 @@
+//! `rill bench`: prompt processing (pp) and decode (tg) speed as llama-bench measures them,
+//! plus load time and time to first token; with `--peer`, llama.cpp's `llama-bench` on the same
+//! model in the same run, and the ratios between the two (bare times on shared machines are
+//! noise; ratios from one run are not).
+
+use crate::backend::{Backend, PromptInput};
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use rill_engine::sampler::SamplingParams;
+use rill_engine::GenerateParams;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Prompt length of the prompt-processing test (llama-bench's -p).
+    #[arg(long, default_value_t = 128)]
+    prompt_tokens: usize,
+    /// Tokens generated in the decode test (llama-bench's -n).
+    #[arg(long, default_value_t = 64)]
+    gen_tokens: usize,
+    /// Measured runs of each test, after one warm-up.
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Threads for the peer. The engine itself runs on one thread (it is not multi-threaded).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// llama.cpp's llama-bench binary: run it on the same model and report the ratios.
+    #[arg(long)]
+    peer: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+/// min / median / max of repeated measurements.
+#[derive(Clone, Copy)]
+struct Spread {
+    min: f64,
+    median: f64,
+    max: f64,
+}
+
+impl Spread {
+    fn of(mut samples: Vec<f64>) -> Spread {
+        samples.sort_by(f64::total_cmp);
+        let n = samples.len();
+        let median = if n % 2 == 1 { samples[n / 2] } else { (samples[n / 2 - 1] + samples[n / 2]) / 2.0 };
+        Spread { min: samples[0], median, max: samples[n - 1] }
+    }
+
+    fn json(&self) -> Value {
+        json!({ "min": self.min, "median": self.median, "max": self.max })
+    }
+}
+
+/// A peer's figures, from llama-bench's JSON output.
+struct Peer {
+    name: String,
+    prompt: Spread,
+    decode: Spread,
+}
+
+/// Text whose tokens make the benchmark prompt (any ordinary text would do).
+const PROMPT_TEXT: &str = "The river rose in the hills and ran down through the valley, past farms and mills, \
+    under old stone bridges and through the town where the market was held every week. ";
+
+/// `load` is how long opening the backend took (model read, component compiled or fetched from
+/// the cache, weights loaded); `model` is the file the peer loads too.
+pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: BenchArgs) -> anyhow::Result<()> {
+    if args.repeats == 0 || args.prompt_tokens < 2 || args.gen_tokens == 0 {
+        bail!("--repeats and --gen-tokens must be at least 1, --prompt-tokens at least 2");
+    }
+    // The peer runs first, so that its numbers come from the same minutes as ours.
+    let peer = args.peer.as_deref().map(|p| run_peer(p, model, &args)).transpose()?;
+
+    let prompt = bench_prompt(backend, args.prompt_tokens)?;
+    let bos = vec![prompt[0]];
+    let context = args.prompt_tokens + args.gen_tokens + 1;
+    let params = |max_tokens| GenerateParams {
+        sampling: SamplingParams::greedy(),
+        max_tokens,
+        ignore_eos: true,
+        stop: Vec::new(),
+        context,
+        logprobs: false,
+    };
+    // Warm-up: touches every weight and the code paths once.
+    timed(backend, &prompt[..8], params(2))?;
+
+    let (mut pp, mut ttft, mut tg) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..args.repeats {
+        // pp: the whole prompt in one forward pass, then the first token.
+        let run = timed(backend, &prompt, params(1))?;
+        pp.push(args.prompt_tokens as f64 / run.prompt.as_secs_f64());
+        ttft.push(run.first_token.as_secs_f64() * 1e3);
+        // tg: one token at a time from BOS, `gen_tokens` forward passes in all.
+        let run = timed(backend, &bos, params(args.gen_tokens))?;
+        tg.push(args.gen_tokens as f64 / run.total.as_secs_f64());
+    }
+    let (pp, tg, ttft) = (Spread::of(pp), Spread::of(tg), Spread::of(ttft));
+    let kernels = backend.kernel_path()?;
+    let backend_name = backend.name();
+
+    let (pp_name, tg_name) = (format!("pp{}", args.prompt_tokens), format!("tg{}", args.gen_tokens));
+    match args.format {
+        Format::Json => {
+            let mut out = json!({
+                "model": model.display().to_string(),
+                "cpu": crate::commands::info::cpu_name(),
+                "time_unix": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs(),
+                "rill": {
+                    "backend": backend_name, "kernel_path": kernels, "threads": 1, "repeats": args.repeats,
+                    "load_ms": load.as_secs_f64() * 1e3,
+                    (pp_name.clone()): pp.json(), (tg_name.clone()): tg.json(),
+                    "time_to_first_token_ms": ttft.json(),
+                },
+            });
+            if let Some(p) = &peer {
+                out["peer"] = json!({ "name": p.name, "threads": args.threads, (pp_name.clone()): p.prompt.json(), (tg_name.clone()): p.decode.json() });
+                out["ratio"] = json!({ pp_name: pp.median / p.prompt.median, tg_name: tg.median / p.decode.median });
+            }
+            println!("{out}");
+        }
+        Format::Text => {
+            println!("model   {}", model.display());
+            println!("cpu     {}", crate::commands::info::cpu_name());
+            println!("rill    {backend_name} backend, kernels {kernels}, 1 thread, {} repeats, load {:.2} s", args.repeats, load.as_secs_f64());
+            println!("{:<24}{:>10}{:>10}{:>10}", "", "min", "median", "max");
+            let row = |name: &str, s: &Spread| println!("{name:<24}{:>10.2}{:>10.2}{:>10.2}", s.min, s.median, s.max);
+            row(&format!("  {pp_name} tok/s"), &pp);
+            row(&format!("  {tg_name} tok/s"), &tg);
+            row(&format!("  first token ms ({pp_name})"), &ttft);
+            if let Some(p) = &peer {
+                println!("{}, {} thread(s)", p.name, args.threads);
+                row(&format!("  {pp_name} tok/s"), &p.prompt);
+                row(&format!("  {tg_name} tok/s"), &p.decode);
+                println!("ratio rill / peer (medians): {pp_name} {:.2}×, {tg_name} {:.2}×", pp.median / p.prompt.median, tg.median / p.decode.median);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `n` tokens of ordinary text, starting with BOS.
+fn bench_prompt(backend: &mut dyn Backend, n: usize) -> anyhow::Result<Vec<u32>> {
+    let text = PROMPT_TEXT.repeat(n / 16 + 1);
+    let mut tokens = backend.tokenize(&text, true, false)?;
+    if tokens.len() < n {
+        bail!("the benchmark text makes only {} tokens", tokens.len());
+    }
+    tokens.truncate(n);
+    Ok(tokens)
+}
+
+struct Run {
+    /// The engine's prompt-processing time.
+    prompt: Duration,
+    /// From the call to the first token event, as the caller sees it.
+    first_token: Duration,
+    /// From the call to the end of the generation.
+    total: Duration,
+}
+
+fn timed(backend: &mut dyn Backend, prompt: &[u32], params: GenerateParams) -> anyhow::Result<Run> {
+    let expected = params.max_tokens;
+    let start = Instant::now();
+    let mut first_token = None;
+    let mut events = 0;
+    let outcome = backend.generate(PromptInput::Tokens(prompt), params, &mut |_| {
+        first_token.get_or_insert_with(|| start.elapsed());
+        events += 1;
+        Ok(())
+    })?;
+    let total = start.elapsed();
+    if events != expected {
+        bail!("the engine produced {events} tokens where {expected} were asked for");
+    }
+    Ok(Run { prompt: outcome.timings.prompt, first_token: first_token.unwrap_or(total), total })
+}
+
+/// Runs llama-bench on `model` with the same test sizes and reads its JSON report.
+fn run_peer(llama_bench: &Path, model: &Path, args: &BenchArgs) -> anyhow::Result<Peer> {
+    let mut cmd = std::process::Command::new(llama_bench);
+    cmd.arg("-m").arg(model);
+    cmd.args(["-p", &args.prompt_tokens.to_string(), "-n", &args.gen_tokens.to_string()]);
+    cmd.args(["-t", &args.threads.to_string(), "-r", &args.repeats.to_string(), "-o", "json"]);
+    // A llama.cpp build with shared libraries keeps them beside its binaries.
+    if let Some(dir) = llama_bench.parent() {
+        let mut paths = vec![dir.to_path_buf()];
+        paths.extend(std::env::var_os("LD_LIBRARY_PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default());
+        cmd.env("LD_LIBRARY_PATH", std::env::join_paths(paths)?);
+    }
+    eprintln!("rill: running {} …", llama_bench.display());
+    let out = cmd.output().with_context(|| format!("running {}", llama_bench.display()))?;
+    if !out.status.success() {
+        bail!("{} failed ({}): {}", llama_bench.display(), out.status, String::from_utf8_lossy(&out.stderr).trim());
+    }
+    parse_llama_bench(&out.stdout, args.prompt_tokens, args.gen_tokens).with_context(|| format!("reading the report of {}", llama_bench.display()))
+}
+
+/// llama-bench `-o json`: an array with one object per test, each with `n_prompt`, `n_gen`
+/// and `samples_ts` (tokens per second of each repeat).
+fn parse_llama_bench(stdout: &[u8], prompt_tokens: usize, gen_tokens: usize) -> anyhow::Result<Peer> {
+    let tests: Vec<Value> = serde_json::from_slice(stdout)?;
+    let samples = |n_prompt: usize, n_gen: usize| -> anyhow::Result<Spread> {
+        let test = tests
+            .iter()
+            .find(|t| t["n_prompt"] == n_prompt && t["n_gen"] == n_gen)
+            .with_context(|| format!("no test with n_prompt {n_prompt}, n_gen {n_gen}"))?;
+        let ts: Option<Vec<f64>> = test["samples_ts"].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect());
+        match ts {
+            Some(ts) if !ts.is_empty() => Ok(Spread::of(ts)),
+            _ => bail!("the test has no samples_ts"),
+        }
+    };
+    // Builds from a source package report their commit as "unknown".
+    let commit = tests.first().and_then(|t| t["build_commit"].as_str()).filter(|c| *c != "unknown");
+    let name = commit.map_or("llama.cpp (llama-bench)".into(), |c| format!("llama.cpp {c} (llama-bench)"));
+    Ok(Peer { name, prompt: samples(prompt_tokens, 0)?, decode: samples(0, gen_tokens)? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_takes_the_middle() {
+        let s = Spread::of(vec![3.0, 1.0, 2.0, 10.0]);
+        assert_eq!((s.min, s.median, s.max), (1.0, 2.5, 10.0));
+        assert_eq!(Spread::of(vec![5.0, 1.0, 4.0]).median, 4.0);
+    }
+
+    #[test]
+    fn reads_llama_bench_json() {
+        let report = br#"[
+          {"build_commit": "0c1e57098", "n_prompt": 128, "n_gen": 0, "avg_ts": 200.0, "samples_ts": [190.0, 200.0, 210.0]},
+          {"build_commit": "0c1e57098", "n_prompt": 0, "n_gen": 64, "avg_ts": 25.0, "samples_ts": [24.0, 26.0, 25.0]}
+        ]"#;
+        let p = parse_llama_bench(report, 128, 64).unwrap();
+        assert_eq!((p.prompt.min, p.prompt.median, p.prompt.max), (190.0, 200.0, 210.0));
+        assert_eq!(p.decode.median, 25.0);
+        assert!(p.name.contains("0c1e57098"));
+        assert!(parse_llama_bench(report, 512, 64).is_err());
+    }
+}
