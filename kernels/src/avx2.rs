@@ -13,12 +13,20 @@ use half::{bf16, f16};
 use std::arch::x86_64::*;
 
 #[inline]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 fn hsum_f32(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_movehdup_ps(s));
     _mm_cvtss_f32(s)
+}
+
+/// f16 → f32 by F16C, inlined: half's `to_f32` is an out-of-line call behind a feature check,
+/// which costs as much as the integer work of a small block.
+#[inline]
+#[target_feature(enable = "f16c")]
+fn f32_of(h: f16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h.to_bits() as i32)))
 }
 
 #[inline]
@@ -78,7 +86,7 @@ fn fifth_bits(qh: [u8; 4]) -> __m256i {
 
 /// Σ over 32-value blocks of `d(x)·d(y)·(x_q · y_q)` plus an optional per-block offset term.
 #[inline]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn legacy_dot<X, Y>(
     x: &[X],
     y: &[Y],
@@ -96,34 +104,34 @@ unsafe fn legacy_dot<X, Y>(
     hsum_f32(acc) + offsets
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_q4_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
     legacy_dot(
         x,
         y,
-        |x, y| x.d.to_f32() * y.d.to_f32(),
+        |x, y| f32_of(x.d) * f32_of(y.d),
         |x, y| mul_signed(_mm256_sub_epi8(nibbles(&x.qs), _mm256_set1_epi8(8)), load(y.qs.as_ptr() as _)),
         |_, _| 0.0,
     )
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_q4_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
     legacy_dot(
         x,
         y,
-        |x, y| x.d.to_f32() * y.d.to_f32(),
+        |x, y| f32_of(x.d) * f32_of(y.d),
         |x, y| mul_unsigned(nibbles(&x.qs), load(y.qs.as_ptr() as _)),
-        |x, y| x.m.to_f32() * y.s.to_f32(),
+        |x, y| f32_of(x.m) * f32_of(y.s),
     )
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_q5_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
     legacy_dot(
         x,
         y,
-        |x, y| x.d.to_f32() * y.d.to_f32(),
+        |x, y| f32_of(x.d) * f32_of(y.d),
         |x, y| {
             let q = _mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh));
             mul_signed(_mm256_sub_epi8(q, _mm256_set1_epi8(16)), load(y.qs.as_ptr() as _))
@@ -132,23 +140,23 @@ pub unsafe fn vec_dot_q5_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
     )
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_q5_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
     legacy_dot(
         x,
         y,
-        |x, y| x.d.to_f32() * y.d.to_f32(),
+        |x, y| f32_of(x.d) * f32_of(y.d),
         |x, y| mul_unsigned(_mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh)), load(y.qs.as_ptr() as _)),
-        |x, y| x.m.to_f32() * y.s.to_f32(),
+        |x, y| f32_of(x.m) * f32_of(y.s),
     )
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
     legacy_dot(
         x,
         y,
-        |x, y| x.d.to_f32() * y.d.to_f32(),
+        |x, y| f32_of(x.d) * f32_of(y.d),
         |x, y| mul_signed(load(x.qs.as_ptr() as _), load(y.qs.as_ptr() as _)),
         |_, _| 0.0,
     )
@@ -169,7 +177,7 @@ fn bit_to(q: __m256i, bit: i32, to: i32) -> __m256i {
     _mm256_sll_epi16(b, _mm_cvtsi32_si128(to))
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_q2_k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut mins = 0.0;
@@ -184,14 +192,14 @@ pub unsafe fn vec_dot_q2_k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
                 sumi = _mm256_add_epi32(sumi, scale_halves(p, lo, hi));
             }
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(x.d.to_f32() * y.d), _mm256_cvtepi32_ps(sumi), acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f32_of(x.d) * y.d), _mm256_cvtepi32_ps(sumi), acc);
         let msum: i32 = (0..16).map(|k| (x.scales[k] >> 4) as i32 * y.bsums[k] as i32).sum();
-        mins += x.dmin.to_f32() * y.d * msum as f32;
+        mins += f32_of(x.dmin) * y.d * msum as f32;
     }
     hsum_f32(acc) - mins
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_q3_k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let hmask = |x: &BlockQ3K| load(x.hmask.as_ptr());
@@ -209,14 +217,14 @@ pub unsafe fn vec_dot_q3_k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
                 sumi = _mm256_add_epi32(sumi, scale_halves(p, sc[k] as i16, sc[k + 1] as i16));
             }
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(x.d.to_f32() * y.d), _mm256_cvtepi32_ps(sumi), acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f32_of(x.d) * y.d), _mm256_cvtepi32_ps(sumi), acc);
     }
     hsum_f32(acc)
 }
 
 /// Q4_K and Q5_K: 8 sub-blocks of 32 with 6-bit scales and mins; `high` adds Q5_K's fifth bits.
 #[inline]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn k4_dot<X>(
     x: &[X],
     y: &[BlockQ8K],
@@ -244,19 +252,19 @@ unsafe fn k4_dot<X>(
     hsum_f32(acc) - mins
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_q4_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
-    k4_dot(x, y, |x| (x.d.to_f32(), x.dmin.to_f32(), x.scales_and_mins(), &x.qs), |_, _| _mm256_setzero_si256())
+    k4_dot(x, y, |x| (f32_of(x.d), f32_of(x.dmin), x.scales_and_mins(), &x.qs), |_, _| _mm256_setzero_si256())
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_q5_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
-    k4_dot(x, y, |x| (x.d.to_f32(), x.dmin.to_f32(), x.scales_and_mins(), &x.qs), |x, j| {
+    k4_dot(x, y, |x| (f32_of(x.d), f32_of(x.dmin), x.scales_and_mins(), &x.qs), |x, j| {
         bit_to(load(x.qh.as_ptr()), j as i32, 4)
     })
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_q6_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let nib = _mm256_set1_epi8(0x0f);
@@ -274,14 +282,14 @@ pub unsafe fn vec_dot_q6_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
                 sumi = _mm256_add_epi32(sumi, scale_halves(p, x.scales[k] as i16, x.scales[k + 1] as i16));
             }
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(x.d.to_f32() * y.d), _mm256_cvtepi32_ps(sumi), acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f32_of(x.d) * y.d), _mm256_cvtepi32_ps(sumi), acc);
     }
     hsum_f32(acc)
 }
 
 /// Float dot product, 8 lanes at a time, with `load8` turning 8 elements into f32.
 #[inline]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn float_dot<T: Copy + Into<f64>>(x: &[T], y: &[T], load8: impl Fn(&[T]) -> __m256) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
@@ -292,7 +300,7 @@ unsafe fn float_dot<T: Copy + Into<f64>>(x: &[T], y: &[T], load8: impl Fn(&[T]) 
     hsum_f32(acc) + tail as f32
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_f32(x: &[f32], y: &[f32]) -> f32 {
     float_dot(x, y, |v| _mm256_loadu_ps(v.as_ptr()))
 }
@@ -302,7 +310,7 @@ pub unsafe fn vec_dot_f16(x: &[f16], y: &[f16]) -> f32 {
     float_dot(x, y, |v| _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr() as *const __m128i)))
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_bf16(x: &[bf16], y: &[bf16]) -> f32 {
     // bf16 is the high half of an f32: widen to 32 bits and shift into place.
     float_dot(x, y, |v| {

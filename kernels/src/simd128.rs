@@ -9,6 +9,18 @@ use crate::quants::*;
 use core::arch::wasm32::*;
 use half::{bf16, f16};
 
+/// f16 → f32 without half's branches for zero and subnormals: the f16's magnitude bits, shifted
+/// into an f32 and multiplied by 2^112, are its exact value for every finite f16.
+#[inline]
+fn f32_of(h: f16) -> f32 {
+    let bits = h.to_bits() as u32;
+    if bits & 0x7c00 == 0x7c00 {
+        return h.to_f32(); // infinity or NaN
+    }
+    let magnitude = f32::from_bits((bits & 0x7fff) << 13) * f32::from_bits(0x7780_0000);
+    f32::from_bits(magnitude.to_bits() | (bits & 0x8000) << 16)
+}
+
 #[inline]
 fn load(p: &[u8]) -> v128 {
     assert!(p.len() >= 16);
@@ -87,26 +99,26 @@ fn or(a: [v128; 2], b: [v128; 2]) -> [v128; 2] {
 }
 
 pub fn vec_dot_q4_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
-    legacy_dot(x, y, |x, y| x.d.to_f32() * y.d.to_f32(), |x| minus(nibbles(&x.qs), 8), |y| &y.qs, |_, _| 0.0)
+    legacy_dot(x, y, |x, y| f32_of(x.d) * f32_of(y.d), |x| minus(nibbles(&x.qs), 8), |y| &y.qs, |_, _| 0.0)
 }
 
 pub fn vec_dot_q4_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
-    legacy_dot(x, y, |x, y| x.d.to_f32() * y.d.to_f32(), |x| nibbles(&x.qs), |y| &y.qs, |x, y| x.m.to_f32() * y.s.to_f32())
+    legacy_dot(x, y, |x, y| f32_of(x.d) * f32_of(y.d), |x| nibbles(&x.qs), |y| &y.qs, |x, y| f32_of(x.m) * f32_of(y.s))
 }
 
 pub fn vec_dot_q5_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
     let values = |x: &BlockQ5_0| minus(or(nibbles(&x.qs), fifth_bits(x.qh)), 16);
-    legacy_dot(x, y, |x, y| x.d.to_f32() * y.d.to_f32(), values, |y| &y.qs, |_, _| 0.0)
+    legacy_dot(x, y, |x, y| f32_of(x.d) * f32_of(y.d), values, |y| &y.qs, |_, _| 0.0)
 }
 
 pub fn vec_dot_q5_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
     let values = |x: &BlockQ5_1| or(nibbles(&x.qs), fifth_bits(x.qh));
-    legacy_dot(x, y, |x, y| x.d.to_f32() * y.d.to_f32(), values, |y| &y.qs, |x, y| x.m.to_f32() * y.s.to_f32())
+    legacy_dot(x, y, |x, y| f32_of(x.d) * f32_of(y.d), values, |y| &y.qs, |x, y| f32_of(x.m) * f32_of(y.s))
 }
 
 pub fn vec_dot_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
     let values = |x: &BlockQ8_0| [load_i8(&x.qs[..16]), load_i8(&x.qs[16..])];
-    legacy_dot(x, y, |x, y| x.d.to_f32() * y.d.to_f32(), values, |y| &y.qs, |_, _| 0.0)
+    legacy_dot(x, y, |x, y| f32_of(x.d) * f32_of(y.d), values, |y| &y.qs, |_, _| 0.0)
 }
 
 /// Integer sum of a super-block whose values come as 16 sub-blocks of 16, each with its scale.
@@ -133,7 +145,7 @@ pub fn vec_dot_q2_k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
     for (x, y) in x.iter().zip(y) {
         let isum = scaled_sum_16(|k| two_bits(&x.qs, k), |k| (x.scales[k] & 0x0f) as i32, y);
         let msum: i32 = (0..16).map(|k| (x.scales[k] >> 4) as i32 * y.bsums[k] as i32).sum();
-        sumf += y.d * (x.d.to_f32() * isum as f32 - x.dmin.to_f32() * msum as f32);
+        sumf += y.d * (f32_of(x.d) * isum as f32 - f32_of(x.dmin) * msum as f32);
     }
     sumf
 }
@@ -149,7 +161,7 @@ pub fn vec_dot_q3_k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
             i8x16_sub(v128_or(two_bits(&x.qs, k), i8x16_shl(high, 2)), i8x16_splat(4))
         };
         let isum = scaled_sum_16(values, |k| sc[k] as i32, y);
-        sumf += (x.d.to_f32() * y.d) * isum as f32;
+        sumf += (f32_of(x.d) * y.d) * isum as f32;
     }
     sumf
 }
@@ -181,7 +193,7 @@ fn k4_nibbles(qs: &[u8; 128], k: usize) -> v128 {
 }
 
 pub fn vec_dot_q4_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
-    k4_dot(x, y, |x| (x.d.to_f32(), x.dmin.to_f32(), x.scales_and_mins()), |x, k| k4_nibbles(&x.qs, k))
+    k4_dot(x, y, |x| (f32_of(x.d), f32_of(x.dmin), x.scales_and_mins()), |x, k| k4_nibbles(&x.qs, k))
 }
 
 pub fn vec_dot_q5_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
@@ -190,7 +202,7 @@ pub fn vec_dot_q5_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
         let fifth = i8x16_shl(v128_and(u8x16_shr(qh, (k / 2) as u32), u8x16_splat(1)), 4);
         v128_or(k4_nibbles(&x.qs, k), fifth)
     };
-    k4_dot(x, y, |x| (x.d.to_f32(), x.dmin.to_f32(), x.scales_and_mins()), values)
+    k4_dot(x, y, |x| (f32_of(x.d), f32_of(x.dmin), x.scales_and_mins()), values)
 }
 
 pub fn vec_dot_q6_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
@@ -206,7 +218,7 @@ pub fn vec_dot_q6_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
             i8x16_sub(v128_or(low, high), i8x16_splat(32))
         };
         let isum = scaled_sum_16(values, |k| x.scales[k] as i32, y);
-        sumf += (x.d.to_f32() * y.d) * isum as f32;
+        sumf += (f32_of(x.d) * y.d) * isum as f32;
     }
     sumf
 }
@@ -229,7 +241,7 @@ pub fn vec_dot_f32(x: &[f32], y: &[f32]) -> f32 {
 
 pub fn vec_dot_f16(x: &[f16], y: &[f16]) -> f32 {
     // simd128 has no half-precision conversion.
-    float_dot(x, y, |v| f32x4(v[0].to_f32(), v[1].to_f32(), v[2].to_f32(), v[3].to_f32()))
+    float_dot(x, y, |v| f32x4(f32_of(v[0]), f32_of(v[1]), f32_of(v[2]), f32_of(v[3])))
 }
 
 pub fn vec_dot_bf16(x: &[bf16], y: &[bf16]) -> f32 {
