@@ -2,7 +2,7 @@
 //! blocks with residual connections, then the final norm and the output projection.
 //! A batch of `n` consecutive tokens goes through each matmul together.
 
-use super::ops::{gelu_tanh, rms_norm, rope_neox, softmax};
+use super::ops::{dot, gelu_tanh, rms_norm, rope_neox, softmax};
 use super::{KvCache, Model};
 use crate::tokenizer::TokenId;
 
@@ -65,6 +65,8 @@ impl Model {
         let mut v = zeros(n * c.kv_dim())?;
         let mut att = zeros(n * c.q_dim())?; // (n, q_dim) attention output per head
         let mut scores = zeros(pos0 + n)?; // (positions) one head's attention weights
+        let mut keys = zeros((pos0 + n) * c.kv_dim())?; // (positions, kv_dim) the cache's keys in f32
+        let mut values = zeros((pos0 + n) * c.kv_dim())?; // (positions, kv_dim)
         let mut gate = zeros(n * c.ffn_dim)?; // (n, ffn_dim)
         let mut up = zeros(n * c.ffn_dim)?;
 
@@ -88,27 +90,31 @@ impl Model {
                 rope_neox(&mut k[t * c.kv_dim()..(t + 1) * c.kv_dim()], hd, pos0 + t, base);
                 cache.store(l, pos0 + t, &k[t * c.kv_dim()..(t + 1) * c.kv_dim()], &v[t * c.kv_dim()..(t + 1) * c.kv_dim()]);
             }
+            // Causal; a sliding-window layer sees the last `window` positions, itself included.
+            let first_visible = |p: usize| match c.sliding_window {
+                Some(w) if !global => (p + 1).saturating_sub(w),
+                _ => 0,
+            };
+            let seen = first_visible(pos0)..pos0 + n; // every position some token of the batch sees
+            let (keys, values) = (&mut keys[..seen.len() * c.kv_dim()], &mut values[..seen.len() * c.kv_dim()]);
+            cache.keys_f32(l, seen.clone(), keys);
+            cache.values_f32(l, seen.clone(), values);
             for t in 0..n {
                 let p = pos0 + t;
-                // Causal; a sliding-window layer sees the last `window` positions, itself included.
-                let first = match c.sliding_window {
-                    Some(w) if !global => (p + 1).saturating_sub(w),
-                    _ => 0,
-                };
+                let first = first_visible(p);
                 for h in 0..c.n_heads {
-                    let kvh = h / heads_per_kv;
+                    let kv_at = |j: usize| (first + j - seen.start) * c.kv_dim() + h / heads_per_kv * hd;
                     let qh = &q[t * c.q_dim() + h * hd..][..hd];
                     let s = &mut scores[first..=p];
                     for (j, score) in s.iter_mut().enumerate() {
-                        let key = cache.key(l, first + j, kvh, hd);
-                        *score = qh.iter().zip(key).map(|(a, b)| a * b.to_f32()).sum::<f32>() * c.attention_scale;
+                        *score = dot(self.path, qh, &keys[kv_at(j)..][..hd]) * c.attention_scale;
                     }
                     softmax(s);
                     let out = &mut att[t * c.q_dim() + h * hd..][..hd];
                     out.fill(0.0);
                     for (j, &weight) in s.iter().enumerate() {
-                        for (o, val) in out.iter_mut().zip(cache.value(l, first + j, kvh, hd)) {
-                            *o += weight * val.to_f32();
+                        for (o, val) in out.iter_mut().zip(&values[kv_at(j)..][..hd]) {
+                            *o += weight * val;
                         }
                     }
                 }

@@ -1,6 +1,8 @@
 //! Keys and values of every past position, per layer, in f16 (as llama.cpp keeps them).
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
+use std::ops::Range;
 
 pub struct KvCache {
     /// Per layer: (capacity, kv_dim) keys, then values.
@@ -55,14 +57,14 @@ impl KvCache {
         }
     }
 
-    /// Key of KV head `h` at position `pos` of layer `l`.
-    pub fn key(&self, l: usize, pos: usize, h: usize, head_dim: usize) -> &[f16] {
-        let at = pos * self.kv_dim + h * head_dim;
-        &self.k[l][at..at + head_dim]
+    /// Keys of positions `positions` of layer `l`, as f32: (positions, kv_dim) into `out`.
+    /// Attention converts them once per layer and step, not once per head and query.
+    pub fn keys_f32(&self, l: usize, positions: Range<usize>, out: &mut [f32]) {
+        self.k[l][positions.start * self.kv_dim..positions.end * self.kv_dim].convert_to_f32_slice(out);
     }
 
-    pub fn value(&self, l: usize, pos: usize, h: usize, head_dim: usize) -> &[f16] {
-        let at = pos * self.kv_dim + h * head_dim;
-        &self.v[l][at..at + head_dim]
+    /// Values, as [`KvCache::keys_f32`] gives keys.
+    pub fn values_f32(&self, l: usize, positions: Range<usize>, out: &mut [f32]) {
+        self.v[l][positions.start * self.kv_dim..positions.end * self.kv_dim].convert_to_f32_slice(out);
     }
 }

@@ -1,5 +1,7 @@
 //! The element-wise pieces of the forward pass.
 
+use rill_kernels::{vec_dot, KernelPath, QuantType};
+
 /// RMSNorm of each `w.len()`-wide row of `x` in place: `x · w / √(mean(x²) + eps)`.
 pub fn rms_norm(x: &mut [f32], w: &[f32], eps: f32) {
     for row in x.chunks_exact_mut(w.len()) {
@@ -42,4 +44,9 @@ pub fn softmax(x: &mut [f32]) {
     for v in x.iter_mut() {
         *v /= sum;
     }
+}
+
+/// Σ a·b on the fastest kernel path.
+pub fn dot(path: KernelPath, a: &[f32], b: &[f32]) -> f32 {
+    vec_dot(path, QuantType::F32, bytemuck::cast_slice(a), bytemuck::cast_slice(b)).expect("equal lengths")
 }
