@@ -93,7 +93,12 @@ fn compiled_component(engine: &wasmtime::Engine) -> anyhow::Result<Component> {
 
 /// A fresh engine instance whose memory may grow to `memory_limit` bytes.
 fn instantiate(memory_limit: usize) -> anyhow::Result<(Store<State>, bindings::Engine)> {
-    let wt = wasmtime::Engine::default();
+    let mut config = wasmtime::Config::new();
+    // `RILL_PROFILE=perfmap` writes /tmp/perf-PID.map, so `perf report` names the engine's functions.
+    if std::env::var_os("RILL_PROFILE").is_some_and(|v| v == "perfmap") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
+    let wt = wasmtime::Engine::new(&config).map_err(|e| anyhow!("configuring wasmtime: {e:#}"))?;
     let component = compiled_component(&wt)?;
     let mut linker = Linker::new(&wt);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow!("linking WASI: {e:#}"))?;
