@@ -1,9 +1,11 @@
 //! WebAssembly simd128 dot products, selected at compile time (`-C target-feature=+simd128`).
 //!
-//! Quantised formats are unpacked 16 values at a time into i8 lanes, widened to i16 and
-//! multiplied with `i32x4.dot_i16x8_s`, so every integer sum is exact; sub-block scales
-//! multiply the i32 partial sums. Only the per-block f32 scaling rounds differently from
-//! the scalar reference.
+//! Quantised formats are unpacked 16 values at a time into i8 lanes. Signed values are widened
+//! to i16 and multiplied with `i32x4.dot_i16x8_s`; unsigned values with an offset (Q4_0, Q5_0,
+//! the k-quants) go through [`dot_biased`], which with `+relaxed-simd` is one
+//! `i16x8.relaxed_dot_i8x16_i7x16_s` per 16 values. Every integer sum is exact either way;
+//! sub-block scales multiply the i32 partial sums. Only the per-block f32 scaling rounds
+//! differently from the scalar reference.
 
 use crate::quants::*;
 use core::arch::wasm32::*;
@@ -41,6 +43,24 @@ fn dot_i8x16(a: v128, b: v128) -> v128 {
     i32x4_add(lo, hi)
 }
 
+/// i32x4 partial sums of `(xu - bias) · y` over 16 values, `xu` unsigned weights in 0..=63 and
+/// `y` signed activations. With relaxed SIMD, `i16x8.relaxed_dot_i8x16_i7x16_s` (one `pmaddubsw`
+/// on x86) multiplies and pairs in one step; its result is the same on every CPU because `xu`
+/// stays below 128, and no i16 sum can saturate: |2·63·127| + |2·32·127| < 2^15.
+#[inline]
+fn dot_biased(xu: v128, y: v128, bias: i8) -> v128 {
+    #[cfg(target_feature = "relaxed-simd")]
+    {
+        let products = i16x8_relaxed_dot_i8x16_i7x16(y, xu);
+        let offsets = if bias == 0 { i16x8_splat(0) } else { i16x8_relaxed_dot_i8x16_i7x16(y, i8x16_splat(bias)) };
+        i32x4_extadd_pairwise_i16x8(i16x8_sub(products, offsets))
+    }
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    {
+        dot_i8x16(i8x16_sub(xu, i8x16_splat(bias)), y)
+    }
+}
+
 #[inline]
 fn hsum_i32(v: v128) -> i32 {
     i32x4_extract_lane::<0>(v) + i32x4_extract_lane::<1>(v) + i32x4_extract_lane::<2>(v) + i32x4_extract_lane::<3>(v)
@@ -75,6 +95,8 @@ fn legacy_dot<X, Y>(
     y: &[Y],
     scale: impl Fn(&X, &Y) -> f32,
     values: impl Fn(&X) -> [v128; 2],
+    // Some(bias): values are unsigned, their value minus `bias`; None: values are signed i8.
+    bias: Option<i8>,
     y_qs: impl Fn(&Y) -> &[i8; 32],
     offset: impl Fn(&X, &Y) -> f32,
 ) -> f32 {
@@ -83,15 +105,15 @@ fn legacy_dot<X, Y>(
     for (x, y) in x.iter().zip(y) {
         let [a, b] = values(x);
         let qy = y_qs(y);
-        let sums = i32x4_add(dot_i8x16(a, load_i8(&qy[..16])), dot_i8x16(b, load_i8(&qy[16..])));
+        let (y0, y1) = (load_i8(&qy[..16]), load_i8(&qy[16..]));
+        let sums = match bias {
+            Some(bias) => i32x4_add(dot_biased(a, y0, bias), dot_biased(b, y1, bias)),
+            None => i32x4_add(dot_i8x16(a, y0), dot_i8x16(b, y1)),
+        };
         acc = f32x4_add(acc, f32x4_mul(f32x4_splat(scale(x, y)), f32x4_convert_i32x4(sums)));
         offsets += offset(x, y);
     }
     hsum_f32(acc) + offsets
-}
-
-fn minus(v: [v128; 2], k: i8) -> [v128; 2] {
-    v.map(|v| i8x16_sub(v, i8x16_splat(k)))
 }
 
 fn or(a: [v128; 2], b: [v128; 2]) -> [v128; 2] {
@@ -99,34 +121,35 @@ fn or(a: [v128; 2], b: [v128; 2]) -> [v128; 2] {
 }
 
 pub fn vec_dot_q4_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
-    legacy_dot(x, y, |x, y| f32_of(x.d) * f32_of(y.d), |x| minus(nibbles(&x.qs), 8), |y| &y.qs, |_, _| 0.0)
+    legacy_dot(x, y, |x, y| f32_of(x.d) * f32_of(y.d), |x| nibbles(&x.qs), Some(8), |y| &y.qs, |_, _| 0.0)
 }
 
 pub fn vec_dot_q4_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
-    legacy_dot(x, y, |x, y| f32_of(x.d) * f32_of(y.d), |x| nibbles(&x.qs), |y| &y.qs, |x, y| f32_of(x.m) * f32_of(y.s))
+    legacy_dot(x, y, |x, y| f32_of(x.d) * f32_of(y.d), |x| nibbles(&x.qs), Some(0), |y| &y.qs, |x, y| f32_of(x.m) * f32_of(y.s))
 }
 
 pub fn vec_dot_q5_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
-    let values = |x: &BlockQ5_0| minus(or(nibbles(&x.qs), fifth_bits(x.qh)), 16);
-    legacy_dot(x, y, |x, y| f32_of(x.d) * f32_of(y.d), values, |y| &y.qs, |_, _| 0.0)
+    let values = |x: &BlockQ5_0| or(nibbles(&x.qs), fifth_bits(x.qh));
+    legacy_dot(x, y, |x, y| f32_of(x.d) * f32_of(y.d), values, Some(16), |y| &y.qs, |_, _| 0.0)
 }
 
 pub fn vec_dot_q5_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
     let values = |x: &BlockQ5_1| or(nibbles(&x.qs), fifth_bits(x.qh));
-    legacy_dot(x, y, |x, y| f32_of(x.d) * f32_of(y.d), values, |y| &y.qs, |x, y| f32_of(x.m) * f32_of(y.s))
+    legacy_dot(x, y, |x, y| f32_of(x.d) * f32_of(y.d), values, Some(0), |y| &y.qs, |x, y| f32_of(x.m) * f32_of(y.s))
 }
 
 pub fn vec_dot_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
     let values = |x: &BlockQ8_0| [load_i8(&x.qs[..16]), load_i8(&x.qs[16..])];
-    legacy_dot(x, y, |x, y| f32_of(x.d) * f32_of(y.d), values, |y| &y.qs, |_, _| 0.0)
+    legacy_dot(x, y, |x, y| f32_of(x.d) * f32_of(y.d), values, None, |y| &y.qs, |_, _| 0.0)
 }
 
-/// Integer sum of a super-block whose values come as 16 sub-blocks of 16, each with its scale.
+/// Integer sum of a super-block whose values come as 16 sub-blocks of 16, each with its scale;
+/// `values` are unsigned (0..=63), their value minus `bias`.
 #[inline]
-fn scaled_sum_16(values: impl Fn(usize) -> v128, scales: impl Fn(usize) -> i32, y: &BlockQ8K) -> i32 {
+fn scaled_sum_16(values: impl Fn(usize) -> v128, bias: i8, scales: impl Fn(usize) -> i32, y: &BlockQ8K) -> i32 {
     let mut sumi = i32x4_splat(0);
     for k in 0..16 {
-        let p = dot_i8x16(values(k), load_i8(&y.qs[k * 16..]));
+        let p = dot_biased(values(k), load_i8(&y.qs[k * 16..]), bias);
         sumi = i32x4_add(sumi, i32x4_mul(p, i32x4_splat(scales(k))));
     }
     hsum_i32(sumi)
@@ -143,7 +166,7 @@ fn two_bits(qs: &[u8; 64], k: usize) -> v128 {
 pub fn vec_dot_q2_k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
     let mut sumf = 0.0;
     for (x, y) in x.iter().zip(y) {
-        let isum = scaled_sum_16(|k| two_bits(&x.qs, k), |k| (x.scales[k] & 0x0f) as i32, y);
+        let isum = scaled_sum_16(|k| two_bits(&x.qs, k), 0, |k| (x.scales[k] & 0x0f) as i32, y);
         let msum: i32 = (0..16).map(|k| (x.scales[k] >> 4) as i32 * y.bsums[k] as i32).sum();
         sumf += y.d * (f32_of(x.d) * isum as f32 - f32_of(x.dmin) * msum as f32);
     }
@@ -158,9 +181,9 @@ pub fn vec_dot_q3_k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
         let values = |k: usize| {
             // Sub-block k covers values 16k..16k+16: hmask bytes (k%2)·16.., bit k/2.
             let high = v128_and(u8x16_shr(hmask[k % 2], (k / 2) as u32), u8x16_splat(1));
-            i8x16_sub(v128_or(two_bits(&x.qs, k), i8x16_shl(high, 2)), i8x16_splat(4))
+            v128_or(two_bits(&x.qs, k), i8x16_shl(high, 2))
         };
-        let isum = scaled_sum_16(values, |k| sc[k] as i32, y);
+        let isum = scaled_sum_16(values, 4, |k| sc[k] as i32, y);
         sumf += (f32_of(x.d) * y.d) * isum as f32;
     }
     sumf
@@ -172,7 +195,7 @@ fn k4_dot<X>(x: &[X], y: &[BlockQ8K], parts: impl Fn(&X) -> (f32, f32, ([u8; 8],
     let mut sumf = 0.0;
     for (x, y) in x.iter().zip(y) {
         let (d, dmin, (sc, m)) = parts(x);
-        let isum = scaled_sum_16(|k| values(x, k), |k| sc[k / 2] as i32, y);
+        let isum = scaled_sum_16(|k| values(x, k), 0, |k| sc[k / 2] as i32, y);
         let msum: i32 = (0..8).map(|j| m[j] as i32 * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32)).sum();
         sumf += y.d * (d * isum as f32 - dmin * msum as f32);
     }
@@ -215,9 +238,9 @@ pub fn vec_dot_q6_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
             let low = if m < 2 { v128_and(ql, u8x16_splat(0x0f)) } else { u8x16_shr(ql, 4) };
             let qh = load(&x.qh[half * 32 + part * 16..]);
             let high = i8x16_shl(v128_and(u8x16_shr(qh, 2 * m as u32), u8x16_splat(3)), 4);
-            i8x16_sub(v128_or(low, high), i8x16_splat(32))
+            v128_or(low, high)
         };
-        let isum = scaled_sum_16(values, |k| x.scales[k] as i32, y);
+        let isum = scaled_sum_16(values, 32, |k| x.scales[k] as i32, y);
         sumf += (f32_of(x.d) * y.d) * isum as f32;
     }
     sumf
