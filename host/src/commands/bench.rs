@@ -92,7 +92,7 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
         logprobs: false,
     };
     // Warm-up: touches every weight and the code paths once.
-    timed(backend, &prompt[..8], params(2))?;
+    timed(backend, &prompt[..prompt.len().min(8)], params(2))?;
 
     let (mut pp, mut ttft, mut tg) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..args.repeats {
