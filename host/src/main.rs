@@ -120,9 +120,12 @@ enum ConfigAction {
 }
 
 /// The settings a model command runs with: rill.toml, then its flags, checked together.
-fn settings(config_path: Option<&std::path::Path>, model: &ModelArgs) -> anyhow::Result<Config> {
+fn settings(config_path: Option<&std::path::Path>, model: &ModelArgs, generation: Option<&commands::run::GenerationFlags>) -> anyhow::Result<Config> {
     let (mut config, _) = Config::load(config_path)?;
     model.apply(&mut config);
+    if let Some(flags) = generation {
+        flags.apply(&mut config.generation);
+    }
     config.validate().context("invalid settings (rill.toml and flags)")?;
     Ok(config)
 }
@@ -131,11 +134,14 @@ fn models_dir(config: &Config) -> PathBuf {
     config.models_dir.clone().unwrap_or_else(models::default_dir)
 }
 
-/// Resolves the model (fetching it if it is a known name not yet cached) and loads it.
-fn open(config: &Config) -> anyhow::Result<(Box<dyn backend::Backend>, PathBuf)> {
-    let path = models::resolve(&config.model, &models_dir(config))?;
-    let backend = backend::open(config.backend, &path, config.memory_limit_mib.map(|m| (m as usize) << 20))?;
-    Ok((backend, path))
+/// The configured model's file, fetched first if it is a known name not yet cached.
+fn model_path(config: &Config) -> anyhow::Result<PathBuf> {
+    models::resolve(&config.model, &models_dir(config))
+}
+
+/// Loads the model file at `path` on the configured backend.
+fn open(config: &Config, path: &std::path::Path) -> anyhow::Result<Box<dyn backend::Backend>> {
+    backend::open(config.backend, path, config.memory_limit_mib.map(|m| (m as usize) << 20))
 }
 
 fn main() -> ExitCode {
@@ -143,17 +149,15 @@ fn main() -> ExitCode {
     let config_path = cli.config.as_deref();
     let result = (|| match cli.command {
         Command::Run { model, args } => {
-            let mut config = settings(config_path, &model)?;
-            args.generation.apply(&mut config.generation);
-            config.validate().context("invalid settings (rill.toml and flags)")?;
-            let (mut backend, _) = open(&config)?;
+            let config = settings(config_path, &model, Some(&args.generation))?;
+            let mut backend = open(&config, &model_path(&config)?)?;
             commands::run::run(backend.as_mut(), args, &config.generation)
         }
         Command::Bench { model, args } => {
-            let config = settings(config_path, &model)?;
-            let path = models::resolve(&config.model, &models_dir(&config))?;
+            let config = settings(config_path, &model, None)?;
+            let path = model_path(&config)?;
             let start = Instant::now();
-            let (mut backend, path) = open(&Config { model: path.display().to_string(), ..config })?;
+            let mut backend = open(&config, &path)?;
             commands::bench::bench(backend.as_mut(), start.elapsed(), &path, args)
         }
         Command::Pull { name, dir, list } => {
@@ -161,7 +165,7 @@ fn main() -> ExitCode {
             commands::pull(name.as_deref(), &dir.unwrap_or_else(|| models_dir(&config)), list)
         }
         Command::Info { model, format } => {
-            let config = settings(config_path, &model)?;
+            let config = settings(config_path, &model, None)?;
             commands::info::info(format, &config, &models_dir(&config))
         }
         Command::Config { action: ConfigAction::Check { path } } => commands::config_check(path.as_deref().or(config_path)),
@@ -172,11 +176,13 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Tokenize { model, no_bos, parse_special, text } => {
-            let (mut backend, _) = open(&settings(config_path, &model)?)?;
+            let config = settings(config_path, &model, None)?;
+            let mut backend = open(&config, &model_path(&config)?)?;
             commands::tokenize(backend.as_mut(), !no_bos, parse_special, &text)
         }
         Command::Logits { model, tokens, top } => {
-            let (mut backend, _) = open(&settings(config_path, &model)?)?;
+            let config = settings(config_path, &model, None)?;
+            let mut backend = open(&config, &model_path(&config)?)?;
             commands::logits(backend.as_mut(), &tokens, top)
         }
     })();
