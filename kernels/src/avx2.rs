@@ -84,80 +84,90 @@ fn fifth_bits(qh: [u8; 4]) -> __m256i {
     _mm256_and_si256(set, _mm256_set1_epi8(0x10))
 }
 
-/// Σ over 32-value blocks of `d(x)·d(y)·(x_q · y_q)` plus an optional per-block offset term.
+/// Σ over 32-value blocks of `d(x)·d(y)·(x_q · y_q)` plus an optional per-block offset term,
+/// for `N` activation rows at once: each weight block is unpacked once and used `N` times
+/// (a prompt's tokens share the weight row; decode has `N = 1`).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn legacy_dot<X, Y>(
+unsafe fn legacy_dot<X, Y, const N: usize>(
     x: &[X],
-    y: &[Y],
+    ys: [&[Y]; N],
     scale: impl Fn(&X, &Y) -> f32,
-    products: impl Fn(&X, &Y) -> __m256i,
+    values: impl Fn(&X) -> __m256i,
+    products: impl Fn(__m256i, &Y) -> __m256i,
     offset: impl Fn(&X, &Y) -> f32,
-) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut offsets = 0.0;
-    for (x, y) in x.iter().zip(y) {
-        let sums = _mm256_cvtepi32_ps(widen(products(x, y)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(scale(x, y)), sums, acc);
-        offsets += offset(x, y);
+) -> [f32; N] {
+    assert!(ys.iter().all(|y| y.len() == x.len()));
+    let mut acc = [_mm256_setzero_ps(); N];
+    let mut offsets = [0.0; N];
+    for (i, x) in x.iter().enumerate() {
+        let q = values(x);
+        for n in 0..N {
+            let y = &ys[n][i];
+            let sums = _mm256_cvtepi32_ps(widen(products(q, y)));
+            acc[n] = _mm256_fmadd_ps(_mm256_set1_ps(scale(x, y)), sums, acc[n]);
+            offsets[n] += offset(x, y);
+        }
     }
-    hsum_f32(acc) + offsets
+    std::array::from_fn(|n| hsum_f32(acc[n]) + offsets[n])
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q4_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
+pub unsafe fn vec_dot_q4_0<const N: usize>(x: &[BlockQ4_0], ys: [&[BlockQ8_0]; N]) -> [f32; N] {
     legacy_dot(
         x,
-        y,
+        ys,
         |x, y| f32_of(x.d) * f32_of(y.d),
-        |x, y| mul_signed(_mm256_sub_epi8(nibbles(&x.qs), _mm256_set1_epi8(8)), load(y.qs.as_ptr() as _)),
+        |x| _mm256_sub_epi8(nibbles(&x.qs), _mm256_set1_epi8(8)),
+        |q, y| mul_signed(q, load(y.qs.as_ptr() as _)),
         |_, _| 0.0,
     )
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q4_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
+pub unsafe fn vec_dot_q4_1<const N: usize>(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; N]) -> [f32; N] {
     legacy_dot(
         x,
-        y,
+        ys,
         |x, y| f32_of(x.d) * f32_of(y.d),
-        |x, y| mul_unsigned(nibbles(&x.qs), load(y.qs.as_ptr() as _)),
+        |x| nibbles(&x.qs),
+        |q, y| mul_unsigned(q, load(y.qs.as_ptr() as _)),
         |x, y| f32_of(x.m) * f32_of(y.s),
     )
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q5_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
+pub unsafe fn vec_dot_q5_0<const N: usize>(x: &[BlockQ5_0], ys: [&[BlockQ8_0]; N]) -> [f32; N] {
     legacy_dot(
         x,
-        y,
+        ys,
         |x, y| f32_of(x.d) * f32_of(y.d),
-        |x, y| {
-            let q = _mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh));
-            mul_signed(_mm256_sub_epi8(q, _mm256_set1_epi8(16)), load(y.qs.as_ptr() as _))
-        },
+        |x| _mm256_sub_epi8(_mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh)), _mm256_set1_epi8(16)),
+        |q, y| mul_signed(q, load(y.qs.as_ptr() as _)),
         |_, _| 0.0,
     )
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q5_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
+pub unsafe fn vec_dot_q5_1<const N: usize>(x: &[BlockQ5_1], ys: [&[BlockQ8_1]; N]) -> [f32; N] {
     legacy_dot(
         x,
-        y,
+        ys,
         |x, y| f32_of(x.d) * f32_of(y.d),
-        |x, y| mul_unsigned(_mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh)), load(y.qs.as_ptr() as _)),
+        |x| _mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh)),
+        |q, y| mul_unsigned(q, load(y.qs.as_ptr() as _)),
         |x, y| f32_of(x.m) * f32_of(y.s),
     )
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
+pub unsafe fn vec_dot_q8_0<const N: usize>(x: &[BlockQ8_0], ys: [&[BlockQ8_0]; N]) -> [f32; N] {
     legacy_dot(
         x,
-        y,
+        ys,
         |x, y| f32_of(x.d) * f32_of(y.d),
-        |x, y| mul_signed(load(x.qs.as_ptr() as _), load(y.qs.as_ptr() as _)),
+        |x| load(x.qs.as_ptr() as _),
+        |q, y| mul_signed(q, load(y.qs.as_ptr() as _)),
         |_, _| 0.0,
     )
 }
@@ -177,114 +187,127 @@ fn bit_to(q: __m256i, bit: i32, to: i32) -> __m256i {
     _mm256_sll_epi16(b, _mm_cvtsi32_si128(to))
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q2_k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut mins = 0.0;
-    for (x, y) in x.iter().zip(y) {
-        let mut sumi = _mm256_setzero_si256();
-        for half in 0..2 {
-            let q = load(x.qs[half * 32..].as_ptr());
-            for m in 0..4 {
-                let k = half * 8 + m * 2; // first of the two 16-value sub-blocks
-                let p = mul_unsigned(two_bits(q, 2 * m as i32), load(y.qs[half * 128 + m * 32..].as_ptr() as _));
-                let (lo, hi) = ((x.scales[k] & 0x0f) as i16, (x.scales[k + 1] & 0x0f) as i16);
-                sumi = _mm256_add_epi32(sumi, scale_halves(p, lo, hi));
-            }
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f32_of(x.d) * y.d), _mm256_cvtepi32_ps(sumi), acc);
-        let msum: i32 = (0..16).map(|k| (x.scales[k] >> 4) as i32 * y.bsums[k] as i32).sum();
-        mins += f32_of(x.dmin) * y.d * msum as f32;
-    }
-    hsum_f32(acc) - mins
+/// A k-quant super-block unpacked for the integer dot: 256 values as unsigned bytes in 8 chunks
+/// of 32, a scale per 16 values, and a min per 16 values. Value k is worth
+/// `d·scales[k/16]·u_k − dmin·mins[k/16]`. Q2_K, Q4_K and Q5_K store their mins and `dmin`;
+/// Q3_K and Q6_K's signed values are unsigned ones minus 4 or 32, so their mins are that bias
+/// times the scale, in units of `d` (`dmin: None`), and stay in the exact integer sum.
+struct SuperBlock {
+    d: f32,
+    dmin: Option<f32>,
+    values: [__m256i; 8],
+    scales: [i16; 16],
+    mins: [i16; 16],
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q3_k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let hmask = |x: &BlockQ3K| load(x.hmask.as_ptr());
-    for (x, y) in x.iter().zip(y) {
-        let sc = x.scales();
-        let high = hmask(x);
-        let mut sumi = _mm256_setzero_si256();
-        for half in 0..2 {
-            let q = load(x.qs[half * 32..].as_ptr());
-            for m in 0..4 {
-                let k = half * 8 + m * 2;
-                let h = bit_to(high, (half * 4 + m) as i32, 2);
-                let v = _mm256_sub_epi8(_mm256_or_si256(two_bits(q, 2 * m as i32), h), _mm256_set1_epi8(4));
-                let p = mul_signed(v, load(y.qs[half * 128 + m * 32..].as_ptr() as _));
-                sumi = _mm256_add_epi32(sumi, scale_halves(p, sc[k] as i16, sc[k + 1] as i16));
-            }
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f32_of(x.d) * y.d), _mm256_cvtepi32_ps(sumi), acc);
-    }
-    hsum_f32(acc)
-}
-
-/// Q4_K and Q5_K: 8 sub-blocks of 32 with 6-bit scales and mins; `high` adds Q5_K's fifth bits.
+/// Σ over super-blocks for `N` activation rows at once: each super-block is unpacked once and
+/// used `N` times. Every product is `maddubs` of unsigned weights (≤ 63) and signed activations.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn k4_dot<X>(
-    x: &[X],
-    y: &[BlockQ8K],
-    parts: impl Fn(&X) -> (f32, f32, ([u8; 8], [u8; 8]), &[u8; 128]),
-    high: impl Fn(&X, usize) -> __m256i,
-) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut mins = 0.0;
-    for (x, y) in x.iter().zip(y) {
-        let (d, dmin, (sc, m), qs) = parts(x);
-        let mut sumi = _mm256_setzero_si256();
-        for c in 0..4 {
-            let q = load(qs[c * 32..].as_ptr());
-            let lo = _mm256_or_si256(_mm256_and_si256(q, _mm256_set1_epi8(0x0f)), high(x, 2 * c));
-            let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q), _mm256_set1_epi8(0x0f)), high(x, 2 * c + 1));
-            let plo = mul_unsigned(lo, load(y.qs[c * 64..].as_ptr() as _));
-            let phi = mul_unsigned(hi, load(y.qs[c * 64 + 32..].as_ptr() as _));
-            let (slo, shi) = (sc[2 * c] as i16, sc[2 * c + 1] as i16);
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(scale_halves(plo, slo, slo), scale_halves(phi, shi, shi)));
+unsafe fn k_dot<X, const N: usize>(x: &[X], ys: [&[BlockQ8K]; N], unpack: impl Fn(&X) -> SuperBlock) -> [f32; N] {
+    assert!(ys.iter().all(|y| y.len() == x.len()));
+    let mut acc = [_mm256_setzero_ps(); N];
+    let mut offsets = [0.0; N];
+    for (i, x) in x.iter().enumerate() {
+        let b = unpack(x);
+        let mins = _mm256_loadu_si256(b.mins.as_ptr() as *const __m256i);
+        for n in 0..N {
+            let y = &ys[n][i];
+            let mut sumi = _mm256_setzero_si256();
+            for (j, &v) in b.values.iter().enumerate() {
+                let p = mul_unsigned(v, load(y.qs[j * 32..].as_ptr() as _));
+                sumi = _mm256_add_epi32(sumi, scale_halves(p, b.scales[2 * j], b.scales[2 * j + 1]));
+            }
+            // Σ_k mins[k]·bsums[k], as 8 i32 lanes.
+            let min_sums = _mm256_madd_epi16(mins, _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i));
+            match b.dmin {
+                None => sumi = _mm256_sub_epi32(sumi, min_sums),
+                Some(dmin) => offsets[n] += dmin * y.d * hsum_f32(_mm256_cvtepi32_ps(min_sums)),
+            }
+            acc[n] = _mm256_fmadd_ps(_mm256_set1_ps(b.d * y.d), _mm256_cvtepi32_ps(sumi), acc[n]);
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d * y.d), _mm256_cvtepi32_ps(sumi), acc);
-        let msum: i32 = (0..8).map(|j| m[j] as i32 * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32)).sum();
-        mins += dmin * y.d * msum as f32;
     }
-    hsum_f32(acc) - mins
+    std::array::from_fn(|n| hsum_f32(acc[n]) - offsets[n])
+}
+
+/// Scale (or min) `k` of the eight 32-value sub-blocks, repeated for both 16-value halves.
+fn per_16(v: [u8; 8]) -> [i16; 16] {
+    std::array::from_fn(|k| v[k / 2] as i16)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q4_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
-    k4_dot(x, y, |x| (f32_of(x.d), f32_of(x.dmin), x.scales_and_mins(), &x.qs), |_, _| _mm256_setzero_si256())
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q5_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
-    k4_dot(x, y, |x| (f32_of(x.d), f32_of(x.dmin), x.scales_and_mins(), &x.qs), |x, j| {
-        bit_to(load(x.qh.as_ptr()), j as i32, 4)
+pub unsafe fn vec_dot_q2_k<const N: usize>(x: &[BlockQ2K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
+    k_dot(x, ys, |x| {
+        // Chunk j = 4·half + m: bits 2m.. of the half's 32 bytes.
+        let q = [load(x.qs.as_ptr()), load(x.qs[32..].as_ptr())];
+        SuperBlock {
+            d: f32_of(x.d),
+            dmin: Some(f32_of(x.dmin)),
+            values: std::array::from_fn(|j| two_bits(q[j / 4], 2 * (j % 4) as i32)),
+            scales: std::array::from_fn(|k| (x.scales[k] & 0x0f) as i16),
+            mins: std::array::from_fn(|k| (x.scales[k] >> 4) as i16),
+        }
     })
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q6_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let nib = _mm256_set1_epi8(0x0f);
-    for (x, y) in x.iter().zip(y) {
-        let mut sumi = _mm256_setzero_si256();
-        for half in 0..2 {
-            let ql = [load(x.ql[half * 64..].as_ptr()), load(x.ql[half * 64 + 32..].as_ptr())];
-            let qh = load(x.qh[half * 32..].as_ptr());
-            for m in 0..4 {
-                let low = if m < 2 { _mm256_and_si256(ql[m % 2], nib) } else { _mm256_and_si256(_mm256_srli_epi16::<4>(ql[m % 2]), nib) };
-                let high = _mm256_sll_epi16(two_bits(qh, 2 * m as i32), _mm_cvtsi32_si128(4));
-                let v = _mm256_sub_epi8(_mm256_or_si256(low, high), _mm256_set1_epi8(32));
-                let p = mul_signed(v, load(y.qs[half * 128 + m * 32..].as_ptr() as _));
-                let k = half * 8 + m * 2;
-                sumi = _mm256_add_epi32(sumi, scale_halves(p, x.scales[k] as i16, x.scales[k + 1] as i16));
-            }
+pub unsafe fn vec_dot_q3_k<const N: usize>(x: &[BlockQ3K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
+    k_dot(x, ys, |x| {
+        // Chunk j = 4·half + m: bits 2m.. of the half's 32 bytes, high bit j of hmask.
+        let q = [load(x.qs.as_ptr()), load(x.qs[32..].as_ptr())];
+        let high = load(x.hmask.as_ptr());
+        let scales = x.scales().map(|s| s as i16);
+        SuperBlock {
+            d: f32_of(x.d),
+            dmin: None,
+            values: std::array::from_fn(|j| _mm256_or_si256(two_bits(q[j / 4], 2 * (j % 4) as i32), bit_to(high, j as i32, 2))),
+            scales,
+            mins: scales.map(|s| 4 * s),
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f32_of(x.d) * y.d), _mm256_cvtepi32_ps(sumi), acc);
-    }
-    hsum_f32(acc)
+    })
+}
+
+/// Q4_K and Q5_K: 8 sub-blocks of 32 with 6-bit scales and mins; `high(x, j)` adds Q5_K's fifth
+/// bits to sub-block j.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k4_unpack<X>(d: f32, dmin: f32, (sc, m): ([u8; 8], [u8; 8]), qs: &[u8; 128], x: &X, high: impl Fn(&X, usize) -> __m256i) -> SuperBlock {
+    // Sub-block j: the low nibbles (even j) or high nibbles (odd j) of bytes 32·(j/2)...
+    let values = std::array::from_fn(|j| {
+        let q = load(qs[j / 2 * 32..].as_ptr());
+        let q = if j % 2 == 0 { q } else { _mm256_srli_epi16::<4>(q) };
+        _mm256_or_si256(_mm256_and_si256(q, _mm256_set1_epi8(0x0f)), high(x, j))
+    });
+    SuperBlock { d, dmin: Some(dmin), values, scales: per_16(sc), mins: per_16(m) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn vec_dot_q4_k<const N: usize>(x: &[BlockQ4K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
+    k_dot(x, ys, |x| k4_unpack(f32_of(x.d), f32_of(x.dmin), x.scales_and_mins(), &x.qs, x, |_, _| _mm256_setzero_si256()))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn vec_dot_q5_k<const N: usize>(x: &[BlockQ5K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
+    k_dot(x, ys, |x| {
+        k4_unpack(f32_of(x.d), f32_of(x.dmin), x.scales_and_mins(), &x.qs, x, |x, j| bit_to(load(x.qh.as_ptr()), j as i32, 4))
+    })
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn vec_dot_q6_k<const N: usize>(x: &[BlockQ6K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
+    k_dot(x, ys, |x| {
+        // Chunk j = 4·half + m: low 4 bits from the nibbles of ql (m < 2: low nibbles of bytes
+        // 32·m.., else high nibbles of bytes 32·(m−2)..), high 2 bits from bits 2m.. of qh.
+        let values = std::array::from_fn(|j| {
+            let (half, m) = (j / 4, j % 4);
+            let ql = load(x.ql[half * 64 + (m % 2) * 32..].as_ptr());
+            let low = if m < 2 { ql } else { _mm256_srli_epi16::<4>(ql) };
+            let high = _mm256_slli_epi16::<4>(two_bits(load(x.qh[half * 32..].as_ptr()), 2 * m as i32));
+            _mm256_or_si256(_mm256_and_si256(low, _mm256_set1_epi8(0x0f)), high)
+        });
+        let scales = x.scales.map(|s| s as i16);
+        SuperBlock { d: f32_of(x.d), dmin: None, values, scales, mins: scales.map(|s| 32 * s) }
+    })
 }
 
 /// Float dot product, 8 lanes at a time, with `load8` turning 8 elements into f32.

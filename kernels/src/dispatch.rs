@@ -71,45 +71,80 @@ impl fmt::Display for KernelPath {
     }
 }
 
-type DotFn<B> = fn(&[B], &[<B as WeightBlock>::Act]) -> f32;
+/// Activation rows a tiled kernel takes at once: prompt tokens against one weight row.
+const TILE: usize = 4;
+/// Weight rows a matmul takes against each tile of tokens before moving on.
+const ROW_BAND: usize = 16;
 
-/// A weight format's dot product on each path.
+type DotFn<B> = fn(&[B], &[<B as WeightBlock>::Act]) -> f32;
+type TileFn<B> = fn(&[B], [&[<B as WeightBlock>::Act]; TILE]) -> [f32; TILE];
+
+/// A weight format's dot products on each path: one activation row, or a tile of [`TILE`] rows.
+/// Both give bit-identical sums for the same row.
 trait Kernels: WeightBlock {
     fn dot_fn(path: KernelPath) -> DotFn<Self>;
+    fn tile_fn(path: KernelPath) -> TileFn<Self>;
 }
 
 /// The kernel table: weight block => name of its function in `simd128.rs` and `avx2.rs`.
+/// `tiled` functions are generic over the number of activation rows and unpack each weight
+/// block once for all of them; the others are called once per row of a tile.
 macro_rules! kernel_table {
-    ($($block:ty => $name:ident),* $(,)?) => {$(
+    ($($block:ty => $name:ident $($tiled:ident)?),* $(,)?) => {$(
         impl Kernels for $block {
             fn dot_fn(path: KernelPath) -> DotFn<Self> {
                 match path.0 {
                     Path::Scalar => <$block as WeightBlock>::vec_dot,
                     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-                    Path::Simd128 => crate::simd128::$name,
+                    Path::Simd128 => kernel_table!(@one simd128, $name $($tiled)?),
                     // SAFETY: an Avx2 path exists only when the CPU has AVX2, FMA and F16C.
                     #[cfg(target_arch = "x86_64")]
-                    Path::Avx2 => |x, y| unsafe { crate::avx2::$name(x, y) },
+                    Path::Avx2 => kernel_table!(@one avx2, $name $($tiled)?),
+                }
+            }
+
+            fn tile_fn(path: KernelPath) -> TileFn<Self> {
+                match path.0 {
+                    Path::Scalar => |x, ys| ys.map(|y| <$block as WeightBlock>::vec_dot(x, y)),
+                    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                    Path::Simd128 => kernel_table!(@tile simd128, $name $($tiled)?),
+                    // SAFETY: as above.
+                    #[cfg(target_arch = "x86_64")]
+                    Path::Avx2 => kernel_table!(@tile avx2, $name $($tiled)?),
                 }
             }
         }
     )*};
+    (@one $isa:ident, $name:ident) => { |x, y| unsafe_if_avx2!($isa, crate::$isa::$name(x, y)) };
+    (@one $isa:ident, $name:ident tiled) => { |x, y| unsafe_if_avx2!($isa, crate::$isa::$name::<1>(x, [y])[0]) };
+    (@tile $isa:ident, $name:ident) => { |x, ys| ys.map(|y| unsafe_if_avx2!($isa, crate::$isa::$name(x, y))) };
+    (@tile $isa:ident, $name:ident tiled) => { |x, ys| unsafe_if_avx2!($isa, crate::$isa::$name::<TILE>(x, ys)) };
+}
+
+/// AVX2 kernels are `unsafe` (they need the CPU features a `KernelPath` vouches for).
+macro_rules! unsafe_if_avx2 {
+    (avx2, $call:expr) => {
+        unsafe { $call }
+    };
+    ($isa:ident, $call:expr) => {
+        $call
+    };
 }
 
 kernel_table! {
     f32 => vec_dot_f32,
     f16 => vec_dot_f16,
     bf16 => vec_dot_bf16,
-    BlockQ4_0 => vec_dot_q4_0,
-    BlockQ4_1 => vec_dot_q4_1,
-    BlockQ5_0 => vec_dot_q5_0,
-    BlockQ5_1 => vec_dot_q5_1,
-    BlockQ8_0 => vec_dot_q8_0,
-    BlockQ2K => vec_dot_q2_k,
-    BlockQ3K => vec_dot_q3_k,
-    BlockQ4K => vec_dot_q4_k,
-    BlockQ5K => vec_dot_q5_k,
-    BlockQ6K => vec_dot_q6_k,
+    BlockQ4_0 => vec_dot_q4_0 tiled,
+    BlockQ4_1 => vec_dot_q4_1 tiled,
+    BlockQ5_0 => vec_dot_q5_0 tiled,
+    BlockQ5_1 => vec_dot_q5_1 tiled,
+    BlockQ8_0 => vec_dot_q8_0 tiled,
+    BlockQ2K => vec_dot_q2_k tiled,
+    BlockQ3K => vec_dot_q3_k tiled,
+    BlockQ4K => vec_dot_q4_k tiled,
+    BlockQ5K => vec_dot_q5_k tiled,
+    BlockQ6K => vec_dot_q6_k tiled,
 }
 
 /// Views `bytes` as blocks of `B`.
@@ -208,10 +243,24 @@ fn matmul_typed<B: Kernels>(path: KernelPath, w: &[u8], x: &[f32], k: usize, out
     for (row, q) in x.chunks_exact(k).zip(acts.chunks_exact_mut(act_blocks)) {
         B::Act::from_float(row, q);
     }
-    let dot = B::dot_fn(path);
-    for (out, a) in out.chunks_exact_mut(n_rows).zip(acts.chunks_exact(act_blocks)) {
-        for (o, w_row) in out.iter_mut().zip(w.chunks_exact(blocks_per_row)) {
-            *o = dot(w_row, a);
+    let (dot, dot_tile) = (B::dot_fn(path), B::tile_fn(path));
+    let tiled_tokens = n_tokens / TILE * TILE;
+    // A band of rows against one tile of tokens at a time: both stay in L1 while they meet.
+    let act_row = |t: usize| &acts[t * act_blocks..][..act_blocks];
+    for (band, w_band) in w.chunks(ROW_BAND * blocks_per_row).enumerate() {
+        let rows = || w_band.chunks_exact(blocks_per_row).enumerate().map(|(i, row)| (band * ROW_BAND + i, row));
+        for t0 in (0..tiled_tokens).step_by(TILE) {
+            let tokens = std::array::from_fn(|i| act_row(t0 + i));
+            for (r, w_row) in rows() {
+                for (i, v) in dot_tile(w_row, tokens).into_iter().enumerate() {
+                    out[(t0 + i) * n_rows + r] = v;
+                }
+            }
+        }
+        for t in tiled_tokens..n_tokens {
+            for (r, w_row) in rows() {
+                out[t * n_rows + r] = dot(w_row, act_row(t));
+            }
         }
     }
     Ok(())

@@ -88,71 +88,94 @@ fn fifth_bits(qh: [u8; 4]) -> [v128; 2] {
     [set(spread(0, 1)), set(spread(2, 3))]
 }
 
-/// Σ over 32-value blocks of `scale(x,y)·(x_q · y_q) + offset(x,y)`.
+/// Σ over 32-value blocks of `scale(x,y)·(x_q · y_q) + offset(x,y)`, for `N` activation rows
+/// at once: each weight block is unpacked once and used `N` times (a prompt's tokens share the
+/// weight row; decode has `N = 1`).
 #[inline]
-fn legacy_dot<X, Y>(
+fn legacy_dot<X, Y, const N: usize>(
     x: &[X],
-    y: &[Y],
+    ys: [&[Y]; N],
     scale: impl Fn(&X, &Y) -> f32,
     values: impl Fn(&X) -> [v128; 2],
     // Some(bias): values are unsigned, their value minus `bias`; None: values are signed i8.
     bias: Option<i8>,
     y_qs: impl Fn(&Y) -> &[i8; 32],
     offset: impl Fn(&X, &Y) -> f32,
-) -> f32 {
-    let mut acc = f32x4_splat(0.0);
-    let mut offsets = 0.0;
-    for (x, y) in x.iter().zip(y) {
+) -> [f32; N] {
+    assert!(ys.iter().all(|y| y.len() == x.len()));
+    let mut acc = [f32x4_splat(0.0); N];
+    let mut offsets = [0.0; N];
+    for (i, x) in x.iter().enumerate() {
         let [a, b] = values(x);
-        let qy = y_qs(y);
-        let (y0, y1) = (load_i8(&qy[..16]), load_i8(&qy[16..]));
-        let sums = match bias {
-            Some(bias) => i32x4_add(dot_biased(a, y0, bias), dot_biased(b, y1, bias)),
-            None => i32x4_add(dot_i8x16(a, y0), dot_i8x16(b, y1)),
-        };
-        acc = f32x4_add(acc, f32x4_mul(f32x4_splat(scale(x, y)), f32x4_convert_i32x4(sums)));
-        offsets += offset(x, y);
+        for n in 0..N {
+            let y = &ys[n][i];
+            let qy = y_qs(y);
+            let (y0, y1) = (load_i8(&qy[..16]), load_i8(&qy[16..]));
+            let sums = match bias {
+                Some(bias) => i32x4_add(dot_biased(a, y0, bias), dot_biased(b, y1, bias)),
+                None => i32x4_add(dot_i8x16(a, y0), dot_i8x16(b, y1)),
+            };
+            acc[n] = f32x4_add(acc[n], f32x4_mul(f32x4_splat(scale(x, y)), f32x4_convert_i32x4(sums)));
+            offsets[n] += offset(x, y);
+        }
     }
-    hsum_f32(acc) + offsets
+    std::array::from_fn(|n| hsum_f32(acc[n]) + offsets[n])
 }
 
 fn or(a: [v128; 2], b: [v128; 2]) -> [v128; 2] {
     [v128_or(a[0], b[0]), v128_or(a[1], b[1])]
 }
 
-pub fn vec_dot_q4_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
-    legacy_dot(x, y, |x, y| f32_of(x.d) * f32_of(y.d), |x| nibbles(&x.qs), Some(8), |y| &y.qs, |_, _| 0.0)
+pub fn vec_dot_q4_0<const N: usize>(x: &[BlockQ4_0], ys: [&[BlockQ8_0]; N]) -> [f32; N] {
+    legacy_dot(x, ys, |x, y| f32_of(x.d) * f32_of(y.d), |x| nibbles(&x.qs), Some(8), |y| &y.qs, |_, _| 0.0)
 }
 
-pub fn vec_dot_q4_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
-    legacy_dot(x, y, |x, y| f32_of(x.d) * f32_of(y.d), |x| nibbles(&x.qs), Some(0), |y| &y.qs, |x, y| f32_of(x.m) * f32_of(y.s))
+pub fn vec_dot_q4_1<const N: usize>(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; N]) -> [f32; N] {
+    legacy_dot(x, ys, |x, y| f32_of(x.d) * f32_of(y.d), |x| nibbles(&x.qs), Some(0), |y| &y.qs, |x, y| f32_of(x.m) * f32_of(y.s))
 }
 
-pub fn vec_dot_q5_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
+pub fn vec_dot_q5_0<const N: usize>(x: &[BlockQ5_0], ys: [&[BlockQ8_0]; N]) -> [f32; N] {
     let values = |x: &BlockQ5_0| or(nibbles(&x.qs), fifth_bits(x.qh));
-    legacy_dot(x, y, |x, y| f32_of(x.d) * f32_of(y.d), values, Some(16), |y| &y.qs, |_, _| 0.0)
+    legacy_dot(x, ys, |x, y| f32_of(x.d) * f32_of(y.d), values, Some(16), |y| &y.qs, |_, _| 0.0)
 }
 
-pub fn vec_dot_q5_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
+pub fn vec_dot_q5_1<const N: usize>(x: &[BlockQ5_1], ys: [&[BlockQ8_1]; N]) -> [f32; N] {
     let values = |x: &BlockQ5_1| or(nibbles(&x.qs), fifth_bits(x.qh));
-    legacy_dot(x, y, |x, y| f32_of(x.d) * f32_of(y.d), values, Some(0), |y| &y.qs, |x, y| f32_of(x.m) * f32_of(y.s))
+    legacy_dot(x, ys, |x, y| f32_of(x.d) * f32_of(y.d), values, Some(0), |y| &y.qs, |x, y| f32_of(x.m) * f32_of(y.s))
 }
 
-pub fn vec_dot_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
+pub fn vec_dot_q8_0<const N: usize>(x: &[BlockQ8_0], ys: [&[BlockQ8_0]; N]) -> [f32; N] {
     let values = |x: &BlockQ8_0| [load_i8(&x.qs[..16]), load_i8(&x.qs[16..])];
-    legacy_dot(x, y, |x, y| f32_of(x.d) * f32_of(y.d), values, None, |y| &y.qs, |_, _| 0.0)
+    legacy_dot(x, ys, |x, y| f32_of(x.d) * f32_of(y.d), values, None, |y| &y.qs, |_, _| 0.0)
 }
 
-/// Integer sum of a super-block whose values come as 16 sub-blocks of 16, each with its scale;
-/// `values` are unsigned (0..=63), their value minus `bias`.
+/// Integer sums of a super-block against `N` activation rows; its values come as 16 sub-blocks
+/// of 16, each with its scale, unsigned (0..=63) and worth their value minus `bias`. Each
+/// sub-block is unpacked once and used `N` times.
 #[inline]
-fn scaled_sum_16(values: impl Fn(usize) -> v128, bias: i8, scales: impl Fn(usize) -> i32, y: &BlockQ8K) -> i32 {
-    let mut sumi = i32x4_splat(0);
+fn scaled_sum_16<const N: usize>(values: impl Fn(usize) -> v128, bias: i8, scales: impl Fn(usize) -> i32, ys: [&BlockQ8K; N]) -> [i32; N] {
+    let mut sumi = [i32x4_splat(0); N];
     for k in 0..16 {
-        let p = dot_biased(values(k), load_i8(&y.qs[k * 16..]), bias);
-        sumi = i32x4_add(sumi, i32x4_mul(p, i32x4_splat(scales(k))));
+        let (v, scale) = (values(k), i32x4_splat(scales(k)));
+        for (sum, y) in sumi.iter_mut().zip(ys) {
+            *sum = i32x4_add(*sum, i32x4_mul(dot_biased(v, load_i8(&y.qs[k * 16..]), bias), scale));
+        }
     }
-    hsum_i32(sumi)
+    sumi.map(hsum_i32)
+}
+
+/// Σ over super-blocks for `N` activation rows: `block(x, ys)` gives each row's share of one
+/// super-block.
+#[inline]
+fn k_dot<X, const N: usize>(x: &[X], ys: [&[BlockQ8K]; N], block: impl Fn(&X, [&BlockQ8K; N]) -> [f32; N]) -> [f32; N] {
+    assert!(ys.iter().all(|y| y.len() == x.len()));
+    let mut sumf = [0.0; N];
+    for (i, x) in x.iter().enumerate() {
+        for (sum, v) in sumf.iter_mut().zip(block(x, ys.map(|y| &y[i]))) {
+            *sum += v;
+        }
+    }
+    sumf
 }
 
 /// 2-bit fields of Q2_K/Q3_K sub-block `k` (16 values), as bytes 0..=3.
@@ -163,19 +186,18 @@ fn two_bits(qs: &[u8; 64], k: usize) -> v128 {
     v128_and(u8x16_shr(q, 2 * m as u32), u8x16_splat(3))
 }
 
-pub fn vec_dot_q2_k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
-    let mut sumf = 0.0;
-    for (x, y) in x.iter().zip(y) {
-        let isum = scaled_sum_16(|k| two_bits(&x.qs, k), 0, |k| (x.scales[k] & 0x0f) as i32, y);
-        let msum: i32 = (0..16).map(|k| (x.scales[k] >> 4) as i32 * y.bsums[k] as i32).sum();
-        sumf += y.d * (f32_of(x.d) * isum as f32 - f32_of(x.dmin) * msum as f32);
-    }
-    sumf
+pub fn vec_dot_q2_k<const N: usize>(x: &[BlockQ2K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
+    k_dot(x, ys, |x, ys| {
+        let isums = scaled_sum_16(|k| two_bits(&x.qs, k), 0, |k| (x.scales[k] & 0x0f) as i32, ys);
+        std::array::from_fn(|n| {
+            let msum: i32 = (0..16).map(|k| (x.scales[k] >> 4) as i32 * ys[n].bsums[k] as i32).sum();
+            ys[n].d * (f32_of(x.d) * isums[n] as f32 - f32_of(x.dmin) * msum as f32)
+        })
+    })
 }
 
-pub fn vec_dot_q3_k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
-    let mut sumf = 0.0;
-    for (x, y) in x.iter().zip(y) {
+pub fn vec_dot_q3_k<const N: usize>(x: &[BlockQ3K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
+    k_dot(x, ys, |x, ys| {
         let sc = x.scales();
         let hmask = [load(&x.hmask[..16]), load(&x.hmask[16..])];
         let values = |k: usize| {
@@ -183,23 +205,28 @@ pub fn vec_dot_q3_k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
             let high = v128_and(u8x16_shr(hmask[k % 2], (k / 2) as u32), u8x16_splat(1));
             v128_or(two_bits(&x.qs, k), i8x16_shl(high, 2))
         };
-        let isum = scaled_sum_16(values, 4, |k| sc[k] as i32, y);
-        sumf += (f32_of(x.d) * y.d) * isum as f32;
-    }
-    sumf
+        let isums = scaled_sum_16(values, 4, |k| sc[k] as i32, ys);
+        std::array::from_fn(|n| (f32_of(x.d) * ys[n].d) * isums[n] as f32)
+    })
 }
 
-/// Q4_K and Q5_K: `value(q, k)` gives sub-block-of-16 `k` of the quants.
+/// Q4_K and Q5_K: `values(x, k)` gives sub-block-of-16 `k` of the quants.
 #[inline]
-fn k4_dot<X>(x: &[X], y: &[BlockQ8K], parts: impl Fn(&X) -> (f32, f32, ([u8; 8], [u8; 8])), values: impl Fn(&X, usize) -> v128) -> f32 {
-    let mut sumf = 0.0;
-    for (x, y) in x.iter().zip(y) {
+fn k4_dot<X, const N: usize>(
+    x: &[X],
+    ys: [&[BlockQ8K]; N],
+    parts: impl Fn(&X) -> (f32, f32, ([u8; 8], [u8; 8])),
+    values: impl Fn(&X, usize) -> v128,
+) -> [f32; N] {
+    k_dot(x, ys, |x, ys| {
         let (d, dmin, (sc, m)) = parts(x);
-        let isum = scaled_sum_16(|k| values(x, k), 0, |k| sc[k / 2] as i32, y);
-        let msum: i32 = (0..8).map(|j| m[j] as i32 * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32)).sum();
-        sumf += y.d * (d * isum as f32 - dmin * msum as f32);
-    }
-    sumf
+        let isums = scaled_sum_16(|k| values(x, k), 0, |k| sc[k / 2] as i32, ys);
+        std::array::from_fn(|n| {
+            let y = ys[n];
+            let msum: i32 = (0..8).map(|j| m[j] as i32 * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32)).sum();
+            y.d * (d * isums[n] as f32 - dmin * msum as f32)
+        })
+    })
 }
 
 /// Nibbles of Q4_K/Q5_K sub-block-of-16 `k`: 32-value sub-block j = k/2 is in bytes 32·(j/2)..,
@@ -215,22 +242,21 @@ fn k4_nibbles(qs: &[u8; 128], k: usize) -> v128 {
     }
 }
 
-pub fn vec_dot_q4_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
-    k4_dot(x, y, |x| (f32_of(x.d), f32_of(x.dmin), x.scales_and_mins()), |x, k| k4_nibbles(&x.qs, k))
+pub fn vec_dot_q4_k<const N: usize>(x: &[BlockQ4K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
+    k4_dot(x, ys, |x| (f32_of(x.d), f32_of(x.dmin), x.scales_and_mins()), |x, k| k4_nibbles(&x.qs, k))
 }
 
-pub fn vec_dot_q5_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
+pub fn vec_dot_q5_k<const N: usize>(x: &[BlockQ5K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
     let values = |x: &BlockQ5K, k: usize| {
         let qh = load(&x.qh[(k % 2) * 16..]);
         let fifth = i8x16_shl(v128_and(u8x16_shr(qh, (k / 2) as u32), u8x16_splat(1)), 4);
         v128_or(k4_nibbles(&x.qs, k), fifth)
     };
-    k4_dot(x, y, |x| (f32_of(x.d), f32_of(x.dmin), x.scales_and_mins()), values)
+    k4_dot(x, ys, |x| (f32_of(x.d), f32_of(x.dmin), x.scales_and_mins()), values)
 }
 
-pub fn vec_dot_q6_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
-    let mut sumf = 0.0;
-    for (x, y) in x.iter().zip(y) {
+pub fn vec_dot_q6_k<const N: usize>(x: &[BlockQ6K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
+    k_dot(x, ys, |x, ys| {
         // Sub-block k = 8·half + 2·m + part covers values 128·half + 32·m + 16·part ..+16.
         let values = |k: usize| {
             let (half, m, part) = (k / 8, (k % 8) / 2, k % 2);
@@ -240,10 +266,9 @@ pub fn vec_dot_q6_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
             let high = i8x16_shl(v128_and(u8x16_shr(qh, 2 * m as u32), u8x16_splat(3)), 4);
             v128_or(low, high)
         };
-        let isum = scaled_sum_16(values, 32, |k| x.scales[k] as i32, y);
-        sumf += (f32_of(x.d) * y.d) * isum as f32;
-    }
-    sumf
+        let isums = scaled_sum_16(values, 32, |k| x.scales[k] as i32, ys);
+        std::array::from_fn(|n| (f32_of(x.d) * ys[n].d) * isums[n] as f32)
+    })
 }
 
 /// Float dot product, 4 lanes at a time, with `load4` turning 4 elements into f32x4.

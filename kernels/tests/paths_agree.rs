@@ -142,7 +142,7 @@ fn scalar_dot_equals_dot_of_dequantized_values() {
 #[test]
 fn matmul_is_a_vec_dot_per_row_and_token() {
     let mut rng = SmallRng::seed_from_u64(4);
-    let (k, rows, tokens) = (512, 5, 3);
+    let (k, rows, tokens) = (512, 5, 6); // one tile of 4 tokens and 2 left over
     for ty in WEIGHT_TYPES {
         let w = random_weights(&mut rng, ty, k * rows, None);
         let x = random_activations(&mut rng, k * tokens);
