@@ -4,7 +4,7 @@
 use crate::chat::{ChatError, ChatTemplate, Message};
 use crate::gguf::{Gguf, GgufError};
 use crate::model::{ForwardError, Logits, Model, ModelError};
-use crate::sampler::{logprob, Sampler, SamplingParams};
+use crate::sampler::{logprob, top_logprobs, Sampler, SamplingParams};
 use crate::stop::StopMatcher;
 use crate::tokenizer::{StreamDecoder, TokenId, Tokenizer, TokenizerError};
 use rill_kernels::KernelPath;
@@ -96,11 +96,16 @@ pub struct GenerateParams {
     pub context: usize,
     /// Report each token's log-probability.
     pub logprobs: bool,
+    /// Also report this many most likely alternatives per token (at most [`MAX_TOP_LOGPROBS`]).
+    pub top_logprobs: usize,
 }
+
+/// The most alternatives a token event reports (OpenAI's limit).
+pub const MAX_TOP_LOGPROBS: usize = 20;
 
 impl Default for GenerateParams {
     fn default() -> Self {
-        GenerateParams { sampling: SamplingParams::default(), max_tokens: 256, ignore_eos: false, stop: Vec::new(), context: 4096, logprobs: false }
+        GenerateParams { sampling: SamplingParams::default(), max_tokens: 256, ignore_eos: false, stop: Vec::new(), context: 4096, logprobs: false, top_logprobs: 0 }
     }
 }
 
@@ -181,6 +186,9 @@ impl Engine {
     /// Starts a generation; it keeps the engine alive for as long as it runs.
     pub fn generate(self: &Arc<Self>, prompt: Vec<TokenId>, params: GenerateParams) -> Result<Generation, EngineError> {
         params.sampling.validate().map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+        if params.top_logprobs > MAX_TOP_LOGPROBS {
+            return Err(EngineError::InvalidArgument(format!("top_logprobs = {} is out of range: it must be 0..={MAX_TOP_LOGPROBS}", params.top_logprobs)));
+        }
         if prompt.is_empty() {
             return Err(EngineError::InvalidArgument("the prompt has no tokens".into()));
         }
@@ -228,7 +236,18 @@ pub struct ModelInfo {
 pub struct TokenEvent {
     pub id: TokenId,
     pub text: String,
-    pub logprob: Option<f32>,
+    /// With `logprobs`: the token's log-probability.
+    pub logprob: Option<TokenLogprob>,
+    /// With `top_logprobs`: the most likely tokens at this step, most likely first.
+    pub top_logprobs: Vec<TokenLogprob>,
+}
+
+/// A token's log-probability, with its bytes (one token may hold part of a UTF-8 character).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenLogprob {
+    pub id: TokenId,
+    pub bytes: Vec<u8>,
+    pub logprob: f32,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -252,6 +271,13 @@ pub enum FinishReason {
     /// `max_tokens` reached, or the context is full.
     Length,
     Cancelled,
+}
+
+/// A step's log-probabilities, when asked for.
+#[derive(Default)]
+struct Logprobs {
+    chosen: Option<TokenLogprob>,
+    top: Vec<TokenLogprob>,
 }
 
 enum Pending {
@@ -300,14 +326,20 @@ impl Generation {
             }
         };
         // Log-probabilities are the model's, before penalties and truncation reshape the logits.
-        let raw = self.params.logprobs.then(|| logits.clone());
+        let raw = (self.params.logprobs || self.params.top_logprobs > 0).then(|| logits.clone());
         let id = self.sampler.sample(&mut logits);
-        let logprob = raw.map(|l| logprob(&l, id));
+        let logprobs = match raw {
+            Some(l) => Logprobs {
+                chosen: Some(self.token_logprob(id, logprob(&l, id))),
+                top: top_logprobs(&l, self.params.top_logprobs).into_iter().map(|(t, lp)| self.token_logprob(t, lp)).collect(),
+            },
+            None => Logprobs::default(),
+        };
         if self.usage.completion_tokens == 0 {
             self.timings.time_to_first_token = self.started.elapsed();
         }
         if self.engine.tokenizer.is_end(id) && !self.params.ignore_eos {
-            return Ok(self.end(FinishReason::Stop, Some((id, logprob))));
+            return Ok(self.end(FinishReason::Stop, Some((id, logprobs))));
         }
         self.sampler.accept(id);
         self.pending = Pending::Token(id);
@@ -317,19 +349,23 @@ impl Generation {
         if stopped {
             self.finish = Some(FinishReason::Stop);
         }
-        Ok(Some(TokenEvent { id, text, logprob }))
+        Ok(Some(TokenEvent { id, text, logprob: logprobs.chosen, top_logprobs: logprobs.top }))
+    }
+
+    fn token_logprob(&self, id: TokenId, logprob: f32) -> TokenLogprob {
+        TokenLogprob { id, bytes: self.engine.tokenizer.token_bytes(id, true).unwrap_or_default(), logprob }
     }
 
     /// Finishes; text still held (an incomplete character, a possible stop string's start)
     /// comes out in a last event, carrying the end token when there is one.
-    fn end(&mut self, reason: FinishReason, end_token: Option<(TokenId, Option<f32>)>) -> Option<TokenEvent> {
+    fn end(&mut self, reason: FinishReason, end_token: Option<(TokenId, Logprobs)>) -> Option<TokenEvent> {
         self.finish = Some(reason);
         let (held, _) = self.stop.push(&self.decoder.finish());
         let text = held + &self.stop.finish();
         match end_token {
             _ if text.is_empty() => None,
-            Some((id, logprob)) => Some(TokenEvent { id, text, logprob }),
-            None => Some(TokenEvent { id: self.last_token().unwrap_or_default(), text, logprob: None }),
+            Some((id, lp)) => Some(TokenEvent { id, text, logprob: lp.chosen, top_logprobs: lp.top }),
+            None => Some(TokenEvent { id: self.last_token().unwrap_or_default(), text, logprob: None, top_logprobs: Vec::new() }),
         }
     }
 

@@ -132,6 +132,7 @@ impl GuestModel for Model {
             stop: params.stop,
             context: params.context as usize,
             logprobs: params.logprobs,
+            top_logprobs: params.top_logprobs as usize,
         };
         let generation = self.engine.generate(tokens, params)?;
         Ok(inference::Generation::new(GenerationResource(RefCell::new(generation))))
@@ -142,6 +143,10 @@ impl GuestModel for Model {
     }
 }
 
+fn wit_logprob(t: crate::TokenLogprob) -> types::TokenLogprob {
+    types::TokenLogprob { id: t.id, bytes: t.bytes, logprob: t.logprob }
+}
+
 pub struct GenerationResource(RefCell<Generation>);
 
 impl GuestGeneration for GenerationResource {
@@ -150,7 +155,12 @@ impl GuestGeneration for GenerationResource {
         let mut events = Vec::new();
         while events.len() < max_events.max(1) as usize {
             match g.next()? {
-                Some(e) => events.push(types::TokenEvent { id: e.id, text: e.text, logprob: e.logprob }),
+                Some(e) => events.push(types::TokenEvent {
+                    id: e.id,
+                    text: e.text,
+                    logprob: e.logprob.map(wit_logprob),
+                    top_logprobs: e.top_logprobs.into_iter().map(wit_logprob).collect(),
+                }),
                 None => break,
             }
         }

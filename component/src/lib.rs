@@ -9,7 +9,7 @@ pub mod chat;
 pub mod engine;
 pub mod stop;
 
-pub use engine::{Engine, EngineError, GenerateParams, Generation, Prompt, TokenEvent};
+pub use engine::{Engine, EngineError, GenerateParams, Generation, Prompt, TokenEvent, TokenLogprob, MAX_TOP_LOGPROBS};
 
 #[cfg(target_arch = "wasm32")]
 mod export;

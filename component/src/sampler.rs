@@ -171,9 +171,28 @@ fn softmax(cands: &[(TokenId, f32)], temperature: f32) -> Vec<f32> {
 
 /// Natural log of the probability of `id` under the softmax of `logits`.
 pub fn logprob(logits: &[f32], id: TokenId) -> f32 {
+    logits[id as usize] - log_sum_exp(logits)
+}
+
+/// The `n` most likely tokens under the softmax of `logits`, most likely first, with their
+/// log-probabilities.
+pub fn top_logprobs(logits: &[f32], n: usize) -> Vec<(TokenId, f32)> {
+    let n = n.min(logits.len());
+    if n == 0 {
+        return Vec::new();
+    }
+    let norm = log_sum_exp(logits);
+    let mut ids: Vec<usize> = (0..logits.len()).collect();
+    ids.select_nth_unstable_by(n - 1, |&a, &b| logits[b].total_cmp(&logits[a]));
+    ids.truncate(n);
+    ids.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+    ids.into_iter().map(|i| (i as TokenId, logits[i] - norm)).collect()
+}
+
+/// ln Σ exp(l), computed stably.
+fn log_sum_exp(logits: &[f32]) -> f32 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = logits.iter().map(|l| (l - max).exp()).sum();
-    logits[id as usize] - max - sum.ln()
+    max + logits.iter().map(|l| (l - max).exp()).sum::<f32>().ln()
 }
 
 #[cfg(test)]
@@ -247,6 +266,16 @@ mod tests {
         assert_eq!(SamplingParams { temperature: -1.0, ..Default::default() }.validate().unwrap_err().name, "temperature");
         assert_eq!(SamplingParams { top_p: 1.5, ..Default::default() }.validate().unwrap_err().name, "top_p");
         assert!(SamplingParams::default().validate().is_ok());
+    }
+
+    #[test]
+    fn top_logprobs_are_the_largest_in_order() {
+        let l = [0.0f32, 3.0, 1.0, 3.0, -2.0];
+        let top = top_logprobs(&l, 3);
+        assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), [1, 3, 2]);
+        assert!((top[0].1 - logprob(&l, 1)).abs() < 1e-6 && (top[2].1 - logprob(&l, 2)).abs() < 1e-6);
+        assert!(top_logprobs(&l, 0).is_empty());
+        assert_eq!(top_logprobs(&l, 9).len(), 5);
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod commands;
 mod config;
 mod dirs;
 mod models;
+mod serve;
 
 use anyhow::Context;
 use backend::BackendKind;
@@ -56,6 +57,13 @@ enum Command {
         model: ModelArgs,
         #[command(flatten)]
         args: commands::run::RunArgs,
+    },
+    /// Serve the OpenAI-compatible API (HTTP with SSE, and WebSocket) for one model.
+    Serve {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        args: serve::ServeArgs,
     },
     /// Measure prompt and decode speed, optionally side by side with llama.cpp's llama-bench.
     Bench {
@@ -148,6 +156,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let config_path = cli.config.as_deref();
     let result = (|| match cli.command {
+        Command::Serve { model, args } => {
+            let config = settings(config_path, &model, None)?;
+            let path = model_path(&config)?;
+            serve::serve(args, config, path)
+        }
         Command::Run { model, args } => {
             let config = settings(config_path, &model, Some(&args.generation))?;
             let mut backend = open(&config, &model_path(&config)?)?;

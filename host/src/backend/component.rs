@@ -2,12 +2,12 @@
 //! in wasmtime: compiled once and cached on disk, fed the GGUF file in chunks, pumped for
 //! token events.
 
-use super::{Backend, Outcome, PromptInput};
+use super::{Backend, EngineFailure, FailureKind, Outcome, PromptInput};
 use anyhow::{anyhow, Context};
 use bindings::rill::llm::types;
 use indicatif::{ProgressBar, ProgressStyle};
 use rill_engine::engine::{FinishReason, Timings, Usage};
-use rill_engine::{GenerateParams, TokenEvent};
+use rill_engine::{GenerateParams, TokenEvent, TokenLogprob};
 use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::path::Path;
@@ -31,7 +31,27 @@ const EVENTS_PER_CALL: u32 = 1;
 struct State {
     wasi: WasiCtx,
     table: ResourceTable,
+    limits: MemoryLimiter,
+}
+
+/// wasmtime's `StoreLimits`, also remembering how large the guest's memory has grown.
+struct MemoryLimiter {
     limits: StoreLimits,
+    memory_bytes: usize,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.memory_bytes = desired;
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
 }
 
 impl WasiView for State {
@@ -48,23 +68,24 @@ pub struct ComponentBackend {
 
 impl types::Error {
     fn into_anyhow(self) -> anyhow::Error {
-        let (kind, msg) = match self {
-            types::Error::InvalidModel(m) => ("invalid model", m),
-            types::Error::Unsupported(m) => ("unsupported", m),
-            types::Error::InvalidArgument(m) => ("invalid argument", m),
-            types::Error::ContextOverflow(m) => ("context overflow", m),
-            types::Error::OutOfMemory(m) => ("out of memory", m),
-            types::Error::Cancelled(m) => ("cancelled", m),
-            types::Error::Internal(m) => ("internal error", m),
+        let (kind, name, msg) = match self {
+            types::Error::InvalidModel(m) => (FailureKind::InvalidModel, "invalid model", m),
+            types::Error::Unsupported(m) => (FailureKind::Unsupported, "unsupported", m),
+            types::Error::InvalidArgument(m) => (FailureKind::InvalidArgument, "invalid argument", m),
+            types::Error::ContextOverflow(m) => (FailureKind::ContextOverflow, "context overflow", m),
+            types::Error::OutOfMemory(m) => (FailureKind::OutOfMemory, "out of memory", m),
+            types::Error::Cancelled(m) => (FailureKind::Cancelled, "cancelled", m),
+            types::Error::Internal(m) => (FailureKind::Internal, "internal error", m),
         };
         // The engine's messages already start with their kind.
-        if msg.starts_with(kind) { anyhow!(msg) } else { anyhow!("{kind}: {msg}") }
+        let message = if msg.starts_with(name) { msg } else { format!("{name}: {msg}") };
+        EngineFailure::Reported { kind, message }.into()
     }
 }
 
 /// A trap (or other wasmtime failure) is a bug in the engine: say so; the instance is then dropped.
 fn trapped(e: wasmtime::Error) -> anyhow::Error {
-    anyhow!("the engine component trapped: {e:#}")
+    EngineFailure::Trapped(format!("{e:#}")).into()
 }
 
 /// The compiled component, from the on-disk cache when this wasmtime has compiled it before.
@@ -98,6 +119,9 @@ fn instantiate(memory_limit: usize) -> anyhow::Result<(Store<State>, bindings::E
     if std::env::var_os("RILL_PROFILE").is_some_and(|v| v == "perfmap") {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);
     }
+    // Test builds can make the instance trap on demand (see `Backend::inject_trap`).
+    #[cfg(feature = "fault-injection")]
+    config.epoch_interruption(true);
     let wt = wasmtime::Engine::new(&config).map_err(|e| anyhow!("configuring wasmtime: {e:#}"))?;
     let component = compiled_component(&wt)?;
     let mut linker = Linker::new(&wt);
@@ -105,10 +129,12 @@ fn instantiate(memory_limit: usize) -> anyhow::Result<(Store<State>, bindings::E
     let state = State {
         wasi: WasiCtxBuilder::new().inherit_stderr().build(),
         table: ResourceTable::new(),
-        limits: StoreLimitsBuilder::new().memory_size(memory_limit).build(),
+        limits: MemoryLimiter { limits: StoreLimitsBuilder::new().memory_size(memory_limit).build(), memory_bytes: 0 },
     };
     let mut store = Store::new(&wt, state);
     store.limiter(|s| &mut s.limits);
+    #[cfg(feature = "fault-injection")]
+    store.set_epoch_deadline(u64::MAX / 2);
     let engine = bindings::Engine::instantiate(&mut store, &component, &linker).map_err(trapped)?;
     Ok((store, engine))
 }
@@ -164,6 +190,17 @@ impl Backend for ComponentBackend {
         "component"
     }
 
+    fn memory_bytes(&self) -> Option<u64> {
+        Some(self.store.data().limits.memory_bytes as u64)
+    }
+
+    #[cfg(feature = "fault-injection")]
+    fn inject_trap(&mut self) {
+        // The guest checks the epoch at function entries and loop heads: it traps at the next one.
+        self.store.epoch_deadline_trap();
+        self.store.set_epoch_deadline(0);
+    }
+
     fn kernel_path(&mut self) -> anyhow::Result<String> {
         let api = self.engine.rill_llm_inference();
         Ok(api.call_get_capabilities(&mut self.store).map_err(trapped)?.kernel_path)
@@ -183,7 +220,7 @@ impl Backend for ComponentBackend {
         let api = self.engine.rill_llm_inference();
         let prompt = match prompt {
             PromptInput::Text(t) => types::Prompt::Text(t.to_string()),
-            PromptInput::Chat(t) => types::Prompt::Chat(vec![types::Message { role: "user".into(), content: t.to_string() }]),
+            PromptInput::Chat(messages) => types::Prompt::Chat(messages.iter().map(|m| types::Message { role: m.role.clone(), content: m.content.clone() }).collect()),
             PromptInput::Tokens(t) => types::Prompt::Tokens(t.to_vec()),
         };
         let s = &params.sampling;
@@ -204,6 +241,7 @@ impl Backend for ComponentBackend {
             stop: params.stop.clone(),
             context: params.context.try_into().unwrap_or(u32::MAX),
             logprobs: params.logprobs,
+            top_logprobs: params.top_logprobs as u32,
         };
         let generation = api.model().call_generate(&mut self.store, self.model, &prompt, &wit_params).map_err(trapped)?.map_err(|e| e.into_anyhow())?;
         let g = api.generation();
@@ -213,7 +251,8 @@ impl Backend for ComponentBackend {
                 return Ok(());
             }
             for e in events {
-                on_event(TokenEvent { id: e.id, text: e.text, logprob: e.logprob })?;
+                let logprob = |t: types::TokenLogprob| TokenLogprob { id: t.id, bytes: t.bytes, logprob: t.logprob };
+                on_event(TokenEvent { id: e.id, text: e.text, logprob: e.logprob.map(logprob), top_logprobs: e.top_logprobs.into_iter().map(logprob).collect() })?;
             }
         })();
         if result.is_err() {

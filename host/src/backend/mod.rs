@@ -5,17 +5,54 @@ pub mod component;
 pub mod native;
 
 use clap::ValueEnum;
+use rill_engine::chat::Message;
 use rill_engine::engine::{FinishReason, Timings, Usage};
-use rill_engine::{GenerateParams, TokenEvent};
+use rill_engine::{EngineError, GenerateParams, TokenEvent};
 use std::path::Path;
 
 /// What a generation is started from.
 pub enum PromptInput<'a> {
     Text(&'a str),
-    /// A user message, wrapped with the model's chat template.
-    Chat(&'a str),
+    /// Messages, rendered with the model's chat template, ready for the assistant's reply.
+    Chat(&'a [Message]),
     /// Token ids, used as given.
     Tokens(&'a [u32]),
+}
+
+/// The kinds of failure the engine reports (the WIT `error` cases).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    InvalidModel,
+    Unsupported,
+    InvalidArgument,
+    ContextOverflow,
+    OutOfMemory,
+    Cancelled,
+    Internal,
+}
+
+/// A failure of the engine, kept typed inside `anyhow` so a server can map it to a status.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineFailure {
+    /// The engine refused or failed the call; the instance is fine.
+    #[error("{message}")]
+    Reported { kind: FailureKind, message: String },
+    /// The component trapped: the instance must be replaced.
+    #[error("the engine component trapped: {0}")]
+    Trapped(String),
+}
+
+impl From<EngineError> for EngineFailure {
+    fn from(e: EngineError) -> Self {
+        let kind = match e {
+            EngineError::InvalidModel(_) => FailureKind::InvalidModel,
+            EngineError::Unsupported(_) => FailureKind::Unsupported,
+            EngineError::InvalidArgument(_) => FailureKind::InvalidArgument,
+            EngineError::ContextOverflow(_) => FailureKind::ContextOverflow,
+            EngineError::OutOfMemory(_) => FailureKind::OutOfMemory,
+        };
+        EngineFailure::Reported { kind, message: e.to_string() }
+    }
 }
 
 /// How a generation ended.
@@ -28,6 +65,13 @@ pub struct Outcome {
 pub trait Backend {
     /// "component" or "native".
     fn name(&self) -> &'static str;
+    /// The engine's linear memory, where it has one of its own (the component).
+    fn memory_bytes(&self) -> Option<u64> {
+        None
+    }
+    /// Test builds only: make the engine trap in its next call, as a bug would.
+    #[cfg(feature = "fault-injection")]
+    fn inject_trap(&mut self) {}
     /// The kernels the engine uses: "simd128", "avx2" or "scalar".
     fn kernel_path(&mut self) -> anyhow::Result<String>;
     fn tokenize(&mut self, text: &str, add_bos: bool, parse_special: bool) -> anyhow::Result<Vec<u32>>;

@@ -1,8 +1,7 @@
 //! The engine crate running natively in this process.
 
-use super::{Backend, Outcome, PromptInput};
+use super::{Backend, EngineFailure, Outcome, PromptInput};
 use anyhow::Context;
-use rill_engine::chat::Message;
 use rill_engine::{Engine, GenerateParams, Prompt, TokenEvent};
 use rill_kernels::KernelPath;
 use std::path::Path;
@@ -39,12 +38,12 @@ impl Backend for NativeBackend {
 
     fn generate(&mut self, prompt: PromptInput, params: GenerateParams, on_event: &mut dyn FnMut(TokenEvent) -> anyhow::Result<()>) -> anyhow::Result<Outcome> {
         let tokens = match prompt {
-            PromptInput::Text(t) => self.engine.prompt_tokens(&Prompt::Text(t))?,
-            PromptInput::Chat(t) => self.engine.prompt_tokens(&Prompt::Chat(&[Message::new("user", t)]))?,
+            PromptInput::Text(t) => self.engine.prompt_tokens(&Prompt::Text(t)).map_err(EngineFailure::from)?,
+            PromptInput::Chat(messages) => self.engine.prompt_tokens(&Prompt::Chat(messages)).map_err(EngineFailure::from)?,
             PromptInput::Tokens(t) => t.to_vec(),
         };
-        let mut generation = self.engine.generate(tokens, params)?;
-        while let Some(event) = generation.next()? {
+        let mut generation = self.engine.generate(tokens, params).map_err(EngineFailure::from)?;
+        while let Some(event) = generation.next().map_err(EngineFailure::from)? {
             on_event(event)?;
         }
         Ok(Outcome { usage: generation.usage(), timings: generation.timings(), finish: generation.finish_reason() })

@@ -89,7 +89,7 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
         ignore_eos: true,
         stop: Vec::new(),
         context,
-        logprobs: false,
+        ..GenerateParams::default()
     };
     // Warm-up: touches every weight and the code paths once.
     timed(backend, &prompt[..prompt.len().min(8)], params(2))?;

@@ -45,15 +45,15 @@ pub fn cpu_name() -> String {
 }
 
 /// What the engine would choose for the configured model, read from its GGUF header.
-struct ModelPlan {
+pub struct ModelPlan {
     path: PathBuf,
     architecture: String,
     file_bytes: u64,
-    kv_bytes_per_token: usize,
+    pub kv_bytes_per_token: usize,
 }
 
 /// Reads just the header of `path` (a few MB), as the engine's loader does.
-fn model_plan(path: &Path) -> anyhow::Result<ModelPlan> {
+pub fn model_plan(path: &Path) -> anyhow::Result<ModelPlan> {
     let mut file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let file_bytes = file.metadata()?.len();
     let mut reader = ChunkedReader::new(Some(file_bytes));

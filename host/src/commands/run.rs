@@ -3,6 +3,7 @@
 use crate::backend::{Backend, PromptInput};
 use crate::config::Generation;
 use clap::{Args, ValueEnum};
+use rill_engine::chat::Message;
 use rill_engine::engine::FinishReason;
 use rill_engine::GenerateParams;
 use serde_json::json;
@@ -83,14 +84,15 @@ impl GenerationFlags {
 
 /// Runs with `generation` (the config with the flags applied, already validated).
 pub fn run(backend: &mut dyn Backend, args: RunArgs, generation: &Generation) -> anyhow::Result<()> {
-    let prompt = if args.chat { PromptInput::Chat(&args.prompt) } else { PromptInput::Text(&args.prompt) };
+    let messages = [Message::new("user", &args.prompt)];
+    let prompt = if args.chat { PromptInput::Chat(&messages) } else { PromptInput::Text(&args.prompt) };
     let params = GenerateParams {
         sampling: generation.sampling(),
         max_tokens: generation.max_tokens,
         ignore_eos: args.ignore_eos,
         stop: args.stop,
         context: generation.context,
-        logprobs: false,
+        ..GenerateParams::default()
     };
     let mut out = std::io::stdout().lock();
     let format = args.format;

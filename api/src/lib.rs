@@ -1,0 +1,11 @@
+//! The OpenAI-compatible API, without any HTTP stack: what `rill serve` and the edge worker
+//! share. [`request`] turns a JSON body into an engine request or an [`ApiError`];
+//! [`response`] writes the JSON bodies and SSE chunks for what the engine produced.
+
+pub mod error;
+pub mod request;
+pub mod response;
+
+pub use error::ApiError;
+pub use request::{parse_chat, parse_completion, Endpoint, GenerationRequest, PromptSpec};
+pub use response::{sse_event, Finish, Latency, ResponseWriter, Timings, TokenOut, Usage, SSE_DONE};

@@ -1,0 +1,80 @@
+//! `/metrics`: request telemetry and engine state in Prometheus' text format.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub endpoint: String,
+    pub status: u16,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub prompt_tokens: Counter,
+    pub completion_tokens: Counter,
+    pub engine_restarts: Counter,
+    pub queue_seconds: Histogram,
+    pub time_to_first_token_seconds: Histogram,
+    pub inter_token_seconds: Histogram,
+    pub prompt_tokens_per_second: Histogram,
+    pub decode_tokens_per_second: Histogram,
+    pub active_sequences: Gauge,
+    pub queue_depth: Gauge,
+    pub kv_cache_bytes: Gauge,
+    pub guest_memory_bytes: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let seconds = || Histogram::new(exponential_buckets(0.001, 2.0, 18)); // 1 ms .. 131 s
+        let rates = || Histogram::new(exponential_buckets(1.0, 2.0, 14)); // 1 .. 8192 tok/s
+        let mut m = Metrics {
+            requests: Family::default(),
+            prompt_tokens: Counter::default(),
+            completion_tokens: Counter::default(),
+            engine_restarts: Counter::default(),
+            queue_seconds: seconds(),
+            time_to_first_token_seconds: seconds(),
+            inter_token_seconds: seconds(),
+            prompt_tokens_per_second: rates(),
+            decode_tokens_per_second: rates(),
+            active_sequences: Gauge::default(),
+            queue_depth: Gauge::default(),
+            kv_cache_bytes: Gauge::default(),
+            guest_memory_bytes: Gauge::default(),
+            registry: Registry::with_prefix("rill"),
+        };
+        let r = &mut m.registry;
+        r.register("requests", "HTTP and WebSocket generation requests, by endpoint and status", m.requests.clone());
+        r.register("prompt_tokens", "Prompt tokens read", m.prompt_tokens.clone());
+        r.register("completion_tokens", "Tokens generated", m.completion_tokens.clone());
+        r.register("engine_restarts", "Engine instances replaced after a trap", m.engine_restarts.clone());
+        r.register("queue_seconds", "Time requests waited for the engine", m.queue_seconds.clone());
+        r.register("time_to_first_token_seconds", "From a request's arrival to its first token", m.time_to_first_token_seconds.clone());
+        r.register("inter_token_seconds", "Gaps between consecutive tokens of a stream", m.inter_token_seconds.clone());
+        r.register("prompt_tokens_per_second", "Prompt processing speed per request", m.prompt_tokens_per_second.clone());
+        r.register("decode_tokens_per_second", "Decode speed per request", m.decode_tokens_per_second.clone());
+        r.register("active_sequences", "Generations the engine is running", m.active_sequences.clone());
+        r.register("queue_depth", "Requests waiting for the engine", m.queue_depth.clone());
+        r.register("kv_cache_bytes", "KV cache held by running generations", m.kv_cache_bytes.clone());
+        r.register("guest_memory_bytes", "Linear memory of the engine component", m.guest_memory_bytes.clone());
+        m
+    }
+
+    pub fn count_request(&self, endpoint: &str, status: u16) {
+        self.requests.get_or_create(&RequestLabels { endpoint: endpoint.to_string(), status }).inc();
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}

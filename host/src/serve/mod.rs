@@ -1,0 +1,127 @@
+//! `rill serve`: the OpenAI-compatible HTTP API (JSON and SSE) and a WebSocket API over one
+//! engine instance, on tokio + axum.
+//!
+//! Requests are parsed and checked on the async side ([`rill_api`]), then queued for the
+//! engine thread ([`worker`]); tokens come back through a [`stream::TokenStream`] per request.
+
+mod http;
+mod metrics;
+mod stream;
+mod worker;
+mod ws;
+
+use crate::config::Config;
+use anyhow::Context;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use clap::Args;
+use rill_api::ApiError;
+use rill_engine::GenerateParams;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0: any free port; the chosen one is printed).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Require `Authorization: Bearer KEY` on /v1 endpoints.
+    #[arg(long, env = "RILL_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Requests that may wait for the engine; more get 429 with Retry-After.
+    #[arg(long, default_value_t = 16)]
+    pub queue: usize,
+    /// Largest request body, in KiB.
+    #[arg(long, default_value_t = 1024)]
+    pub max_body_kib: usize,
+}
+
+/// What every handler shares.
+pub struct AppState {
+    engine: worker::EngineHandle,
+    metrics: Arc<metrics::Metrics>,
+    /// The id clients use for the loaded model (`/v1/models`).
+    model_id: String,
+    /// Generation settings from rill.toml, for what a request leaves out.
+    defaults: GenerateParams,
+    api_key: Option<String>,
+    body_limit: usize,
+    /// Unix seconds at start (the model's `created`).
+    started: u64,
+    requests: AtomicU64,
+}
+
+impl AppState {
+    fn next_id(&self) -> u64 {
+        self.requests.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+pub fn serve(args: ServeArgs, config: Config, model: PathBuf) -> anyhow::Result<()> {
+    let model_id = if crate::models::known(&config.model).is_some() {
+        config.model.clone()
+    } else {
+        model.file_stem().map_or_else(|| config.model.clone(), |s| s.to_string_lossy().into_owned())
+    };
+    let kv_bytes_per_token = crate::commands::info::model_plan(&model)?.kv_bytes_per_token;
+    let g = &config.generation;
+    let defaults = GenerateParams { sampling: g.sampling(), max_tokens: g.max_tokens, context: g.context, ..GenerateParams::default() };
+    let metrics = Arc::new(metrics::Metrics::new());
+    eprintln!("rill serve: loading {} on the {:?} backend", model.display(), config.backend);
+    let open = move || crate::open(&config, &model);
+    let engine = worker::start(open, args.queue, kv_bytes_per_token, metrics.clone())?;
+    let state = Arc::new(AppState {
+        engine,
+        metrics,
+        model_id,
+        defaults,
+        api_key: args.api_key.filter(|k| !k.is_empty()),
+        body_limit: args.max_body_kib << 10,
+        started: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        requests: AtomicU64::new(0),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port)).await.with_context(|| format!("listening on {}:{}", args.host, args.port))?;
+        eprintln!("rill serve: model {} listening on http://{}", state.model_id, listener.local_addr()?);
+        axum::serve(listener, router(state)).with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving")
+    })
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    let v1 = Router::new()
+        .route("/chat/completions", post(http::chat_completions))
+        .route("/completions", post(http::completions))
+        .route("/models", get(http::models))
+        .route("/models/{id}", get(http::model))
+        .route("/ws", get(ws::upgrade))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), require_key));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/health", get(http::health))
+        .route("/metrics", get(http::metrics))
+        .fallback(http::not_found)
+        .with_state(state)
+}
+
+/// 401 unless the request carries the configured key (`Authorization: Bearer KEY`).
+async fn require_key(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    if let Some(key) = &state.api_key {
+        let given = request.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(key.as_str()) {
+            return http::error_response(&ApiError::unauthorized());
+        }
+    }
+    next.run(request).await
+}
