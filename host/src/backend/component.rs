@@ -195,10 +195,13 @@ impl Backend for ComponentBackend {
     }
 
     #[cfg(feature = "fault-injection")]
-    fn inject_trap(&mut self) {
-        // The guest checks the epoch at function entries and loop heads: it traps at the next one.
+    fn arm_trap(&mut self) -> Box<dyn Fn() + Send> {
+        // The guest checks the epoch at function entries and loop heads: once the engine's
+        // epoch passes the deadline, it traps at the next check.
         self.store.epoch_deadline_trap();
-        self.store.set_epoch_deadline(0);
+        self.store.set_epoch_deadline(1);
+        let engine = self.store.engine().clone();
+        Box::new(move || engine.increment_epoch())
     }
 
     fn kernel_path(&mut self) -> anyhow::Result<String> {
@@ -255,14 +258,18 @@ impl Backend for ComponentBackend {
                 on_event(TokenEvent { id: e.id, text: e.text, logprob: e.logprob.map(logprob), top_logprobs: e.top_logprobs.into_iter().map(logprob).collect() })?;
             }
         })();
-        if result.is_err() {
-            let _ = g.call_cancel(&mut self.store, generation);
+        if let Err(e) = result {
+            // A trapped instance cannot be entered again: report the trap itself.
+            if !matches!(e.downcast_ref(), Some(EngineFailure::Trapped(_))) {
+                let _ = g.call_cancel(&mut self.store, generation);
+                let _ = generation.resource_drop(&mut self.store);
+            }
+            return Err(e);
         }
         let usage = g.call_usage(&mut self.store, generation).map_err(trapped)?;
         let timings = g.call_timings(&mut self.store, generation).map_err(trapped)?;
         let finish = g.call_finish_reason(&mut self.store, generation).map_err(trapped)?;
         generation.resource_drop(&mut self.store).map_err(trapped)?;
-        result?;
         let ms = |v: f64| Duration::from_secs_f64(v / 1e3);
         Ok(Outcome {
             usage: Usage { prompt_tokens: usage.prompt_tokens as usize, completion_tokens: usage.completion_tokens as usize },

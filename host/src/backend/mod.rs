@@ -69,9 +69,12 @@ pub trait Backend {
     fn memory_bytes(&self) -> Option<u64> {
         None
     }
-    /// Test builds only: make the engine trap in its next call, as a bug would.
+    /// Test builds only: returns a trigger that makes the engine trap, as a bug would, at its
+    /// next check (callable from inside a generation's token callback).
     #[cfg(feature = "fault-injection")]
-    fn inject_trap(&mut self) {}
+    fn arm_trap(&mut self) -> Box<dyn Fn() + Send> {
+        Box::new(|| {})
+    }
     /// The kernels the engine uses: "simd128", "avx2" or "scalar".
     fn kernel_path(&mut self) -> anyhow::Result<String>;
     fn tokenize(&mut self, text: &str, add_bos: bool, parse_special: bool) -> anyhow::Result<Vec<u32>>;

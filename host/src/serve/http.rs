@@ -54,7 +54,7 @@ async fn start(state: &Arc<AppState>, endpoint: Endpoint, headers: &HeaderMap, b
         prompt: request.prompt.clone(),
         params: request.params.clone(),
         stream: stream.clone(),
-        inject_trap: cfg!(feature = "fault-injection") && headers.contains_key("x-rill-inject-trap"),
+        trap_after: trap_after(headers),
     })?;
     let guard = CancelOnDrop(stream.clone());
     // The status is decided by how the generation starts: a prompt the engine refuses (too
@@ -70,6 +70,14 @@ async fn start(state: &Arc<AppState>, endpoint: Endpoint, headers: &HeaderMap, b
     } else {
         complete(&stream, first, &writer).await.map(|v| axum::Json(v).into_response())
     }
+}
+
+/// Test builds: `x-rill-inject-trap: N` makes the engine trap after N tokens of this request.
+fn trap_after(headers: &HeaderMap) -> Option<usize> {
+    if !cfg!(feature = "fault-injection") {
+        return None;
+    }
+    headers.get("x-rill-inject-trap")?.to_str().ok()?.parse().ok()
 }
 
 /// Waits for the whole generation and writes the one JSON response.

@@ -19,6 +19,7 @@ pub struct Metrics {
     pub prompt_tokens: Counter,
     pub completion_tokens: Counter,
     pub engine_restarts: Counter,
+    pub cancelled: Counter,
     pub queue_seconds: Histogram,
     pub time_to_first_token_seconds: Histogram,
     pub inter_token_seconds: Histogram,
@@ -39,6 +40,7 @@ impl Metrics {
             prompt_tokens: Counter::default(),
             completion_tokens: Counter::default(),
             engine_restarts: Counter::default(),
+            cancelled: Counter::default(),
             queue_seconds: seconds(),
             time_to_first_token_seconds: seconds(),
             inter_token_seconds: seconds(),
@@ -55,6 +57,7 @@ impl Metrics {
         r.register("prompt_tokens", "Prompt tokens read", m.prompt_tokens.clone());
         r.register("completion_tokens", "Tokens generated", m.completion_tokens.clone());
         r.register("engine_restarts", "Engine instances replaced after a trap", m.engine_restarts.clone());
+        r.register("cancelled", "Generations stopped because their client left or cancelled", m.cancelled.clone());
         r.register("queue_seconds", "Time requests waited for the engine", m.queue_seconds.clone());
         r.register("time_to_first_token_seconds", "From a request's arrival to its first token", m.time_to_first_token_seconds.clone());
         r.register("inter_token_seconds", "Gaps between consecutive tokens of a stream", m.inter_token_seconds.clone());

@@ -18,9 +18,9 @@ pub struct Job {
     pub prompt: PromptSpec,
     pub params: GenerateParams,
     pub stream: Arc<TokenStream>,
-    /// Test builds: make the engine trap during this job.
+    /// Test builds: make the engine trap after this many tokens of this job.
     #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
-    pub inject_trap: bool,
+    pub trap_after: Option<usize>,
 }
 
 /// The server's side of the queue.
@@ -92,6 +92,7 @@ impl Worker {
             self.queued.fetch_sub(1, Ordering::SeqCst);
             self.metrics.queue_depth.dec();
             if job.stream.is_cancelled() {
+                self.metrics.cancelled.inc();
                 job.stream.finish(End::Failed(ApiError::invalid("cancelled before it started", None).with_code("cancelled")));
                 continue;
             }
@@ -125,12 +126,22 @@ impl Worker {
             PromptSpec::Chat(m) => PromptInput::Chat(m),
         };
         #[cfg(feature = "fault-injection")]
-        if job.inject_trap {
-            self.backend.inject_trap();
+        let trap = job.trap_after.map(|n| (n, self.backend.arm_trap()));
+        let mut tokens = 0;
+        #[cfg(feature = "fault-injection")]
+        if let Some((0, trigger)) = &trap {
+            trigger();
         }
         let result = self.backend.generate(input, job.params.clone(), &mut |event| {
             if stream.is_cancelled() {
                 return Err(ClientGone.into());
+            }
+            tokens += 1;
+            #[cfg(feature = "fault-injection")]
+            if let Some((n, trigger)) = &trap {
+                if tokens == *n {
+                    trigger();
+                }
             }
             let now = Instant::now();
             match last {
@@ -147,7 +158,10 @@ impl Worker {
         });
         let outcome = match result {
             Ok(outcome) => outcome,
-            Err(e) if e.is::<ClientGone>() => return End::Failed(ApiError::invalid("the client went away", None).with_code("cancelled")),
+            Err(e) if e.is::<ClientGone>() => {
+                self.metrics.cancelled.inc();
+                return End::Failed(ApiError::invalid("cancelled by the client", None).with_code("cancelled"));
+            }
             Err(e) => return self.failed(e),
         };
         let usage = Usage { prompt_tokens: outcome.usage.prompt_tokens, completion_tokens: outcome.usage.completion_tokens };

@@ -114,7 +114,7 @@ fn handle(state: &Arc<AppState>, text: &str, running: &Running, frames: &mpsc::S
                 }
                 r.insert(id.clone(), stream.clone());
             }
-            let submitted = state.engine.submit(Job { prompt: request.prompt, params: request.params, stream: stream.clone(), inject_trap: false });
+            let submitted = state.engine.submit(Job { prompt: request.prompt, params: request.params, stream: stream.clone(), trap_after: None });
             state.metrics.count_request("ws", submitted.as_ref().map_or_else(|e| e.status, |_| 200));
             if let Err(e) = submitted {
                 running.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);

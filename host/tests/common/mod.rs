@@ -1,6 +1,8 @@
 //! What the host tests share: running `rill`, the reference model and llama.cpp's outputs.
 #![allow(dead_code)]
 
+pub mod server;
+
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -1,0 +1,224 @@
+//! `rill serve` end to end: a real server process on the reference model, driven by real
+//! clients (the `openai` Python package, curl, the `websockets` Python package) and by raw
+//! HTTP for what well-behaved clients never send.
+
+mod common;
+
+use common::server::Server;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MODEL_ID: &str = "gemma-3-270m-q4_k_m";
+
+fn python(script: &str, args: &[&str]) -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/clients/").to_string() + script;
+    let out = Command::new("python3").arg(&path).args(args).output().expect("python3 runs");
+    assert!(out.status.success(), "{script} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn chat(content: &str, max_tokens: u32) -> Value {
+    json!({ "model": MODEL_ID, "messages": [{ "role": "user", "content": content }], "max_tokens": max_tokens, "temperature": 0 })
+}
+
+#[test]
+fn the_openai_python_client_chats_streams_and_completes() {
+    let server = Server::start(&[], &[]);
+    let out = python("openai_client.py", &[&server.url(""), MODEL_ID]);
+    assert_eq!(out["models"], json!([MODEL_ID]));
+
+    let (plain, streamed) = (&out["chat"], &out["chat_stream"]);
+    assert_eq!((plain["role"].as_str(), plain["finish_reason"].as_str()), (Some("assistant"), Some("length")));
+    assert_eq!(plain["usage"]["completion_tokens"], 8);
+    assert!(plain["content"].as_str().is_some_and(|c| !c.is_empty()), "{plain}");
+    // Greedy: streaming changes how the reply travels, not what it is.
+    assert_eq!(streamed["content"], plain["content"]);
+    assert_eq!((streamed["role"].as_str(), streamed["finish_reason"].as_str()), (Some("assistant"), Some("length")));
+    assert_eq!(streamed["usage"], plain["usage"]);
+    assert!(streamed["chunks"].as_u64().unwrap() >= 3, "{streamed}");
+
+    // The completion is the CLI's greedy continuation, token by token with log-probabilities.
+    let completion = &out["completion"];
+    let cli = common::ok_stdout(&["run", "--model", &common::model(), "--prompt", "Once upon a time", "--max-tokens", "8", "--temperature", "0"]);
+    assert_eq!(completion["text"].as_str().unwrap(), cli.trim_end_matches('\n'));
+    let tokens: Vec<&str> = completion["tokens"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert_eq!(tokens.len(), 8);
+    assert_eq!(tokens.concat(), completion["text"].as_str().unwrap());
+    for (lp, top) in completion["token_logprobs"].as_array().unwrap().iter().zip(completion["top_logprobs"].as_array().unwrap()) {
+        let lp = lp.as_f64().unwrap();
+        let best = top.as_object().unwrap().values().map(|v| v.as_f64().unwrap()).fold(f64::MIN, f64::max);
+        assert_eq!(top.as_object().unwrap().len(), 2);
+        assert!(lp <= 0.0 && (lp - best).abs() < 1e-6, "greedy picks the most likely token: {lp} vs {best}");
+    }
+    for step in out["chat_logprobs"].as_array().unwrap() {
+        let top: Vec<f64> = step["top"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert_eq!(top.len(), 3);
+        assert!(top.windows(2).all(|w| w[0] >= w[1]), "most likely first: {top:?}");
+        assert!((step["logprob"].as_f64().unwrap() - top[0]).abs() < 1e-6);
+    }
+    assert_eq!(out["unknown_model"], json!({ "status": 404, "code": "model_not_found" }));
+    server.assert_healthy();
+}
+
+#[test]
+fn curl_receives_sse_events_one_by_one_as_they_are_generated() {
+    let server = Server::start(&[], &[]);
+    let body = json!({ "model": MODEL_ID, "prompt": "Once upon a time", "max_tokens": 24, "temperature": 0, "stream": true }).to_string();
+    let mut curl = Command::new("curl").args(["-sN", &server.url("/v1/completions"), "-H", "Content-Type: application/json", "-d", &body]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut events: Vec<(Instant, String)> = Vec::new();
+    for line in BufReader::new(curl.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(data) = line.strip_prefix("data: ") {
+            events.push((Instant::now(), data.to_string()));
+        }
+    }
+    assert!(curl.wait().unwrap().success());
+    assert_eq!(events.last().unwrap().1, "[DONE]");
+    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|(_, d)| serde_json::from_str(d).unwrap()).collect();
+    let text_events = chunks.iter().filter(|c| c["choices"][0]["text"].as_str().is_some_and(|t| !t.is_empty())).count();
+    assert!(text_events >= 12, "curl reads as fast as tokens come: most tokens get their own event ({text_events} of 24)");
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "length");
+    // Events were spread over the decoding, not sent together at the end: the first arrived
+    // at least half the decode time before the last.
+    let decode_ms = last["timings"]["decode_ms"].as_f64().unwrap();
+    let spread_ms = (events[events.len() - 2].0 - events[0].0).as_secs_f64() * 1e3;
+    assert!(spread_ms >= 0.5 * decode_ms, "events arrived within {spread_ms:.0} ms of a {decode_ms:.0} ms decode");
+}
+
+#[test]
+fn a_websocket_runs_two_generations_at_once_and_cancels_one() {
+    let server = Server::start(&[], &[]);
+    let out = python("ws_client.py", &[&format!("ws://{}/v1/ws", server.addr)]);
+    let (long, short) = (&out["ends"]["long"], &out["ends"]["short"]);
+    assert_eq!((long["type"].as_str(), long["finish_reason"].as_str()), (Some("done"), Some("cancelled")), "{out}");
+    assert!(out["tokens"]["long"].as_u64().unwrap() < 40, "cancelled within a step or two: {out}");
+    assert_eq!((short["type"].as_str(), short["finish_reason"].as_str()), (Some("done"), Some("length")), "{out}");
+    assert_eq!(short["usage"]["completion_tokens"], 6);
+    assert_eq!(out["tokens"]["short"], 6);
+    assert!(short["timings"]["time_to_first_token_ms"].as_f64().unwrap() > 0.0);
+    let refusals = out["refusals"].as_array().unwrap();
+    assert!(refusals.iter().all(|r| r["type"] == "error" && r["error"]["message"].is_string()), "{refusals:?}");
+    assert_eq!(refusals[1]["id"], "nothing-running");
+    assert_eq!(refusals[3]["error"]["param"], "messages");
+    server.assert_healthy();
+}
+
+#[test]
+fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
+    let server = Server::start(&["--max-body-kib", "64"], &[]);
+    let chat_url = "/v1/chat/completions";
+    let post = |body: &[u8]| server.request("POST", chat_url, &[], body);
+    let with = |field: &str, value: Value| {
+        let mut b = chat("Hi", 2);
+        b[field] = value;
+        server.post_json(chat_url, &b)
+    };
+    let cases: Vec<(&str, common::server::Reply, u16, &str, Option<&str>)> = vec![
+        ("malformed JSON", post(b"{\"messages\": ["), 400, "not valid JSON", None),
+        ("not an object", post(b"[1, 2]"), 400, "JSON object", None),
+        ("wrong type", with("temperature", json!("hot")), 400, "temperature", Some("temperature")),
+        ("unsupported field", with("tools", json!([{ "type": "function", "function": { "name": "f" } }])), 400, "tool calls", Some("tools")),
+        ("unknown model", with("model", json!("gpt-4o")), 404, "gpt-4o", Some("model")),
+        ("empty messages", with("messages", json!([])), 400, "empty", Some("messages")),
+        ("out-of-range sampling", with("top_p", json!(1.5)), 400, "top_p", Some("top_p")),
+        ("zero max_tokens", with("max_tokens", json!(0)), 400, "max_tokens", Some("max_tokens")),
+        ("invalid UTF-8", post(b"{\"messages\":[{\"role\":\"user\",\"content\":\"\xc3\x28\"}]}"), 400, "UTF-8", None),
+        ("prompt longer than the context", with("messages", json!([{ "role": "user", "content": "hello ".repeat(5000) }])), 400, "context", None),
+        ("body over the limit", post(&vec![b' '; 100 << 10]), 413, "larger than", None),
+        ("no such endpoint", server.get("/v1/nothing"), 404, "/v1/nothing", None),
+    ];
+    for (case, reply, status, says, param) in cases {
+        let error = reply.assert_error(status, says);
+        assert_eq!(error["param"].as_str(), param, "{case}: {error}");
+        server.assert_healthy();
+    }
+    // And it still generates.
+    let ok = server.post_json(chat_url, &chat("Hi", 2));
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert!(server.metric("rill_requests_total{endpoint=\"chat_completions\",status=\"400\"}") >= 8.0);
+}
+
+#[test]
+fn a_configured_api_key_is_required_on_v1() {
+    let server = Server::start(&[], &[("RILL_API_KEY", "sk-test-123")]);
+    server.get("/v1/models").assert_error(401, "API key");
+    server.request("GET", "/v1/models", &[("Authorization", "Bearer wrong")], b"").assert_error(401, "API key");
+    let ok = server.request("GET", "/v1/models", &[("Authorization", "Bearer sk-test-123")], b"");
+    assert_eq!(ok.json()["data"][0]["id"], MODEL_ID);
+    server.assert_healthy(); // /health needs no key
+}
+
+#[test]
+fn a_full_queue_answers_429_with_retry_after() {
+    let server = Server::start(&["--queue", "1"], &[]);
+    let addr = server.addr.clone();
+    // The first request keeps the engine busy for seconds, the second waits in the one queue
+    // slot, the third finds the queue full.
+    let busy: Vec<_> = (0..2)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let mut conn = std::net::TcpStream::connect(addr).unwrap();
+                let body = json!({ "prompt": "Once upon a time", "max_tokens": 48, "ignore_eos": true }).to_string();
+                write!(conn, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+                let mut reply = String::new();
+                conn.read_to_string(&mut reply).unwrap();
+                reply
+            })
+        })
+        .collect();
+    assert!(server.metric_becomes("rill_queue_depth", 1.0, Duration::from_secs(30)), "one request waits");
+    let full = server.post_json("/v1/completions", &json!({ "prompt": "Hi", "max_tokens": 2 }));
+    let error = full.assert_error(429, "busy");
+    assert_eq!(error["code"], "queue_full");
+    assert_eq!(full.header("retry-after"), Some("1"));
+    for b in busy {
+        assert!(b.join().unwrap().starts_with("HTTP/1.1 200"), "the queued requests complete");
+    }
+    server.assert_healthy();
+}
+
+#[test]
+fn a_client_that_disconnects_mid_stream_cancels_its_generation() {
+    let server = Server::start(&[], &[]);
+    let mut conn = std::net::TcpStream::connect(&server.addr).unwrap();
+    let body = json!({ "prompt": "Once upon a time", "max_tokens": 400, "ignore_eos": true, "stream": true }).to_string();
+    write!(conn, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    let mut reader = BufReader::new(conn);
+    let mut line = String::new();
+    while !line.starts_with("data: ") {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+    }
+    assert_eq!(server.metric("rill_active_sequences"), 1.0);
+    drop(reader); // the client goes away mid-stream
+    assert!(server.metric_becomes("rill_active_sequences", 0.0, Duration::from_secs(20)), "the generation stops");
+    assert_eq!(server.metric("rill_cancelled_total"), 1.0, "it was cancelled, not run to the end");
+    assert_eq!(server.metric("rill_kv_cache_bytes"), 0.0, "its KV cache is freed");
+    server.assert_healthy();
+}
+
+#[test]
+#[cfg_attr(not(feature = "fault-injection"), ignore = "needs the test build: --features fault-injection")]
+fn a_trapped_engine_is_replaced_and_the_next_request_succeeds() {
+    let server = Server::start(&[], &[]);
+    // A trap mid-stream: the stream ends with an error event.
+    let body = json!({ "prompt": "Once upon a time", "max_tokens": 16, "stream": true }).to_string();
+    let reply = server.request("POST", "/v1/completions", &[("x-rill-inject-trap", "3")], body.as_bytes());
+    assert_eq!(reply.status, 200);
+    let events: Vec<&str> = reply.body.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert!(last["error"]["message"].as_str().unwrap().contains("trapped"), "{}", reply.body);
+    assert_eq!(events.len(), 4, "three tokens, then the error: {}", reply.body);
+    // A trap before the first token: a 500 with an error body.
+    let reply = server.request("POST", "/v1/completions", &[("x-rill-inject-trap", "0")], body.replace("true", "false").as_bytes());
+    reply.assert_error(500, "trapped");
+    // A fresh instance serves the next request.
+    let ok = server.post_json("/v1/completions", &json!({ "prompt": "Once upon a time", "max_tokens": 4 }));
+    assert_eq!((ok.status, ok.json()["usage"]["completion_tokens"].as_u64()), (200, Some(4)), "{}", ok.body);
+    assert_eq!(server.metric("rill_engine_restarts_total"), 2.0);
+    server.assert_healthy();
+}
