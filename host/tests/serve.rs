@@ -170,7 +170,7 @@ fn a_full_queue_answers_429_with_retry_after() {
             })
         })
         .collect();
-    assert!(server.metric_becomes("rill_queue_depth", 1.0, Duration::from_secs(30)), "one request waits");
+    assert!(server.metrics_become(&[("rill_active_sequences", 1.0), ("rill_queue_depth", 1.0)], Duration::from_secs(60)), "one request runs, one waits");
     let full = server.post_json("/v1/completions", &json!({ "prompt": "Hi", "max_tokens": 2 }));
     let error = full.assert_error(429, "busy");
     assert_eq!(error["code"], "queue_full");
@@ -195,7 +195,7 @@ fn a_client_that_disconnects_mid_stream_cancels_its_generation() {
     }
     assert_eq!(server.metric("rill_active_sequences"), 1.0);
     drop(reader); // the client goes away mid-stream
-    assert!(server.metric_becomes("rill_active_sequences", 0.0, Duration::from_secs(20)), "the generation stops");
+    assert!(server.metrics_become(&[("rill_active_sequences", 0.0)], Duration::from_secs(20)), "the generation stops");
     assert_eq!(server.metric("rill_cancelled_total"), 1.0, "it was cancelled, not run to the end");
     assert_eq!(server.metric("rill_kv_cache_bytes"), 0.0, "its KV cache is freed");
     server.assert_healthy();

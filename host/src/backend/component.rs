@@ -103,7 +103,9 @@ fn compiled_component(engine: &wasmtime::Engine) -> anyhow::Result<Component> {
     let bytes = engine.precompile_component(ENGINE_WASM).map_err(|e| anyhow!("compiling the engine component: {e:#}"))?;
     // A cache that cannot be written only costs the next start a compile.
     if std::fs::create_dir_all(path.parent().unwrap()).is_ok() {
-        let tmp = path.with_extension("tmp");
+        // One temporary file per process: servers starting together must not write into
+        // the file another is renaming into place (and others are mapping).
+        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
         if std::fs::write(&tmp, &bytes).is_ok() {
             let _ = std::fs::rename(&tmp, &path);
         }

@@ -108,3 +108,46 @@ impl Drop for CancelOnDrop {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(text: &str) -> TokenOut {
+        TokenOut { text: text.into(), ..TokenOut::default() }
+    }
+
+    #[tokio::test]
+    async fn tokens_that_pile_up_leave_together_then_the_end() {
+        let s = TokenStream::new(Instant::now());
+        s.push(token("a"));
+        s.push(token("b"));
+        s.push(token("c"));
+        s.finish(End::Failed(ApiError::internal("x")));
+        match s.next().await {
+            Item::Tokens(t) => assert_eq!(t.iter().map(|t| t.text.as_str()).collect::<String>(), "abc"),
+            Item::End(_) => panic!("tokens come before the end"),
+        }
+        assert!(matches!(s.next().await, Item::End(End::Failed(_))));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_reader_wakes_for_the_next_token() {
+        let s = std::sync::Arc::new(TokenStream::new(Instant::now()));
+        let reader = tokio::spawn({
+            let s = s.clone();
+            async move { matches!(s.next().await, Item::Tokens(t) if t.len() == 1) }
+        });
+        tokio::task::yield_now().await;
+        s.push(token("a"));
+        assert!(reader.await.unwrap());
+    }
+
+    #[test]
+    fn dropping_the_connection_cancels_an_unfinished_stream_only() {
+        let (running, done) = (std::sync::Arc::new(TokenStream::new(Instant::now())), std::sync::Arc::new(TokenStream::new(Instant::now())));
+        done.finish(End::Failed(ApiError::internal("x")));
+        drop((CancelOnDrop(running.clone()), CancelOnDrop(done.clone())));
+        assert!(running.is_cancelled() && !done.is_cancelled());
+    }
+}

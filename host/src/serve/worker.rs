@@ -34,13 +34,13 @@ pub struct EngineHandle {
 impl EngineHandle {
     /// Queues a job, or refuses with 429 when the queue is full.
     pub fn submit(&self, job: Job) -> Result<(), ApiError> {
+        // Counted before sending, so the engine thread's decrement never comes first.
         self.queued.fetch_add(1, Ordering::SeqCst);
+        self.metrics.queue_depth.inc();
         match self.jobs.try_send(job) {
-            Ok(()) => {
-                self.metrics.queue_depth.inc();
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(e) => {
+                self.metrics.queue_depth.dec();
                 let depth = self.queued.fetch_sub(1, Ordering::SeqCst) - 1;
                 Err(match e {
                     TrySendError::Full(_) => ApiError::queue_full(depth),

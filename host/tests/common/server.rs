@@ -71,14 +71,16 @@ impl Server {
     /// A metric's value from /metrics (the first sample named exactly `name`).
     pub fn metric(&self, name: &str) -> f64 {
         let text = self.get("/metrics").body;
-        text.lines().find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.trim().parse().unwrap())).unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+        metric_in(&text, name).unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
     }
 
-    /// Polls `/metrics` until `name` equals `value`; false if it never does within `limit`.
-    pub fn metric_becomes(&self, name: &str, value: f64, limit: Duration) -> bool {
+    /// Polls `/metrics` until every `(name, value)` holds in one scrape; false if that never
+    /// happens within `limit`.
+    pub fn metrics_become(&self, expected: &[(&str, f64)], limit: Duration) -> bool {
         let start = Instant::now();
         while start.elapsed() < limit {
-            if self.metric(name) == value {
+            let text = self.get("/metrics").body;
+            if expected.iter().all(|&(name, value)| metric_in(&text, name) == Some(value)) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -136,6 +138,10 @@ impl Reply {
         assert!(error["type"].is_string(), "{}", self.body);
         error
     }
+}
+
+fn metric_in(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.trim().parse().unwrap()))
 }
 
 fn dechunk(mut body: &[u8]) -> Vec<u8> {
