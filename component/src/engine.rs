@@ -3,7 +3,7 @@
 
 use crate::chat::{ChatError, ChatTemplate, Message};
 use crate::gguf::{Gguf, GgufError};
-use crate::model::{ForwardError, Logits, Model, ModelError};
+use crate::model::{ForwardError, Logits, Model, ModelError, SeqInput};
 use crate::sampler::{logprob, top_logprobs, Sampler, SamplingParams};
 use crate::stop::StopMatcher;
 use crate::tokenizer::{StreamDecoder, TokenId, Tokenizer, TokenizerError};
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What can go wrong, in the categories the WIT contract reports.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("invalid model: {0}")]
     InvalidModel(String),
@@ -209,7 +209,7 @@ impl Engine {
             decoder: StreamDecoder::new(),
             stop: StopMatcher::new(params.stop.clone()),
             params,
-            pending: Pending::Prompt(prompt),
+            pending: Pending::Prompt { tokens: prompt, read: 0 },
             finish: None,
             usage: Usage::default(),
             timings: Timings::default(),
@@ -281,10 +281,21 @@ struct Logprobs {
 }
 
 enum Pending {
-    /// The prompt, not yet evaluated.
-    Prompt(Vec<TokenId>),
+    /// The prompt; the tokens before `read` are in the cache already.
+    Prompt { tokens: Vec<TokenId>, read: usize },
     /// The last sampled token, not yet evaluated.
     Token(TokenId),
+}
+
+/// What one step did for a generation.
+#[derive(Debug, PartialEq)]
+pub enum Step {
+    /// A token was generated.
+    Token(TokenEvent),
+    /// Part of the prompt was read; no token yet.
+    Reading,
+    /// It has finished (now or before).
+    Finished,
 }
 
 /// A running generation: call [`Generation::next`] until it returns `None`.
@@ -305,26 +316,99 @@ pub struct Generation {
 impl Generation {
     /// The next token event, or `None` when the generation has finished.
     pub fn next(&mut self) -> Result<Option<TokenEvent>, EngineError> {
-        if self.finish.is_some() {
-            return Ok(None);
-        }
-        if self.usage.completion_tokens >= self.params.max_tokens || self.cache.len() >= self.cache.capacity() {
-            return Ok(self.end(FinishReason::Length, None));
-        }
-        let t = Instant::now();
-        let mut logits = match &self.pending {
-            Pending::Prompt(p) => {
-                let logits = self.engine.model.forward(p, &mut self.cache, Logits::Last)?;
-                self.usage.prompt_tokens = p.len();
-                self.timings.prompt = t.elapsed();
-                logits
+        loop {
+            match Generation::step(&mut [&mut *self], usize::MAX).pop().expect("one result per generation")? {
+                Step::Token(event) => return Ok(Some(event)),
+                Step::Reading => continue,
+                Step::Finished => return Ok(None),
             }
-            Pending::Token(id) => {
-                let logits = self.engine.model.forward(&[*id], &mut self.cache, Logits::Last)?;
-                self.timings.decode += t.elapsed();
-                logits
+        }
+    }
+
+    /// Advances every generation of `batch` (all of one engine) by one step in one batched
+    /// forward pass: a token each for those decoding, and up to `prompt_budget` prompt tokens in
+    /// all for those still reading their prompts (chunked, so a long prompt does not stall the
+    /// others for long; the first prompt always gets at least one token).
+    pub fn step(batch: &mut [&mut Generation], prompt_budget: usize) -> Vec<Result<Step, EngineError>> {
+        let mut results: Vec<Option<Result<Step, EngineError>>> = (0..batch.len()).map(|_| None).collect();
+        // Those that end without running: finished, or at their length limit.
+        for (g, result) in batch.iter_mut().zip(results.iter_mut()) {
+            if g.finish.is_some() {
+                *result = Some(Ok(Step::Finished));
+            } else if g.usage.completion_tokens >= g.params.max_tokens || g.cache.len() >= g.cache.capacity() {
+                *result = Some(Ok(g.end(FinishReason::Length, None).map_or(Step::Finished, Step::Token)));
             }
+        }
+        let Some(engine) = batch.iter().zip(&results).find(|(_, r)| r.is_none()).map(|(g, _)| g.engine.clone()) else {
+            return results.into_iter().map(|r| r.expect("every generation has a result")).collect();
         };
+        // Each runner's input this step.
+        let mut budget = prompt_budget.max(1);
+        let mut runners: Vec<(usize, std::ops::Range<usize>)> = Vec::new(); // (index in batch, prompt tokens read this step)
+        for (i, g) in batch.iter().enumerate() {
+            if results[i].is_some() {
+                continue;
+            }
+            if !Arc::ptr_eq(&g.engine, &engine) {
+                results[i] = Some(Err(EngineError::InvalidArgument("generations of different models cannot be batched".into())));
+                continue;
+            }
+            match &g.pending {
+                Pending::Prompt { tokens, read } if budget > 0 => {
+                    let take = (tokens.len() - read).min(budget);
+                    budget -= take;
+                    runners.push((i, *read..read + take));
+                }
+                Pending::Prompt { .. } => results[i] = Some(Ok(Step::Reading)), // waits for the next step
+                Pending::Token(_) => runners.push((i, 0..0)),
+            }
+        }
+        let started = Instant::now();
+        let mut inputs: Vec<SeqInput> = Vec::with_capacity(runners.len());
+        let mut runner_iter = runners.iter().peekable();
+        for (i, g) in batch.iter_mut().enumerate() {
+            let Some(&&(_, ref range)) = runner_iter.peek().filter(|(r, _)| *r == i) else { continue };
+            runner_iter.next();
+            let g = &mut **g;
+            let (tokens, want) = match &g.pending {
+                Pending::Prompt { tokens, .. } => (&tokens[range.clone()], if range.end == tokens.len() { Logits::Last } else { Logits::None }),
+                Pending::Token(id) => (std::slice::from_ref(id), Logits::Last),
+            };
+            inputs.push(SeqInput { tokens, cache: &mut g.cache, want });
+        }
+        let forward = engine.model.forward_batch(&mut inputs);
+        drop(inputs);
+        let elapsed = started.elapsed();
+        match forward {
+            Err(e) => {
+                let e = EngineError::from(e);
+                for (i, _) in &runners {
+                    results[*i] = Some(Err(e.clone()));
+                }
+            }
+            Ok(all_logits) => {
+                for ((i, range), logits) in runners.iter().zip(all_logits) {
+                    results[*i] = Some(batch[*i].advance(range.clone(), logits, elapsed));
+                }
+            }
+        }
+        results.into_iter().map(|r| r.expect("every generation has a result")).collect()
+    }
+
+    /// Takes one step's outcome: `read` prompt tokens went into the cache (none when decoding)
+    /// and `logits` are the last position's (empty while the prompt is not all read).
+    fn advance(&mut self, read: std::ops::Range<usize>, mut logits: Vec<f32>, elapsed: Duration) -> Result<Step, EngineError> {
+        match &mut self.pending {
+            Pending::Prompt { tokens, read: done } => {
+                *done = read.end;
+                self.timings.prompt += elapsed;
+                if read.end < tokens.len() {
+                    return Ok(Step::Reading);
+                }
+                self.usage.prompt_tokens = tokens.len();
+            }
+            Pending::Token(_) => self.timings.decode += elapsed,
+        }
         // Log-probabilities are the model's, before penalties and truncation reshape the logits.
         let raw = (self.params.logprobs || self.params.top_logprobs > 0).then(|| logits.clone());
         let id = self.sampler.sample(&mut logits);
@@ -339,7 +423,7 @@ impl Generation {
             self.timings.time_to_first_token = self.started.elapsed();
         }
         if self.engine.tokenizer.is_end(id) && !self.params.ignore_eos {
-            return Ok(self.end(FinishReason::Stop, Some((id, logprobs))));
+            return Ok(self.end(FinishReason::Stop, Some((id, logprobs))).map_or(Step::Finished, Step::Token));
         }
         self.sampler.accept(id);
         self.pending = Pending::Token(id);
@@ -349,7 +433,7 @@ impl Generation {
         if stopped {
             self.finish = Some(FinishReason::Stop);
         }
-        Ok(Some(TokenEvent { id, text, logprob: logprobs.chosen, top_logprobs: logprobs.top }))
+        Ok(Step::Token(TokenEvent { id, text, logprob: logprobs.chosen, top_logprobs: logprobs.top }))
     }
 
     fn token_logprob(&self, id: TokenId, logprob: f32) -> TokenLogprob {
@@ -372,7 +456,7 @@ impl Generation {
     fn last_token(&self) -> Option<TokenId> {
         match self.pending {
             Pending::Token(id) => Some(id),
-            Pending::Prompt(_) => None,
+            Pending::Prompt { .. } => None,
         }
     }
 

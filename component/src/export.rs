@@ -3,12 +3,14 @@
 
 use crate::chat::Message as ChatMessage;
 use crate::engine::{Engine, EngineError, FinishReason, GenerateParams, Generation, Prompt};
+use crate::scheduler::{Scheduler, SeqId};
 use crate::gguf::ChunkedReader;
 use crate::sampler::SamplingParams;
 use exports::rill::llm::inference::{self, Guest, GuestGeneration, GuestLoader, GuestModel};
 use rill::llm::types;
 use rill_kernels::KernelPath;
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 
 wit_bindgen::generate!({ world: "engine", path: "../wit" });
@@ -68,12 +70,14 @@ impl GuestLoader for Loader {
         let reader = self.reader.borrow_mut().take().ok_or_else(finished)?;
         let (gguf, file) = reader.finish().map_err(EngineError::from)?;
         let engine = Engine::from_parts(gguf, Arc::new(file), KernelPath::best())?;
-        Ok(inference::Model::new(Model { engine: Arc::new(engine) }))
+        Ok(inference::Model::new(Model { engine: Arc::new(engine), scheduler: Rc::default() }))
     }
 }
 
 pub struct Model {
     engine: Arc<Engine>,
+    /// The model's live generations, stepped together (see the WIT's `generation.next`).
+    scheduler: Rc<RefCell<Scheduler>>,
 }
 
 fn chat_messages(messages: Vec<types::Message>) -> Vec<ChatMessage> {
@@ -135,7 +139,8 @@ impl GuestModel for Model {
             top_logprobs: params.top_logprobs as usize,
         };
         let generation = self.engine.generate(tokens, params)?;
-        Ok(inference::Generation::new(GenerationResource(RefCell::new(generation))))
+        let id = self.scheduler.borrow_mut().add(generation);
+        Ok(inference::Generation::new(GenerationResource { scheduler: self.scheduler.clone(), id }))
     }
 
     fn logits(&self, tokens: Vec<u32>, top: u32) -> Result<Vec<Vec<(u32, f32)>>, types::Error> {
@@ -147,43 +152,57 @@ fn wit_logprob(t: crate::TokenLogprob) -> types::TokenLogprob {
     types::TokenLogprob { id: t.id, bytes: t.bytes, logprob: t.logprob }
 }
 
-pub struct GenerationResource(RefCell<Generation>);
+/// A generation: its place in the model's scheduler, left when the resource is dropped.
+pub struct GenerationResource {
+    scheduler: Rc<RefCell<Scheduler>>,
+    id: SeqId,
+}
+
+impl GenerationResource {
+    fn with<T>(&self, f: impl FnOnce(&Generation) -> T) -> T {
+        f(self.scheduler.borrow().get(self.id).expect("a live resource keeps its generation"))
+    }
+}
+
+impl Drop for GenerationResource {
+    fn drop(&mut self) {
+        self.scheduler.borrow_mut().remove(self.id);
+    }
+}
 
 impl GuestGeneration for GenerationResource {
     fn next(&self, max_events: u32) -> Result<Vec<types::TokenEvent>, types::Error> {
-        let mut g = self.0.borrow_mut();
-        let mut events = Vec::new();
-        while events.len() < max_events.max(1) as usize {
-            match g.next()? {
-                Some(e) => events.push(types::TokenEvent {
-                    id: e.id,
-                    text: e.text,
-                    logprob: e.logprob.map(wit_logprob),
-                    top_logprobs: e.top_logprobs.into_iter().map(wit_logprob).collect(),
-                }),
-                None => break,
-            }
-        }
-        Ok(events)
+        let events = self.scheduler.borrow_mut().next(self.id, max_events as usize)?;
+        Ok(events
+            .into_iter()
+            .map(|e| types::TokenEvent {
+                id: e.id,
+                text: e.text,
+                logprob: e.logprob.map(wit_logprob),
+                top_logprobs: e.top_logprobs.into_iter().map(wit_logprob).collect(),
+            })
+            .collect())
     }
 
     fn cancel(&self) {
-        self.0.borrow_mut().cancel();
+        if let Some(g) = self.scheduler.borrow_mut().get_mut(self.id) {
+            g.cancel();
+        }
     }
 
     fn usage(&self) -> types::Usage {
-        let u = self.0.borrow().usage();
+        let u = self.with(Generation::usage);
         types::Usage { prompt_tokens: u.prompt_tokens as u32, completion_tokens: u.completion_tokens as u32 }
     }
 
     fn timings(&self) -> types::Timings {
-        let t = self.0.borrow().timings();
+        let t = self.with(Generation::timings);
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
         types::Timings { prompt_ms: ms(t.prompt), decode_ms: ms(t.decode), time_to_first_token_ms: ms(t.time_to_first_token) }
     }
 
     fn finish_reason(&self) -> Option<types::FinishReason> {
-        self.0.borrow().finish_reason().map(|r| match r {
+        self.with(Generation::finish_reason).map(|r| match r {
             FinishReason::Stop => types::FinishReason::Stop,
             FinishReason::Length => types::FinishReason::Length,
             FinishReason::Cancelled => types::FinishReason::Cancelled,

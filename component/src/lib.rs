@@ -8,6 +8,7 @@ pub mod sampler;
 pub mod chat;
 pub mod engine;
 pub mod stop;
+pub mod scheduler;
 
 pub use engine::{Engine, EngineError, GenerateParams, Generation, Prompt, TokenEvent, TokenLogprob, MAX_TOP_LOGPROBS};
 

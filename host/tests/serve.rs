@@ -153,30 +153,31 @@ fn a_configured_api_key_is_required_on_v1() {
 
 #[test]
 fn a_full_queue_answers_429_with_retry_after() {
-    let server = Server::start(&["--queue", "1"], &[]);
+    let server = Server::start(&["--queue", "1", "--max-batch", "1"], &[]);
     let addr = server.addr.clone();
     // The first request keeps the engine busy for seconds, the second waits in the one queue
     // slot, the third finds the queue full.
-    let busy: Vec<_> = (0..2)
-        .map(|_| {
-            let addr = addr.clone();
-            std::thread::spawn(move || {
-                let mut conn = std::net::TcpStream::connect(addr).unwrap();
-                let body = json!({ "prompt": "Once upon a time", "max_tokens": 48, "ignore_eos": true }).to_string();
-                write!(conn, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-                let mut reply = String::new();
-                conn.read_to_string(&mut reply).unwrap();
-                reply
-            })
-        })
-        .collect();
-    assert!(server.metrics_become(&[("rill_active_sequences", 1.0), ("rill_queue_depth", 1.0)], Duration::from_secs(60)), "one request runs, one waits");
+    let busy = |expected: &[(&str, f64)]| {
+        let addr = addr.clone();
+        let request = std::thread::spawn(move || {
+            let mut conn = std::net::TcpStream::connect(addr).unwrap();
+            let body = json!({ "prompt": "Once upon a time", "max_tokens": 48, "ignore_eos": true }).to_string();
+            write!(conn, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+            let mut reply = String::new();
+            conn.read_to_string(&mut reply).unwrap();
+            reply
+        });
+        assert!(server.metrics_become(expected, Duration::from_secs(60)), "{expected:?}");
+        request
+    };
+    let running = busy(&[("rill_active_sequences", 1.0), ("rill_queue_depth", 0.0)]);
+    let waiting = busy(&[("rill_active_sequences", 1.0), ("rill_queue_depth", 1.0)]);
     let full = server.post_json("/v1/completions", &json!({ "prompt": "Hi", "max_tokens": 2 }));
     let error = full.assert_error(429, "busy");
     assert_eq!(error["code"], "queue_full");
     assert_eq!(full.header("retry-after"), Some("1"));
-    for b in busy {
-        assert!(b.join().unwrap().starts_with("HTTP/1.1 200"), "the queued requests complete");
+    for request in [running, waiting] {
+        assert!(request.join().unwrap().starts_with("HTTP/1.1 200"), "the queued requests complete");
     }
     server.assert_healthy();
 }
@@ -221,4 +222,22 @@ fn a_trapped_engine_is_replaced_and_the_next_request_succeeds() {
     assert_eq!((ok.status, ok.json()["usage"]["completion_tokens"].as_u64()), (200, Some(4)), "{}", ok.body);
     assert_eq!(server.metric("rill_engine_restarts_total"), 2.0);
     server.assert_healthy();
+}
+
+#[test]
+fn concurrent_requests_are_batched_and_each_gets_its_own_answer() {
+    let server = Server::start(&[], &[]);
+    let prompts = ["Once upon a time", "The capital of France is", "1, 2, 3,", "My favourite food is"];
+    let ask = |prompt: &str| {
+        let r = server.post_json("/v1/completions", &json!({ "prompt": prompt, "max_tokens": 12, "temperature": 0, "ignore_eos": true }));
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["choices"][0]["text"].as_str().unwrap().to_string()
+    };
+    let alone: Vec<String> = prompts.iter().map(|p| ask(p)).collect();
+    let together: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = prompts.iter().map(|p| s.spawn(move || ask(p))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(together, alone);
+    assert_eq!(server.metric("rill_completion_tokens_total"), 96.0);
 }

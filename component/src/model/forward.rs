@@ -13,6 +13,8 @@ pub enum Logits {
     Last,
     /// Every position's (evaluation, teacher forcing).
     All,
+    /// None: a prompt chunk that is not the prompt's last.
+    None,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -36,26 +38,47 @@ fn zeros(len: usize) -> Result<Vec<f32>, ForwardError> {
     Ok(v)
 }
 
+/// One sequence's part of a batched forward pass: the tokens it adds, at the positions after
+/// those already in its cache, and which logits it wants back.
+pub struct SeqInput<'a> {
+    pub tokens: &'a [TokenId],
+    pub cache: &'a mut KvCache,
+    pub want: Logits,
+}
+
 impl Model {
     /// Runs `tokens` at the positions after those already in `cache`, appends their keys and
     /// values to it, and returns logits: (1, vocab) for `Last`, (n, vocab) for `All`.
     pub fn forward(&self, tokens: &[TokenId], cache: &mut KvCache, want: Logits) -> Result<Vec<f32>, ForwardError> {
+        let mut logits = self.forward_batch(&mut [SeqInput { tokens, cache, want }])?;
+        Ok(logits.remove(0))
+    }
+
+    /// One forward pass over several sequences at once: every matmul (the output projection
+    /// included) reads its weights once for all their tokens; attention stays per sequence,
+    /// over its own cache. Returns each sequence's logits, as [`Model::forward`] does.
+    pub fn forward_batch(&self, seqs: &mut [SeqInput]) -> Result<Vec<Vec<f32>>, ForwardError> {
         let c = &self.config;
-        let (n, dim, hd) = (tokens.len(), c.dim, c.head_dim);
-        let pos0 = cache.len();
-        if n == 0 {
-            return Err(ForwardError::Empty);
-        }
-        if pos0 + n > cache.capacity() {
-            return Err(ForwardError::ContextOverflow { needed: pos0 + n, capacity: cache.capacity() });
-        }
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
-            return Err(ForwardError::BadToken(bad, c.vocab_size));
+        let (dim, hd) = (c.dim, c.head_dim);
+        for s in seqs.iter() {
+            if s.tokens.is_empty() {
+                return Err(ForwardError::Empty);
+            }
+            if s.cache.len() + s.tokens.len() > s.cache.capacity() {
+                return Err(ForwardError::ContextOverflow { needed: s.cache.len() + s.tokens.len(), capacity: s.cache.capacity() });
+            }
+            if let Some(&bad) = s.tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
+                return Err(ForwardError::BadToken(bad, c.vocab_size));
+            }
         }
         let heads_per_kv = c.n_heads / c.n_kv_heads;
+        // Row `r` of the batch is token `r - first_row[i]` of sequence `i`.
+        let first_row: Vec<usize> = seqs.iter().scan(0, |row, s| Some(std::mem::replace(row, *row + s.tokens.len()))).collect();
+        let n: usize = seqs.iter().map(|s| s.tokens.len()).sum();
+        let longest = seqs.iter().map(|s| s.cache.len() + s.tokens.len()).max().unwrap_or(0);
 
         let mut x = zeros(n * dim)?; // (n, dim) the residual stream
-        for (row, &t) in x.chunks_exact_mut(dim).zip(tokens) {
+        for (row, &t) in x.chunks_exact_mut(dim).zip(seqs.iter().flat_map(|s| s.tokens)) {
             self.token_embd.row(t as usize, row);
             row.iter_mut().for_each(|v| *v *= c.embedding_scale);
         }
@@ -64,9 +87,9 @@ impl Model {
         let mut k = zeros(n * c.kv_dim())?; // (n, n_kv_heads·head_dim)
         let mut v = zeros(n * c.kv_dim())?;
         let mut att = zeros(n * c.q_dim())?; // (n, q_dim) attention output per head
-        let mut scores = zeros(pos0 + n)?; // (positions) one head's attention weights
-        let mut keys = zeros((pos0 + n) * c.kv_dim())?; // (positions, kv_dim) the cache's keys in f32
-        let mut values = zeros((pos0 + n) * c.kv_dim())?; // (positions, kv_dim)
+        let mut scores = zeros(longest)?; // (positions) one head's attention weights
+        let mut keys = zeros(longest * c.kv_dim())?; // (positions, kv_dim) a cache's keys in f32
+        let mut values = zeros(longest * c.kv_dim())?; // (positions, kv_dim)
         let mut gate = zeros(n * c.ffn_dim)?; // (n, ffn_dim)
         let mut up = zeros(n * c.ffn_dim)?;
 
@@ -85,36 +108,40 @@ impl Model {
             }
             let global = c.is_global(l);
             let base = if global { c.rope_base_global } else { c.rope_base_local };
-            for t in 0..n {
-                rope_neox(&mut q[t * c.q_dim()..(t + 1) * c.q_dim()], hd, pos0 + t, base);
-                rope_neox(&mut k[t * c.kv_dim()..(t + 1) * c.kv_dim()], hd, pos0 + t, base);
-                cache.store(l, pos0 + t, &k[t * c.kv_dim()..(t + 1) * c.kv_dim()], &v[t * c.kv_dim()..(t + 1) * c.kv_dim()]);
-            }
             // Causal; a sliding-window layer sees the last `window` positions, itself included.
             let first_visible = |p: usize| match c.sliding_window {
                 Some(w) if !global => (p + 1).saturating_sub(w),
                 _ => 0,
             };
-            let seen = first_visible(pos0)..pos0 + n; // every position some token of the batch sees
-            let (keys, values) = (&mut keys[..seen.len() * c.kv_dim()], &mut values[..seen.len() * c.kv_dim()]);
-            cache.keys_f32(l, seen.clone(), keys);
-            cache.values_f32(l, seen.clone(), values);
-            for t in 0..n {
-                let p = pos0 + t;
-                let first = first_visible(p);
-                for h in 0..c.n_heads {
-                    let kv_at = |j: usize| (first + j - seen.start) * c.kv_dim() + h / heads_per_kv * hd;
-                    let qh = &q[t * c.q_dim() + h * hd..][..hd];
-                    let s = &mut scores[first..=p];
-                    for (j, score) in s.iter_mut().enumerate() {
-                        *score = dot(self.path, qh, &keys[kv_at(j)..][..hd]) * c.attention_scale;
-                    }
-                    softmax(s);
-                    let out = &mut att[t * c.q_dim() + h * hd..][..hd];
-                    out.fill(0.0);
-                    for (j, &weight) in s.iter().enumerate() {
-                        for (o, val) in out.iter_mut().zip(&values[kv_at(j)..][..hd]) {
-                            *o += weight * val;
+            for (s, &row0) in seqs.iter_mut().zip(&first_row) {
+                let pos0 = s.cache.len();
+                let rows = row0..row0 + s.tokens.len();
+                for (t, r) in rows.clone().enumerate() {
+                    rope_neox(&mut q[r * c.q_dim()..(r + 1) * c.q_dim()], hd, pos0 + t, base);
+                    rope_neox(&mut k[r * c.kv_dim()..(r + 1) * c.kv_dim()], hd, pos0 + t, base);
+                    s.cache.store(l, pos0 + t, &k[r * c.kv_dim()..(r + 1) * c.kv_dim()], &v[r * c.kv_dim()..(r + 1) * c.kv_dim()]);
+                }
+                let seen = first_visible(pos0)..pos0 + s.tokens.len(); // every position some token of this sequence sees
+                let (keys, values) = (&mut keys[..seen.len() * c.kv_dim()], &mut values[..seen.len() * c.kv_dim()]);
+                s.cache.keys_f32(l, seen.clone(), keys);
+                s.cache.values_f32(l, seen.clone(), values);
+                for (t, r) in rows.enumerate() {
+                    let p = pos0 + t;
+                    let first = first_visible(p);
+                    for h in 0..c.n_heads {
+                        let kv_at = |j: usize| (first + j - seen.start) * c.kv_dim() + h / heads_per_kv * hd;
+                        let qh = &q[r * c.q_dim() + h * hd..][..hd];
+                        let s = &mut scores[first..=p];
+                        for (j, score) in s.iter_mut().enumerate() {
+                            *score = dot(self.path, qh, &keys[kv_at(j)..][..hd]) * c.attention_scale;
+                        }
+                        softmax(s);
+                        let out = &mut att[r * c.q_dim() + h * hd..][..hd];
+                        out.fill(0.0);
+                        for (j, &weight) in s.iter().enumerate() {
+                            for (o, val) in out.iter_mut().zip(&values[kv_at(j)..][..hd]) {
+                                *o += weight * val;
+                            }
                         }
                     }
                 }
@@ -137,15 +164,43 @@ impl Model {
             }
             x.iter_mut().zip(&xb).for_each(|(x, o)| *x += o);
         }
-        cache.advance(n);
+        for s in seqs.iter_mut() {
+            s.cache.advance(s.tokens.len());
+        }
 
-        let rows = match want {
-            Logits::Last => &mut x[(n - 1) * dim..],
-            Logits::All => &mut x[..],
-        };
-        rms_norm(rows, &self.output_norm, c.rms_eps);
-        let mut logits = zeros(rows.len() / dim * c.vocab_size)?; // (rows, vocab)
-        self.output.matmul(self.path, rows, &mut logits);
-        Ok(logits)
+        // The rows whose logits are wanted, gathered so the output projection runs once.
+        let wanted: Vec<std::ops::Range<usize>> = seqs
+            .iter()
+            .zip(&first_row)
+            .map(|(s, &row0)| match s.want {
+                Logits::Last => row0 + s.tokens.len() - 1..row0 + s.tokens.len(),
+                Logits::All => row0..row0 + s.tokens.len(),
+                Logits::None => row0..row0,
+            })
+            .collect();
+        let n_out: usize = wanted.iter().map(|r| r.len()).sum();
+        if n_out == 0 {
+            return Ok(seqs.iter().map(|_| Vec::new()).collect());
+        }
+        let mut rows = zeros(n_out * dim)?; // (n_out, dim)
+        for (dst, r) in rows.chunks_exact_mut(dim).zip(wanted.iter().flat_map(|r| r.clone())) {
+            dst.copy_from_slice(&x[r * dim..(r + 1) * dim]);
+        }
+        rms_norm(&mut rows, &self.output_norm, c.rms_eps);
+        let mut logits = zeros(n_out * c.vocab_size)?; // (n_out, vocab)
+        self.output.matmul(self.path, &rows, &mut logits);
+        if seqs.len() == 1 {
+            return Ok(vec![logits]);
+        }
+        let mut out = Vec::with_capacity(seqs.len());
+        let mut at = 0;
+        for r in &wanted {
+            let len = r.len() * c.vocab_size;
+            let mut one = zeros(len)?;
+            one.copy_from_slice(&logits[at..at + len]);
+            out.push(one);
+            at += len;
+        }
+        Ok(out)
     }
 }

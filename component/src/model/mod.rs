@@ -11,7 +11,7 @@ mod ops;
 mod weights;
 
 pub use config::{Architecture, Config, ConfigError};
-pub use forward::{ForwardError, Logits};
+pub use forward::{ForwardError, Logits, SeqInput};
 pub use kv_cache::KvCache;
 pub use weights::{Matrix, WeightError};
 

@@ -2,7 +2,8 @@
 //! in wasmtime: compiled once and cached on disk, fed the GGUF file in chunks, pumped for
 //! token events.
 
-use super::{Backend, EngineFailure, FailureKind, Outcome, PromptInput};
+use super::{Backend, EngineFailure, FailureKind, Outcome, PromptInput, SeqHandle};
+use std::collections::HashMap;
 use anyhow::{anyhow, Context};
 use bindings::rill::llm::types;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -24,8 +25,6 @@ mod bindings {
 const ENGINE_WASM: &[u8] = include_bytes!(env!("RILL_ENGINE_WASM"));
 /// Bytes per `loader.push` call.
 const CHUNK: usize = 4 << 20;
-/// Token events fetched per `generation.next` call.
-const EVENTS_PER_CALL: u32 = 1;
 
 /// Host state of the store: WASI (stderr only) and the memory limit.
 struct State {
@@ -64,6 +63,15 @@ pub struct ComponentBackend {
     store: Store<State>,
     engine: bindings::Engine,
     model: ResourceAny,
+    /// Live generations, by the handle the host knows them by.
+    generations: HashMap<SeqHandle, ResourceAny>,
+    next_handle: SeqHandle,
+}
+
+impl ComponentBackend {
+    fn generation_resource(&self, h: SeqHandle) -> anyhow::Result<ResourceAny> {
+        self.generations.get(&h).copied().ok_or_else(|| anyhow!("no generation {h}"))
+    }
 }
 
 impl types::Error {
@@ -183,7 +191,7 @@ impl ComponentBackend {
         let model_res = api.loader().call_finish(&mut store, loader).map_err(trapped)?;
         loader.resource_drop(&mut store).map_err(trapped)?;
         let model_res = model_res.map_err(|e| e.into_anyhow()).with_context(|| format!("loading {}", model.display()))?;
-        Ok(ComponentBackend { store, engine, model: model_res })
+        Ok(ComponentBackend { store, engine, model: model_res, generations: HashMap::new(), next_handle: 0 })
     }
 }
 
@@ -221,7 +229,7 @@ impl Backend for ComponentBackend {
         api.model().call_logits(&mut self.store, self.model, tokens, top as u32).map_err(trapped)?.map_err(|e| e.into_anyhow())
     }
 
-    fn generate(&mut self, prompt: PromptInput, params: GenerateParams, on_event: &mut dyn FnMut(TokenEvent) -> anyhow::Result<()>) -> anyhow::Result<Outcome> {
+    fn start(&mut self, prompt: PromptInput, params: GenerateParams) -> anyhow::Result<SeqHandle> {
         let api = self.engine.rill_llm_inference();
         let prompt = match prompt {
             PromptInput::Text(t) => types::Prompt::Text(t.to_string()),
@@ -249,25 +257,27 @@ impl Backend for ComponentBackend {
             top_logprobs: params.top_logprobs as u32,
         };
         let generation = api.model().call_generate(&mut self.store, self.model, &prompt, &wit_params).map_err(trapped)?.map_err(|e| e.into_anyhow())?;
-        let g = api.generation();
-        let result: anyhow::Result<()> = (|| loop {
-            let events = g.call_next(&mut self.store, generation, EVENTS_PER_CALL).map_err(trapped)?.map_err(|e| e.into_anyhow())?;
-            if events.is_empty() {
-                return Ok(());
-            }
-            for e in events {
-                let logprob = |t: types::TokenLogprob| TokenLogprob { id: t.id, bytes: t.bytes, logprob: t.logprob };
-                on_event(TokenEvent { id: e.id, text: e.text, logprob: e.logprob.map(logprob), top_logprobs: e.top_logprobs.into_iter().map(logprob).collect() })?;
-            }
-        })();
-        if let Err(e) = result {
-            // A trapped instance cannot be entered again: report the trap itself.
-            if !matches!(e.downcast_ref(), Some(EngineFailure::Trapped(_))) {
-                let _ = g.call_cancel(&mut self.store, generation);
-                let _ = generation.resource_drop(&mut self.store);
-            }
-            return Err(e);
-        }
+        self.next_handle += 1;
+        self.generations.insert(self.next_handle, generation);
+        Ok(self.next_handle)
+    }
+
+    fn next(&mut self, h: SeqHandle, max_events: usize) -> anyhow::Result<Vec<TokenEvent>> {
+        let generation = self.generation_resource(h)?;
+        let g = self.engine.rill_llm_inference().generation();
+        let events = g.call_next(&mut self.store, generation, max_events.try_into().unwrap_or(u32::MAX)).map_err(trapped)?.map_err(|e| e.into_anyhow())?;
+        let logprob = |t: types::TokenLogprob| TokenLogprob { id: t.id, bytes: t.bytes, logprob: t.logprob };
+        Ok(events.into_iter().map(|e| TokenEvent { id: e.id, text: e.text, logprob: e.logprob.map(logprob), top_logprobs: e.top_logprobs.into_iter().map(logprob).collect() }).collect())
+    }
+
+    fn cancel(&mut self, h: SeqHandle) -> anyhow::Result<()> {
+        let generation = self.generation_resource(h)?;
+        self.engine.rill_llm_inference().generation().call_cancel(&mut self.store, generation).map_err(trapped)
+    }
+
+    fn finish(&mut self, h: SeqHandle) -> anyhow::Result<Outcome> {
+        let generation = self.generations.remove(&h).ok_or_else(|| anyhow!("no generation {h}"))?;
+        let g = self.engine.rill_llm_inference().generation();
         let usage = g.call_usage(&mut self.store, generation).map_err(trapped)?;
         let timings = g.call_timings(&mut self.store, generation).map_err(trapped)?;
         let finish = g.call_finish_reason(&mut self.store, generation).map_err(trapped)?;

@@ -19,6 +19,14 @@ pub enum PromptInput<'a> {
     Tokens(&'a [u32]),
 }
 
+/// A generation, as a backend knows it.
+pub type SeqHandle = u64;
+
+/// Whether `e` says the engine instance trapped (and must be replaced).
+pub fn is_trap(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref(), Some(EngineFailure::Trapped(_)))
+}
+
 /// The kinds of failure the engine reports (the WIT `error` cases).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FailureKind {
@@ -79,8 +87,36 @@ pub trait Backend {
     fn kernel_path(&mut self) -> anyhow::Result<String>;
     fn tokenize(&mut self, text: &str, add_bos: bool, parse_special: bool) -> anyhow::Result<Vec<u32>>;
     fn top_logits(&mut self, tokens: &[u32], top: usize) -> anyhow::Result<Vec<Vec<(u32, f32)>>>;
-    /// Runs a generation, handing each token event to `on_event` as it arrives.
-    fn generate(&mut self, prompt: PromptInput, params: GenerateParams, on_event: &mut dyn FnMut(TokenEvent) -> anyhow::Result<()>) -> anyhow::Result<Outcome>;
+    /// Starts a generation. Generations started and not yet finished advance together: a
+    /// `next` that finds none of its events waiting runs one batched step for all of them.
+    fn start(&mut self, prompt: PromptInput, params: GenerateParams) -> anyhow::Result<SeqHandle>;
+    /// Up to `max_events` more events of `h`; an empty list means it has finished.
+    fn next(&mut self, h: SeqHandle, max_events: usize) -> anyhow::Result<Vec<TokenEvent>>;
+    /// Stops `h`: its next `next` returns an empty list.
+    fn cancel(&mut self, h: SeqHandle) -> anyhow::Result<()>;
+    /// Frees `h` (and its KV cache), returning how it went.
+    fn finish(&mut self, h: SeqHandle) -> anyhow::Result<Outcome>;
+
+    /// Runs one generation to its end, handing each token event to `on_event` as it arrives;
+    /// an error from `on_event` cancels it.
+    fn generate(&mut self, prompt: PromptInput, params: GenerateParams, on_event: &mut dyn FnMut(TokenEvent) -> anyhow::Result<()>) -> anyhow::Result<Outcome> {
+        let h = self.start(prompt, params)?;
+        let run = |backend: &mut Self, on_event: &mut dyn FnMut(TokenEvent) -> anyhow::Result<()>| loop {
+            let events = backend.next(h, 1)?;
+            if events.is_empty() {
+                return Ok(());
+            }
+            events.into_iter().try_for_each(&mut *on_event)?;
+        };
+        if let Err(e) = run(self, on_event) {
+            // A trapped instance cannot be entered again: report the trap itself.
+            if !is_trap(&e) {
+                let _ = self.cancel(h).and_then(|_| self.finish(h));
+            }
+            return Err(e);
+        }
+        self.finish(h)
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]

@@ -1,6 +1,7 @@
 //! The engine crate running natively in this process.
 
-use super::{Backend, EngineFailure, Outcome, PromptInput};
+use super::{Backend, EngineFailure, Outcome, PromptInput, SeqHandle};
+use rill_engine::scheduler::Scheduler;
 use anyhow::Context;
 use rill_engine::{Engine, GenerateParams, Prompt, TokenEvent};
 use rill_kernels::KernelPath;
@@ -9,13 +10,14 @@ use std::sync::Arc;
 
 pub struct NativeBackend {
     engine: Arc<Engine>,
+    scheduler: Scheduler,
 }
 
 impl NativeBackend {
     pub fn load(model: &Path) -> anyhow::Result<NativeBackend> {
         let file = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
         let engine = Engine::load(file, KernelPath::best()).with_context(|| format!("loading {}", model.display()))?;
-        Ok(NativeBackend { engine: Arc::new(engine) })
+        Ok(NativeBackend { engine: Arc::new(engine), scheduler: Scheduler::default() })
     }
 }
 
@@ -36,16 +38,27 @@ impl Backend for NativeBackend {
         Ok(self.engine.top_logits(tokens, top)?)
     }
 
-    fn generate(&mut self, prompt: PromptInput, params: GenerateParams, on_event: &mut dyn FnMut(TokenEvent) -> anyhow::Result<()>) -> anyhow::Result<Outcome> {
+    fn start(&mut self, prompt: PromptInput, params: GenerateParams) -> anyhow::Result<SeqHandle> {
         let tokens = match prompt {
             PromptInput::Text(t) => self.engine.prompt_tokens(&Prompt::Text(t)).map_err(EngineFailure::from)?,
             PromptInput::Chat(messages) => self.engine.prompt_tokens(&Prompt::Chat(messages)).map_err(EngineFailure::from)?,
             PromptInput::Tokens(t) => t.to_vec(),
         };
-        let mut generation = self.engine.generate(tokens, params).map_err(EngineFailure::from)?;
-        while let Some(event) = generation.next().map_err(EngineFailure::from)? {
-            on_event(event)?;
-        }
-        Ok(Outcome { usage: generation.usage(), timings: generation.timings(), finish: generation.finish_reason() })
+        let generation = self.engine.generate(tokens, params).map_err(EngineFailure::from)?;
+        Ok(self.scheduler.add(generation))
+    }
+
+    fn next(&mut self, h: SeqHandle, max_events: usize) -> anyhow::Result<Vec<TokenEvent>> {
+        Ok(self.scheduler.next(h, max_events).map_err(EngineFailure::from)?)
+    }
+
+    fn cancel(&mut self, h: SeqHandle) -> anyhow::Result<()> {
+        self.scheduler.get_mut(h).ok_or_else(|| anyhow::anyhow!("no generation {h}"))?.cancel();
+        Ok(())
+    }
+
+    fn finish(&mut self, h: SeqHandle) -> anyhow::Result<Outcome> {
+        let g = self.scheduler.remove(h).ok_or_else(|| anyhow::anyhow!("no generation {h}"))?;
+        Ok(Outcome { usage: g.usage(), timings: g.timings(), finish: g.finish_reason() })
     }
 }

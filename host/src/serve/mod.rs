@@ -38,6 +38,10 @@ pub struct ServeArgs {
     /// Requests that may wait for the engine; more get 429 with Retry-After.
     #[arg(long, default_value_t = 16)]
     pub queue: usize,
+    /// Generations the engine runs at once (continuous batching: one pass over the weights per
+    /// step for all of them). Each holds a KV cache of `generation.context` positions.
+    #[arg(long, default_value_t = 8)]
+    pub max_batch: usize,
     /// Largest request body, in KiB.
     #[arg(long, default_value_t = 1024)]
     pub max_body_kib: usize,
@@ -76,7 +80,7 @@ pub fn serve(args: ServeArgs, config: Config, model: PathBuf) -> anyhow::Result<
     let metrics = Arc::new(metrics::Metrics::new());
     eprintln!("rill serve: loading {} on the {:?} backend", model.display(), config.backend);
     let open = move || crate::open(&config, &model);
-    let engine = worker::start(open, args.queue, kv_bytes_per_token, metrics.clone())?;
+    let engine = worker::start(open, args.queue, args.max_batch, kv_bytes_per_token, metrics.clone())?;
     let state = Arc::new(AppState {
         engine,
         metrics,

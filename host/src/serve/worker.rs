@@ -4,7 +4,8 @@
 
 use super::metrics::Metrics;
 use super::stream::{End, TokenStream};
-use crate::backend::{Backend, EngineFailure, FailureKind, PromptInput};
+use crate::backend::{is_trap, Backend, EngineFailure, FailureKind, PromptInput, SeqHandle};
+use std::collections::VecDeque;
 use rill_api::{ApiError, Finish, Latency, PromptSpec, Timings, TokenOut, Usage};
 use rill_engine::engine::FinishReason;
 use rill_engine::GenerateParams;
@@ -52,8 +53,8 @@ impl EngineHandle {
 }
 
 /// Starts the engine thread with an instance from `open`, which also rebuilds it after a trap.
-/// Fails if the first instance cannot be built.
-pub fn start(open: impl Fn() -> anyhow::Result<Box<dyn Backend>> + Send + 'static, queue: usize, kv_bytes_per_token: usize, metrics: Arc<Metrics>) -> anyhow::Result<EngineHandle> {
+/// It runs up to `max_batch` generations at once. Fails if the first instance cannot be built.
+pub fn start(open: impl Fn() -> anyhow::Result<Box<dyn Backend>> + Send + 'static, queue: usize, max_batch: usize, kv_bytes_per_token: usize, metrics: Arc<Metrics>) -> anyhow::Result<EngineHandle> {
     let (jobs, rx) = sync_channel(queue);
     let queued = Arc::new(AtomicUsize::new(0));
     let (loaded, first_load) = sync_channel(1);
@@ -62,7 +63,8 @@ pub fn start(open: impl Fn() -> anyhow::Result<Box<dyn Backend>> + Send + 'stati
     std::thread::Builder::new().name("rill-engine".into()).spawn(move || match open() {
         Ok(backend) => {
             let _ = loaded.send(Ok(()));
-            Worker { open: Box::new(open), backend, metrics: m, queued: q, kv_bytes_per_token }.run(rx)
+            let worker = Worker { open: Box::new(open), backend, metrics: m, queued: q, kv_bytes_per_token, max_batch: max_batch.max(1), active: Vec::new(), waiting: VecDeque::new() };
+            worker.run(rx)
         }
         Err(e) => {
             let _ = loaded.send(Err(e));
@@ -78,109 +80,198 @@ struct Worker {
     metrics: Arc<Metrics>,
     queued: Arc<AtomicUsize>,
     kv_bytes_per_token: usize,
+    max_batch: usize,
+    /// Generations in the engine, in the order they started.
+    active: Vec<Active>,
+    /// Jobs taken from the queue whose KV cache did not fit in memory yet: they start when an
+    /// active generation ends (admission control; the oldest first).
+    waiting: VecDeque<Job>,
 }
 
-/// The marker error with which a token callback stops a generation whose client left.
-#[derive(Debug, thiserror::Error)]
-#[error("the client went away")]
-struct ClientGone;
+/// A job the engine is running, with what the worker measures of it.
+struct Active {
+    job: Job,
+    handle: SeqHandle,
+    started: Instant,
+    first_token: Option<Instant>,
+    last_token: Option<Instant>,
+    gaps_ms: Vec<f64>,
+    tokens: usize,
+    /// Test builds: (after how many tokens, the trigger).
+    #[cfg(feature = "fault-injection")]
+    trap: Option<(usize, Box<dyn Fn() + Send>)>,
+}
+
+/// What pulling a generation's events came to.
+enum Pulled {
+    Running,
+    Ended(End),
+    /// The instance trapped: every generation in it is lost.
+    Trapped(String),
+}
 
 impl Worker {
     fn run(mut self, jobs: Receiver<Job>) {
-        self.update_memory();
-        for job in jobs {
-            self.queued.fetch_sub(1, Ordering::SeqCst);
-            self.metrics.queue_depth.dec();
+        self.update_gauges();
+        loop {
+            // Admission: wait for work when idle, else take what is queued, up to the batch.
+            if self.active.is_empty() && self.waiting.is_empty() {
+                let Ok(job) = jobs.recv() else { return };
+                self.dequeued(job);
+            }
+            while self.active.len() + self.waiting.len() < self.max_batch {
+                let Ok(job) = jobs.try_recv() else { break };
+                self.dequeued(job);
+            }
+            self.admit_waiting();
+            // One round: each generation is pulled once; the first pull runs the batched step
+            // for all, the others find their token waiting.
+            let mut i = 0;
+            while i < self.active.len() {
+                match self.pull(i) {
+                    Pulled::Running => i += 1,
+                    Pulled::Ended(end) => {
+                        let a = self.active.remove(i);
+                        a.job.stream.finish(end);
+                        self.update_gauges();
+                        self.admit_waiting();
+                    }
+                    Pulled::Trapped(message) => {
+                        self.trapped(&message);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A job left the queue.
+    fn dequeued(&mut self, job: Job) {
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        self.metrics.queue_depth.dec();
+        self.waiting.push_back(job);
+    }
+
+    /// Starts waiting jobs while they fit.
+    fn admit_waiting(&mut self) {
+        while self.active.len() < self.max_batch {
+            let Some(job) = self.waiting.pop_front() else { return };
             if job.stream.is_cancelled() {
                 self.metrics.cancelled.inc();
                 job.stream.finish(End::Failed(ApiError::invalid("cancelled before it started", None).with_code("cancelled")));
                 continue;
             }
-            self.metrics.active_sequences.inc();
-            self.metrics.kv_cache_bytes.set((job.params.context * self.kv_bytes_per_token) as i64);
-            let end = self.run_job(&job);
-            self.metrics.active_sequences.dec();
-            self.metrics.kv_cache_bytes.set(0);
-            job.stream.finish(end);
-            self.update_memory();
-        }
-    }
-
-    fn update_memory(&self) {
-        if let Some(bytes) = self.backend.memory_bytes() {
-            self.metrics.guest_memory_bytes.set(bytes as i64);
-        }
-    }
-
-    fn run_job(&mut self, job: &Job) -> End {
-        let started = Instant::now();
-        let queue = started - job.stream.arrived;
-        self.metrics.queue_seconds.observe(queue.as_secs_f64());
-        let stream = &job.stream;
-        let mut last: Option<Instant> = None;
-        let mut gaps_ms = Vec::new();
-        let mut first_token: Option<Instant> = None;
-        let input = match &job.prompt {
-            PromptSpec::Text(t) => PromptInput::Text(t),
-            PromptSpec::Tokens(t) => PromptInput::Tokens(t),
-            PromptSpec::Chat(m) => PromptInput::Chat(m),
-        };
-        #[cfg(feature = "fault-injection")]
-        let trap = job.trap_after.map(|n| (n, self.backend.arm_trap()));
-        let mut tokens = 0;
-        #[cfg(feature = "fault-injection")]
-        if let Some((0, trigger)) = &trap {
-            trigger();
-        }
-        let result = self.backend.generate(input, job.params.clone(), &mut |event| {
-            if stream.is_cancelled() {
-                return Err(ClientGone.into());
-            }
-            tokens += 1;
+            self.metrics.queue_seconds.observe(job.stream.arrived.elapsed().as_secs_f64());
             #[cfg(feature = "fault-injection")]
-            if let Some((n, trigger)) = &trap {
-                if tokens == *n {
-                    trigger();
-                }
+            let trap = job.trap_after.map(|n| (n, self.backend.arm_trap()));
+            #[cfg(feature = "fault-injection")]
+            if let Some((0, trigger)) = &trap {
+                trigger();
             }
-            let now = Instant::now();
-            match last {
+            let input = match &job.prompt {
+                PromptSpec::Text(t) => PromptInput::Text(t),
+                PromptSpec::Tokens(t) => PromptInput::Tokens(t),
+                PromptSpec::Chat(m) => PromptInput::Chat(m),
+            };
+            match self.backend.start(input, job.params.clone()) {
+                Ok(handle) => {
+                    self.active.push(Active {
+                        job,
+                        handle,
+                        started: Instant::now(),
+                        first_token: None,
+                        last_token: None,
+                        gaps_ms: Vec::new(),
+                        tokens: 0,
+                        #[cfg(feature = "fault-injection")]
+                        trap,
+                    });
+                    self.update_gauges();
+                }
+                // Memory is taken by running generations: wait for one to end.
+                Err(e) if is_out_of_memory(&e) && !self.active.is_empty() => {
+                    self.waiting.push_front(job);
+                    return;
+                }
+                Err(e) if is_trap(&e) => {
+                    job.stream.finish(End::Failed(self.trap_error(&format!("{e:#}"))));
+                    self.trapped(&format!("{e:#}"));
+                    return;
+                }
+                Err(e) => job.stream.finish(End::Failed(failure(&e))),
+            }
+        }
+    }
+
+    /// Takes the events of active generation `i` that are ready (running a step if none is).
+    fn pull(&mut self, i: usize) -> Pulled {
+        let a = &mut self.active[i];
+        if a.job.stream.is_cancelled() {
+            self.metrics.cancelled.inc();
+            let handle = a.handle;
+            return match self.backend.cancel(handle).and_then(|_| self.backend.finish(handle)) {
+                Err(e) if is_trap(&e) => Pulled::Trapped(format!("{e:#}")),
+                _ => Pulled::Ended(End::Failed(ApiError::invalid("cancelled by the client", None).with_code("cancelled"))),
+            };
+        }
+        let events = match self.backend.next(a.handle, 16) {
+            Ok(events) => events,
+            Err(e) if is_trap(&e) => return Pulled::Trapped(format!("{e:#}")),
+            Err(e) => {
+                let _ = self.backend.finish(a.handle);
+                return Pulled::Ended(End::Failed(failure(&e)));
+            }
+        };
+        if events.is_empty() {
+            return match self.backend.finish(a.handle) {
+                Ok(outcome) => Pulled::Ended(self.done(i, outcome)),
+                Err(e) if is_trap(&e) => Pulled::Trapped(format!("{e:#}")),
+                Err(e) => Pulled::Ended(End::Failed(failure(&e))),
+            };
+        }
+        let now = Instant::now();
+        for event in events {
+            match a.last_token {
                 Some(prev) => {
                     let gap = now - prev;
                     self.metrics.inter_token_seconds.observe(gap.as_secs_f64());
-                    gaps_ms.push(gap.as_secs_f64() * 1e3);
+                    a.gaps_ms.push(gap.as_secs_f64() * 1e3);
                 }
-                None => first_token = Some(now),
+                None => {
+                    a.first_token = Some(now);
+                    self.metrics.time_to_first_token_seconds.observe((now - a.job.stream.arrived).as_secs_f64());
+                }
             }
-            last = Some(now);
-            stream.push(TokenOut { text: event.text, logprob: event.logprob, top_logprobs: event.top_logprobs });
-            Ok(())
-        });
-        let outcome = match result {
-            Ok(outcome) => outcome,
-            Err(e) if e.is::<ClientGone>() => {
-                self.metrics.cancelled.inc();
-                return End::Failed(ApiError::invalid("cancelled by the client", None).with_code("cancelled"));
+            a.last_token = Some(now);
+            a.tokens += 1;
+            a.job.stream.push(TokenOut { text: event.text, logprob: event.logprob, top_logprobs: event.top_logprobs });
+        }
+        #[cfg(feature = "fault-injection")]
+        if let Some((n, trigger)) = &a.trap {
+            if a.tokens >= *n {
+                trigger();
             }
-            Err(e) => return self.failed(e),
-        };
+        }
+        Pulled::Running
+    }
+
+    /// The end of a generation that ran to completion, with its telemetry.
+    fn done(&self, i: usize, outcome: crate::backend::Outcome) -> End {
+        let a = &self.active[i];
         let usage = Usage { prompt_tokens: outcome.usage.prompt_tokens, completion_tokens: outcome.usage.completion_tokens };
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let t = outcome.timings;
         let timings = Timings {
-            queue_ms: ms(queue),
+            queue_ms: ms(a.started - a.job.stream.arrived),
             prompt_ms: ms(t.prompt),
             prompt_tokens_per_second: rill_api::response::rate(usage.prompt_tokens, ms(t.prompt)),
-            time_to_first_token_ms: first_token.map_or(0.0, |f| ms(f - job.stream.arrived)),
+            time_to_first_token_ms: a.first_token.map_or(0.0, |f| ms(f - a.job.stream.arrived)),
             decode_ms: ms(t.decode),
             decode_tokens_per_second: rill_api::response::rate(usage.completion_tokens.saturating_sub(1), ms(t.decode)),
-            inter_token_ms: Latency::of(&gaps_ms),
+            inter_token_ms: Latency::of(&a.gaps_ms),
         };
         self.metrics.prompt_tokens.inc_by(usage.prompt_tokens as u64);
         self.metrics.completion_tokens.inc_by(usage.completion_tokens as u64);
-        if let Some(f) = first_token {
-            self.metrics.time_to_first_token_seconds.observe((f - job.stream.arrived).as_secs_f64());
-        }
         self.metrics.prompt_tokens_per_second.observe(timings.prompt_tokens_per_second);
         if timings.decode_ms > 0.0 {
             self.metrics.decode_tokens_per_second.observe(timings.decode_tokens_per_second);
@@ -192,26 +283,28 @@ impl Worker {
         End::Done { finish, usage, timings }
     }
 
-    /// Maps an engine failure to what the client is told; a trap also replaces the instance.
-    fn failed(&mut self, e: anyhow::Error) -> End {
-        let Some(failure) = e.downcast_ref::<EngineFailure>() else {
-            return End::Failed(ApiError::internal(format!("{e:#}")));
-        };
-        End::Failed(match failure {
-            EngineFailure::Reported { kind, message } => match kind {
-                FailureKind::InvalidArgument | FailureKind::Unsupported => ApiError::invalid(message.clone(), None),
-                FailureKind::ContextOverflow => ApiError::invalid(message.clone(), None).with_code("context_length_exceeded"),
-                FailureKind::OutOfMemory => ApiError::unavailable(message.clone()),
-                FailureKind::Cancelled => ApiError::invalid(message.clone(), None).with_code("cancelled"),
-                FailureKind::InvalidModel | FailureKind::Internal => ApiError::internal(message.clone()),
-            },
-            EngineFailure::Trapped(message) => {
-                eprintln!("rill serve: the engine trapped ({message}); starting a fresh instance");
-                self.metrics.engine_restarts.inc();
-                self.replace_instance();
-                ApiError::internal(format!("the engine failed on this request (it trapped: {message}); it has been restarted, retry"))
-            }
-        })
+    fn update_gauges(&self) {
+        self.metrics.active_sequences.set(self.active.len() as i64);
+        self.metrics.kv_cache_bytes.set(self.active.iter().map(|a| a.job.params.context * self.kv_bytes_per_token).sum::<usize>() as i64);
+        if let Some(bytes) = self.backend.memory_bytes() {
+            self.metrics.guest_memory_bytes.set(bytes as i64);
+        }
+    }
+
+    fn trap_error(&self, message: &str) -> ApiError {
+        ApiError::internal(format!("the engine failed on this request (it trapped: {message}); it has been restarted, retry"))
+    }
+
+    /// The instance trapped: every running generation ends with the error, and a fresh
+    /// instance takes over.
+    fn trapped(&mut self, message: &str) {
+        eprintln!("rill serve: the engine trapped ({message}); starting a fresh instance");
+        self.metrics.engine_restarts.inc();
+        for a in std::mem::take(&mut self.active) {
+            a.job.stream.finish(End::Failed(self.trap_error(message)));
+        }
+        self.replace_instance();
+        self.update_gauges();
     }
 
     /// Builds a fresh instance, retrying until one loads (the model file is the same one that
@@ -231,5 +324,24 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+fn is_out_of_memory(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref(), Some(EngineFailure::Reported { kind: FailureKind::OutOfMemory, .. }))
+}
+
+/// What the client is told about an engine failure.
+fn failure(e: &anyhow::Error) -> ApiError {
+    match e.downcast_ref::<EngineFailure>() {
+        Some(EngineFailure::Reported { kind, message }) => match kind {
+            FailureKind::InvalidArgument | FailureKind::Unsupported => ApiError::invalid(message.clone(), None),
+            FailureKind::ContextOverflow => ApiError::invalid(message.clone(), None).with_code("context_length_exceeded"),
+            FailureKind::OutOfMemory => ApiError::unavailable(message.clone()),
+            FailureKind::Cancelled => ApiError::invalid(message.clone(), None).with_code("cancelled"),
+            FailureKind::InvalidModel | FailureKind::Internal => ApiError::internal(message.clone()),
+        },
+        Some(EngineFailure::Trapped(message)) => ApiError::internal(format!("the engine trapped: {message}")),
+        None => ApiError::internal(format!("{e:#}")),
     }
 }

@@ -85,6 +85,8 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let text = self.get("/metrics").body;
+        eprintln!("metrics never became {expected:?}; last: {:?}", expected.iter().map(|(n, _)| (n, metric_in(&text, n))).collect::<Vec<_>>());
         false
     }
 
