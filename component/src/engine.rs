@@ -367,8 +367,7 @@ impl Generation {
         let mut inputs: Vec<SeqInput> = Vec::with_capacity(runners.len());
         let mut runner_iter = runners.iter().peekable();
         for (i, g) in batch.iter_mut().enumerate() {
-            let Some(&&(_, ref range)) = runner_iter.peek().filter(|(r, _)| *r == i) else { continue };
-            runner_iter.next();
+            let Some((_, range)) = runner_iter.next_if(|(r, _)| *r == i) else { continue };
             let g = &mut **g;
             let (tokens, want) = match &g.pending {
                 Pending::Prompt { tokens, .. } => (&tokens[range.clone()], if range.end == tokens.len() { Logits::Last } else { Logits::None }),

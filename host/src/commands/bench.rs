@@ -32,6 +32,10 @@ pub struct BenchArgs {
     /// Threads for the peer. The engine itself runs on one thread (it is not multi-threaded).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Instead of pp/tg: decode with this many generations at once (comma-separated levels,
+    /// e.g. 1,2,4,8,16), each from a --prompt-tokens prompt for --gen-tokens tokens.
+    #[arg(long, value_delimiter = ',')]
+    concurrency: Vec<usize>,
     /// llama.cpp's llama-bench binary: run it on the same model and report the ratios.
     #[arg(long)]
     peer: Option<PathBuf>,
@@ -76,6 +80,9 @@ const PROMPT_TEXT: &str = "The river rose in the hills and ran down through the 
 pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: BenchArgs) -> anyhow::Result<()> {
     if args.repeats == 0 || args.prompt_tokens < 2 || args.gen_tokens == 0 {
         bail!("--repeats and --gen-tokens must be at least 1, --prompt-tokens at least 2");
+    }
+    if !args.concurrency.is_empty() {
+        return bench_concurrency(backend, &args);
     }
     // The peer runs first, so that its numbers come from the same minutes as ours.
     let peer = args.peer.as_deref().map(|p| run_peer(p, model, &args)).transpose()?;
@@ -143,6 +150,23 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
                 row(&format!("  {tg_name} tok/s"), &p.decode);
                 println!("ratio rill / peer (medians): {pp_name} {:.2}×, {tg_name} {:.2}×", pp.median / p.prompt.median, tg.median / p.decode.median);
             }
+        }
+    }
+    Ok(())
+}
+
+fn bench_concurrency(backend: &mut dyn Backend, args: &BenchArgs) -> anyhow::Result<()> {
+    if args.concurrency.contains(&0) {
+        bail!("--concurrency levels must be at least 1");
+    }
+    let prompt = bench_prompt(backend, args.prompt_tokens)?;
+    super::bench_batch::level(backend, 1, &prompt[..prompt.len().min(8)], 2)?; // warm-up
+    let levels = args.concurrency.iter().map(|&n| super::bench_batch::level(backend, n, &prompt, args.gen_tokens)).collect::<anyhow::Result<Vec<_>>>()?;
+    match args.format {
+        Format::Json => println!("{}", json!({ "cpu": crate::commands::info::cpu_name(), "backend": backend.name(), "prompt_tokens": args.prompt_tokens, "gen_tokens": args.gen_tokens, "levels": levels.iter().map(|l| l.json()).collect::<Vec<_>>() })),
+        Format::Text => {
+            println!("rill    {} backend, kernels {}, 1 thread, prompt {} tokens, {} tokens per stream", backend.name(), backend.kernel_path()?, args.prompt_tokens, args.gen_tokens);
+            super::bench_batch::print(&levels);
         }
     }
     Ok(())

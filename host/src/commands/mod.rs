@@ -1,6 +1,7 @@
 //! The `rill` subcommands, written against [`Backend`] so they run the same on either backend.
 
 pub mod bench;
+pub mod bench_batch;
 pub mod info;
 pub mod run;
 
