@@ -62,10 +62,12 @@ impl Scheduler {
         self.slots.values().filter(|s| !s.finished && s.error.is_none()).count()
     }
 
-    /// Up to `max_events` of `id`'s events, stepping the batch until it has one; an empty list
-    /// means it has finished.
+    /// Up to `max_events` of `id`'s events; when none is waiting, runs one batched step first.
+    /// An empty list means no event yet (its prompt is still being read) or, once its finish
+    /// reason is set, that it has finished. One step per call keeps every generation's tokens
+    /// flowing to its reader while a long prompt is read in chunks.
     pub fn next(&mut self, id: SeqId, max_events: usize) -> Result<Vec<TokenEvent>, EngineError> {
-        loop {
+        for stepped in [false, true] {
             let slot = self.slots.get_mut(&id).ok_or_else(|| EngineError::InvalidArgument(format!("no generation {id}")))?;
             if !slot.events.is_empty() {
                 let n = slot.events.len().min(max_events.max(1));
@@ -75,11 +77,12 @@ impl Scheduler {
                 slot.finished = true;
                 return Err(e);
             }
-            if slot.finished {
-                return Ok(Vec::new());
+            if slot.finished || stepped {
+                break;
             }
             self.step(id);
         }
+        Ok(Vec::new())
     }
 
     /// One batched step: `first` and up to `max_batch - 1` other runnable generations.

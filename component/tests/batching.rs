@@ -45,7 +45,7 @@ fn batched_generations_equal_each_one_alone() {
     }
     assert_eq!(traces, expected);
     for id in ids {
-        assert!(scheduler.next(id, 1).unwrap().is_empty(), "finished");
+        assert!(scheduler.next(id, 1).unwrap().is_empty() && scheduler.get(id).unwrap().finish_reason().is_some(), "finished");
         assert_eq!(scheduler.get(id).unwrap().usage().completion_tokens, 10);
     }
 }
@@ -58,11 +58,29 @@ fn a_generation_nobody_pulls_pauses_while_the_others_run() {
     let pulled = scheduler.add(engine.generate(tokens.clone(), params(40)).unwrap());
     let ignored = scheduler.add(engine.generate(tokens, params(40)).unwrap());
     let mut n = 0;
-    while !scheduler.next(pulled, 1).unwrap().is_empty() {
-        n += 1;
+    while scheduler.get(pulled).unwrap().finish_reason().is_none() {
+        n += scheduler.next(pulled, 1).unwrap().len();
     }
     assert_eq!(n, 40);
     let waiting = scheduler.next(ignored, 100).unwrap();
     assert!(!waiting.is_empty() && waiting.len() <= 16, "it stopped at its buffer limit: {} events waited", waiting.len());
     assert_eq!(scheduler.active(), 1);
+}
+
+#[test]
+fn a_pull_runs_one_step_so_others_keep_flowing_while_a_long_prompt_is_read() {
+    let engine = engine();
+    let mut scheduler = Scheduler::default();
+    scheduler.prompt_chunk = 4;
+    let short = scheduler.add(engine.generate(engine.prompt_tokens(&Prompt::Text("Hi")).unwrap(), params(20)).unwrap());
+    let long_prompt = engine.prompt_tokens(&Prompt::Text(&PROMPTS[1].repeat(4))).unwrap();
+    assert!(long_prompt.len() > 20);
+    let long = scheduler.add(engine.generate(long_prompt, params(2)).unwrap());
+    // The short prompt fits the first step's budget; the long one takes several steps.
+    assert_eq!(scheduler.next(short, 1).unwrap().len(), 1);
+    for _ in 0..3 {
+        assert!(scheduler.next(long, 1).unwrap().is_empty(), "still reading its prompt");
+        assert!(scheduler.get(long).unwrap().finish_reason().is_none());
+        assert_eq!(scheduler.next(short, 1).unwrap().len(), 1, "the short one got a token from that step");
+    }
 }

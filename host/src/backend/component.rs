@@ -262,12 +262,15 @@ impl Backend for ComponentBackend {
         Ok(self.next_handle)
     }
 
-    fn next(&mut self, h: SeqHandle, max_events: usize) -> anyhow::Result<Vec<TokenEvent>> {
+    fn next(&mut self, h: SeqHandle, max_events: usize) -> anyhow::Result<Option<Vec<TokenEvent>>> {
         let generation = self.generation_resource(h)?;
         let g = self.engine.rill_llm_inference().generation();
         let events = g.call_next(&mut self.store, generation, max_events.try_into().unwrap_or(u32::MAX)).map_err(trapped)?.map_err(|e| e.into_anyhow())?;
+        if events.is_empty() && g.call_finish_reason(&mut self.store, generation).map_err(trapped)?.is_some() {
+            return Ok(None);
+        }
         let logprob = |t: types::TokenLogprob| TokenLogprob { id: t.id, bytes: t.bytes, logprob: t.logprob };
-        Ok(events.into_iter().map(|e| TokenEvent { id: e.id, text: e.text, logprob: e.logprob.map(logprob), top_logprobs: e.top_logprobs.into_iter().map(logprob).collect() }).collect())
+        Ok(Some(events.into_iter().map(|e| TokenEvent { id: e.id, text: e.text, logprob: e.logprob.map(logprob), top_logprobs: e.top_logprobs.into_iter().map(logprob).collect() }).collect()))
     }
 
     fn cancel(&mut self, h: SeqHandle) -> anyhow::Result<()> {

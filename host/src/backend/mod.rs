@@ -90,8 +90,9 @@ pub trait Backend {
     /// Starts a generation. Generations started and not yet finished advance together: a
     /// `next` that finds none of its events waiting runs one batched step for all of them.
     fn start(&mut self, prompt: PromptInput, params: GenerateParams) -> anyhow::Result<SeqHandle>;
-    /// Up to `max_events` more events of `h`; an empty list means it has finished.
-    fn next(&mut self, h: SeqHandle, max_events: usize) -> anyhow::Result<Vec<TokenEvent>>;
+    /// Up to `max_events` more events of `h` (possibly none yet, while its prompt is read);
+    /// `None` once it has finished.
+    fn next(&mut self, h: SeqHandle, max_events: usize) -> anyhow::Result<Option<Vec<TokenEvent>>>;
     /// Stops `h`: its next `next` returns an empty list.
     fn cancel(&mut self, h: SeqHandle) -> anyhow::Result<()>;
     /// Frees `h` (and its KV cache), returning how it went.
@@ -101,12 +102,11 @@ pub trait Backend {
     /// an error from `on_event` cancels it.
     fn generate(&mut self, prompt: PromptInput, params: GenerateParams, on_event: &mut dyn FnMut(TokenEvent) -> anyhow::Result<()>) -> anyhow::Result<Outcome> {
         let h = self.start(prompt, params)?;
-        let run = |backend: &mut Self, on_event: &mut dyn FnMut(TokenEvent) -> anyhow::Result<()>| loop {
-            let events = backend.next(h, 1)?;
-            if events.is_empty() {
-                return Ok(());
+        let run = |backend: &mut Self, on_event: &mut dyn FnMut(TokenEvent) -> anyhow::Result<()>| {
+            while let Some(events) = backend.next(h, 1)? {
+                events.into_iter().try_for_each(&mut *on_event)?;
             }
-            events.into_iter().try_for_each(&mut *on_event)?;
+            Ok(())
         };
         if let Err(e) = run(self, on_event) {
             // A trapped instance cannot be entered again: report the trap itself.

@@ -48,8 +48,10 @@ impl Backend for NativeBackend {
         Ok(self.scheduler.add(generation))
     }
 
-    fn next(&mut self, h: SeqHandle, max_events: usize) -> anyhow::Result<Vec<TokenEvent>> {
-        Ok(self.scheduler.next(h, max_events).map_err(EngineFailure::from)?)
+    fn next(&mut self, h: SeqHandle, max_events: usize) -> anyhow::Result<Option<Vec<TokenEvent>>> {
+        let events = self.scheduler.next(h, max_events).map_err(EngineFailure::from)?;
+        let finished = events.is_empty() && self.scheduler.get(h).is_some_and(|g| g.finish_reason().is_some());
+        Ok((!finished).then_some(events))
     }
 
     fn cancel(&mut self, h: SeqHandle) -> anyhow::Result<()> {

@@ -36,12 +36,12 @@ pub fn level(backend: &mut dyn Backend, streams: usize, prompt: &[u32], gen_toke
             if !running[i] {
                 continue;
             }
-            let events = backend.next(h, 64)?;
-            let now = Instant::now();
-            if events.is_empty() {
+            let Some(events) = backend.next(h, 64)? else {
                 running[i] = false;
                 backend.finish(h)?;
-            }
+                continue;
+            };
+            let now = Instant::now();
             arrivals[i].extend(events.iter().map(|_| now));
         }
     }

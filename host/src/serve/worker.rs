@@ -215,20 +215,20 @@ impl Worker {
             };
         }
         let events = match self.backend.next(a.handle, 16) {
-            Ok(events) => events,
+            Ok(Some(events)) => events,
+            Ok(None) => {
+                return match self.backend.finish(a.handle) {
+                    Ok(outcome) => Pulled::Ended(self.done(i, outcome)),
+                    Err(e) if is_trap(&e) => Pulled::Trapped(format!("{e:#}")),
+                    Err(e) => Pulled::Ended(End::Failed(failure(&e))),
+                };
+            }
             Err(e) if is_trap(&e) => return Pulled::Trapped(format!("{e:#}")),
             Err(e) => {
                 let _ = self.backend.finish(a.handle);
                 return Pulled::Ended(End::Failed(failure(&e)));
             }
         };
-        if events.is_empty() {
-            return match self.backend.finish(a.handle) {
-                Ok(outcome) => Pulled::Ended(self.done(i, outcome)),
-                Err(e) if is_trap(&e) => Pulled::Trapped(format!("{e:#}")),
-                Err(e) => Pulled::Ended(End::Failed(failure(&e))),
-            };
-        }
         let now = Instant::now();
         for event in events {
             match a.last_token {
