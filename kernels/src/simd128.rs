@@ -88,65 +88,193 @@ fn fifth_bits(qh: [u8; 4]) -> [v128; 2] {
     [set(spread(0, 1)), set(spread(2, 3))]
 }
 
-/// Σ over 32-value blocks of `scale(x,y)·(x_q · y_q) + offset(x,y)`, for `N` activation rows
-/// at once: each weight block is unpacked once and used `N` times (a prompt's tokens share the
-/// weight row; decode has `N = 1`).
+/// The f32 values of four f16, one per lane: [`f32_of`] on each, infinity and NaN included.
 #[inline]
-fn legacy_dot<X, Y, const N: usize>(
-    x: &[X],
-    ys: [&[Y]; N],
-    scale: impl Fn(&X, &Y) -> f32,
-    values: impl Fn(&X) -> [v128; 2],
-    // Some(bias): values are unsigned, their value minus `bias`; None: values are signed i8.
-    bias: Option<i8>,
-    y_qs: impl Fn(&Y) -> &[i8; 32],
-    offset: impl Fn(&X, &Y) -> f32,
-) -> [f32; N] {
-    assert!(ys.iter().all(|y| y.len() == x.len()));
-    let mut acc = [f32x4_splat(0.0); N];
-    let mut offsets = [0.0; N];
-    for (i, x) in x.iter().enumerate() {
-        let [a, b] = values(x);
-        for n in 0..N {
-            let y = &ys[n][i];
-            let qy = y_qs(y);
-            let (y0, y1) = (load_i8(&qy[..16]), load_i8(&qy[16..]));
-            let sums = match bias {
-                Some(bias) => i32x4_add(dot_biased(a, y0, bias), dot_biased(b, y1, bias)),
-                None => i32x4_add(dot_i8x16(a, y0), dot_i8x16(b, y1)),
-            };
-            acc[n] = f32x4_add(acc[n], f32x4_mul(f32x4_splat(scale(x, y)), f32x4_convert_i32x4(sums)));
-            offsets[n] += offset(x, y);
-        }
+fn f32x4_of(h: [f16; 4]) -> v128 {
+    let bits = u32x4(h[0].to_bits() as u32, h[1].to_bits() as u32, h[2].to_bits() as u32, h[3].to_bits() as u32);
+    let magnitude = f32x4_mul(i32x4_shl(v128_and(bits, u32x4_splat(0x7fff)), 13), f32x4_splat(f32::from_bits(0x7780_0000)));
+    let sign = i32x4_shl(v128_and(bits, u32x4_splat(0x8000)), 16);
+    // An all-ones f16 exponent (infinity, NaN) becomes an all-ones f32 exponent.
+    let exponent = v128_and(bits, u32x4_splat(0x7c00));
+    let inf_nan = v128_and(i32x4_eq(exponent, u32x4_splat(0x7c00)), u32x4_splat(0x7f80_0000));
+    v128_or(v128_or(magnitude, sign), inf_nan)
+}
+
+/// Lane i: the sum of the four lanes of `v[i]`.
+#[inline]
+fn hsum4_i32(v: [v128; 4]) -> v128 {
+    // [v0₀+v0₂, v0₁+v0₃, v1₀+v1₂, v1₁+v1₃], and the same for v2, v3.
+    let ab = i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(v[0], v[1]), i32x4_shuffle::<2, 3, 6, 7>(v[0], v[1]));
+    let cd = i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(v[2], v[3]), i32x4_shuffle::<2, 3, 6, 7>(v[2], v[3]));
+    i32x4_add(i32x4_shuffle::<0, 2, 4, 6>(ab, cd), i32x4_shuffle::<1, 3, 5, 7>(ab, cd))
+}
+
+/// What the kernels need to know of a 32-value weight format and its activation format.
+pub trait Legacy: WeightBlock<Act: LegacyAct> {
+    /// `Some(bias)`: values are unsigned, worth their value minus `bias`; `None`: signed.
+    const BIAS: Option<i8>;
+    fn d(&self) -> f16;
+    /// The 32 values, as two halves of 16.
+    fn values(&self) -> [v128; 2];
+    /// The block's term beyond `d_x·d_y·(x_q · y_q)`; none is -0.0, the float that leaves
+    /// every sum it is added to unchanged.
+    fn offset(&self, _y: &Self::Act) -> f32 {
+        -0.0
     }
-    std::array::from_fn(|n| hsum_f32(acc[n]) + offsets[n])
+}
+
+pub trait LegacyAct {
+    fn d(&self) -> f16;
+    fn qs(&self) -> &[i8; 32];
+}
+
+impl LegacyAct for BlockQ8_0 {
+    fn d(&self) -> f16 {
+        self.d
+    }
+    fn qs(&self) -> &[i8; 32] {
+        &self.qs
+    }
+}
+
+impl LegacyAct for BlockQ8_1 {
+    fn d(&self) -> f16 {
+        self.d
+    }
+    fn qs(&self) -> &[i8; 32] {
+        &self.qs
+    }
+}
+
+impl Legacy for BlockQ4_0 {
+    const BIAS: Option<i8> = Some(8);
+    fn d(&self) -> f16 {
+        self.d
+    }
+    fn values(&self) -> [v128; 2] {
+        nibbles(&self.qs)
+    }
+}
+
+impl Legacy for BlockQ4_1 {
+    const BIAS: Option<i8> = Some(0);
+    fn d(&self) -> f16 {
+        self.d
+    }
+    fn values(&self) -> [v128; 2] {
+        nibbles(&self.qs)
+    }
+    fn offset(&self, y: &BlockQ8_1) -> f32 {
+        f32_of(self.m) * f32_of(y.s)
+    }
+}
+
+impl Legacy for BlockQ5_0 {
+    const BIAS: Option<i8> = Some(16);
+    fn d(&self) -> f16 {
+        self.d
+    }
+    fn values(&self) -> [v128; 2] {
+        or(nibbles(&self.qs), fifth_bits(self.qh))
+    }
+}
+
+impl Legacy for BlockQ5_1 {
+    const BIAS: Option<i8> = Some(0);
+    fn d(&self) -> f16 {
+        self.d
+    }
+    fn values(&self) -> [v128; 2] {
+        or(nibbles(&self.qs), fifth_bits(self.qh))
+    }
+    fn offset(&self, y: &BlockQ8_1) -> f32 {
+        f32_of(self.m) * f32_of(y.s)
+    }
+}
+
+impl Legacy for BlockQ8_0 {
+    const BIAS: Option<i8> = None;
+    fn d(&self) -> f16 {
+        self.d
+    }
+    fn values(&self) -> [v128; 2] {
+        [load_i8(&self.qs[..16]), load_i8(&self.qs[16..])]
+    }
 }
 
 fn or(a: [v128; 2], b: [v128; 2]) -> [v128; 2] {
     [v128_or(a[0], b[0]), v128_or(a[1], b[1])]
 }
 
+/// i32x4 partial sums of one block's integer dot product.
+#[inline]
+fn block_sum<X: Legacy>([a, b]: [v128; 2], y: &X::Act) -> v128 {
+    let qy = y.qs();
+    let (y0, y1) = (load_i8(&qy[..16]), load_i8(&qy[16..]));
+    match X::BIAS {
+        Some(bias) => i32x4_add(dot_biased(a, y0, bias), dot_biased(b, y1, bias)),
+        None => i32x4_add(dot_i8x16(a, y0), dot_i8x16(b, y1)),
+    }
+}
+
+/// Σ over 32-value blocks of `d_x·d_y·(x_q · y_q) + offset(x,y)`, for `N` activation rows at
+/// once: each weight block is unpacked once and used `N` times (a prompt's tokens share the
+/// weight row; decode has `N = 1`). Blocks go four at a time, one lane each, so that their
+/// scales are converted and applied together; each row's sum is the same whatever `N`.
+#[inline]
+pub fn legacy_dot<X: Legacy, const N: usize>(x: &[X], ys: [&[X::Act]; N]) -> [f32; N] {
+    assert!(ys.iter().all(|y| y.len() == x.len()));
+    let mut acc = [f32x4_splat(0.0); N];
+    let mut tail = [0.0; N];
+    let groups = x.len() / 4;
+    for g in 0..groups {
+        let xs = &x[4 * g..4 * g + 4];
+        let values = four(|b| xs[b].values());
+        let dx = f32x4_of(four(|b| xs[b].d()));
+        for n in 0..N {
+            let yb = &ys[n][4 * g..4 * g + 4];
+            let sums = hsum4_i32(four(|b| block_sum::<X>(values[b], &yb[b])));
+            let scales = f32x4_mul(dx, f32x4_of(four(|b| yb[b].d())));
+            let offsets = f32x4(xs[0].offset(&yb[0]), xs[1].offset(&yb[1]), xs[2].offset(&yb[2]), xs[3].offset(&yb[3]));
+            acc[n] = f32x4_add(acc[n], f32x4_add(f32x4_mul(scales, f32x4_convert_i32x4(sums)), offsets));
+        }
+    }
+    for i in 4 * groups..x.len() {
+        let values = x[i].values();
+        for n in 0..N {
+            let y = &ys[n][i];
+            let dot = hsum_i32(block_sum::<X>(values, y)) as f32;
+            tail[n] += (f32_of(x[i].d()) * f32_of(y.d())) * dot + x[i].offset(y);
+        }
+    }
+    std::array::from_fn(|n| hsum_f32(acc[n]) + tail[n])
+}
+
+/// `[f(0), f(1), f(2), f(3)]`, inlined (`array::map` and `from_fn` may stay calls in wasm
+/// builds, which costs more than the kernel's arithmetic).
+#[inline(always)]
+fn four<T>(f: impl Fn(usize) -> T) -> [T; 4] {
+    [f(0), f(1), f(2), f(3)]
+}
+
 pub fn vec_dot_q4_0<const N: usize>(x: &[BlockQ4_0], ys: [&[BlockQ8_0]; N]) -> [f32; N] {
-    legacy_dot(x, ys, |x, y| f32_of(x.d) * f32_of(y.d), |x| nibbles(&x.qs), Some(8), |y| &y.qs, |_, _| 0.0)
+    legacy_dot(x, ys)
 }
 
 pub fn vec_dot_q4_1<const N: usize>(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; N]) -> [f32; N] {
-    legacy_dot(x, ys, |x, y| f32_of(x.d) * f32_of(y.d), |x| nibbles(&x.qs), Some(0), |y| &y.qs, |x, y| f32_of(x.m) * f32_of(y.s))
+    legacy_dot(x, ys)
 }
 
 pub fn vec_dot_q5_0<const N: usize>(x: &[BlockQ5_0], ys: [&[BlockQ8_0]; N]) -> [f32; N] {
-    let values = |x: &BlockQ5_0| or(nibbles(&x.qs), fifth_bits(x.qh));
-    legacy_dot(x, ys, |x, y| f32_of(x.d) * f32_of(y.d), values, Some(16), |y| &y.qs, |_, _| 0.0)
+    legacy_dot(x, ys)
 }
 
 pub fn vec_dot_q5_1<const N: usize>(x: &[BlockQ5_1], ys: [&[BlockQ8_1]; N]) -> [f32; N] {
-    let values = |x: &BlockQ5_1| or(nibbles(&x.qs), fifth_bits(x.qh));
-    legacy_dot(x, ys, |x, y| f32_of(x.d) * f32_of(y.d), values, Some(0), |y| &y.qs, |x, y| f32_of(x.m) * f32_of(y.s))
+    legacy_dot(x, ys)
 }
 
 pub fn vec_dot_q8_0<const N: usize>(x: &[BlockQ8_0], ys: [&[BlockQ8_0]; N]) -> [f32; N] {
-    let values = |x: &BlockQ8_0| [load_i8(&x.qs[..16]), load_i8(&x.qs[16..])];
-    legacy_dot(x, ys, |x, y| f32_of(x.d) * f32_of(y.d), values, None, |y| &y.qs, |_, _| 0.0)
+    legacy_dot(x, ys)
 }
 
 /// Integer sums of a super-block against `N` activation rows; its values come as 16 sub-blocks
