@@ -128,6 +128,10 @@ unsafe fn legacy_dot<X, Y, const N: usize>(
     let groups = x.len() / 4;
     for g in 0..groups {
         let xs = &x[4 * g..4 * g + 4];
+        // Decode streams each weight row from memory once: ask for the blocks 16 ahead now
+        // (two lines' worth), which the hardware prefetcher alone fetches too late.
+        _mm_prefetch::<_MM_HINT_T0>(x.as_ptr().wrapping_add(4 * g + 16) as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(x.as_ptr().wrapping_add(4 * g + 18) as *const i8);
         let q = [values(&xs[0]), values(&xs[1]), values(&xs[2]), values(&xs[3])];
         let dx = f32x4_of([x_d(&xs[0]), x_d(&xs[1]), x_d(&xs[2]), x_d(&xs[3])]);
         for n in 0..N {
