@@ -5,6 +5,7 @@
 
 use super::{ActivationBlock, Block, WeightBlock};
 use crate::QuantType;
+use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 
 impl Block for f32 {
@@ -35,17 +36,14 @@ macro_rules! half_format {
             const TYPE: QuantType = $qt;
             const BLOCK_SIZE: usize = 1;
             fn to_float(blocks: &[Self], out: &mut [f32]) {
-                for (o, v) in out.iter_mut().zip(blocks) {
-                    *o = v.to_f32();
-                }
+                // half's slice conversion: F16C where the CPU has it, exact either way.
+                blocks.convert_to_f32_slice(out);
             }
         }
 
         impl ActivationBlock for $t {
             fn from_float(x: &[f32], out: &mut [Self]) {
-                for (o, v) in out.iter_mut().zip(x) {
-                    *o = <$t>::from_f32(*v);
-                }
+                out.convert_from_f32_slice(x);
             }
         }
 
