@@ -3,12 +3,13 @@
 
 use crate::chat::{ChatError, ChatTemplate, Message};
 use crate::gguf::{Gguf, GgufError};
-use crate::model::{ForwardError, Logits, Model, ModelError, SeqInput};
+use crate::model::{ForwardError, KvCache, KvType, Logits, Model, ModelError, SeqInput, BLOCK};
+use crate::prefix_cache::PrefixCache;
 use crate::sampler::{logprob, top_logprobs, Sampler, SamplingParams};
 use crate::stop::StopMatcher;
 use crate::tokenizer::{StreamDecoder, TokenId, Tokenizer, TokenizerError};
 use rill_kernels::KernelPath;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// What can go wrong, in the categories the WIT contract reports.
@@ -75,6 +76,8 @@ pub struct Engine {
     pub tokenizer: Tokenizer,
     pub model: Model,
     chat: Result<ChatTemplate, ChatError>,
+    /// KV blocks of earlier sequences, for later ones that start the same way.
+    prefix_cache: Mutex<PrefixCache>,
 }
 
 /// What to generate from.
@@ -94,6 +97,8 @@ pub struct GenerateParams {
     pub stop: Vec<String>,
     /// KV cache positions (prompt plus output); capped at the model's context length.
     pub context: usize,
+    /// How the KV cache stores keys and values.
+    pub kv_type: KvType,
     /// Report each token's log-probability.
     pub logprobs: bool,
     /// Also report this many most likely alternatives per token (at most [`MAX_TOP_LOGPROBS`]).
@@ -105,7 +110,7 @@ pub const MAX_TOP_LOGPROBS: usize = 20;
 
 impl Default for GenerateParams {
     fn default() -> Self {
-        GenerateParams { sampling: SamplingParams::default(), max_tokens: 256, ignore_eos: false, stop: Vec::new(), context: 4096, logprobs: false, top_logprobs: 0 }
+        GenerateParams { sampling: SamplingParams::default(), max_tokens: 256, ignore_eos: false, stop: Vec::new(), context: 4096, kv_type: KvType::F16, logprobs: false, top_logprobs: 0 }
     }
 }
 
@@ -126,7 +131,18 @@ impl Engine {
         }
         let text = |id: Option<TokenId>| id.map(|t| String::from_utf8_lossy(&tokenizer.token_bytes(t, true).unwrap_or_default()).into_owned()).unwrap_or_default();
         let chat = ChatTemplate::from_gguf(&gguf, text(tokenizer.bos), text(tokenizer.eos));
-        Ok(Engine { gguf, tokenizer, model, chat })
+        Ok(Engine { gguf, tokenizer, model, chat, prefix_cache: Mutex::default() })
+    }
+
+    /// KV memory: (bytes held by all caches, the budget, bytes the prefix cache holds).
+    pub fn kv_memory(&self) -> (usize, usize, usize) {
+        let m = &self.model.kv_memory;
+        (m.used(), m.budget(), self.prefix_cache().bytes())
+    }
+
+    /// The prefix cache (a panic while it was held leaves nothing half-done in it).
+    pub fn prefix_cache(&self) -> MutexGuard<'_, PrefixCache> {
+        self.prefix_cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn chat_template(&self) -> Result<&ChatTemplate, EngineError> {
@@ -167,7 +183,7 @@ impl Engine {
     /// Teacher-forced evaluation: for each of `tokens` (used as given), the `top` highest
     /// logits for the token after it, highest first.
     pub fn top_logits(&self, tokens: &[TokenId], top: usize) -> Result<Vec<Vec<(TokenId, f32)>>, EngineError> {
-        let mut cache = self.model.new_cache(tokens.len()).map_err(|e| EngineError::OutOfMemory(e.to_string()))?;
+        let mut cache = self.model.new_cache(KvType::F16, tokens.len()).expect("every model has an f16 cache");
         let all = self.model.forward(tokens, &mut cache, Logits::All)?;
         let vocab = self.model.config.vocab_size;
         let k = top.clamp(1, vocab);
@@ -199,19 +215,28 @@ impl Engine {
         if prompt.len() >= capacity {
             return Err(EngineError::ContextOverflow(format!("the prompt has {} tokens; the context holds {capacity}", prompt.len())));
         }
-        let cache = self.model.new_cache(capacity).map_err(|e| EngineError::OutOfMemory(format!("KV cache for {capacity} positions: {e}")))?;
+        let layout = self.model.kv_layout(params.kv_type).ok_or_else(|| {
+            EngineError::Unsupported(format!("a {:?} KV cache for rows of {} values", params.kv_type, self.model.config.kv_dim()))
+        })?;
+        // Whole blocks of the prompt that an earlier sequence computed; the last prompt token is
+        // always run, for its logits.
+        let reused = self.prefix_cache().lookup(&layout, &prompt, (prompt.len() - 1) / BLOCK);
+        let cached = reused.len() * BLOCK;
+        let cache = KvCache::with_prefix(layout, capacity, reused);
         let mut sampler = Sampler::new(params.sampling.clone());
         prompt.iter().for_each(|&t| sampler.accept(t));
         Ok(Generation {
             engine: self.clone(),
             cache,
+            history: prompt[..cached].to_vec(),
+            published: cached / BLOCK,
             sampler,
             decoder: StreamDecoder::new(),
             stop: StopMatcher::new(params.stop.clone()),
             params,
-            pending: Pending::Prompt { tokens: prompt, read: 0 },
+            pending: Pending::Prompt { tokens: prompt, read: cached, resumed: false },
             finish: None,
-            usage: Usage::default(),
+            usage: Usage { cached_tokens: cached, ..Usage::default() },
             timings: Timings::default(),
             started: Instant::now(),
         })
@@ -254,6 +279,10 @@ pub struct TokenLogprob {
 pub struct Usage {
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
+    /// Prompt tokens whose keys and values came from the prefix cache.
+    pub cached_tokens: usize,
+    /// Times the generation's KV cache was dropped for memory (and recomputed).
+    pub preemptions: usize,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -273,6 +302,38 @@ pub enum FinishReason {
     Cancelled,
 }
 
+/// Gives every runner of a step (`runners`: index in `batch`, prompt tokens it reads) the KV
+/// blocks the step fills, before any work. When memory is short, the prefix cache is emptied
+/// first; then generations started later are preempted, the latest first, so that older
+/// ones can go on. A runner that still finds no memory waits
+/// for a later step; it fails with `OutOfMemory` only when nothing else holds any.
+fn reserve_memory(batch: &mut [&mut Generation], runners: &mut Vec<(usize, std::ops::Range<usize>)>, results: &mut [Option<Result<Step, EngineError>>], engine: &Engine) {
+    let mut k = 0;
+    while k < runners.len() {
+        let (i, range) = runners[k].clone();
+        let end = batch[i].cache.len() + range.len().max(1); // a decoding runner adds one position
+        let Err(e) = batch[i].cache.reserve(end) else {
+            k += 1;
+            continue;
+        };
+        if engine.prefix_cache().clear() {
+            continue;
+        }
+        let younger = (0..batch.len()).filter(|&j| batch[j].started > batch[i].started && batch[j].cache.holds_blocks());
+        if let Some(j) = younger.max_by_key(|&j| batch[j].started) {
+            batch[j].preempt();
+            if let Some(at) = runners.iter().position(|&(r, _)| r == j) {
+                runners.remove(at);
+                results[j] = Some(Ok(Step::Reading));
+            }
+            continue;
+        }
+        runners.remove(k);
+        let alone = batch.iter().enumerate().all(|(j, g)| j == i || !g.cache.holds_blocks());
+        results[i] = Some(if alone { Err(EngineError::OutOfMemory(e.to_string())) } else { Ok(Step::Reading) });
+    }
+}
+
 /// A step's log-probabilities, when asked for.
 #[derive(Default)]
 struct Logprobs {
@@ -281,8 +342,10 @@ struct Logprobs {
 }
 
 enum Pending {
-    /// The prompt; the tokens before `read` are in the cache already.
-    Prompt { tokens: Vec<TokenId>, read: usize },
+    /// The prompt; the tokens before `read` are in the cache already. `resumed`: these are the
+    /// tokens of a generation preempted after its prompt (its KV was dropped for memory), to be
+    /// read again before it continues.
+    Prompt { tokens: Vec<TokenId>, read: usize, resumed: bool },
     /// The last sampled token, not yet evaluated.
     Token(TokenId),
 }
@@ -301,7 +364,11 @@ pub enum Step {
 /// A running generation: call [`Generation::next`] until it returns `None`.
 pub struct Generation {
     engine: Arc<Engine>,
-    cache: crate::model::KvCache,
+    cache: KvCache,
+    /// The tokens in the cache, in order.
+    history: Vec<TokenId>,
+    /// Full blocks of the cache handed to the prefix cache.
+    published: usize,
     sampler: Sampler,
     decoder: StreamDecoder,
     stop: StopMatcher,
@@ -354,7 +421,7 @@ impl Generation {
                 continue;
             }
             match &g.pending {
-                Pending::Prompt { tokens, read } if budget > 0 => {
+                Pending::Prompt { tokens, read, .. } if budget > 0 => {
                     let take = (tokens.len() - read).min(budget);
                     budget -= take;
                     runners.push((i, *read..read + take));
@@ -363,6 +430,7 @@ impl Generation {
                 Pending::Token(_) => runners.push((i, 0..0)),
             }
         }
+        reserve_memory(batch, &mut runners, &mut results, &engine);
         let started = Instant::now();
         let mut inputs: Vec<SeqInput> = Vec::with_capacity(runners.len());
         let mut runner_iter = runners.iter().peekable();
@@ -398,16 +466,24 @@ impl Generation {
     /// and `logits` are the last position's (empty while the prompt is not all read).
     fn advance(&mut self, read: std::ops::Range<usize>, mut logits: Vec<f32>, elapsed: Duration) -> Result<Step, EngineError> {
         match &mut self.pending {
-            Pending::Prompt { tokens, read: done } => {
+            Pending::Prompt { tokens, read: done, resumed } => {
+                self.history.extend_from_slice(&tokens[read.clone()]);
                 *done = read.end;
                 self.timings.prompt += elapsed;
                 if read.end < tokens.len() {
+                    self.publish();
                     return Ok(Step::Reading);
                 }
-                self.usage.prompt_tokens = tokens.len();
+                if !*resumed {
+                    self.usage.prompt_tokens = tokens.len();
+                }
             }
-            Pending::Token(_) => self.timings.decode += elapsed,
+            Pending::Token(id) => {
+                self.history.push(*id);
+                self.timings.decode += elapsed;
+            }
         }
+        self.publish();
         // Log-probabilities are the model's, before penalties and truncation reshape the logits.
         let raw = (self.params.logprobs || self.params.top_logprobs > 0).then(|| logits.clone());
         let id = self.sampler.sample(&mut logits);
@@ -430,9 +506,42 @@ impl Generation {
         let piece = self.decoder.push(&self.engine.tokenizer, id)?;
         let (text, stopped) = self.stop.push(&piece);
         if stopped {
-            self.finish = Some(FinishReason::Stop);
+            self.set_finished(FinishReason::Stop);
         }
         Ok(Step::Token(TokenEvent { id, text, logprob: logprobs.chosen, top_logprobs: logprobs.top }))
+    }
+
+    /// Drops this generation's KV cache to free memory for older ones: when it next runs, it
+    /// reads its tokens again (as a prompt, in chunks) and then continues where it was, with the
+    /// same result as if it had never stopped.
+    fn preempt(&mut self) {
+        if self.finish.is_some() {
+            self.cache.clear(); // nothing left to compute: just free its memory
+            return;
+        }
+        let tokens = match std::mem::replace(&mut self.pending, Pending::Token(0)) {
+            Pending::Prompt { tokens, resumed, .. } => Pending::Prompt { tokens, read: 0, resumed },
+            Pending::Token(id) => {
+                let mut tokens = std::mem::take(&mut self.history);
+                tokens.push(id);
+                Pending::Prompt { tokens, read: 0, resumed: true }
+            }
+        };
+        self.pending = tokens;
+        self.history.clear();
+        self.cache.clear();
+        self.published = 0;
+        self.usage.preemptions += 1;
+    }
+
+    /// Hands newly filled blocks to the prefix cache, while their sliding-window parts are
+    /// still held, so that a later sequence with the same start can continue after them.
+    fn publish(&mut self) {
+        let full = self.cache.full_blocks();
+        if full.len() > self.published {
+            self.engine.prefix_cache().insert(self.cache.layout(), &self.history[..full.len() * BLOCK], full);
+            self.published = full.len();
+        }
     }
 
     fn token_logprob(&self, id: TokenId, logprob: f32) -> TokenLogprob {
@@ -442,7 +551,7 @@ impl Generation {
     /// Finishes; text still held (an incomplete character, a possible stop string's start)
     /// comes out in a last event, carrying the end token when there is one.
     fn end(&mut self, reason: FinishReason, end_token: Option<(TokenId, Logprobs)>) -> Option<TokenEvent> {
-        self.finish = Some(reason);
+        self.set_finished(reason);
         let (held, _) = self.stop.push(&self.decoder.finish());
         let text = held + &self.stop.finish();
         match end_token {
@@ -461,7 +570,15 @@ impl Generation {
 
     /// Stops the generation: `next` returns `None` from now on.
     pub fn cancel(&mut self) {
-        self.finish.get_or_insert(FinishReason::Cancelled);
+        if self.finish.is_none() {
+            self.set_finished(FinishReason::Cancelled);
+        }
+    }
+
+    /// Ends it; its KV memory is for the others now.
+    fn set_finished(&mut self, reason: FinishReason) {
+        self.finish = Some(reason);
+        self.cache.clear();
     }
 
     pub fn usage(&self) -> Usage {

@@ -5,6 +5,7 @@ use crate::chat::Message as ChatMessage;
 use crate::engine::{Engine, EngineError, FinishReason, GenerateParams, Generation, Prompt};
 use crate::scheduler::{Scheduler, SeqId};
 use crate::gguf::ChunkedReader;
+use crate::model::KvType;
 use crate::sampler::SamplingParams;
 use exports::rill::llm::inference::{self, Guest, GuestGeneration, GuestLoader, GuestModel};
 use rill::llm::types;
@@ -99,6 +100,15 @@ impl GuestModel for Model {
         }
     }
 
+    fn kv_memory(&self) -> types::KvMemory {
+        let (used, budget, prefix_cache) = self.engine.kv_memory();
+        types::KvMemory { used: used as u64, budget: budget.try_into().unwrap_or(u64::MAX), prefix_cache: prefix_cache as u64 }
+    }
+
+    fn set_kv_budget(&self, bytes: u64) {
+        self.engine.model.kv_memory.set_budget(bytes.try_into().unwrap_or(usize::MAX));
+    }
+
     fn tokenize(&self, text: String, add_bos: bool, parse_special: bool) -> Vec<u32> {
         self.engine.tokenizer.encode(&text, add_bos, parse_special)
     }
@@ -135,6 +145,10 @@ impl GuestModel for Model {
             ignore_eos: params.ignore_eos,
             stop: params.stop,
             context: params.context as usize,
+            kv_type: match params.kv_type {
+                types::KvType::F16 => KvType::F16,
+                types::KvType::Q80 => KvType::Q8_0,
+            },
             logprobs: params.logprobs,
             top_logprobs: params.top_logprobs as usize,
         };
@@ -192,7 +206,7 @@ impl GuestGeneration for GenerationResource {
 
     fn usage(&self) -> types::Usage {
         let u = self.with(Generation::usage);
-        types::Usage { prompt_tokens: u.prompt_tokens as u32, completion_tokens: u.completion_tokens as u32 }
+        types::Usage { prompt_tokens: u.prompt_tokens as u32, completion_tokens: u.completion_tokens as u32, cached_tokens: u.cached_tokens as u32, preemptions: u.preemptions as u32 }
     }
 
     fn timings(&self) -> types::Timings {

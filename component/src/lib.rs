@@ -9,6 +9,7 @@ pub mod chat;
 pub mod engine;
 pub mod stop;
 pub mod scheduler;
+pub mod prefix_cache;
 
 pub use engine::{Engine, EngineError, GenerateParams, Generation, Prompt, TokenEvent, TokenLogprob, MAX_TOP_LOGPROBS};
 

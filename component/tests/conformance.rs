@@ -4,7 +4,7 @@
 mod common;
 
 use rill_engine::gguf::Gguf;
-use rill_engine::model::{Logits, Model};
+use rill_engine::model::{KvType, Logits, Model};
 use rill_kernels::KernelPath;
 use std::sync::Arc;
 
@@ -36,13 +36,21 @@ fn margin(logits: &[f32]) -> f32 {
     logits[t[0] as usize] - logits[t[1] as usize]
 }
 
+/// Both KV cache types meet llama.cpp's tolerances; the Q8_0 cache's drift is in the README.
 #[test]
 fn step0_logits_match_llama_cpp() {
     let model = model();
+    for ty in [KvType::F16, KvType::Q8_0] {
+        eprintln!("{ty:?} KV cache:");
+        step0_logits_match(&model, ty);
+    }
+}
+
+fn step0_logits_match(model: &Model, ty: KvType) {
     let greedy = common::reference_json("gemma-3-270m-q4_k_m.greedy.fa-off.json");
     for (p, result) in greedy["results"].as_array().unwrap().iter().enumerate() {
         let prompt = ids(&result["prompt_token_ids"]);
-        let mut cache = model.new_cache(512).unwrap();
+        let mut cache = model.new_cache(ty, 512).unwrap();
         let logits = model.forward(&prompt, &mut cache, Logits::Last).unwrap();
         let mut best = f32::MAX;
         for fa in ["off", "on"] {
@@ -63,6 +71,12 @@ fn step0_logits_match_llama_cpp() {
 #[test]
 fn greedy_decoding_matches_llama_cpp() {
     let model = model();
+    for ty in [KvType::F16, KvType::Q8_0] {
+        greedy_decoding_matches(&model, ty);
+    }
+}
+
+fn greedy_decoding_matches(model: &Model, ty: KvType) {
     let greedy = common::reference_json("gemma-3-270m-q4_k_m.greedy.fa-off.json");
     for (p, result) in greedy["results"].as_array().unwrap().iter().enumerate() {
         let prompt = ids(&result["prompt_token_ids"]);
@@ -74,7 +88,7 @@ fn greedy_decoding_matches_llama_cpp() {
         };
 
         // Teacher forcing: feed llama.cpp's tokens, compare every step's argmax.
-        let mut cache = model.new_cache(512).unwrap();
+        let mut cache = model.new_cache(ty, 512).unwrap();
         let mut input = prompt.clone();
         input.extend(&expected[..expected.len() - 1]);
         let all = model.forward(&input, &mut cache, Logits::All).unwrap();
@@ -82,19 +96,19 @@ fn greedy_decoding_matches_llama_cpp() {
         for (i, want) in expected.iter().enumerate() {
             let row = &all[(prompt.len() - 1 + i) * vocab..][..vocab];
             if ref_margin(i) > 0.5 {
-                assert_eq!(top(row, 1)[0], *want, "prompt {p} teacher-forced step {i} (margin {})", ref_margin(i));
+                assert_eq!(top(row, 1)[0], *want, "{ty:?} KV, prompt {p} teacher-forced step {i} (margin {})", ref_margin(i));
             }
         }
 
         // Free running: identical until the first step whose reference margin is under 0.5.
-        let mut cache = model.new_cache(512).unwrap();
+        let mut cache = model.new_cache(ty, 512).unwrap();
         let mut logits = model.forward(&prompt, &mut cache, Logits::Last).unwrap();
         for (i, want) in expected.iter().enumerate() {
             if ref_margin(i) < 0.5 {
                 break;
             }
             let got = top(&logits, 1)[0];
-            assert_eq!(got, *want, "prompt {p} free-running step {i} (our margin {})", margin(&logits));
+            assert_eq!(got, *want, "{ty:?} KV, prompt {p} free-running step {i} (our margin {})", margin(&logits));
             logits = model.forward(&[got], &mut cache, Logits::Last).unwrap();
         }
     }
@@ -103,7 +117,7 @@ fn greedy_decoding_matches_llama_cpp() {
 #[test]
 fn context_overflow_and_bad_tokens_are_errors() {
     let model = model();
-    let mut cache = model.new_cache(4).unwrap();
+    let mut cache = model.new_cache(KvType::F16, 4).unwrap();
     assert!(model.forward(&[2, 3, 4, 5, 6], &mut cache, Logits::Last).is_err());
     assert!(model.forward(&[u32::MAX], &mut cache, Logits::Last).is_err());
     assert!(model.forward(&[], &mut cache, Logits::Last).is_err());

@@ -71,6 +71,10 @@ impl Model {
                 return Err(ForwardError::BadToken(bad, c.vocab_size));
             }
         }
+        for s in seqs.iter_mut() {
+            let end = s.cache.len() + s.tokens.len();
+            s.cache.reserve(end).map_err(|e| ForwardError::OutOfMemory(e.0))?;
+        }
         let heads_per_kv = c.n_heads / c.n_kv_heads;
         // Row `r` of the batch is token `r - first_row[i]` of sequence `i`.
         let first_row: Vec<usize> = seqs.iter().scan(0, |row, s| Some(std::mem::replace(row, *row + s.tokens.len()))).collect();
@@ -106,14 +110,11 @@ impl Model {
             if let Some(w) = &layer.k_norm {
                 rms_norm(&mut k, w, c.rms_eps);
             }
-            let global = c.is_global(l);
-            let base = if global { c.rope_base_global } else { c.rope_base_local };
-            // Causal; a sliding-window layer sees the last `window` positions, itself included.
-            let first_visible = |p: usize| match c.sliding_window {
-                Some(w) if !global => (p + 1).saturating_sub(w),
-                _ => 0,
-            };
+            let base = if c.is_global(l) { c.rope_base_global } else { c.rope_base_local };
             for (s, &row0) in seqs.iter_mut().zip(&first_row) {
+                // Causal; a sliding-window layer sees the last `window` positions, itself included.
+                let layout = s.cache.layout().clone();
+                let first_visible = |p: usize| layout.first_visible(l, p);
                 let pos0 = s.cache.len();
                 let rows = row0..row0 + s.tokens.len();
                 for (t, r) in rows.clone().enumerate() {

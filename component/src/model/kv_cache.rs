@@ -1,31 +1,232 @@
-//! Keys and values of every past position, per layer, in f16 (as llama.cpp keeps them).
+//! Keys and values of past positions, per layer, in blocks of [`BLOCK`] positions.
+//!
+//! A block holds its positions' keys and values for every layer, in two parts: the global
+//! layers' and the sliding-window layers'. Parts are reference counted, so that sequences
+//! sharing a prompt prefix share its full blocks (see `prefix_cache.rs`), and a sequence lets
+//! go of a block's sliding-window part once the block has slid out of the window: those layers
+//! hold at most `window + 2·BLOCK` positions, however long the context grows. Blocks are
+//! allocated as positions fill, not for the whole context up front.
+//!
+//! Rows are stored in f16 (as llama.cpp keeps them) or, optionally, in Q8_0 (half the memory,
+//! at the cost of some drift from llama.cpp's outputs; see the README).
 
-use half::f16;
-use half::slice::HalfFloatSliceExt;
+use rill_kernels::{dequantize, quantize_activations, QuantType};
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Positions per block: the unit of allocation, of sharing between sequences and of sliding.
+pub const BLOCK: usize = 32;
+
+/// How keys and values are stored (named `f16` and `q8_0` in settings).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvType {
+    #[default]
+    F16,
+    Q8_0,
+}
+
+impl KvType {
+    pub fn quant_type(self) -> QuantType {
+        match self {
+            KvType::F16 => QuantType::F16,
+            KvType::Q8_0 => QuantType::Q8_0,
+        }
+    }
+
+    /// Bytes of one row of `kv_dim` values, or `None` when the format cannot hold such a row.
+    pub fn row_bytes(self, kv_dim: usize) -> Option<usize> {
+        self.quant_type().row_bytes(kv_dim)
+    }
+}
+
+/// KV memory of one model: what its blocks hold, and the most they may hold.
+#[derive(Debug)]
+pub struct KvMemory {
+    used: AtomicUsize,
+    budget: AtomicUsize,
+}
+
+impl Default for KvMemory {
+    fn default() -> Self {
+        KvMemory { used: AtomicUsize::new(0), budget: AtomicUsize::new(usize::MAX) }
+    }
+}
+
+impl KvMemory {
+    /// Bytes of KV blocks alive (in sequences or in the prefix cache).
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    pub fn budget(&self) -> usize {
+        self.budget.load(Ordering::Relaxed)
+    }
+
+    /// Blocks beyond `bytes` in all are not allocated (reserving them fails).
+    pub fn set_budget(&self, bytes: usize) {
+        self.budget.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Counts `bytes` more, if they fit the budget.
+    fn take(&self, bytes: usize) -> bool {
+        self.used.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| used.checked_add(bytes).filter(|&u| u <= self.budget())).is_ok()
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+/// The KV cache did not get a block: the budget is spent, or memory is.
+#[derive(Debug, thiserror::Error)]
+#[error("no memory for a KV block of {0} bytes")]
+pub struct NoKvMemory(pub usize);
+
+/// Where each layer's rows live in a block, shared by every cache of one model and type.
+#[derive(Debug)]
+pub struct KvLayout {
+    pub ty: KvType,
+    pub kv_dim: usize,
+    row_bytes: usize,
+    /// Per layer: whether it slides, and its index among the layers of its part.
+    layers: Vec<(bool, usize)>,
+    n_global: usize,
+    n_local: usize,
+    /// Positions a sliding-window layer sees, itself included.
+    window: usize,
+    pub memory: Arc<KvMemory>,
+}
+
+impl KvLayout {
+    /// `sliding[l]`: whether layer `l` sees only the last `window` positions. Blocks count
+    /// their bytes against `memory`.
+    pub fn new(ty: KvType, kv_dim: usize, sliding: &[bool], window: usize, memory: Arc<KvMemory>) -> Option<KvLayout> {
+        let row_bytes = ty.row_bytes(kv_dim)?;
+        let (mut n_global, mut n_local) = (0, 0);
+        let layers = sliding
+            .iter()
+            .map(|&s| {
+                let count = if s { &mut n_local } else { &mut n_global };
+                *count += 1;
+                (s, *count - 1)
+            })
+            .collect();
+        Some(KvLayout { ty, kv_dim, row_bytes, layers, n_global, n_local, window, memory })
+    }
+
+    /// Bytes of one block's part holding `n_layers` layers: keys and values.
+    fn part_bytes(&self, n_layers: usize) -> usize {
+        2 * n_layers * BLOCK * self.row_bytes
+    }
+
+    /// Bytes of a block's two parts: (global layers', sliding-window layers').
+    pub fn block_bytes(&self) -> (usize, usize) {
+        (self.part_bytes(self.n_global), self.part_bytes(self.n_local))
+    }
+
+    /// The first position a token at position `p` sees in layer `l`.
+    pub fn first_visible(&self, l: usize, p: usize) -> usize {
+        if self.layers[l].0 {
+            (p + 1).saturating_sub(self.window)
+        } else {
+            0
+        }
+    }
+
+    /// The first position the sliding-window layers see from position `p`; `None` when no
+    /// layer slides.
+    pub fn window_start(&self, p: usize) -> Option<usize> {
+        (self.n_local > 0).then(|| (p + 1).saturating_sub(self.window))
+    }
+}
+
+/// One part of one block: keys (layer in part, position in block, row), then values.
+/// Stored as u16 so that f16 and Q8_0 rows are aligned for the kernels. Counted in its
+/// model's [`KvMemory`] while it lives.
+pub struct Part {
+    k: Vec<u16>,
+    v: Vec<u16>,
+    memory: Arc<KvMemory>,
+}
+
+impl Part {
+    fn new(bytes: usize, memory: &Arc<KvMemory>) -> Result<Part, NoKvMemory> {
+        if !memory.take(bytes) {
+            return Err(NoKvMemory(bytes));
+        }
+        let zeroed = || -> Option<Vec<u16>> {
+            let mut v = Vec::new();
+            v.try_reserve_exact(bytes / 4).ok()?;
+            v.resize(bytes / 4, 0);
+            Some(v)
+        };
+        match (zeroed(), zeroed()) {
+            (Some(k), Some(v)) => Ok(Part { k, v, memory: memory.clone() }),
+            _ => {
+                memory.give_back(bytes);
+                Err(NoKvMemory(bytes))
+            }
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        2 * (self.k.len() + self.v.len())
+    }
+}
+
+impl Drop for Part {
+    fn drop(&mut self) {
+        self.memory.give_back(self.bytes());
+    }
+}
+
+/// A block of a sequence's cache: the global layers' part, and the sliding layers' part until
+/// the block has slid out of their window (or always `None` when no layer slides).
+#[derive(Clone)]
+pub struct Block {
+    pub global: Arc<Part>,
+    pub local: Option<Arc<Part>>,
+}
+
+impl Block {
+    fn new(layout: &KvLayout) -> Result<Block, NoKvMemory> {
+        let part = |n_layers| Part::new(layout.part_bytes(n_layers), &layout.memory).map(Arc::new);
+        let local = if layout.n_local > 0 { Some(part(layout.n_local)?) } else { None };
+        Ok(Block { global: part(layout.n_global)?, local })
+    }
+
+    /// Bytes this block holds.
+    pub fn bytes(&self) -> usize {
+        self.global.bytes() + self.local.as_ref().map_or(0, |p| p.bytes())
+    }
+}
 
 pub struct KvCache {
-    /// Per layer: (capacity, kv_dim) keys, then values.
-    k: Vec<Vec<f16>>,
-    v: Vec<Vec<f16>>,
-    kv_dim: usize,
+    layout: Arc<KvLayout>,
+    blocks: Vec<Block>,
     capacity: usize,
     /// Positions filled.
     len: usize,
 }
 
 impl KvCache {
-    /// Room for `capacity` positions; fails (instead of aborting) when memory runs out.
-    pub fn new(n_layers: usize, kv_dim: usize, capacity: usize) -> Result<KvCache, std::collections::TryReserveError> {
-        let layer = || -> Result<Vec<f16>, std::collections::TryReserveError> {
-            let mut v = Vec::new();
-            v.try_reserve_exact(capacity * kv_dim)?;
-            v.resize(capacity * kv_dim, f16::ZERO);
-            Ok(v)
-        };
-        let k = (0..n_layers).map(|_| layer()).collect::<Result<_, _>>()?;
-        let v = (0..n_layers).map(|_| layer()).collect::<Result<_, _>>()?;
-        Ok(KvCache { k, v, kv_dim, capacity, len: 0 })
+    /// An empty cache for up to `capacity` positions.
+    pub fn new(layout: Arc<KvLayout>, capacity: usize) -> KvCache {
+        KvCache { layout, blocks: Vec::new(), capacity, len: 0 }
+    }
+
+    /// A cache that starts with `blocks` (a shared prefix, whole blocks) already filled.
+    pub fn with_prefix(layout: Arc<KvLayout>, capacity: usize, blocks: Vec<Block>) -> KvCache {
+        let len = blocks.len() * BLOCK;
+        let mut cache = KvCache { layout, blocks, capacity, len };
+        cache.slide();
+        cache
+    }
+
+    pub fn layout(&self) -> &Arc<KvLayout> {
+        &self.layout
     }
 
     pub fn len(&self) -> usize {
@@ -40,31 +241,111 @@ impl KvCache {
         self.capacity
     }
 
-    /// Marks `n` more positions filled (after every layer has written them).
+    /// Bytes of KV this sequence holds, blocks it shares included: (global layers',
+    /// sliding-window layers').
+    pub fn bytes(&self) -> (usize, usize) {
+        let global = self.blocks.iter().map(|b| b.global.bytes()).sum();
+        (global, self.blocks.iter().filter_map(|b| b.local.as_ref()).map(|p| p.bytes()).sum())
+    }
+
+    /// The full blocks, `i`-th holding positions `i·BLOCK..(i+1)·BLOCK` (to share them).
+    pub fn full_blocks(&self) -> &[Block] {
+        &self.blocks[..self.len / BLOCK]
+    }
+
+    /// Makes room for positions up to `end`: the blocks they fall in, allocated now so that
+    /// running out of memory is an error before any work, not an abort during it.
+    /// All or nothing: when one block cannot be had, those just added are let go again.
+    pub fn reserve(&mut self, end: usize) -> Result<(), NoKvMemory> {
+        let before = self.blocks.len();
+        while self.blocks.len() * BLOCK < end {
+            let added = Block::new(&self.layout).and_then(|block| {
+                self.blocks.try_reserve(1).map_err(|_| NoKvMemory(block.bytes()))?;
+                self.blocks.push(block);
+                Ok(())
+            });
+            if let Err(e) = added {
+                self.blocks.truncate(before);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any block is held.
+    pub fn holds_blocks(&self) -> bool {
+        !self.blocks.is_empty()
+    }
+
+    /// Lets go of every block (what a preempted sequence does; it recomputes them later).
+    pub fn clear(&mut self) {
+        self.blocks = Vec::new();
+        self.len = 0;
+    }
+
+    /// Marks `n` more positions filled (after every layer has written them), and lets go of
+    /// the sliding-window parts no later position will see.
     pub fn advance(&mut self, n: usize) {
         self.len += n;
         debug_assert!(self.len <= self.capacity);
+        self.slide();
     }
 
-    /// Stores key and value rows for position `pos` of layer `l`.
-    pub fn store(&mut self, l: usize, pos: usize, k: &[f32], v: &[f32]) {
-        let at = pos * self.kv_dim;
-        for (dst, src) in self.k[l][at..at + self.kv_dim].iter_mut().zip(k) {
-            *dst = f16::from_f32(*src);
+    /// Drops the sliding part of every block wholly before what the next token sees.
+    fn slide(&mut self) {
+        let Some(start) = self.layout.window_start(self.len) else { return };
+        for block in &mut self.blocks[..start / BLOCK] {
+            block.local = None;
         }
-        for (dst, src) in self.v[l][at..at + self.kv_dim].iter_mut().zip(v) {
-            *dst = f16::from_f32(*src);
+    }
+
+    /// The bytes of layer `l`'s key and value rows in block `b`, as (part, offset of row 0).
+    fn rows(&self, l: usize, b: usize) -> (&Part, usize) {
+        let (sliding, index) = self.layout.layers[l];
+        let block = &self.blocks[b];
+        let part = if sliding { block.local.as_deref().expect("a sliding part that is still in the window") } else { &block.global };
+        (part, index * BLOCK * self.layout.row_bytes)
+    }
+
+    /// Stores key and value rows for position `pos` of layer `l` (a position [`reserve`]d).
+    ///
+    /// [`reserve`]: KvCache::reserve
+    pub fn store(&mut self, l: usize, pos: usize, k: &[f32], v: &[f32]) {
+        let (sliding, index) = self.layout.layers[l];
+        let (ty, row_bytes) = (self.layout.ty.quant_type(), self.layout.row_bytes);
+        let block = &mut self.blocks[pos / BLOCK];
+        let part = if sliding { block.local.as_mut().expect("a sliding part that is still in the window") } else { &mut block.global };
+        // Positions past `len` are in blocks no other sequence shares (only full blocks are shared).
+        let part = Arc::get_mut(part).expect("the block being filled is this sequence's own");
+        let at = (index * BLOCK + pos % BLOCK) * row_bytes;
+        for (rows, src) in [(&mut part.k, k), (&mut part.v, v)] {
+            let bytes: &mut [u8] = bytemuck::cast_slice_mut(rows);
+            quantize_activations(ty, src, &mut bytes[at..at + row_bytes]).expect("rows of kv_dim values fit the layout");
         }
     }
 
     /// Keys of positions `positions` of layer `l`, as f32: (positions, kv_dim) into `out`.
     /// Attention converts them once per layer and step, not once per head and query.
     pub fn keys_f32(&self, l: usize, positions: Range<usize>, out: &mut [f32]) {
-        self.k[l][positions.start * self.kv_dim..positions.end * self.kv_dim].convert_to_f32_slice(out);
+        self.rows_f32(l, positions, out, |p| &p.k);
     }
 
     /// Values, as [`KvCache::keys_f32`] gives keys.
     pub fn values_f32(&self, l: usize, positions: Range<usize>, out: &mut [f32]) {
-        self.v[l][positions.start * self.kv_dim..positions.end * self.kv_dim].convert_to_f32_slice(out);
+        self.rows_f32(l, positions, out, |p| &p.v);
+    }
+
+    fn rows_f32(&self, l: usize, positions: Range<usize>, out: &mut [f32], which: impl Fn(&Part) -> &Vec<u16>) {
+        let (ty, kv_dim, row_bytes) = (self.layout.ty.quant_type(), self.layout.kv_dim, self.layout.row_bytes);
+        let mut pos = positions.start;
+        while pos < positions.end {
+            let (b, first) = (pos / BLOCK, pos % BLOCK);
+            let n = (BLOCK - first).min(positions.end - pos); // positions in this block
+            let (part, row0) = self.rows(l, b);
+            let bytes: &[u8] = bytemuck::cast_slice(which(part));
+            let dst = &mut out[(pos - positions.start) * kv_dim..][..n * kv_dim];
+            dequantize(ty, &bytes[row0 + first * row_bytes..][..n * row_bytes], dst).expect("rows of kv_dim values fit the layout");
+            pos += n;
+        }
     }
 }

@@ -12,7 +12,7 @@ mod weights;
 
 pub use config::{Architecture, Config, ConfigError};
 pub use forward::{ForwardError, Logits, SeqInput};
-pub use kv_cache::KvCache;
+pub use kv_cache::{Block, KvCache, KvLayout, KvMemory, KvType, NoKvMemory, BLOCK};
 pub use weights::{Matrix, WeightError};
 
 use crate::gguf::Gguf;
@@ -44,6 +44,10 @@ pub struct Model {
     pub layers: Vec<Layer>,
     pub output_norm: Vec<f32>, // (dim)
     pub output: Matrix,        // (vocab, dim); Gemma ties it to token_embd
+    /// The KV cache layouts: f16, then Q8_0 when the rows allow it.
+    kv_layouts: Vec<Arc<KvLayout>>,
+    /// What the KV blocks of all its caches hold, and may hold.
+    pub kv_memory: Arc<KvMemory>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,11 +91,25 @@ impl Model {
         } else {
             w.matrix("token_embd.weight", c.vocab_size, dim)?
         };
-        Ok(Model { output_norm: w.vector("output_norm.weight", dim)?, config: c, path, token_embd, layers, output })
+        let sliding: Vec<bool> = (0..c.n_layers).map(|l| !c.is_global(l)).collect();
+        let window = c.sliding_window.unwrap_or(0);
+        let kv_memory = Arc::new(KvMemory::default());
+        let kv_layouts = [KvType::F16, KvType::Q8_0].into_iter().filter_map(|ty| KvLayout::new(ty, c.kv_dim(), &sliding, window, kv_memory.clone())).map(Arc::new).collect();
+        Ok(Model { output_norm: w.vector("output_norm.weight", dim)?, config: c, path, token_embd, layers, output, kv_layouts, kv_memory })
     }
 
-    /// A KV cache for up to `capacity` positions (at most the model's context length).
-    pub fn new_cache(&self, capacity: usize) -> Result<KvCache, std::collections::TryReserveError> {
-        KvCache::new(self.config.n_layers, self.config.kv_dim(), capacity.min(self.config.context_length))
+    /// Where a cache of type `ty` keeps each layer; `None` when `ty` cannot hold this
+    /// model's rows (Q8_0 needs a multiple of 32 values).
+    pub fn kv_layout(&self, ty: KvType) -> Option<Arc<KvLayout>> {
+        match ty {
+            KvType::F16 => Some(self.kv_layouts[0].clone()),
+            KvType::Q8_0 => self.kv_layouts.get(1).cloned(),
+        }
+    }
+
+    /// An empty KV cache of type `ty` for up to `capacity` positions (at most the model's
+    /// context length).
+    pub fn new_cache(&self, ty: KvType, capacity: usize) -> Option<KvCache> {
+        Some(KvCache::new(self.kv_layout(ty)?, capacity.min(self.config.context_length)))
     }
 }
