@@ -8,4 +8,5 @@ pub mod response;
 
 pub use error::ApiError;
 pub use request::{parse_chat, parse_completion, Endpoint, GenerationRequest, PromptSpec};
-pub use response::{sse_event, Finish, Latency, ResponseWriter, Timings, TokenOut, Usage, SSE_DONE};
+pub use response::{sse_event, usage_json, Finish, Latency, ResponseWriter, Timings, TokenOut, SSE_DONE};
+pub use rill_engine::engine::Usage;

@@ -3,6 +3,7 @@
 //! `usage.extra`).
 
 use crate::request::Endpoint;
+use rill_engine::engine::Usage;
 use rill_engine::TokenLogprob;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -71,17 +72,15 @@ impl Finish {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub prompt_tokens: usize,
-    pub completion_tokens: usize,
-}
-
-impl Usage {
-    /// OpenAI's usage object.
-    pub fn json(self) -> Value {
-        json!({ "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens, "total_tokens": self.prompt_tokens + self.completion_tokens })
-    }
+/// OpenAI's usage object; prompt tokens served from the prefix cache are its
+/// `prompt_tokens_details.cached_tokens`.
+pub fn usage_json(u: Usage) -> Value {
+    json!({
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.prompt_tokens + u.completion_tokens,
+        "prompt_tokens_details": { "cached_tokens": u.cached_tokens },
+    })
 }
 
 /// `data: {json}` and a blank line: one server-sent event.
@@ -175,7 +174,7 @@ impl ResponseWriter {
     /// `stream_options.include_usage`: the chunk after the last, with no choices.
     pub fn usage_chunk(&self, usage: Usage, timings: &Timings) -> Value {
         let mut v = self.envelope(true, json!([]));
-        v["usage"] = usage.json();
+        v["usage"] = usage_json(usage);
         v["timings"] = json!(timings);
         v
     }
@@ -188,7 +187,7 @@ impl ResponseWriter {
             Endpoint::Completion => json!({ "index": 0, "text": text, "logprobs": self.logprobs(tokens), "finish_reason": finish.name() }),
         };
         let mut v = self.envelope(false, json!([choice]));
-        v["usage"] = usage.json();
+        v["usage"] = usage_json(usage);
         v["timings"] = json!(timings);
         v
     }
@@ -212,14 +211,14 @@ mod tests {
         assert_eq!(first["choices"][0]["logprobs"]["content"][1]["token"], "llo");
         assert_eq!(first["choices"][0]["logprobs"]["content"][1]["top_logprobs"][1]["logprob"], -1.25);
         assert_eq!(w.chunk(&[token("!", -1.0)], false)["choices"][0]["delta"], json!({ "content": "!" }));
-        let usage = w.usage_chunk(Usage { prompt_tokens: 3, completion_tokens: 2 }, &Timings::default());
+        let usage = w.usage_chunk(Usage { prompt_tokens: 3, completion_tokens: 2, cached_tokens: 0 }, &Timings::default());
         assert_eq!((usage["choices"].clone(), usage["usage"]["total_tokens"].clone()), (json!([]), json!(5)));
     }
 
     #[test]
     fn a_completion_response_has_text_usage_and_timings() {
         let w = ResponseWriter::new(Endpoint::Completion, 1, 0, "gemma", false);
-        let v = w.complete(&[token("a", 0.0), token("b", 0.0)], Finish::Length, Usage { prompt_tokens: 1, completion_tokens: 2 }, &Timings::default());
+        let v = w.complete(&[token("a", 0.0), token("b", 0.0)], Finish::Length, Usage { prompt_tokens: 1, completion_tokens: 2, cached_tokens: 0 }, &Timings::default());
         assert_eq!((v["object"].as_str(), v["choices"][0]["text"].as_str()), (Some("text_completion"), Some("ab")));
         assert_eq!((v["choices"][0]["finish_reason"].as_str(), v["choices"][0]["logprobs"].clone()), (Some("length"), Value::Null));
         assert!(v["timings"]["inter_token_ms"]["p95"].is_number());

@@ -7,6 +7,7 @@
 
 use crate::backend::BackendKind;
 use anyhow::{bail, Context};
+use rill_engine::model::KvType;
 use rill_engine::sampler::SamplingParams;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -43,6 +44,8 @@ pub struct Config {
 pub struct Generation {
     /// KV cache size in positions (prompt plus output).
     pub context: usize,
+    /// KV cache storage: `f16`, or `q8_0` (half the memory, a small drift in the logits).
+    pub kv_type: KvType,
     pub max_tokens: usize,
     pub temperature: f32,
     pub top_k: usize,
@@ -72,6 +75,7 @@ impl Default for Generation {
         let s = SamplingParams::default();
         Generation {
             context: 4096,
+            kv_type: KvType::F16,
             max_tokens: 256,
             temperature: s.temperature,
             top_k: s.top_k,

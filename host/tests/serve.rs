@@ -58,6 +58,12 @@ fn the_openai_python_client_chats_streams_and_completes() {
         assert!(top.windows(2).all(|w| w[0] >= w[1]), "most likely first: {top:?}");
         assert!((step["logprob"].as_f64().unwrap() - top[0]).abs() < 1e-6);
     }
+    // The second conversation with the same long system prompt starts from its cached blocks.
+    let shared = out["shared_prefix"].as_array().unwrap();
+    assert_eq!(shared[0]["cached_tokens"], 0, "{shared:?}");
+    let (prompt, cached) = (shared[1]["prompt_tokens"].as_u64().unwrap(), shared[1]["cached_tokens"].as_u64().unwrap());
+    assert!(cached >= 64 && cached < prompt, "{shared:?}");
+    assert_eq!(server.metric("rill_cached_prompt_tokens_total"), cached as f64);
     assert_eq!(out["unknown_model"], json!({ "status": 404, "code": "model_not_found" }));
     server.assert_healthy();
 }
@@ -240,4 +246,27 @@ fn concurrent_requests_are_batched_and_each_gets_its_own_answer() {
     });
     assert_eq!(together, alone);
     assert_eq!(server.metric("rill_completion_tokens_total"), 96.0);
+}
+
+#[test]
+fn under_a_kv_budget_requests_are_preempted_not_failed() {
+    // 3 MiB: about five 32-position blocks of the reference model's f16 KV cache.
+    let server = Server::start(&["--kv-budget-mib", "3", "--max-batch", "4"], &[]);
+    let long = |topic: &str| format!("{topic} The river ran past the mill, and the miller counted the sacks of grain one by one. ").repeat(6);
+    let prompts: Vec<String> = ["First.", "Second.", "Third.", "Fourth."].iter().map(|t| long(t)).collect();
+    let ask = |prompt: &str| {
+        let r = server.post_json("/v1/completions", &json!({ "prompt": prompt, "max_tokens": 24, "temperature": 0, "ignore_eos": true }));
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["choices"][0]["text"].as_str().unwrap().to_string()
+    };
+    let alone: Vec<String> = prompts.iter().map(|p| ask(p)).collect();
+    let together: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = prompts.iter().map(|p| s.spawn(move || ask(p))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(together, alone);
+    assert!(server.metric("rill_preemptions_total") > 0.0);
+    assert_eq!(server.metric("rill_kv_budget_bytes"), (3 << 20) as f64);
+    assert!(server.metric("rill_kv_cache_bytes") <= (3 << 20) as f64);
+    server.assert_healthy();
 }

@@ -46,6 +46,17 @@ out["chat_logprobs"] = [
     {"token": c.token, "logprob": c.logprob, "top": [t.logprob for t in c.top_logprobs]} for c in r.choices[0].logprobs.content
 ]
 
+# A long system prompt shared by two conversations: the second reuses its KV blocks.
+system = {"role": "system", "content": "You are the archivist of a river town. " * 12}
+out["shared_prefix"] = []
+for question in ["Who built the mill?", "When did the river flood?"]:
+    r = client.chat.completions.create(
+        model=model, messages=[system, {"role": "user", "content": question}], max_tokens=4, temperature=0)
+    out["shared_prefix"].append({
+        "prompt_tokens": r.usage.prompt_tokens,
+        "cached_tokens": r.usage.prompt_tokens_details.cached_tokens,
+    })
+
 try:
     client.chat.completions.create(model="no-such-model", messages=messages, max_tokens=2)
     out["unknown_model"] = None

@@ -2,12 +2,13 @@
 //! in wasmtime: compiled once and cached on disk, fed the GGUF file in chunks, pumped for
 //! token events.
 
-use super::{Backend, EngineFailure, FailureKind, Outcome, PromptInput, SeqHandle};
+use super::{Backend, EngineFailure, FailureKind, KvMemory, Outcome, PromptInput, SeqHandle};
 use std::collections::HashMap;
 use anyhow::{anyhow, Context};
 use bindings::rill::llm::types;
 use indicatif::{ProgressBar, ProgressStyle};
 use rill_engine::engine::{FinishReason, Timings, Usage};
+use rill_engine::model::KvType;
 use rill_engine::{GenerateParams, TokenEvent, TokenLogprob};
 use std::hash::{Hash, Hasher};
 use std::io::Read;
@@ -219,6 +220,15 @@ impl Backend for ComponentBackend {
         Ok(api.call_get_capabilities(&mut self.store).map_err(trapped)?.kernel_path)
     }
 
+    fn kv_memory(&mut self) -> anyhow::Result<KvMemory> {
+        let m = self.engine.rill_llm_inference().model().call_kv_memory(&mut self.store, self.model).map_err(trapped)?;
+        Ok(KvMemory { used: m.used, budget: m.budget, prefix_cache: m.prefix_cache })
+    }
+
+    fn set_kv_budget(&mut self, bytes: u64) -> anyhow::Result<()> {
+        self.engine.rill_llm_inference().model().call_set_kv_budget(&mut self.store, self.model, bytes).map_err(trapped)
+    }
+
     fn tokenize(&mut self, text: &str, add_bos: bool, parse_special: bool) -> anyhow::Result<Vec<u32>> {
         let api = self.engine.rill_llm_inference();
         api.model().call_tokenize(&mut self.store, self.model, text, add_bos, parse_special).map_err(trapped)
@@ -253,6 +263,10 @@ impl Backend for ComponentBackend {
             ignore_eos: params.ignore_eos,
             stop: params.stop.clone(),
             context: params.context.try_into().unwrap_or(u32::MAX),
+            kv_type: match params.kv_type {
+                KvType::F16 => types::KvType::F16,
+                KvType::Q8_0 => types::KvType::Q80,
+            },
             logprobs: params.logprobs,
             top_logprobs: params.top_logprobs as u32,
         };
@@ -287,7 +301,12 @@ impl Backend for ComponentBackend {
         generation.resource_drop(&mut self.store).map_err(trapped)?;
         let ms = |v: f64| Duration::from_secs_f64(v / 1e3);
         Ok(Outcome {
-            usage: Usage { prompt_tokens: usage.prompt_tokens as usize, completion_tokens: usage.completion_tokens as usize },
+            usage: Usage {
+                prompt_tokens: usage.prompt_tokens as usize,
+                completion_tokens: usage.completion_tokens as usize,
+                cached_tokens: usage.cached_tokens as usize,
+                preemptions: usage.preemptions as usize,
+            },
             timings: Timings { prompt: ms(timings.prompt_ms), decode: ms(timings.decode_ms), time_to_first_token: ms(timings.time_to_first_token_ms) },
             finish: finish.map(|f| match f {
                 types::FinishReason::Stop => FinishReason::Stop,

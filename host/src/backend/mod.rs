@@ -63,6 +63,14 @@ impl From<EngineError> for EngineFailure {
     }
 }
 
+/// Bytes of KV cache: held, allowed, and held by the prefix cache.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KvMemory {
+    pub used: u64,
+    pub budget: u64,
+    pub prefix_cache: u64,
+}
+
 /// How a generation ended.
 pub struct Outcome {
     pub usage: Usage,
@@ -85,6 +93,11 @@ pub trait Backend {
     }
     /// The kernels the engine uses: "simd128", "avx2" or "scalar".
     fn kernel_path(&mut self) -> anyhow::Result<String>;
+    /// KV cache memory of the model's generations and prefix cache.
+    fn kv_memory(&mut self) -> anyhow::Result<KvMemory>;
+    /// Caps it: past the cap the engine empties the prefix cache and preempts the latest
+    /// started generations (they recompute later, unchanged) instead of failing.
+    fn set_kv_budget(&mut self, bytes: u64) -> anyhow::Result<()>;
     fn tokenize(&mut self, text: &str, add_bos: bool, parse_special: bool) -> anyhow::Result<Vec<u32>>;
     fn top_logits(&mut self, tokens: &[u32], top: usize) -> anyhow::Result<Vec<Vec<(u32, f32)>>>;
     /// Starts a generation. Generations started and not yet finished advance together: a

@@ -1,6 +1,6 @@
 //! The engine crate running natively in this process.
 
-use super::{Backend, EngineFailure, Outcome, PromptInput, SeqHandle};
+use super::{Backend, EngineFailure, KvMemory, Outcome, PromptInput, SeqHandle};
 use rill_engine::scheduler::Scheduler;
 use anyhow::Context;
 use rill_engine::{Engine, GenerateParams, Prompt, TokenEvent};
@@ -28,6 +28,16 @@ impl Backend for NativeBackend {
 
     fn kernel_path(&mut self) -> anyhow::Result<String> {
         Ok(KernelPath::best().name().to_string())
+    }
+
+    fn kv_memory(&mut self) -> anyhow::Result<KvMemory> {
+        let (used, budget, prefix_cache) = self.engine.kv_memory();
+        Ok(KvMemory { used: used as u64, budget: budget.try_into().unwrap_or(u64::MAX), prefix_cache: prefix_cache as u64 })
+    }
+
+    fn set_kv_budget(&mut self, bytes: u64) -> anyhow::Result<()> {
+        self.engine.model.kv_memory.set_budget(bytes.try_into().unwrap_or(usize::MAX));
+        Ok(())
     }
 
     fn tokenize(&mut self, text: &str, add_bos: bool, parse_special: bool) -> anyhow::Result<Vec<u32>> {

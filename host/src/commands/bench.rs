@@ -36,6 +36,10 @@ pub struct BenchArgs {
     /// e.g. 1,2,4,8,16), each from a --prompt-tokens prompt for --gen-tokens tokens.
     #[arg(long, value_delimiter = ',')]
     concurrency: Vec<usize>,
+    /// Also measure the time to first token of a prompt whose first N tokens an earlier
+    /// request computed (the prefix cache serves them), against the same prompt from scratch.
+    #[arg(long)]
+    prefix_tokens: Option<usize>,
     /// llama.cpp's llama-bench binary: run it on the same model and report the ratios.
     #[arg(long)]
     peer: Option<PathBuf>,
@@ -87,7 +91,7 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
     // The peer runs first, so that its numbers come from the same minutes as ours.
     let peer = args.peer.as_deref().map(|p| run_peer(p, model, &args)).transpose()?;
 
-    let prompt = bench_prompt(backend, args.prompt_tokens)?;
+    let prompt = bench_prompt(backend, args.prompt_tokens, 0)?;
     let bos = vec![prompt[0]];
     let context = args.prompt_tokens + args.gen_tokens + 1;
     let params = |max_tokens| GenerateParams {
@@ -102,9 +106,11 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
     timed(backend, &prompt[..prompt.len().min(8)], params(2))?;
 
     let (mut pp, mut ttft, mut tg) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..args.repeats {
-        // pp: the whole prompt in one forward pass, then the first token.
-        let run = timed(backend, &prompt, params(1))?;
+    for r in 0..args.repeats {
+        // pp: the whole prompt in one forward pass, then the first token; a prompt unlike the
+        // ones before, which the prefix cache holds.
+        let fresh = bench_prompt(backend, args.prompt_tokens, r + 1)?;
+        let run = timed(backend, &fresh, params(1))?;
         pp.push(args.prompt_tokens as f64 / run.prompt.as_secs_f64());
         ttft.push(run.first_token.as_secs_f64() * 1e3);
         // tg: one token at a time from BOS, `gen_tokens` forward passes in all.
@@ -112,6 +118,7 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
         tg.push(args.gen_tokens as f64 / run.total.as_secs_f64());
     }
     let (pp, tg, ttft) = (Spread::of(pp), Spread::of(tg), Spread::of(ttft));
+    let prefix = args.prefix_tokens.map(|n| bench_prefix(backend, n, args.repeats, params(1))).transpose()?;
     let kernels = backend.kernel_path()?;
     let backend_name = backend.name();
 
@@ -129,6 +136,9 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
                     "time_to_first_token_ms": ttft.json(),
                 },
             });
+            if let Some(p) = &prefix {
+                out["rill"]["prefix"] = json!({ "tokens": p.tokens, "ttft_ms_uncached": p.uncached.json(), "ttft_ms_cached": p.cached.json(), "ratio": p.cached.median / p.uncached.median });
+            }
             if let Some(p) = &peer {
                 out["peer"] = json!({ "name": p.name, "threads": args.threads, (pp_name.clone()): p.prompt.json(), (tg_name.clone()): p.decode.json() });
                 out["ratio"] = json!({ pp_name: pp.median / p.prompt.median, tg_name: tg.median / p.decode.median });
@@ -139,11 +149,16 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
             println!("model   {}", model.display());
             println!("cpu     {}", crate::commands::info::cpu_name());
             println!("rill    {backend_name} backend, kernels {kernels}, 1 thread, {} repeats, load {:.2} s", args.repeats, load.as_secs_f64());
-            println!("{:<24}{:>10}{:>10}{:>10}", "", "min", "median", "max");
-            let row = |name: &str, s: &Spread| println!("{name:<24}{:>10.2}{:>10.2}{:>10.2}", s.min, s.median, s.max);
+            println!("{:<40}{:>10}{:>10}{:>10}", "", "min", "median", "max");
+            let row = |name: &str, s: &Spread| println!("{name:<40}{:>10.2}{:>10.2}{:>10.2}", s.min, s.median, s.max);
             row(&format!("  {pp_name} tok/s"), &pp);
             row(&format!("  {tg_name} tok/s"), &tg);
             row(&format!("  first token ms ({pp_name})"), &ttft);
+            if let Some(p) = &prefix {
+                row(&format!("  first token ms, {}-token prefix computed", p.tokens), &p.uncached);
+                row("  … same prefix cached", &p.cached);
+                println!("  cached / computed (medians): {:.2}×", p.cached.median / p.uncached.median);
+            }
             if let Some(p) = &peer {
                 println!("{}, {} thread(s)", p.name, args.threads);
                 row(&format!("  {pp_name} tok/s"), &p.prompt);
@@ -159,7 +174,7 @@ fn bench_concurrency(backend: &mut dyn Backend, args: &BenchArgs) -> anyhow::Res
     if args.concurrency.contains(&0) {
         bail!("--concurrency levels must be at least 1");
     }
-    let prompt = bench_prompt(backend, args.prompt_tokens)?;
+    let prompt = bench_prompt(backend, args.prompt_tokens, 0)?;
     super::bench_batch::level(backend, 1, &prompt[..prompt.len().min(8)], 2)?; // warm-up
     let levels = args.concurrency.iter().map(|&n| super::bench_batch::level(backend, n, &prompt, args.gen_tokens)).collect::<anyhow::Result<Vec<_>>>()?;
     match args.format {
@@ -172,15 +187,39 @@ fn bench_concurrency(backend: &mut dyn Backend, args: &BenchArgs) -> anyhow::Res
     Ok(())
 }
 
-/// `n` tokens of ordinary text, starting with BOS.
-fn bench_prompt(backend: &mut dyn Backend, n: usize) -> anyhow::Result<Vec<u32>> {
-    let text = PROMPT_TEXT.repeat(n / 16 + 1);
-    let mut tokens = backend.tokenize(&text, true, false)?;
-    if tokens.len() < n {
+/// `n` tokens of ordinary text, starting with BOS. Each `variant` starts at another place in
+/// the text, so that no two variants share a prefix (the prefix cache would serve it).
+pub fn bench_prompt(backend: &mut dyn Backend, n: usize, variant: usize) -> anyhow::Result<Vec<u32>> {
+    let skip = variant * 7;
+    let text = PROMPT_TEXT.repeat((n + skip) / 16 + 1);
+    let tokens = backend.tokenize(&text, true, false)?;
+    if tokens.len() < n + skip {
         bail!("the benchmark text makes only {} tokens", tokens.len());
     }
-    tokens.truncate(n);
-    Ok(tokens)
+    Ok([&tokens[..1], &tokens[1 + skip..n + skip]].concat())
+}
+
+/// Times to first token of prompts that share their first `tokens` tokens with an earlier one.
+struct PrefixRun {
+    tokens: usize,
+    uncached: Spread,
+    cached: Spread,
+}
+
+/// Each repeat: a prompt of `tokens` new tokens plus a question, then the same tokens with
+/// another question (the prefix cache serves the shared whole blocks).
+fn bench_prefix(backend: &mut dyn Backend, tokens: usize, repeats: usize, params: GenerateParams) -> anyhow::Result<PrefixRun> {
+    let params = GenerateParams { context: tokens + 64, ..params };
+    let questions = [backend.tokenize(" What happened next?", false, false)?, backend.tokenize(" Who lived there?", false, false)?];
+    let (mut uncached, mut cached) = (Vec::new(), Vec::new());
+    for r in 0..repeats {
+        // Variants far from the pp test's, so nothing before this repeat shares its start.
+        let shared = bench_prompt(backend, tokens, 1000 + r)?;
+        let [first, second] = questions.clone().map(|q| [shared.as_slice(), &q].concat());
+        uncached.push(timed(backend, &first, params.clone())?.first_token.as_secs_f64() * 1e3);
+        cached.push(timed(backend, &second, params.clone())?.first_token.as_secs_f64() * 1e3);
+    }
+    Ok(PrefixRun { tokens, uncached: Spread::of(uncached), cached: Spread::of(cached) })
 }
 
 struct Run {

@@ -5,6 +5,7 @@ use crate::config::Generation;
 use clap::{Args, ValueEnum};
 use rill_engine::chat::Message;
 use rill_engine::engine::FinishReason;
+use rill_engine::model::KvType;
 use rill_engine::GenerateParams;
 use serde_json::json;
 use std::io::Write;
@@ -59,6 +60,17 @@ pub struct GenerationFlags {
     /// KV cache size in positions (prompt plus output).
     #[arg(long)]
     context: Option<usize>,
+    /// KV cache storage: f16, or q8_0 (half the memory, a small drift in the logits).
+    #[arg(long, value_parser = parse_kv_type)]
+    kv_type: Option<KvType>,
+}
+
+fn parse_kv_type(s: &str) -> Result<KvType, String> {
+    match s {
+        "f16" => Ok(KvType::F16),
+        "q8_0" => Ok(KvType::Q8_0),
+        _ => Err(format!("{s:?} is not a KV cache type: f16 or q8_0")),
+    }
 }
 
 impl GenerationFlags {
@@ -79,6 +91,7 @@ impl GenerationFlags {
         set(self.presence_penalty, &mut g.presence_penalty);
         set(self.seed, &mut g.seed);
         set(self.context, &mut g.context);
+        set(self.kv_type, &mut g.kv_type);
     }
 }
 
@@ -92,6 +105,7 @@ pub fn run(backend: &mut dyn Backend, args: RunArgs, generation: &Generation) ->
         ignore_eos: args.ignore_eos,
         stop: args.stop,
         context: generation.context,
+        kv_type: generation.kv_type,
         ..GenerateParams::default()
     };
     let mut out = std::io::stdout().lock();

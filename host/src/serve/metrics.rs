@@ -17,6 +17,7 @@ pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub prompt_tokens: Counter,
+    pub cached_prompt_tokens: Counter,
     pub completion_tokens: Counter,
     pub engine_restarts: Counter,
     pub cancelled: Counter,
@@ -28,6 +29,9 @@ pub struct Metrics {
     pub active_sequences: Gauge,
     pub queue_depth: Gauge,
     pub kv_cache_bytes: Gauge,
+    pub prefix_cache_bytes: Gauge,
+    pub kv_budget_bytes: Gauge,
+    pub preemptions: Counter,
     pub guest_memory_bytes: Gauge,
 }
 
@@ -38,6 +42,7 @@ impl Metrics {
         let mut m = Metrics {
             requests: Family::default(),
             prompt_tokens: Counter::default(),
+            cached_prompt_tokens: Counter::default(),
             completion_tokens: Counter::default(),
             engine_restarts: Counter::default(),
             cancelled: Counter::default(),
@@ -49,12 +54,16 @@ impl Metrics {
             active_sequences: Gauge::default(),
             queue_depth: Gauge::default(),
             kv_cache_bytes: Gauge::default(),
+            prefix_cache_bytes: Gauge::default(),
+            kv_budget_bytes: Gauge::default(),
+            preemptions: Counter::default(),
             guest_memory_bytes: Gauge::default(),
             registry: Registry::with_prefix("rill"),
         };
         let r = &mut m.registry;
         r.register("requests", "HTTP and WebSocket generation requests, by endpoint and status", m.requests.clone());
         r.register("prompt_tokens", "Prompt tokens read", m.prompt_tokens.clone());
+        r.register("cached_prompt_tokens", "Prompt tokens whose KV came from the prefix cache", m.cached_prompt_tokens.clone());
         r.register("completion_tokens", "Tokens generated", m.completion_tokens.clone());
         r.register("engine_restarts", "Engine instances replaced after a trap", m.engine_restarts.clone());
         r.register("cancelled", "Generations stopped because their client left or cancelled", m.cancelled.clone());
@@ -65,7 +74,10 @@ impl Metrics {
         r.register("decode_tokens_per_second", "Decode speed per request", m.decode_tokens_per_second.clone());
         r.register("active_sequences", "Generations the engine is running", m.active_sequences.clone());
         r.register("queue_depth", "Requests waiting for the engine", m.queue_depth.clone());
-        r.register("kv_cache_bytes", "KV cache held by running generations", m.kv_cache_bytes.clone());
+        r.register("kv_cache_bytes", "KV cache blocks held (generations and prefix cache)", m.kv_cache_bytes.clone());
+        r.register("prefix_cache_bytes", "KV blocks the prefix cache holds", m.prefix_cache_bytes.clone());
+        r.register("kv_budget_bytes", "Most KV cache memory the engine may use (--kv-budget-mib; -1: no cap)", m.kv_budget_bytes.clone());
+        r.register("preemptions", "Times a generation's KV was dropped for memory and recomputed", m.preemptions.clone());
         r.register("guest_memory_bytes", "Linear memory of the engine component", m.guest_memory_bytes.clone());
         m
     }

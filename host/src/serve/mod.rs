@@ -39,9 +39,14 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 16)]
     pub queue: usize,
     /// Generations the engine runs at once (continuous batching: one pass over the weights per
-    /// step for all of them). Each holds a KV cache of `generation.context` positions.
+    /// step for all of them).
     #[arg(long, default_value_t = 8)]
     pub max_batch: usize,
+    /// KV cache memory for all generations and the prefix cache, in MiB (default: whatever
+    /// the engine's memory limit leaves). When it is spent, the prefix cache is emptied, then
+    /// the latest started generations are preempted and recomputed later; none fails.
+    #[arg(long)]
+    pub kv_budget_mib: Option<u64>,
     /// Largest request body, in KiB.
     #[arg(long, default_value_t = 1024)]
     pub max_body_kib: usize,
@@ -74,13 +79,19 @@ pub fn serve(args: ServeArgs, config: Config, model: PathBuf) -> anyhow::Result<
     } else {
         model.file_stem().map_or_else(|| config.model.clone(), |s| s.to_string_lossy().into_owned())
     };
-    let kv_bytes_per_token = crate::commands::info::model_plan(&model)?.kv_bytes_per_token;
     let g = &config.generation;
-    let defaults = GenerateParams { sampling: g.sampling(), max_tokens: g.max_tokens, context: g.context, ..GenerateParams::default() };
+    let defaults = GenerateParams { sampling: g.sampling(), max_tokens: g.max_tokens, context: g.context, kv_type: g.kv_type, ..GenerateParams::default() };
     let metrics = Arc::new(metrics::Metrics::new());
     eprintln!("rill serve: loading {} on the {:?} backend", model.display(), config.backend);
-    let open = move || crate::open(&config, &model);
-    let engine = worker::start(open, args.queue, args.max_batch, kv_bytes_per_token, metrics.clone())?;
+    let kv_budget = args.kv_budget_mib.map(|mib| mib << 20);
+    let open = move || {
+        let mut backend = crate::open(&config, &model)?;
+        if let Some(bytes) = kv_budget {
+            backend.set_kv_budget(bytes)?;
+        }
+        Ok(backend)
+    };
+    let engine = worker::start(open, args.queue, args.max_batch, metrics.clone())?;
     let state = Arc::new(AppState {
         engine,
         metrics,

@@ -6,7 +6,7 @@ use super::metrics::Metrics;
 use super::stream::{End, TokenStream};
 use crate::backend::{is_trap, Backend, EngineFailure, FailureKind, PromptInput, SeqHandle};
 use std::collections::VecDeque;
-use rill_api::{ApiError, Finish, Latency, PromptSpec, Timings, TokenOut, Usage};
+use rill_api::{ApiError, Finish, Latency, PromptSpec, Timings, TokenOut};
 use rill_engine::engine::FinishReason;
 use rill_engine::GenerateParams;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -54,7 +54,7 @@ impl EngineHandle {
 
 /// Starts the engine thread with an instance from `open`, which also rebuilds it after a trap.
 /// It runs up to `max_batch` generations at once. Fails if the first instance cannot be built.
-pub fn start(open: impl Fn() -> anyhow::Result<Box<dyn Backend>> + Send + 'static, queue: usize, max_batch: usize, kv_bytes_per_token: usize, metrics: Arc<Metrics>) -> anyhow::Result<EngineHandle> {
+pub fn start(open: impl Fn() -> anyhow::Result<Box<dyn Backend>> + Send + 'static, queue: usize, max_batch: usize, metrics: Arc<Metrics>) -> anyhow::Result<EngineHandle> {
     let (jobs, rx) = sync_channel(queue);
     let queued = Arc::new(AtomicUsize::new(0));
     let (loaded, first_load) = sync_channel(1);
@@ -63,7 +63,7 @@ pub fn start(open: impl Fn() -> anyhow::Result<Box<dyn Backend>> + Send + 'stati
     std::thread::Builder::new().name("rill-engine".into()).spawn(move || match open() {
         Ok(backend) => {
             let _ = loaded.send(Ok(()));
-            let worker = Worker { open: Box::new(open), backend, metrics: m, queued: q, kv_bytes_per_token, max_batch: max_batch.max(1), active: Vec::new(), waiting: VecDeque::new() };
+            let worker = Worker { open: Box::new(open), backend, metrics: m, queued: q, max_batch: max_batch.max(1), active: Vec::new(), waiting: VecDeque::new() };
             worker.run(rx)
         }
         Err(e) => {
@@ -79,7 +79,6 @@ struct Worker {
     backend: Box<dyn Backend>,
     metrics: Arc<Metrics>,
     queued: Arc<AtomicUsize>,
-    kv_bytes_per_token: usize,
     max_batch: usize,
     /// Generations in the engine, in the order they started.
     active: Vec<Active>,
@@ -258,19 +257,22 @@ impl Worker {
     /// The end of a generation that ran to completion, with its telemetry.
     fn done(&self, i: usize, outcome: crate::backend::Outcome) -> End {
         let a = &self.active[i];
-        let usage = Usage { prompt_tokens: outcome.usage.prompt_tokens, completion_tokens: outcome.usage.completion_tokens };
+        let usage = outcome.usage;
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let t = outcome.timings;
         let timings = Timings {
             queue_ms: ms(a.started - a.job.stream.arrived),
             prompt_ms: ms(t.prompt),
-            prompt_tokens_per_second: rill_api::response::rate(usage.prompt_tokens, ms(t.prompt)),
+            // Tokens computed, not those the prefix cache supplied.
+            prompt_tokens_per_second: rill_api::response::rate(usage.prompt_tokens - usage.cached_tokens, ms(t.prompt)),
             time_to_first_token_ms: a.first_token.map_or(0.0, |f| ms(f - a.job.stream.arrived)),
             decode_ms: ms(t.decode),
             decode_tokens_per_second: rill_api::response::rate(usage.completion_tokens.saturating_sub(1), ms(t.decode)),
             inter_token_ms: Latency::of(&a.gaps_ms),
         };
         self.metrics.prompt_tokens.inc_by(usage.prompt_tokens as u64);
+        self.metrics.cached_prompt_tokens.inc_by(usage.cached_tokens as u64);
+        self.metrics.preemptions.inc_by(usage.preemptions as u64);
         self.metrics.completion_tokens.inc_by(usage.completion_tokens as u64);
         self.metrics.prompt_tokens_per_second.observe(timings.prompt_tokens_per_second);
         if timings.decode_ms > 0.0 {
@@ -283,9 +285,13 @@ impl Worker {
         End::Done { finish, usage, timings }
     }
 
-    fn update_gauges(&self) {
+    fn update_gauges(&mut self) {
         self.metrics.active_sequences.set(self.active.len() as i64);
-        self.metrics.kv_cache_bytes.set(self.active.iter().map(|a| a.job.params.context * self.kv_bytes_per_token).sum::<usize>() as i64);
+        if let Ok(kv) = self.backend.kv_memory() {
+            self.metrics.kv_cache_bytes.set(kv.used as i64);
+            self.metrics.prefix_cache_bytes.set(kv.prefix_cache as i64);
+            self.metrics.kv_budget_bytes.set(i64::try_from(kv.budget).unwrap_or(-1));
+        }
         if let Some(bytes) = self.backend.memory_bytes() {
             self.metrics.guest_memory_bytes.set(bytes as i64);
         }

@@ -142,7 +142,7 @@ async fn forward(id: String, stream: Arc<TokenStream>, logprobs: bool, running: 
                 f
             }
             Item::End(End::Done { finish, usage, timings }) => {
-                json!({ "type": "done", "id": id, "finish_reason": finish.name(), "usage": usage.json(), "timings": timings })
+                json!({ "type": "done", "id": id, "finish_reason": finish.name(), "usage": rill_api::usage_json(usage), "timings": timings })
             }
             Item::End(End::Failed(e)) => {
                 let cancelled = e.code == Some("cancelled");
