@@ -211,14 +211,14 @@ mod tests {
         assert_eq!(first["choices"][0]["logprobs"]["content"][1]["token"], "llo");
         assert_eq!(first["choices"][0]["logprobs"]["content"][1]["top_logprobs"][1]["logprob"], -1.25);
         assert_eq!(w.chunk(&[token("!", -1.0)], false)["choices"][0]["delta"], json!({ "content": "!" }));
-        let usage = w.usage_chunk(Usage { prompt_tokens: 3, completion_tokens: 2, cached_tokens: 0 }, &Timings::default());
+        let usage = w.usage_chunk(Usage { prompt_tokens: 3, completion_tokens: 2, ..Usage::default() }, &Timings::default());
         assert_eq!((usage["choices"].clone(), usage["usage"]["total_tokens"].clone()), (json!([]), json!(5)));
     }
 
     #[test]
     fn a_completion_response_has_text_usage_and_timings() {
         let w = ResponseWriter::new(Endpoint::Completion, 1, 0, "gemma", false);
-        let v = w.complete(&[token("a", 0.0), token("b", 0.0)], Finish::Length, Usage { prompt_tokens: 1, completion_tokens: 2, cached_tokens: 0 }, &Timings::default());
+        let v = w.complete(&[token("a", 0.0), token("b", 0.0)], Finish::Length, Usage { prompt_tokens: 1, completion_tokens: 2, ..Usage::default() }, &Timings::default());
         assert_eq!((v["object"].as_str(), v["choices"][0]["text"].as_str()), (Some("text_completion"), Some("ab")));
         assert_eq!((v["choices"][0]["finish_reason"].as_str(), v["choices"][0]["logprobs"].clone()), (Some("length"), Value::Null));
         assert!(v["timings"]["inter_token_ms"]["p95"].is_number());

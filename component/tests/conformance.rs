@@ -36,17 +36,19 @@ fn margin(logits: &[f32]) -> f32 {
     logits[t[0] as usize] - logits[t[1] as usize]
 }
 
-/// Both KV cache types meet llama.cpp's tolerances; the Q8_0 cache's drift is in the README.
+/// With the f16 KV cache (llama.cpp's), the reference README's tolerances. The Q8_0 cache
+/// drifts further (its rows are rounded to 8 bits): it keeps the same top-1 and top-20, with
+/// mean |Δ| up to 0.35 (measured 0.20–0.29; the README has the figures).
 #[test]
 fn step0_logits_match_llama_cpp() {
     let model = model();
-    for ty in [KvType::F16, KvType::Q8_0] {
+    for (ty, mean_limit) in [(KvType::F16, 0.3), (KvType::Q8_0, 0.35)] {
         eprintln!("{ty:?} KV cache:");
-        step0_logits_match(&model, ty);
+        step0_logits_match(&model, ty, mean_limit);
     }
 }
 
-fn step0_logits_match(model: &Model, ty: KvType) {
+fn step0_logits_match(model: &Model, ty: KvType, mean_limit: f32) {
     let greedy = common::reference_json("gemma-3-270m-q4_k_m.greedy.fa-off.json");
     for (p, result) in greedy["results"].as_array().unwrap().iter().enumerate() {
         let prompt = ids(&result["prompt_token_ids"]);
@@ -64,7 +66,7 @@ fn step0_logits_match(model: &Model, ty: KvType) {
             assert!(shared >= 18, "prompt {p}: only {shared} of the top-20 shared with fa-{fa}");
         }
         eprintln!("prompt {p}: mean |Δ| {best:.4}");
-        assert!(best <= 0.3, "prompt {p}: mean |Δ| {best} against the closer reference");
+        assert!(best <= mean_limit, "{ty:?} KV, prompt {p}: mean |Δ| {best} against the closer reference");
     }
 }
 

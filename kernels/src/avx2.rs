@@ -15,12 +15,7 @@ use std::arch::x86_64::*;
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn hsum_f32(v: __m256) -> f32 {
-    hsum_f32x4(_mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v)))
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn hsum_f32x4(s: __m128) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_movehdup_ps(s));
     _mm_cvtss_f32(s)
@@ -89,15 +84,6 @@ fn fifth_bits(qh: [u8; 4]) -> __m256i {
     _mm256_and_si256(set, _mm256_set1_epi8(0x10))
 }
 
-/// Lane i: the sum of the eight lanes of `v[i]`.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn hsum4_epi32(v: [__m256i; 4]) -> __m128i {
-    // Per 128-bit half: [v0₀₁₂₃, v1₀₁₂₃, v2₀₁₂₃, v3₀₁₂₃], then [v0₄₅₆₇, …].
-    let abcd = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
-    _mm_add_epi32(_mm256_castsi256_si128(abcd), _mm256_extracti128_si256::<1>(abcd))
-}
-
 /// Four f16 → f32, one per lane.
 #[inline]
 #[target_feature(enable = "f16c")]
@@ -108,9 +94,10 @@ fn f32x4_of(h: [f16; 4]) -> __m128 {
 
 /// Σ over 32-value blocks of `d(x)·d(y)·(x_q · y_q)` plus an optional per-block offset term,
 /// for `N` activation rows at once: each weight block is unpacked once and used `N` times
-/// (a prompt's tokens share the weight row; decode has `N = 1`). Blocks go four at a time, one
-/// lane each, so that their scales are converted and applied together; each row's sum is the
-/// same whatever `N`.
+/// (a prompt's tokens share the weight row; decode has `N = 1`). The f16 scales of four
+/// blocks are converted and multiplied together; each block's eight partial sums are then
+/// scaled and added lane by lane, as llama.cpp adds them (the model's logits are sensitive to
+/// that order).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn legacy_dot<X, Y, const N: usize>(
@@ -123,8 +110,8 @@ unsafe fn legacy_dot<X, Y, const N: usize>(
 ) -> [f32; N] {
     assert!(ys.iter().all(|y| y.len() == x.len()));
     let (x_d, y_d) = d;
-    let mut acc = [_mm_setzero_ps(); N];
-    let mut tail = [0.0; N];
+    let mut acc = [_mm256_setzero_ps(); N];
+    let mut offsets = [0.0; N];
     let groups = x.len() / 4;
     for g in 0..groups {
         let xs = &x[4 * g..4 * g + 4];
@@ -136,22 +123,24 @@ unsafe fn legacy_dot<X, Y, const N: usize>(
         let dx = f32x4_of([x_d(&xs[0]), x_d(&xs[1]), x_d(&xs[2]), x_d(&xs[3])]);
         for n in 0..N {
             let yb = &ys[n][4 * g..4 * g + 4];
-            let sum = |b: usize| widen(products(q[b], &yb[b]));
-            let sums = hsum4_epi32([sum(0), sum(1), sum(2), sum(3)]);
-            let scales = _mm_mul_ps(dx, f32x4_of([y_d(&yb[0]), y_d(&yb[1]), y_d(&yb[2]), y_d(&yb[3])]));
-            let offsets = _mm_set_ps(offset(&xs[3], &yb[3]), offset(&xs[2], &yb[2]), offset(&xs[1], &yb[1]), offset(&xs[0], &yb[0]));
-            acc[n] = _mm_add_ps(acc[n], _mm_fmadd_ps(scales, _mm_cvtepi32_ps(sums), offsets));
+            let scales: [f32; 4] = std::mem::transmute(_mm_mul_ps(dx, f32x4_of([y_d(&yb[0]), y_d(&yb[1]), y_d(&yb[2]), y_d(&yb[3])])));
+            for b in 0..4 {
+                let sums = _mm256_cvtepi32_ps(widen(products(q[b], &yb[b])));
+                acc[n] = _mm256_fmadd_ps(_mm256_set1_ps(scales[b]), sums, acc[n]);
+                offsets[n] += offset(&xs[b], &yb[b]);
+            }
         }
     }
     for i in 4 * groups..x.len() {
         let q = values(&x[i]);
         for n in 0..N {
             let y = &ys[n][i];
-            let sum = hsum_f32(_mm256_cvtepi32_ps(widen(products(q, y))));
-            tail[n] += f32_of(x_d(&x[i])) * f32_of(y_d(y)) * sum + offset(&x[i], y);
+            let sums = _mm256_cvtepi32_ps(widen(products(q, y)));
+            acc[n] = _mm256_fmadd_ps(_mm256_set1_ps(f32_of(x_d(&x[i])) * f32_of(y_d(y))), sums, acc[n]);
+            offsets[n] += offset(&x[i], y);
         }
     }
-    std::array::from_fn(|n| hsum_f32x4(acc[n]) + tail[n])
+    std::array::from_fn(|n| hsum_f32(acc[n]) + offsets[n])
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -162,7 +151,7 @@ pub unsafe fn vec_dot_q4_0<const N: usize>(x: &[BlockQ4_0], ys: [&[BlockQ8_0]; N
         (|x| x.d, |y| y.d),
         |x| _mm256_sub_epi8(nibbles(&x.qs), _mm256_set1_epi8(8)),
         |q, y| mul_signed(q, load(y.qs.as_ptr() as _)),
-        |_, _| -0.0,
+        |_, _| 0.0,
     )
 }
 
@@ -186,7 +175,7 @@ pub unsafe fn vec_dot_q5_0<const N: usize>(x: &[BlockQ5_0], ys: [&[BlockQ8_0]; N
         (|x| x.d, |y| y.d),
         |x| _mm256_sub_epi8(_mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh)), _mm256_set1_epi8(16)),
         |q, y| mul_signed(q, load(y.qs.as_ptr() as _)),
-        |_, _| -0.0,
+        |_, _| 0.0,
     )
 }
 
@@ -210,7 +199,7 @@ pub unsafe fn vec_dot_q8_0<const N: usize>(x: &[BlockQ8_0], ys: [&[BlockQ8_0]; N
         (|x| x.d, |y| y.d),
         |x| load(x.qs.as_ptr() as _),
         |q, y| mul_signed(q, load(y.qs.as_ptr() as _)),
-        |_, _| -0.0,
+        |_, _| 0.0,
     )
 }
 
