@@ -232,7 +232,8 @@ fn a_trapped_engine_is_replaced_and_the_next_request_succeeds() {
 
 #[test]
 fn concurrent_requests_are_batched_and_each_gets_its_own_answer() {
-    let server = Server::start(&[], &[]);
+    // All at once whatever the step times (no adaptive limit).
+    let server = Server::start(&["--target-itl-ms", "0"], &[]);
     let prompts = ["Once upon a time", "The capital of France is", "1, 2, 3,", "My favourite food is"];
     let ask = |prompt: &str| {
         let r = server.post_json("/v1/completions", &json!({ "prompt": prompt, "max_tokens": 12, "temperature": 0, "ignore_eos": true }));
@@ -251,7 +252,7 @@ fn concurrent_requests_are_batched_and_each_gets_its_own_answer() {
 #[test]
 fn under_a_kv_budget_requests_are_preempted_not_failed() {
     // 3 MiB: about five 32-position blocks of the reference model's f16 KV cache.
-    let server = Server::start(&["--kv-budget-mib", "3", "--max-batch", "4"], &[]);
+    let server = Server::start(&["--kv-budget-mib", "3", "--max-batch", "4", "--target-itl-ms", "0"], &[]);
     let long = |topic: &str| format!("{topic} The river ran past the mill, and the miller counted the sacks of grain one by one. ").repeat(6);
     let prompts: Vec<String> = ["First.", "Second.", "Third.", "Fourth."].iter().map(|t| long(t)).collect();
     let ask = |prompt: &str| {
@@ -268,5 +269,20 @@ fn under_a_kv_budget_requests_are_preempted_not_failed() {
     assert!(server.metric("rill_preemptions_total") > 0.0);
     assert_eq!(server.metric("rill_kv_budget_bytes"), (3 << 20) as f64);
     assert!(server.metric("rill_kv_cache_bytes") <= (3 << 20) as f64);
+    server.assert_healthy();
+}
+
+#[test]
+fn a_load_of_concurrent_clients_loses_no_request() {
+    // CI's short version (16 clients × 2 requests); the full one is 64 × 4 (README).
+    let server = Server::start(&["--queue", "8", "--kv-budget-mib", "24"], &[]);
+    let out = python("load_test.py", &[&server.url(""), MODEL_ID, "--clients", "16", "--requests", "2"]);
+    eprintln!("load test: {out}");
+    assert_eq!(out["requests"], 32);
+    assert_eq!((out["lost"].as_u64(), out["failed"].as_u64(), out["bad-refusal"].as_u64()), (Some(0), Some(0), Some(0)), "{out}");
+    assert!(out["completed"].as_u64().unwrap() >= 8, "{out}");
+    let metrics = &out["metrics"];
+    assert_eq!(metrics["rill_engine_restarts_total"], 0.0, "{out}");
+    assert!(metrics["rill_kv_cache_bytes"].as_f64().unwrap() <= (24 << 20) as f64, "{out}");
     server.assert_healthy();
 }

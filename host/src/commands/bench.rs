@@ -40,6 +40,10 @@ pub struct BenchArgs {
     /// request computed (the prefix cache serves them), against the same prompt from scratch.
     #[arg(long)]
     prefix_tokens: Option<usize>,
+    /// With --concurrency: the inter-token latency target whose batch size to report (as
+    /// `rill serve --target-itl-ms`).
+    #[arg(long, default_value_t = 100)]
+    target_itl_ms: u64,
     /// llama.cpp's llama-bench binary: run it on the same model and report the ratios.
     #[arg(long)]
     peer: Option<PathBuf>,
@@ -177,11 +181,20 @@ fn bench_concurrency(backend: &mut dyn Backend, args: &BenchArgs) -> anyhow::Res
     let prompt = bench_prompt(backend, args.prompt_tokens, 0)?;
     super::bench_batch::level(backend, 1, &prompt[..prompt.len().min(8)], 2)?; // warm-up
     let levels = args.concurrency.iter().map(|&n| super::bench_batch::level(backend, n, &prompt, args.gen_tokens)).collect::<anyhow::Result<Vec<_>>>()?;
+    let limit = super::bench_batch::settled_limit(&levels, args.target_itl_ms as f64);
     match args.format {
-        Format::Json => println!("{}", json!({ "cpu": crate::commands::info::cpu_name(), "backend": backend.name(), "prompt_tokens": args.prompt_tokens, "gen_tokens": args.gen_tokens, "levels": levels.iter().map(|l| l.json()).collect::<Vec<_>>() })),
+        Format::Json => println!(
+            "{}",
+            json!({
+                "cpu": crate::commands::info::cpu_name(), "backend": backend.name(), "prompt_tokens": args.prompt_tokens, "gen_tokens": args.gen_tokens,
+                "levels": levels.iter().map(|l| l.json()).collect::<Vec<_>>(),
+                "target_itl_ms": args.target_itl_ms, "batch_limit_at_target": limit,
+            })
+        ),
         Format::Text => {
             println!("rill    {} backend, kernels {}, 1 thread, prompt {} tokens, {} tokens per stream", backend.name(), backend.kernel_path()?, args.prompt_tokens, args.gen_tokens);
             super::bench_batch::print(&levels);
+            println!("batch size for a {} ms inter-token target (p95): {limit} stream(s)", args.target_itl_ms);
         }
     }
     Ok(())

@@ -59,6 +59,12 @@ pub fn level(backend: &mut dyn Backend, streams: usize, prompt: &[u32], gen_toke
     Ok(Level { streams, aggregate: if seconds > 0.0 { tokens as f64 / seconds } else { 0.0 }, inter_token_ms: Latency::of(&gaps_ms) })
 }
 
+/// The most streams whose p95 inter-token latency meets `target_ms`: where `rill serve`'s
+/// adaptive batch size (`--target-itl-ms`) settles on this machine (1 when none does).
+pub fn settled_limit(levels: &[Level], target_ms: f64) -> usize {
+    levels.iter().filter(|l| l.inter_token_ms.p95 <= target_ms).map(|l| l.streams).max().unwrap_or(1)
+}
+
 pub fn print(levels: &[Level]) {
     println!("{:<10}{:>18}{:>14}{:>12}{:>12}{:>12}", "streams", "decode tok/s (all)", "per stream", "ITL p50 ms", "ITL p95 ms", "vs 1 stream");
     let base = levels.first().map_or(1.0, |l| l.aggregate / l.streams as f64);

@@ -26,7 +26,9 @@ pub struct Metrics {
     pub inter_token_seconds: Histogram,
     pub prompt_tokens_per_second: Histogram,
     pub decode_tokens_per_second: Histogram,
+    pub step_seconds: Histogram,
     pub active_sequences: Gauge,
+    pub batch_limit: Gauge,
     pub queue_depth: Gauge,
     pub kv_cache_bytes: Gauge,
     pub prefix_cache_bytes: Gauge,
@@ -51,7 +53,9 @@ impl Metrics {
             inter_token_seconds: seconds(),
             prompt_tokens_per_second: rates(),
             decode_tokens_per_second: rates(),
+            step_seconds: seconds(),
             active_sequences: Gauge::default(),
+            batch_limit: Gauge::default(),
             queue_depth: Gauge::default(),
             kv_cache_bytes: Gauge::default(),
             prefix_cache_bytes: Gauge::default(),
@@ -72,7 +76,9 @@ impl Metrics {
         r.register("inter_token_seconds", "Gaps between consecutive tokens of a stream", m.inter_token_seconds.clone());
         r.register("prompt_tokens_per_second", "Prompt processing speed per request", m.prompt_tokens_per_second.clone());
         r.register("decode_tokens_per_second", "Decode speed per request", m.decode_tokens_per_second.clone());
+        r.register("step_seconds", "Rounds of the engine loop: one batched step (a token for each stream)", m.step_seconds.clone());
         r.register("active_sequences", "Generations the engine is running", m.active_sequences.clone());
+        r.register("batch_limit", "Generations the adaptive batch size lets run at once (--target-itl-ms)", m.batch_limit.clone());
         r.register("queue_depth", "Requests waiting for the engine", m.queue_depth.clone());
         r.register("kv_cache_bytes", "KV cache blocks held (generations and prefix cache)", m.kv_cache_bytes.clone());
         r.register("prefix_cache_bytes", "KV blocks the prefix cache holds", m.prefix_cache_bytes.clone());

@@ -4,6 +4,7 @@
 //! Requests are parsed and checked on the async side ([`rill_api`]), then queued for the
 //! engine thread ([`worker`]); tokens come back through a [`stream::TokenStream`] per request.
 
+mod batch_control;
 mod http;
 mod metrics;
 mod stream;
@@ -38,10 +39,14 @@ pub struct ServeArgs {
     /// Requests that may wait for the engine; more get 429 with Retry-After.
     #[arg(long, default_value_t = 16)]
     pub queue: usize,
-    /// Generations the engine runs at once (continuous batching: one pass over the weights per
-    /// step for all of them).
+    /// Most generations the engine runs at once (continuous batching: one pass over the
+    /// weights per step for all of them).
     #[arg(long, default_value_t = 8)]
     pub max_batch: usize,
+    /// Inter-token latency to aim at, in ms: the number of generations running at once adapts
+    /// (up to --max-batch) so that steps stay within it. 0 always runs --max-batch.
+    #[arg(long, default_value_t = 100)]
+    pub target_itl_ms: u64,
     /// KV cache memory for all generations and the prefix cache, in MiB (default: whatever
     /// the engine's memory limit leaves). When it is spent, the prefix cache is emptied, then
     /// the latest started generations are preempted and recomputed later; none fails.
@@ -91,7 +96,8 @@ pub fn serve(args: ServeArgs, config: Config, model: PathBuf) -> anyhow::Result<
         }
         Ok(backend)
     };
-    let engine = worker::start(open, args.queue, args.max_batch, metrics.clone())?;
+    let target_itl = (args.target_itl_ms > 0).then(|| std::time::Duration::from_millis(args.target_itl_ms));
+    let engine = worker::start(open, args.queue, batch_control::BatchControl::new(target_itl, args.max_batch), metrics.clone())?;
     let state = Arc::new(AppState {
         engine,
         metrics,

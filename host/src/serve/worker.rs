@@ -2,6 +2,7 @@
 //! threads), takes jobs from a bounded queue one at a time, streams their tokens, and replaces
 //! the instance when it traps.
 
+use super::batch_control::BatchControl;
 use super::metrics::Metrics;
 use super::stream::{End, TokenStream};
 use crate::backend::{is_trap, Backend, EngineFailure, FailureKind, PromptInput, SeqHandle};
@@ -53,8 +54,8 @@ impl EngineHandle {
 }
 
 /// Starts the engine thread with an instance from `open`, which also rebuilds it after a trap.
-/// It runs up to `max_batch` generations at once. Fails if the first instance cannot be built.
-pub fn start(open: impl Fn() -> anyhow::Result<Box<dyn Backend>> + Send + 'static, queue: usize, max_batch: usize, metrics: Arc<Metrics>) -> anyhow::Result<EngineHandle> {
+/// `batch` decides how many generations run at once. Fails if the first instance cannot be built.
+pub fn start(open: impl Fn() -> anyhow::Result<Box<dyn Backend>> + Send + 'static, queue: usize, batch: BatchControl, metrics: Arc<Metrics>) -> anyhow::Result<EngineHandle> {
     let (jobs, rx) = sync_channel(queue);
     let queued = Arc::new(AtomicUsize::new(0));
     let (loaded, first_load) = sync_channel(1);
@@ -63,7 +64,7 @@ pub fn start(open: impl Fn() -> anyhow::Result<Box<dyn Backend>> + Send + 'stati
     std::thread::Builder::new().name("rill-engine".into()).spawn(move || match open() {
         Ok(backend) => {
             let _ = loaded.send(Ok(()));
-            let worker = Worker { open: Box::new(open), backend, metrics: m, queued: q, max_batch: max_batch.max(1), active: Vec::new(), waiting: VecDeque::new() };
+            let worker = Worker { open: Box::new(open), backend, metrics: m, queued: q, batch, active: Vec::new(), waiting: VecDeque::new() };
             worker.run(rx)
         }
         Err(e) => {
@@ -79,7 +80,7 @@ struct Worker {
     backend: Box<dyn Backend>,
     metrics: Arc<Metrics>,
     queued: Arc<AtomicUsize>,
-    max_batch: usize,
+    batch: BatchControl,
     /// Generations in the engine, in the order they started.
     active: Vec<Active>,
     /// Jobs taken from the queue whose KV cache did not fit in memory yet: they start when an
@@ -118,13 +119,15 @@ impl Worker {
                 let Ok(job) = jobs.recv() else { return };
                 self.dequeued(job);
             }
-            while self.active.len() + self.waiting.len() < self.max_batch {
+            while self.active.len() + self.waiting.len() < self.batch.limit() {
                 let Ok(job) = jobs.try_recv() else { break };
                 self.dequeued(job);
             }
             self.admit_waiting();
             // One round: each generation is pulled once; the first pull runs the batched step
-            // for all, the others find their token waiting.
+            // for all, the others find their token waiting. Its duration is the streams'
+            // inter-token latency, which sets how many may run at once.
+            let (round, streams) = (Instant::now(), self.active.len());
             let mut i = 0;
             while i < self.active.len() {
                 match self.pull(i) {
@@ -141,6 +144,10 @@ impl Worker {
                     }
                 }
             }
+            let waiting = self.waiting.len() + self.queued.load(Ordering::SeqCst);
+            self.batch.observe(round.elapsed(), streams, waiting);
+            self.metrics.step_seconds.observe(round.elapsed().as_secs_f64());
+            self.metrics.batch_limit.set(self.batch.limit() as i64);
         }
     }
 
@@ -153,7 +160,7 @@ impl Worker {
 
     /// Starts waiting jobs while they fit.
     fn admit_waiting(&mut self) {
-        while self.active.len() < self.max_batch {
+        while self.active.len() < self.batch.limit() {
             let Some(job) = self.waiting.pop_front() else { return };
             if job.stream.is_cancelled() {
                 self.metrics.cancelled.inc();
