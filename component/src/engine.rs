@@ -97,6 +97,9 @@ pub struct GenerateParams {
     pub stop: Vec<String>,
     /// KV cache positions (prompt plus output); capped at the model's context length.
     pub context: usize,
+    /// When the context is full: `None` finishes with `Length`; `Some(keep)` keeps the first
+    /// `keep` tokens (at most half the context), drops the older half of the rest and goes on.
+    pub context_shift: Option<usize>,
     /// How the KV cache stores keys and values.
     pub kv_type: KvType,
     /// Report each token's log-probability.
@@ -110,7 +113,7 @@ pub const MAX_TOP_LOGPROBS: usize = 20;
 
 impl Default for GenerateParams {
     fn default() -> Self {
-        GenerateParams { sampling: SamplingParams::default(), max_tokens: 256, ignore_eos: false, stop: Vec::new(), context: 4096, kv_type: KvType::F16, logprobs: false, top_logprobs: 0 }
+        GenerateParams { sampling: SamplingParams::default(), max_tokens: 256, ignore_eos: false, stop: Vec::new(), context: 4096, context_shift: None, kv_type: KvType::F16, logprobs: false, top_logprobs: 0 }
     }
 }
 
@@ -283,6 +286,8 @@ pub struct Usage {
     pub cached_tokens: usize,
     /// Times the generation's KV cache was dropped for memory (and recomputed).
     pub preemptions: usize,
+    /// Times the context filled and was shifted.
+    pub context_shifts: usize,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -402,6 +407,8 @@ impl Generation {
         for (g, result) in batch.iter_mut().zip(results.iter_mut()) {
             if g.finish.is_some() {
                 *result = Some(Ok(Step::Finished));
+            } else if g.usage.completion_tokens < g.params.max_tokens && g.cache.len() >= g.cache.capacity() && g.params.context_shift.is_some() {
+                g.shift_context();
             } else if g.usage.completion_tokens >= g.params.max_tokens || g.cache.len() >= g.cache.capacity() {
                 *result = Some(Ok(g.end(FinishReason::Length, None).map_or(Step::Finished, Step::Token)));
             }
@@ -509,6 +516,22 @@ impl Generation {
             self.set_finished(FinishReason::Stop);
         }
         Ok(Step::Token(TokenEvent { id, text, logprob: logprobs.chosen, top_logprobs: logprobs.top }))
+    }
+
+    /// The context is full: keeps the first tokens the params name and the newer half of the
+    /// rest, and reads them again (their positions change, so their keys must be recomputed,
+    /// as llama.cpp's context shift re-rotates them) before the next token.
+    fn shift_context(&mut self) {
+        let Pending::Token(id) = self.pending else { return };
+        let mut tokens = std::mem::take(&mut self.history);
+        tokens.push(id);
+        let keep = self.params.context_shift.unwrap_or(0).min(self.cache.capacity() / 2);
+        let drop = (tokens.len() - keep).div_ceil(2);
+        tokens.drain(keep..keep + drop);
+        self.cache.clear();
+        self.published = 0;
+        self.pending = Pending::Prompt { tokens, read: 0, resumed: true };
+        self.usage.context_shifts += 1;
     }
 
     /// Drops this generation's KV cache to free memory for older ones: when it next runs, it

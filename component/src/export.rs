@@ -145,6 +145,7 @@ impl GuestModel for Model {
             ignore_eos: params.ignore_eos,
             stop: params.stop,
             context: params.context as usize,
+            context_shift: params.context_shift.map(|keep| keep as usize),
             kv_type: match params.kv_type {
                 types::KvType::F16 => KvType::F16,
                 types::KvType::Q80 => KvType::Q8_0,
@@ -206,7 +207,7 @@ impl GuestGeneration for GenerationResource {
 
     fn usage(&self) -> types::Usage {
         let u = self.with(Generation::usage);
-        types::Usage { prompt_tokens: u.prompt_tokens as u32, completion_tokens: u.completion_tokens as u32, cached_tokens: u.cached_tokens as u32, preemptions: u.preemptions as u32 }
+        types::Usage { prompt_tokens: u.prompt_tokens as u32, completion_tokens: u.completion_tokens as u32, cached_tokens: u.cached_tokens as u32, preemptions: u.preemptions as u32, context_shifts: u.context_shifts as u32 }
     }
 
     fn timings(&self) -> types::Timings {

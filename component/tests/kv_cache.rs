@@ -105,3 +105,31 @@ fn under_a_kv_budget_younger_generations_are_preempted_and_recomputed_without_ch
     assert_eq!(preemptions[0], 0, "the oldest is never preempted: {preemptions:?}");
     assert!(preemptions.iter().sum::<usize>() > 0, "{preemptions:?}");
 }
+
+#[test]
+fn a_full_context_shifts_and_the_generation_goes_on_as_from_the_kept_tokens() {
+    let engine = engine();
+    let prompt = text_tokens(&engine, 20);
+    let params = |context_shift| GenerateParams { sampling: rill_engine::sampler::SamplingParams::greedy(), max_tokens: 100, ignore_eos: true, context: 64, context_shift, ..GenerateParams::default() };
+    let run = |prompt: &[u32], context_shift| {
+        let mut g = engine.generate(prompt.to_vec(), params(context_shift)).unwrap();
+        let ids: Vec<u32> = std::iter::from_fn(|| g.next().unwrap()).map(|e| e.id).collect();
+        (ids, g.usage())
+    };
+    // Without a shift policy the generation stops when the 64 positions are full.
+    let (mut stopped, usage) = run(&prompt, None);
+    assert_eq!((usage.completion_tokens, usage.context_shifts), (64 - 20 + 1, 0));
+    stopped.truncate(usage.completion_tokens); // without a last event flushing held text
+
+    let (shifted, usage) = run(&prompt, Some(8));
+    assert_eq!(usage.completion_tokens, 100);
+    assert!(usage.context_shifts >= 2, "{usage:?}");
+    assert_eq!(shifted[..stopped.len()], stopped[..], "the same until the context is full");
+    // The first shift kept the first 8 of the 65 tokens and the newer 28 of the rest: what
+    // follows is what a generation from those 36 tokens makes.
+    let all: Vec<u32> = prompt.iter().chain(&stopped).copied().collect();
+    let kept: Vec<u32> = all[..8].iter().chain(&all[8 + 29..]).copied().collect();
+    assert_eq!(kept.len(), 36);
+    let (fresh, _) = run(&kept, None);
+    assert_eq!(shifted[stopped.len()..stopped.len() + 10], fresh[..10]);
+}

@@ -46,6 +46,10 @@ pub struct Generation {
     pub context: usize,
     /// KV cache storage: `f16`, or `q8_0` (half the memory, a small drift in the logits).
     pub kv_type: KvType,
+    /// When the context fills: absent, the generation ends (`length`); N keeps the first N
+    /// tokens, drops the older half of the rest and goes on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context_shift: Option<usize>,
     pub max_tokens: usize,
     pub temperature: f32,
     pub top_k: usize,
@@ -76,6 +80,7 @@ impl Default for Generation {
         Generation {
             context: 4096,
             kv_type: KvType::F16,
+            context_shift: None,
             max_tokens: 256,
             temperature: s.temperature,
             top_k: s.top_k,

@@ -263,6 +263,7 @@ impl Backend for ComponentBackend {
             ignore_eos: params.ignore_eos,
             stop: params.stop.clone(),
             context: params.context.try_into().unwrap_or(u32::MAX),
+            context_shift: params.context_shift.map(|keep| keep.try_into().unwrap_or(u32::MAX)),
             kv_type: match params.kv_type {
                 KvType::F16 => types::KvType::F16,
                 KvType::Q8_0 => types::KvType::Q80,
@@ -306,6 +307,7 @@ impl Backend for ComponentBackend {
                 completion_tokens: usage.completion_tokens as usize,
                 cached_tokens: usage.cached_tokens as usize,
                 preemptions: usage.preemptions as usize,
+                context_shifts: usage.context_shifts as usize,
             },
             timings: Timings { prompt: ms(timings.prompt_ms), decode: ms(timings.decode_ms), time_to_first_token: ms(timings.time_to_first_token_ms) },
             finish: finish.map(|f| match f {

@@ -60,6 +60,10 @@ pub struct GenerationFlags {
     /// KV cache size in positions (prompt plus output).
     #[arg(long)]
     context: Option<usize>,
+    /// When the context fills, keep the first N tokens, drop the older half of the rest and
+    /// go on (default: stop with finish reason `length`).
+    #[arg(long, value_name = "N")]
+    context_shift: Option<usize>,
     /// KV cache storage: f16, or q8_0 (half the memory, a small drift in the logits).
     #[arg(long, value_parser = parse_kv_type)]
     kv_type: Option<KvType>,
@@ -92,6 +96,9 @@ impl GenerationFlags {
         set(self.seed, &mut g.seed);
         set(self.context, &mut g.context);
         set(self.kv_type, &mut g.kv_type);
+        if self.context_shift.is_some() {
+            g.context_shift = self.context_shift;
+        }
     }
 }
 
@@ -106,6 +113,7 @@ pub fn run(backend: &mut dyn Backend, args: RunArgs, generation: &Generation) ->
         stop: args.stop,
         context: generation.context,
         kv_type: generation.kv_type,
+        context_shift: generation.context_shift,
         ..GenerateParams::default()
     };
     let mut out = std::io::stdout().lock();
