@@ -310,8 +310,8 @@ pub enum FinishReason {
 /// Gives every runner of a step (`runners`: index in `batch`, prompt tokens it reads) the KV
 /// blocks the step fills, before any work. When memory is short, the prefix cache is emptied
 /// first; then generations started later are preempted, the latest first, so that older
-/// ones can go on. A runner that still finds no memory waits
-/// for a later step; it fails with `OutOfMemory` only when nothing else holds any.
+/// ones can go on. A runner that still finds no memory waits for a later step; it fails with
+/// `OutOfMemory` only when nothing else holds any.
 fn reserve_memory(batch: &mut [&mut Generation], runners: &mut Vec<(usize, std::ops::Range<usize>)>, results: &mut [Option<Result<Step, EngineError>>], engine: &Engine) {
     let mut k = 0;
     while k < runners.len() {
@@ -330,6 +330,9 @@ fn reserve_memory(batch: &mut [&mut Generation], runners: &mut Vec<(usize, std::
             if let Some(at) = runners.iter().position(|&(r, _)| r == j) {
                 runners.remove(at);
                 results[j] = Some(Ok(Step::Reading));
+                if at < k {
+                    k -= 1; // the runners after it moved down one
+                }
             }
             continue;
         }
@@ -348,8 +351,8 @@ struct Logprobs {
 
 enum Pending {
     /// The prompt; the tokens before `read` are in the cache already. `resumed`: these are the
-    /// tokens of a generation preempted after its prompt (its KV was dropped for memory), to be
-    /// read again before it continues.
+    /// tokens of a generation past its prompt whose KV was dropped (preempted for memory, or
+    /// its context shifted), read again before it continues.
     Prompt { tokens: Vec<TokenId>, read: usize, resumed: bool },
     /// The last sampled token, not yet evaluated.
     Token(TokenId),
@@ -528,9 +531,7 @@ impl Generation {
         let keep = self.params.context_shift.unwrap_or(0).min(self.cache.capacity() / 2);
         let drop = (tokens.len() - keep).div_ceil(2);
         tokens.drain(keep..keep + drop);
-        self.cache.clear();
-        self.published = 0;
-        self.pending = Pending::Prompt { tokens, read: 0, resumed: true };
+        self.read_again(tokens, true);
         self.usage.context_shifts += 1;
     }
 
@@ -542,19 +543,28 @@ impl Generation {
             self.cache.clear(); // nothing left to compute: just free its memory
             return;
         }
-        let tokens = match std::mem::replace(&mut self.pending, Pending::Token(0)) {
-            Pending::Prompt { tokens, resumed, .. } => Pending::Prompt { tokens, read: 0, resumed },
+        match &mut self.pending {
+            Pending::Prompt { tokens, resumed, .. } => {
+                let (tokens, resumed) = (std::mem::take(tokens), *resumed);
+                self.read_again(tokens, resumed);
+            }
             Pending::Token(id) => {
+                let id = *id;
                 let mut tokens = std::mem::take(&mut self.history);
                 tokens.push(id);
-                Pending::Prompt { tokens, read: 0, resumed: true }
+                self.read_again(tokens, true);
             }
-        };
-        self.pending = tokens;
-        self.history.clear();
-        self.cache.clear();
-        self.published = 0;
+        }
         self.usage.preemptions += 1;
+    }
+
+    /// Empties the KV cache; `tokens` are read into it again, as a prompt, before the
+    /// generation goes on (`resumed`: past its own prompt already).
+    fn read_again(&mut self, tokens: Vec<TokenId>, resumed: bool) {
+        self.cache.clear();
+        self.history.clear();
+        self.published = 0;
+        self.pending = Pending::Prompt { tokens, read: 0, resumed };
     }
 
     /// Hands newly filled blocks to the prefix cache, while their sliding-window parts are

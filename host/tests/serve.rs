@@ -230,21 +230,27 @@ fn a_trapped_engine_is_replaced_and_the_next_request_succeeds() {
     server.assert_healthy();
 }
 
+/// Greedy completions of `prompts` (`max_tokens` each, past EOS): asked one after another,
+/// then all at once.
+fn alone_and_together<P: AsRef<str> + Sync>(server: &Server, prompts: &[P], max_tokens: u32) -> (Vec<String>, Vec<String>) {
+    let ask = |prompt: &str| {
+        let r = server.post_json("/v1/completions", &json!({ "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": true }));
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["choices"][0]["text"].as_str().unwrap().to_string()
+    };
+    let alone = prompts.iter().map(|p| ask(p.as_ref())).collect();
+    let together = std::thread::scope(|s| {
+        let handles: Vec<_> = prompts.iter().map(|p| s.spawn(|| ask(p.as_ref()))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    (alone, together)
+}
+
 #[test]
 fn concurrent_requests_are_batched_and_each_gets_its_own_answer() {
     // All at once whatever the step times (no adaptive limit).
     let server = Server::start(&["--target-itl-ms", "0"], &[]);
-    let prompts = ["Once upon a time", "The capital of France is", "1, 2, 3,", "My favourite food is"];
-    let ask = |prompt: &str| {
-        let r = server.post_json("/v1/completions", &json!({ "prompt": prompt, "max_tokens": 12, "temperature": 0, "ignore_eos": true }));
-        assert_eq!(r.status, 200, "{}", r.body);
-        r.json()["choices"][0]["text"].as_str().unwrap().to_string()
-    };
-    let alone: Vec<String> = prompts.iter().map(|p| ask(p)).collect();
-    let together: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = prompts.iter().map(|p| s.spawn(move || ask(p))).collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let (alone, together) = alone_and_together(&server, &["Once upon a time", "The capital of France is", "1, 2, 3,", "My favourite food is"], 12);
     assert_eq!(together, alone);
     assert_eq!(server.metric("rill_completion_tokens_total"), 96.0);
 }
@@ -255,16 +261,7 @@ fn under_a_kv_budget_requests_are_preempted_not_failed() {
     let server = Server::start(&["--kv-budget-mib", "3", "--max-batch", "4", "--target-itl-ms", "0"], &[]);
     let long = |topic: &str| format!("{topic} The river ran past the mill, and the miller counted the sacks of grain one by one. ").repeat(6);
     let prompts: Vec<String> = ["First.", "Second.", "Third.", "Fourth."].iter().map(|t| long(t)).collect();
-    let ask = |prompt: &str| {
-        let r = server.post_json("/v1/completions", &json!({ "prompt": prompt, "max_tokens": 24, "temperature": 0, "ignore_eos": true }));
-        assert_eq!(r.status, 200, "{}", r.body);
-        r.json()["choices"][0]["text"].as_str().unwrap().to_string()
-    };
-    let alone: Vec<String> = prompts.iter().map(|p| ask(p)).collect();
-    let together: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = prompts.iter().map(|p| s.spawn(move || ask(p))).collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let (alone, together) = alone_and_together(&server, &prompts, 24);
     assert_eq!(together, alone);
     assert!(server.metric("rill_preemptions_total") > 0.0);
     assert_eq!(server.metric("rill_kv_budget_bytes"), (3 << 20) as f64);
