@@ -100,9 +100,8 @@ fn f32x4_of(h: [f16; 4]) -> v128 {
     v128_or(v128_or(magnitude, sign), inf_nan)
 }
 
-
 /// What the kernels need to know of a 32-value weight format and its activation format.
-pub trait Legacy: WeightBlock<Act: LegacyAct> {
+trait Legacy: WeightBlock<Act: LegacyAct> {
     /// `Some(bias)`: values are unsigned, worth their value minus `bias`; `None`: signed.
     const BIAS: Option<i8>;
     fn d(&self) -> f16;
@@ -114,7 +113,7 @@ pub trait Legacy: WeightBlock<Act: LegacyAct> {
     }
 }
 
-pub trait LegacyAct {
+trait LegacyAct {
     fn d(&self) -> f16;
     fn qs(&self) -> &[i8; 32];
 }
@@ -215,7 +214,7 @@ fn block_sum<X: Legacy>([a, b]: [v128; 2], y: &X::Act) -> v128 {
 /// llama.cpp adds them (the model's logits are sensitive to that order: adding whole-block
 /// sums instead moved them by up to 0.15 mean |Δ| from llama.cpp's).
 #[inline]
-pub fn legacy_dot<X: Legacy, const N: usize>(x: &[X], ys: [&[X::Act]; N]) -> [f32; N] {
+fn legacy_dot<X: Legacy, const N: usize>(x: &[X], ys: [&[X::Act]; N]) -> [f32; N] {
     assert!(ys.iter().all(|y| y.len() == x.len()));
     let mut acc = [f32x4_splat(0.0); N];
     let mut offsets = [0.0; N];
