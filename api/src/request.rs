@@ -220,7 +220,7 @@ fn parse(endpoint: Endpoint, body: &[u8], defaults: &GenerateParams) -> Result<G
         ignore_eos: body.ignore_eos.unwrap_or(defaults.ignore_eos),
         stop,
         context: defaults.context,
-        context_shift: defaults.context_shift,
+        on_full_context: defaults.on_full_context,
         kv_type: defaults.kv_type,
         logprobs,
         top_logprobs: top_logprobs as usize,

@@ -3,7 +3,7 @@
 
 use crate::chat::{ChatError, ChatTemplate, Message};
 use crate::gguf::{Gguf, GgufError};
-use crate::model::{ForwardError, KvCache, KvType, Logits, Model, ModelError, SeqInput, BLOCK};
+use crate::model::{ForwardError, KvCache, KvType, LoadOptions, Logits, Model, ModelError, SeqInput, BLOCK};
 use crate::prefix_cache::PrefixCache;
 use crate::sampler::{logprob, top_logprobs, Sampler, SamplingParams};
 use crate::stop::StopMatcher;
@@ -97,9 +97,8 @@ pub struct GenerateParams {
     pub stop: Vec<String>,
     /// KV cache positions (prompt plus output); capped at the model's context length.
     pub context: usize,
-    /// When the context is full: `None` finishes with `Length`; `Some(keep)` keeps the first
-    /// `keep` tokens (at most half the context), drops the older half of the rest and goes on.
-    pub context_shift: Option<usize>,
+    /// What happens when the context is full.
+    pub on_full_context: ContextPolicy,
     /// How the KV cache stores keys and values.
     pub kv_type: KvType,
     /// Report each token's log-probability.
@@ -108,26 +107,71 @@ pub struct GenerateParams {
     pub top_logprobs: usize,
 }
 
+/// What a generation does when its context is full. Written `finish`, `error` or `shift:N`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum ContextPolicy {
+    /// Finish with `Length`.
+    #[default]
+    Finish,
+    /// Fail with `ContextOverflow`.
+    Error,
+    /// Keep the first `keep` tokens (at most half the context), drop the older half of the
+    /// rest, read what is left again at its new positions and go on.
+    Shift { keep: usize },
+}
+
+impl std::str::FromStr for ContextPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "finish" => Ok(ContextPolicy::Finish),
+            "error" => Ok(ContextPolicy::Error),
+            _ => match s.strip_prefix("shift:").map(str::parse) {
+                Some(Ok(keep)) => Ok(ContextPolicy::Shift { keep }),
+                _ => Err(format!("{s:?} is not a full-context policy: finish, error or shift:N (N tokens kept at the start)")),
+            },
+        }
+    }
+}
+
+impl TryFrom<String> for ContextPolicy {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<ContextPolicy> for String {
+    fn from(p: ContextPolicy) -> String {
+        match p {
+            ContextPolicy::Finish => "finish".into(),
+            ContextPolicy::Error => "error".into(),
+            ContextPolicy::Shift { keep } => format!("shift:{keep}"),
+        }
+    }
+}
+
 /// The most alternatives a token event reports (OpenAI's limit).
 pub const MAX_TOP_LOGPROBS: usize = 20;
 
 impl Default for GenerateParams {
     fn default() -> Self {
-        GenerateParams { sampling: SamplingParams::default(), max_tokens: 256, ignore_eos: false, stop: Vec::new(), context: 4096, context_shift: None, kv_type: KvType::F16, logprobs: false, top_logprobs: 0 }
+        GenerateParams { sampling: SamplingParams::default(), max_tokens: 256, ignore_eos: false, stop: Vec::new(), context: 4096, on_full_context: ContextPolicy::Finish, kv_type: KvType::F16, logprobs: false, top_logprobs: 0 }
     }
 }
 
 impl Engine {
     /// Loads a whole GGUF file from memory.
-    pub fn load(file: Vec<u8>, path: KernelPath) -> Result<Engine, EngineError> {
+    pub fn load(file: Vec<u8>, path: KernelPath, options: &LoadOptions) -> Result<Engine, EngineError> {
         let gguf = Gguf::parse(&file)?;
-        Self::from_parts(gguf, Arc::new(file), path)
+        Self::from_parts(gguf, Arc::new(file), path, options)
     }
 
     /// Builds the engine over an already parsed file.
-    pub fn from_parts(gguf: Gguf, file: Arc<Vec<u8>>, path: KernelPath) -> Result<Engine, EngineError> {
+    pub fn from_parts(gguf: Gguf, file: Arc<Vec<u8>>, path: KernelPath, options: &LoadOptions) -> Result<Engine, EngineError> {
         // The model first: an unsupported architecture is the error to report, whatever else is off.
-        let model = Model::new(&gguf, file, path)?;
+        let model = Model::new(&gguf, file, path, options)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         if model.config.vocab_size != tokenizer.vocab_size() {
             return Err(EngineError::InvalidModel(format!("{} tokens but {} embedding rows", tokenizer.vocab_size(), model.config.vocab_size)));
@@ -406,14 +450,21 @@ impl Generation {
     /// others for long; the first prompt always gets at least one token).
     pub fn step(batch: &mut [&mut Generation], prompt_budget: usize) -> Vec<Result<Step, EngineError>> {
         let mut results: Vec<Option<Result<Step, EngineError>>> = (0..batch.len()).map(|_| None).collect();
-        // Those that end without running: finished, or at their length limit.
+        // Those that end without running: finished, at their length limit, or with a full context.
         for (g, result) in batch.iter_mut().zip(results.iter_mut()) {
             if g.finish.is_some() {
                 *result = Some(Ok(Step::Finished));
-            } else if g.usage.completion_tokens < g.params.max_tokens && g.cache.len() >= g.cache.capacity() && g.params.context_shift.is_some() {
-                g.shift_context();
-            } else if g.usage.completion_tokens >= g.params.max_tokens || g.cache.len() >= g.cache.capacity() {
+            } else if g.usage.completion_tokens >= g.params.max_tokens {
                 *result = Some(Ok(g.end(FinishReason::Length, None).map_or(Step::Finished, Step::Token)));
+            } else if g.cache.len() >= g.cache.capacity() {
+                match g.params.on_full_context {
+                    ContextPolicy::Shift { keep } => g.shift_context(keep),
+                    ContextPolicy::Error => {
+                        g.set_finished(FinishReason::Length);
+                        *result = Some(Err(EngineError::ContextOverflow(format!("the context of {} positions is full after {} generated tokens", g.cache.capacity(), g.usage.completion_tokens))));
+                    }
+                    ContextPolicy::Finish => *result = Some(Ok(g.end(FinishReason::Length, None).map_or(Step::Finished, Step::Token))),
+                }
             }
         }
         let Some(engine) = batch.iter().zip(&results).find(|(_, r)| r.is_none()).map(|(g, _)| g.engine.clone()) else {
@@ -521,14 +572,14 @@ impl Generation {
         Ok(Step::Token(TokenEvent { id, text, logprob: logprobs.chosen, top_logprobs: logprobs.top }))
     }
 
-    /// The context is full: keeps the first tokens the params name and the newer half of the
-    /// rest, and reads them again (their positions change, so their keys must be recomputed,
+    /// The context is full: keeps the first `keep` tokens and the newer half of the rest, and
+    /// reads them again (their positions change, so their keys must be recomputed,
     /// as llama.cpp's context shift re-rotates them) before the next token.
-    fn shift_context(&mut self) {
+    fn shift_context(&mut self, keep: usize) {
         let Pending::Token(id) = self.pending else { return };
         let mut tokens = std::mem::take(&mut self.history);
         tokens.push(id);
-        let keep = self.params.context_shift.unwrap_or(0).min(self.cache.capacity() / 2);
+        let keep = keep.min(self.cache.capacity() / 2);
         let drop = (tokens.len() - keep).div_ceil(2);
         tokens.drain(keep..keep + drop);
         self.read_again(tokens, true);

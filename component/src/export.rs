@@ -2,10 +2,10 @@
 //! bindings to [`crate::Engine`]. Built only for wasm32, where the crate is the component.
 
 use crate::chat::Message as ChatMessage;
-use crate::engine::{Engine, EngineError, FinishReason, GenerateParams, Generation, Prompt};
+use crate::engine::{ContextPolicy, Engine, EngineError, FinishReason, GenerateParams, Generation, Prompt};
 use crate::scheduler::{Scheduler, SeqId};
 use crate::gguf::ChunkedReader;
-use crate::model::KvType;
+use crate::model::{KvType, LoadOptions, RopeScalingKind, RopeScalingOptions};
 use crate::sampler::SamplingParams;
 use exports::rill::llm::inference::{self, Guest, GuestGeneration, GuestLoader, GuestModel};
 use rill::llm::types;
@@ -67,10 +67,21 @@ impl GuestLoader for Loader {
         Ok(types::LoadProgress { bytes_seen: p.bytes_seen, tensors_ready: p.tensors_ready as u32, tensors_total: p.tensors_total.map(|n| n as u32) })
     }
 
-    fn finish(&self) -> Result<inference::Model, types::Error> {
+    fn finish(&self, options: types::LoadOptions) -> Result<inference::Model, types::Error> {
         let reader = self.reader.borrow_mut().take().ok_or_else(finished)?;
         let (gguf, file) = reader.finish().map_err(EngineError::from)?;
-        let engine = Engine::from_parts(gguf, Arc::new(file), KernelPath::best())?;
+        let options = LoadOptions {
+            rope_scaling: options.rope_scaling.map(|r| RopeScalingOptions {
+                kind: match r.kind {
+                    types::RopeScalingKind::None => RopeScalingKind::None,
+                    types::RopeScalingKind::Linear => RopeScalingKind::Linear,
+                    types::RopeScalingKind::Yarn => RopeScalingKind::Yarn,
+                },
+                factor: r.factor,
+                original_context: r.original_context.map(|n| n as usize),
+            }),
+        };
+        let engine = Engine::from_parts(gguf, Arc::new(file), KernelPath::best(), &options)?;
         Ok(inference::Model::new(Model { engine: Arc::new(engine), scheduler: Rc::default() }))
     }
 }
@@ -145,7 +156,11 @@ impl GuestModel for Model {
             ignore_eos: params.ignore_eos,
             stop: params.stop,
             context: params.context as usize,
-            context_shift: params.context_shift.map(|keep| keep as usize),
+            on_full_context: match params.on_full_context {
+                types::ContextPolicy::Finish => ContextPolicy::Finish,
+                types::ContextPolicy::Error => ContextPolicy::Error,
+                types::ContextPolicy::Shift(keep) => ContextPolicy::Shift { keep: keep as usize },
+            },
             kv_type: match params.kv_type {
                 types::KvType::F16 => KvType::F16,
                 types::KvType::Q80 => KvType::Q8_0,

@@ -11,7 +11,7 @@ pub mod stop;
 pub mod scheduler;
 pub mod prefix_cache;
 
-pub use engine::{Engine, EngineError, GenerateParams, Generation, Prompt, TokenEvent, TokenLogprob, MAX_TOP_LOGPROBS};
+pub use engine::{ContextPolicy, Engine, EngineError, GenerateParams, Generation, Prompt, TokenEvent, TokenLogprob, MAX_TOP_LOGPROBS};
 
 #[cfg(target_arch = "wasm32")]
 mod export;

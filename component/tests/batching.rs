@@ -5,12 +5,13 @@
 mod common;
 
 use rill_engine::scheduler::Scheduler;
+use rill_engine::model::LoadOptions;
 use rill_engine::{Engine, GenerateParams, Prompt};
 use rill_kernels::KernelPath;
 use std::sync::Arc;
 
 fn engine() -> Arc<Engine> {
-    Arc::new(Engine::load(common::model_bytes(), KernelPath::best()).unwrap())
+    Arc::new(Engine::load(common::model_bytes(), KernelPath::best(), &LoadOptions::default()).unwrap())
 }
 
 const PROMPTS: [&str; 3] = ["Once upon a time", "The capital of France is a city that", "1, 2, 3,"];

@@ -11,7 +11,7 @@ use std::sync::Arc;
 fn model() -> Model {
     let file = Arc::new(common::model_bytes());
     let gguf = Gguf::parse(&file).unwrap();
-    Model::new(&gguf, file, KernelPath::best()).unwrap()
+    Model::new(&gguf, file, KernelPath::best(), &Default::default()).unwrap()
 }
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
@@ -132,7 +132,7 @@ fn other_architectures_get_an_error_naming_what_is_supported() {
     use rill_engine::gguf::Value;
     let mut w = Writer::new(3, 0, 1);
     w.kv("general.architecture", &Value::String("llama".into()));
-    let e = rill_engine::Engine::load(w.data(32, 0), KernelPath::SCALAR).err().unwrap();
+    let e = rill_engine::Engine::load(w.data(32, 0), KernelPath::SCALAR, &Default::default()).err().unwrap();
     assert!(matches!(e, rill_engine::EngineError::Unsupported(_)), "{e}");
     let msg = e.to_string();
     assert!(msg.contains("\"llama\"") && msg.contains("gemma3"), "{msg}");

@@ -4,13 +4,13 @@
 mod common;
 
 use rill_engine::gguf::Gguf;
-use rill_engine::model::{KvType, Logits, Model, BLOCK};
-use rill_engine::{Engine, GenerateParams, Prompt};
+use rill_engine::model::{KvType, LoadOptions, Logits, Model, BLOCK};
+use rill_engine::{ContextPolicy, Engine, EngineError, GenerateParams, Prompt};
 use rill_kernels::KernelPath;
 use std::sync::Arc;
 
 fn engine() -> Arc<Engine> {
-    Arc::new(Engine::load(common::model_bytes(), KernelPath::best()).unwrap())
+    Arc::new(Engine::load(common::model_bytes(), KernelPath::best(), &LoadOptions::default()).unwrap())
 }
 
 /// `n` tokens of ordinary text (ids of a repeated sentence).
@@ -21,7 +21,7 @@ fn text_tokens(engine: &Engine, n: usize) -> Vec<u32> {
 
 fn model() -> Model {
     let file = Arc::new(common::model_bytes());
-    Model::new(&Gguf::parse(&file).unwrap(), file, KernelPath::best()).unwrap()
+    Model::new(&Gguf::parse(&file).unwrap(), file, KernelPath::best(), &LoadOptions::default()).unwrap()
 }
 
 #[test]
@@ -110,18 +110,18 @@ fn under_a_kv_budget_younger_generations_are_preempted_and_recomputed_without_ch
 fn a_full_context_shifts_and_the_generation_goes_on_as_from_the_kept_tokens() {
     let engine = engine();
     let prompt = text_tokens(&engine, 20);
-    let params = |context_shift| GenerateParams { sampling: rill_engine::sampler::SamplingParams::greedy(), max_tokens: 100, ignore_eos: true, context: 64, context_shift, ..GenerateParams::default() };
-    let run = |prompt: &[u32], context_shift| {
-        let mut g = engine.generate(prompt.to_vec(), params(context_shift)).unwrap();
+    let params = |on_full_context| GenerateParams { sampling: rill_engine::sampler::SamplingParams::greedy(), max_tokens: 100, ignore_eos: true, context: 64, on_full_context, ..GenerateParams::default() };
+    let run = |prompt: &[u32], on_full_context| {
+        let mut g = engine.generate(prompt.to_vec(), params(on_full_context)).unwrap();
         let ids: Vec<u32> = std::iter::from_fn(|| g.next().unwrap()).map(|e| e.id).collect();
         (ids, g.usage())
     };
-    // Without a shift policy the generation stops when the 64 positions are full.
-    let (mut stopped, usage) = run(&prompt, None);
+    // By default the generation finishes when the 64 positions are full.
+    let (mut stopped, usage) = run(&prompt, ContextPolicy::Finish);
     assert_eq!((usage.completion_tokens, usage.context_shifts), (64 - 20 + 1, 0));
     stopped.truncate(usage.completion_tokens); // without a last event flushing held text
 
-    let (shifted, usage) = run(&prompt, Some(8));
+    let (shifted, usage) = run(&prompt, ContextPolicy::Shift { keep: 8 });
     assert_eq!(usage.completion_tokens, 100);
     assert!(usage.context_shifts >= 2, "{usage:?}");
     assert_eq!(shifted[..stopped.len()], stopped[..], "the same until the context is full");
@@ -130,6 +130,20 @@ fn a_full_context_shifts_and_the_generation_goes_on_as_from_the_kept_tokens() {
     let all: Vec<u32> = prompt.iter().chain(&stopped).copied().collect();
     let kept: Vec<u32> = all[..8].iter().chain(&all[8 + 29..]).copied().collect();
     assert_eq!(kept.len(), 36);
-    let (fresh, _) = run(&kept, None);
+    let (fresh, _) = run(&kept, ContextPolicy::Finish);
     assert_eq!(shifted[stopped.len()..stopped.len() + 10], fresh[..10]);
+
+    // The error policy: the same tokens, then `context-overflow`, and nothing after it.
+    let mut g = engine.generate(prompt.clone(), params(ContextPolicy::Error)).unwrap();
+    let mut before = Vec::new();
+    let e = loop {
+        match g.next() {
+            Ok(Some(event)) => before.push(event.id),
+            Ok(None) => panic!("finished without an error"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(before, stopped[..64 - 20 + 1]);
+    assert!(matches!(e, EngineError::ContextOverflow(_)) && e.to_string().contains("64 positions"), "{e}");
+    assert!(g.next().unwrap().is_none());
 }

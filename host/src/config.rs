@@ -7,7 +7,8 @@
 
 use crate::backend::BackendKind;
 use anyhow::{bail, Context};
-use rill_engine::model::KvType;
+use rill_engine::model::{KvType, LoadOptions, RopeScalingOptions};
+use rill_engine::ContextPolicy;
 use rill_engine::sampler::SamplingParams;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -35,6 +36,10 @@ pub struct Config {
     /// Memory the engine component may use, in MiB (default: twice the model file plus 1 GiB).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_limit_mib: Option<u64>,
+    /// RoPE scaling for context extension, replacing the GGUF file's `rope.scaling.*` keys:
+    /// `{ kind = "linear" | "yarn" | "none", factor = 4.0, original_context = 32768 }`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rope_scaling: Option<RopeScalingOptions>,
     pub generation: Generation,
 }
 
@@ -46,10 +51,10 @@ pub struct Generation {
     pub context: usize,
     /// KV cache storage: `f16`, or `q8_0` (half the memory, a small drift in the logits).
     pub kv_type: KvType,
-    /// When the context fills: absent, the generation ends (`length`); N keeps the first N
-    /// tokens, drops the older half of the rest and goes on.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub context_shift: Option<usize>,
+    /// When the context fills: `finish` (finish reason `length`), `error` (fail with
+    /// `context-overflow`), or `shift:N` (keep the first N tokens, drop the older half of the
+    /// rest, go on).
+    pub on_full_context: ContextPolicy,
     pub max_tokens: usize,
     pub temperature: f32,
     pub top_k: usize,
@@ -69,6 +74,7 @@ impl Default for Config {
             models_dir: None,
             backend: BackendKind::Component,
             memory_limit_mib: None,
+            rope_scaling: None,
             generation: Generation::default(),
         }
     }
@@ -80,7 +86,7 @@ impl Default for Generation {
         Generation {
             context: 4096,
             kv_type: KvType::F16,
-            context_shift: None,
+            on_full_context: ContextPolicy::Finish,
             max_tokens: 256,
             temperature: s.temperature,
             top_k: s.top_k,
@@ -159,6 +165,14 @@ impl Config {
                 bail!("memory_limit_mib = {m} is out of range: it must be {MIN_MEMORY_MIB}..={MAX_MEMORY_MIB} (the engine is a 32-bit Wasm component)");
             }
         }
+        if let Some(r) = &self.rope_scaling {
+            if !(r.factor.is_finite() && r.factor >= 1.0) {
+                bail!("rope_scaling.factor = {} is out of range: it must be at least 1", r.factor);
+            }
+            if let Some(n) = r.original_context.filter(|n| !(1..=MAX_CONTEXT).contains(n)) {
+                bail!("rope_scaling.original_context = {n} is out of range: it must be 1..={MAX_CONTEXT}");
+            }
+        }
         let g = &self.generation;
         if !(1..=MAX_CONTEXT).contains(&g.context) {
             bail!("generation.context = {} is out of range: it must be 1..={MAX_CONTEXT}", g.context);
@@ -167,6 +181,11 @@ impl Config {
             bail!("generation.max_tokens = 0 is out of range: it must be at least 1");
         }
         g.sampling().validate().map_err(|e| anyhow::anyhow!("generation.{e}"))
+    }
+
+    /// How the engine builds the model.
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions { rope_scaling: self.rope_scaling }
     }
 
     /// The config as `rill.toml` text.
@@ -217,9 +236,23 @@ mod tests {
             ("[generation]\ntemperature = -1.0", "generation.temperature"),
             ("[generation]\npresence_penalty = 3.0", "generation.presence_penalty"),
             ("model = \" \"", "model"),
+            ("[rope_scaling]\nkind = \"yarn\"\nfactor = 0.5", "rope_scaling.factor"),
+            ("[rope_scaling]\nkind = \"cubic\"\nfactor = 2.0", "cubic"),
+            ("[generation]\non_full_context = \"shift\"", "shift:N"),
         ] {
             let e = format!("{:#}", Config::parse(text, "t").unwrap_err());
             assert!(e.contains(key), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn context_policy_and_rope_scaling_read_back() {
+        let c = Config::parse("[rope_scaling]\nkind = \"yarn\"\nfactor = 4.0\n[generation]\non_full_context = \"shift:64\"\n", "t").unwrap();
+        assert_eq!(c.generation.on_full_context, ContextPolicy::Shift { keep: 64 });
+        let r = c.rope_scaling.unwrap();
+        assert_eq!((r.factor, r.original_context), (4.0, None));
+        assert_eq!(Config::parse(&c.to_toml(), "t").unwrap(), c);
+        let error = Config::parse("[generation]\non_full_context = \"error\"\n", "t").unwrap();
+        assert_eq!(error.generation.on_full_context, ContextPolicy::Error);
     }
 }

@@ -11,6 +11,7 @@ use anyhow::Context;
 use backend::BackendKind;
 use clap::{Parser, Subcommand};
 use config::Config;
+use rill_engine::model::RopeScalingOptions;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -37,6 +38,10 @@ struct ModelArgs {
     /// Memory the engine component may use, in MiB (default: twice the model file plus 1 GiB).
     #[arg(long)]
     memory_limit_mib: Option<u64>,
+    /// RoPE scaling for a longer context, over the model file's: KIND:FACTOR[:ORIGINAL_CONTEXT]
+    /// with KIND linear, yarn or none (e.g. yarn:4).
+    #[arg(long, value_name = "KIND:FACTOR")]
+    rope_scaling: Option<RopeScalingOptions>,
 }
 
 impl ModelArgs {
@@ -46,6 +51,7 @@ impl ModelArgs {
         }
         config.backend = self.backend.unwrap_or(config.backend);
         config.memory_limit_mib = self.memory_limit_mib.or(config.memory_limit_mib);
+        config.rope_scaling = self.rope_scaling.or(config.rope_scaling);
     }
 }
 
@@ -149,7 +155,7 @@ fn model_path(config: &Config) -> anyhow::Result<PathBuf> {
 
 /// Loads the model file at `path` on the configured backend.
 fn open(config: &Config, path: &std::path::Path) -> anyhow::Result<Box<dyn backend::Backend>> {
-    backend::open(config.backend, path, config.memory_limit_mib.map(|m| (m as usize) << 20))
+    backend::open(config.backend, path, &config.load_options(), config.memory_limit_mib.map(|m| (m as usize) << 20))
 }
 
 fn main() -> ExitCode {

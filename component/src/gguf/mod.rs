@@ -119,6 +119,16 @@ impl Gguf {
         self.f32(&self.arch_key(suffix)?)
     }
 
+    /// `{architecture}.{suffix}` read by `read` when present: `Ok(None)` when it is missing, an
+    /// error when it has the wrong type (a malformed value must not pass for a default).
+    pub fn arch_opt<'a, T>(&'a self, suffix: &str, read: impl Fn(&'a Gguf, &str) -> Result<T, GgufError>) -> Result<Option<T>, GgufError> {
+        let key = self.arch_key(suffix)?;
+        if self.get(&key).is_none() {
+            return Ok(None);
+        }
+        read(self, &key).map(Some)
+    }
+
     pub fn block_count(&self) -> Result<u32, GgufError> {
         self.arch_u32("block_count")
     }

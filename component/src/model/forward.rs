@@ -2,7 +2,7 @@
 //! blocks with residual connections, then the final norm and the output projection.
 //! A batch of `n` consecutive tokens goes through each matmul together.
 
-use super::ops::{dot, gelu_tanh, rms_norm, rope_neox, softmax};
+use super::ops::{dot, gelu_tanh, rms_norm, softmax};
 use super::{KvCache, Model};
 use crate::tokenizer::TokenId;
 
@@ -110,7 +110,7 @@ impl Model {
             if let Some(w) = &layer.k_norm {
                 rms_norm(&mut k, w, c.rms_eps);
             }
-            let base = if c.is_global(l) { c.rope_base_global } else { c.rope_base_local };
+            let rope = if c.is_global(l) { &self.rope_global } else { &self.rope_local };
             for (s, &row0) in seqs.iter_mut().zip(&first_row) {
                 // Causal; a sliding-window layer sees the last `window` positions, itself included.
                 let layout = s.cache.layout().clone();
@@ -118,8 +118,8 @@ impl Model {
                 let pos0 = s.cache.len();
                 let rows = row0..row0 + s.tokens.len();
                 for (t, r) in rows.clone().enumerate() {
-                    rope_neox(&mut q[r * c.q_dim()..(r + 1) * c.q_dim()], hd, pos0 + t, base);
-                    rope_neox(&mut k[r * c.kv_dim()..(r + 1) * c.kv_dim()], hd, pos0 + t, base);
+                    rope.apply(&mut q[r * c.q_dim()..(r + 1) * c.q_dim()], pos0 + t);
+                    rope.apply(&mut k[r * c.kv_dim()..(r + 1) * c.kv_dim()], pos0 + t);
                     s.cache.store(l, pos0 + t, &k[r * c.kv_dim()..(r + 1) * c.kv_dim()], &v[r * c.kv_dim()..(r + 1) * c.kv_dim()]);
                 }
                 let seen = first_visible(pos0)..pos0 + s.tokens.len(); // every position some token of this sequence sees

@@ -8,9 +8,11 @@ mod config;
 mod forward;
 mod kv_cache;
 mod ops;
+mod rope;
 mod weights;
 
-pub use config::{Architecture, Config, ConfigError};
+pub use config::{Architecture, Config, ConfigError, LoadOptions, RopeScalingOptions};
+pub use rope::{Rope, RopeScaling, RopeScalingKind};
 pub use forward::{ForwardError, Logits, SeqInput};
 pub use kv_cache::{Block, KvCache, KvLayout, KvMemory, KvType, NoKvMemory, BLOCK};
 pub use weights::{Matrix, WeightError};
@@ -44,6 +46,9 @@ pub struct Model {
     pub layers: Vec<Layer>,
     pub output_norm: Vec<f32>, // (dim)
     pub output: Matrix,        // (vocab, dim); Gemma ties it to token_embd
+    /// Position rotations of global layers (scaled for context extension) and sliding ones.
+    pub rope_global: Rope,
+    pub rope_local: Rope,
     /// The KV cache layouts: f16, then Q8_0 when the rows allow it.
     kv_layouts: Vec<Arc<KvLayout>>,
     /// What the KV blocks of all its caches hold, and may hold.
@@ -60,8 +65,8 @@ pub enum ModelError {
 
 impl Model {
     /// Builds the model over `file` (the whole GGUF file, parsed as `gguf`), kernels on `path`.
-    pub fn new(gguf: &Gguf, file: Arc<Vec<u8>>, path: KernelPath) -> Result<Model, ModelError> {
-        let c = Config::from_gguf(gguf)?;
+    pub fn new(gguf: &Gguf, file: Arc<Vec<u8>>, path: KernelPath, options: &LoadOptions) -> Result<Model, ModelError> {
+        let c = Config::from_gguf(gguf, options)?;
         let w = Loader { gguf, file };
         let (dim, q, kv, ffn, hd) = (c.dim, c.q_dim(), c.kv_dim(), c.ffn_dim, c.head_dim);
         let layers = (0..c.n_layers)
@@ -95,7 +100,9 @@ impl Model {
         let window = c.sliding_window.unwrap_or(0);
         let kv_memory = Arc::new(KvMemory::default());
         let kv_layouts = [KvType::F16, KvType::Q8_0].into_iter().filter_map(|ty| KvLayout::new(ty, c.kv_dim(), &sliding, window, kv_memory.clone())).map(Arc::new).collect();
-        Ok(Model { output_norm: w.vector("output_norm.weight", dim)?, config: c, path, token_embd, layers, output, kv_layouts, kv_memory })
+        let rope_global = Rope::new(hd, c.rope_base_global, &c.rope_scaling);
+        let rope_local = Rope::new(hd, c.rope_base_local, &RopeScaling { attn_factor: c.rope_scaling.attn_factor, ..RopeScaling::none(c.rope_scaling.original_context) });
+        Ok(Model { output_norm: w.vector("output_norm.weight", dim)?, config: c, path, token_embd, layers, output, rope_global, rope_local, kv_layouts, kv_memory })
     }
 
     /// Where a cache of type `ty` keeps each layer; `None` when `ty` cannot hold this

@@ -13,21 +13,6 @@ pub fn rms_norm(x: &mut [f32], w: &[f32], eps: f32) {
     }
 }
 
-/// Rotary position embedding, NeoX layout (pairs `i` and `i + d/2`), on each `head_dim`-wide head
-/// of `x` at position `pos`.
-pub fn rope_neox(x: &mut [f32], head_dim: usize, pos: usize, base: f32) {
-    let half = head_dim / 2;
-    for head in x.chunks_exact_mut(head_dim) {
-        for i in 0..half {
-            let theta = pos as f32 * base.powf(-2.0 * i as f32 / head_dim as f32);
-            let (sin, cos) = theta.sin_cos();
-            let (a, b) = (head[i], head[i + half]);
-            head[i] = a * cos - b * sin;
-            head[i + half] = a * sin + b * cos;
-        }
-    }
-}
-
 /// GELU, tanh approximation.
 pub fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;

@@ -130,3 +130,10 @@ pub fn reference_json(name: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
 }
+
+/// A file of the repository's `tests/fixtures`, parsed.
+pub fn fixture_json(name: &str) -> serde_json::Value {
+    let path = lexical(&format!("{}/../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR")));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}

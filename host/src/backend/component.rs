@@ -8,8 +8,8 @@ use anyhow::{anyhow, Context};
 use bindings::rill::llm::types;
 use indicatif::{ProgressBar, ProgressStyle};
 use rill_engine::engine::{FinishReason, Timings, Usage};
-use rill_engine::model::KvType;
-use rill_engine::{GenerateParams, TokenEvent, TokenLogprob};
+use rill_engine::model::{KvType, LoadOptions, RopeScalingKind};
+use rill_engine::{ContextPolicy, GenerateParams, TokenEvent, TokenLogprob};
 use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::path::Path;
@@ -67,6 +67,20 @@ pub struct ComponentBackend {
     /// Live generations, by the handle the host knows them by.
     generations: HashMap<SeqHandle, ResourceAny>,
     next_handle: SeqHandle,
+}
+
+fn load_options(options: &LoadOptions) -> types::LoadOptions {
+    types::LoadOptions {
+        rope_scaling: options.rope_scaling.map(|r| types::RopeScaling {
+            kind: match r.kind {
+                RopeScalingKind::None => types::RopeScalingKind::None,
+                RopeScalingKind::Linear => types::RopeScalingKind::Linear,
+                RopeScalingKind::Yarn => types::RopeScalingKind::Yarn,
+            },
+            factor: r.factor,
+            original_context: r.original_context.map(|n| n.try_into().unwrap_or(u32::MAX)),
+        }),
+    }
 }
 
 impl ComponentBackend {
@@ -166,7 +180,7 @@ pub fn default_memory_limit(file_len: u64) -> usize {
 impl ComponentBackend {
     /// Loads `model` into a fresh engine instance whose memory may grow to `memory_limit` bytes
     /// (default: [`default_memory_limit`]).
-    pub fn load(model: &Path, memory_limit: Option<usize>) -> anyhow::Result<ComponentBackend> {
+    pub fn load(model: &Path, options: &LoadOptions, memory_limit: Option<usize>) -> anyhow::Result<ComponentBackend> {
         let mut file = std::fs::File::open(model).with_context(|| format!("opening {}", model.display()))?;
         let file_len = file.metadata()?.len();
         let limit = memory_limit.unwrap_or(default_memory_limit(file_len));
@@ -189,7 +203,7 @@ impl ComponentBackend {
             bar.inc(n as u64);
         }
         bar.finish_and_clear();
-        let model_res = api.loader().call_finish(&mut store, loader).map_err(trapped)?;
+        let model_res = api.loader().call_finish(&mut store, loader, load_options(options)).map_err(trapped)?;
         loader.resource_drop(&mut store).map_err(trapped)?;
         let model_res = model_res.map_err(|e| e.into_anyhow()).with_context(|| format!("loading {}", model.display()))?;
         Ok(ComponentBackend { store, engine, model: model_res, generations: HashMap::new(), next_handle: 0 })
@@ -263,7 +277,11 @@ impl Backend for ComponentBackend {
             ignore_eos: params.ignore_eos,
             stop: params.stop.clone(),
             context: params.context.try_into().unwrap_or(u32::MAX),
-            context_shift: params.context_shift.map(|keep| keep.try_into().unwrap_or(u32::MAX)),
+            on_full_context: match params.on_full_context {
+                ContextPolicy::Finish => types::ContextPolicy::Finish,
+                ContextPolicy::Error => types::ContextPolicy::Error,
+                ContextPolicy::Shift { keep } => types::ContextPolicy::Shift(keep.try_into().unwrap_or(u32::MAX)),
+            },
             kv_type: match params.kv_type {
                 KvType::F16 => types::KvType::F16,
                 KvType::Q8_0 => types::KvType::Q80,

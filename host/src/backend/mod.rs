@@ -7,6 +7,7 @@ pub mod native;
 use clap::ValueEnum;
 use rill_engine::chat::Message;
 use rill_engine::engine::{FinishReason, Timings, Usage};
+use rill_engine::model::LoadOptions;
 use rill_engine::{EngineError, GenerateParams, TokenEvent};
 use std::path::Path;
 
@@ -142,10 +143,11 @@ pub enum BackendKind {
     Native,
 }
 
-/// Loads `model` on a backend; `memory_limit` (bytes) caps the component's memory.
-pub fn open(kind: BackendKind, model: &Path, memory_limit: Option<usize>) -> anyhow::Result<Box<dyn Backend>> {
+/// Loads `model` on a backend, built with `options`; `memory_limit` (bytes) caps the
+/// component's memory.
+pub fn open(kind: BackendKind, model: &Path, options: &LoadOptions, memory_limit: Option<usize>) -> anyhow::Result<Box<dyn Backend>> {
     Ok(match kind {
-        BackendKind::Component => Box::new(component::ComponentBackend::load(model, memory_limit)?),
-        BackendKind::Native => Box::new(native::NativeBackend::load(model)?),
+        BackendKind::Component => Box::new(component::ComponentBackend::load(model, options, memory_limit)?),
+        BackendKind::Native => Box::new(native::NativeBackend::load(model, options)?),
     })
 }

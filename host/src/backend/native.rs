@@ -1,6 +1,7 @@
 //! The engine crate running natively in this process.
 
 use super::{Backend, EngineFailure, KvMemory, Outcome, PromptInput, SeqHandle};
+use rill_engine::model::LoadOptions;
 use rill_engine::scheduler::Scheduler;
 use anyhow::Context;
 use rill_engine::{Engine, GenerateParams, Prompt, TokenEvent};
@@ -14,9 +15,9 @@ pub struct NativeBackend {
 }
 
 impl NativeBackend {
-    pub fn load(model: &Path) -> anyhow::Result<NativeBackend> {
+    pub fn load(model: &Path, options: &LoadOptions) -> anyhow::Result<NativeBackend> {
         let file = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
-        let engine = Engine::load(file, KernelPath::best()).with_context(|| format!("loading {}", model.display()))?;
+        let engine = Engine::load(file, KernelPath::best(), options).with_context(|| format!("loading {}", model.display()))?;
         Ok(NativeBackend { engine: Arc::new(engine), scheduler: Scheduler::default() })
     }
 }

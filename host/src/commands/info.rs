@@ -68,7 +68,7 @@ pub fn model_plan(path: &Path) -> anyhow::Result<ModelPlan> {
         }
         reader.push(&chunk[..n]).with_context(|| format!("reading {}", path.display()))?;
     };
-    let config = ModelConfig::from_gguf(header).with_context(|| format!("reading {}", path.display()))?;
+    let config = ModelConfig::from_gguf(header, &Default::default()).with_context(|| format!("reading {}", path.display()))?;
     Ok(ModelPlan { path: path.to_path_buf(), architecture: header.architecture()?.to_string(), file_bytes, kv_bytes_per_token: config.kv_bytes_per_token() })
 }
 

@@ -6,7 +6,7 @@ use clap::{Args, ValueEnum};
 use rill_engine::chat::Message;
 use rill_engine::engine::FinishReason;
 use rill_engine::model::KvType;
-use rill_engine::GenerateParams;
+use rill_engine::{ContextPolicy, GenerateParams};
 use serde_json::json;
 use std::io::Write;
 
@@ -60,10 +60,11 @@ pub struct GenerationFlags {
     /// KV cache size in positions (prompt plus output).
     #[arg(long)]
     context: Option<usize>,
-    /// When the context fills, keep the first N tokens, drop the older half of the rest and
-    /// go on (default: stop with finish reason `length`).
-    #[arg(long, value_name = "N")]
-    context_shift: Option<usize>,
+    /// When the context fills: finish (finish reason `length`, the default), error (fail with
+    /// context-overflow), or shift:N (keep the first N tokens, drop the older half of the rest,
+    /// go on).
+    #[arg(long, value_name = "finish|error|shift:N")]
+    on_full_context: Option<ContextPolicy>,
     /// KV cache storage: f16, or q8_0 (half the memory, a small drift in the logits).
     #[arg(long, value_parser = parse_kv_type)]
     kv_type: Option<KvType>,
@@ -96,9 +97,7 @@ impl GenerationFlags {
         set(self.seed, &mut g.seed);
         set(self.context, &mut g.context);
         set(self.kv_type, &mut g.kv_type);
-        if self.context_shift.is_some() {
-            g.context_shift = self.context_shift;
-        }
+        set(self.on_full_context, &mut g.on_full_context);
     }
 }
 
@@ -113,7 +112,7 @@ pub fn run(backend: &mut dyn Backend, args: RunArgs, generation: &Generation) ->
         stop: args.stop,
         context: generation.context,
         kv_type: generation.kv_type,
-        context_shift: generation.context_shift,
+        on_full_context: generation.on_full_context,
         ..GenerateParams::default()
     };
     let mut out = std::io::stdout().lock();

@@ -85,7 +85,7 @@ pub fn serve(args: ServeArgs, config: Config, model: PathBuf) -> anyhow::Result<
         model.file_stem().map_or_else(|| config.model.clone(), |s| s.to_string_lossy().into_owned())
     };
     let g = &config.generation;
-    let defaults = GenerateParams { sampling: g.sampling(), max_tokens: g.max_tokens, context: g.context, context_shift: g.context_shift, kv_type: g.kv_type, ..GenerateParams::default() };
+    let defaults = GenerateParams { sampling: g.sampling(), max_tokens: g.max_tokens, context: g.context, on_full_context: g.on_full_context, kv_type: g.kv_type, ..GenerateParams::default() };
     let metrics = Arc::new(metrics::Metrics::new());
     eprintln!("rill serve: loading {} on the {:?} backend", model.display(), config.backend);
     let kv_budget = args.kv_budget_mib.map(|mib| mib << 20);
