@@ -120,6 +120,10 @@ impl GuestModel for Model {
         self.engine.model.kv_memory.set_budget(bytes.try_into().unwrap_or(usize::MAX));
     }
 
+    fn set_prompt_chunk(&self, tokens: u32) {
+        self.scheduler.borrow_mut().prompt_chunk = (tokens as usize).max(1);
+    }
+
     fn tokenize(&self, text: String, add_bos: bool, parse_special: bool) -> Vec<u32> {
         self.engine.tokenizer.encode(&text, add_bos, parse_special)
     }

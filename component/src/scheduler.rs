@@ -18,6 +18,10 @@ pub struct Scheduler {
     pub prompt_chunk: usize,
 }
 
+/// Prompt tokens a step reads by default: long prompts take few steps, and a step stays
+/// within a few hundred tokens of work.
+pub const DEFAULT_PROMPT_CHUNK: usize = 256;
+
 /// A generation stops being stepped while this many of its events wait to be pulled: one that
 /// nobody reads pauses instead of buffering without bound.
 const MAX_BUFFERED: usize = 16;
@@ -32,7 +36,7 @@ struct Slot {
 
 impl Default for Scheduler {
     fn default() -> Self {
-        Scheduler { slots: BTreeMap::new(), next_id: 0, max_batch: 16, prompt_chunk: 256 }
+        Scheduler { slots: BTreeMap::new(), next_id: 0, max_batch: 16, prompt_chunk: DEFAULT_PROMPT_CHUNK }
     }
 }
 

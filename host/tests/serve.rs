@@ -283,3 +283,22 @@ fn a_load_of_concurrent_clients_loses_no_request() {
     assert!(metrics["rill_kv_cache_bytes"].as_f64().unwrap() <= (24 << 20) as f64, "{out}");
     server.assert_healthy();
 }
+
+#[test]
+fn a_long_prompt_is_read_in_smaller_chunks_while_another_stream_decodes() {
+    let server = Server::start(&["--target-itl-ms", "1000", "--max-batch", "2"], &[]);
+    let decoding = std::thread::scope(|s| {
+        let first = s.spawn(|| server.post_json("/v1/completions", &json!({ "prompt": "Once upon a time", "max_tokens": 120, "ignore_eos": true })));
+        assert!(server.metrics_become(&[("rill_active_sequences", 1.0)], Duration::from_secs(30)));
+        // ~600 tokens: read in full 256-token chunks a step would take seconds, far over the
+        // 1000 ms target for the stream that is decoding.
+        let long = "The river ran past the mill, and the miller counted the sacks of grain one by one. ".repeat(30);
+        let second = server.post_json("/v1/completions", &json!({ "prompt": long, "max_tokens": 4 }));
+        assert_eq!(second.status, 200, "{}", second.body);
+        let chunk = server.metric("rill_prompt_chunk");
+        assert!((32.0..256.0).contains(&chunk), "prompt chunk {chunk} while another stream decodes");
+        first.join().unwrap()
+    });
+    assert_eq!(decoding.json()["usage"]["completion_tokens"], 120, "{}", decoding.body);
+    server.assert_healthy();
+}

@@ -243,6 +243,11 @@ impl Backend for ComponentBackend {
         self.engine.rill_llm_inference().model().call_set_kv_budget(&mut self.store, self.model, bytes).map_err(trapped)
     }
 
+    fn set_prompt_chunk(&mut self, tokens: usize) -> anyhow::Result<()> {
+        let tokens = tokens.try_into().unwrap_or(u32::MAX);
+        self.engine.rill_llm_inference().model().call_set_prompt_chunk(&mut self.store, self.model, tokens).map_err(trapped)
+    }
+
     fn tokenize(&mut self, text: &str, add_bos: bool, parse_special: bool) -> anyhow::Result<Vec<u32>> {
         let api = self.engine.rill_llm_inference();
         api.model().call_tokenize(&mut self.store, self.model, text, add_bos, parse_special).map_err(trapped)

@@ -99,6 +99,8 @@ pub trait Backend {
     /// Caps it: past the cap the engine empties the prefix cache and preempts the latest
     /// started generations (they recompute later, unchanged) instead of failing.
     fn set_kv_budget(&mut self, bytes: u64) -> anyhow::Result<()>;
+    /// Most prompt tokens read in one batched step, over all generations.
+    fn set_prompt_chunk(&mut self, tokens: usize) -> anyhow::Result<()>;
     fn tokenize(&mut self, text: &str, add_bos: bool, parse_special: bool) -> anyhow::Result<Vec<u32>>;
     fn top_logits(&mut self, tokens: &[u32], top: usize) -> anyhow::Result<Vec<Vec<(u32, f32)>>>;
     /// Starts a generation. Generations started and not yet finished advance together: a

@@ -41,6 +41,11 @@ impl Backend for NativeBackend {
         Ok(())
     }
 
+    fn set_prompt_chunk(&mut self, tokens: usize) -> anyhow::Result<()> {
+        self.scheduler.prompt_chunk = tokens.max(1);
+        Ok(())
+    }
+
     fn tokenize(&mut self, text: &str, add_bos: bool, parse_special: bool) -> anyhow::Result<Vec<u32>> {
         Ok(self.engine.tokenizer.encode(text, add_bos, parse_special))
     }

@@ -47,6 +47,10 @@ pub struct BenchArgs {
     /// llama.cpp's llama-bench binary: run it on the same model and report the ratios.
     #[arg(long)]
     peer: Option<PathBuf>,
+    /// With --concurrency: llama.cpp's llama-server binary, run with --threads threads and one
+    /// slot per stream on the same model, the same streams measured the same way.
+    #[arg(long)]
+    peer_server: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }
@@ -90,7 +94,7 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
         bail!("--repeats and --gen-tokens must be at least 1, --prompt-tokens at least 2");
     }
     if !args.concurrency.is_empty() {
-        return bench_concurrency(backend, &args);
+        return bench_concurrency(backend, model, &args);
     }
     // The peer runs first, so that its numbers come from the same minutes as ours.
     let peer = args.peer.as_deref().map(|p| run_peer(p, model, &args)).transpose()?;
@@ -174,27 +178,47 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
     Ok(())
 }
 
-fn bench_concurrency(backend: &mut dyn Backend, args: &BenchArgs) -> anyhow::Result<()> {
+fn bench_concurrency(backend: &mut dyn Backend, model: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     if args.concurrency.contains(&0) {
         bail!("--concurrency levels must be at least 1");
     }
     let prompt = bench_prompt(backend, args.prompt_tokens, 0)?;
-    super::bench_batch::level(backend, 1, &prompt[..prompt.len().min(8)], 2)?; // warm-up
+    let warm_up = &prompt[..prompt.len().min(8)];
+    // The peer first, level by level, so that its numbers come from the same minutes as ours.
+    let peer = match &args.peer_server {
+        Some(bin) => {
+            let slots = args.concurrency.iter().copied().max().unwrap_or(1);
+            let server = super::peer_server::PeerServer::start(bin, model, args.threads, slots, args.prompt_tokens + args.gen_tokens + 16)?;
+            server.level(1, warm_up, 2)?;
+            Some(args.concurrency.iter().map(|&n| server.level(n, &prompt, args.gen_tokens)).collect::<anyhow::Result<Vec<_>>>()?)
+        }
+        None => None,
+    };
+    super::bench_batch::level(backend, 1, warm_up, 2)?;
     let levels = args.concurrency.iter().map(|&n| super::bench_batch::level(backend, n, &prompt, args.gen_tokens)).collect::<anyhow::Result<Vec<_>>>()?;
     let limit = super::bench_batch::settled_limit(&levels, args.target_itl_ms as f64);
     match args.format {
-        Format::Json => println!(
-            "{}",
-            json!({
+        Format::Json => {
+            let mut out = json!({
                 "cpu": crate::commands::info::cpu_name(), "backend": backend.name(), "prompt_tokens": args.prompt_tokens, "gen_tokens": args.gen_tokens,
                 "levels": levels.iter().map(|l| l.json()).collect::<Vec<_>>(),
                 "target_itl_ms": args.target_itl_ms, "batch_limit_at_target": limit,
-            })
-        ),
+            });
+            if let Some(p) = &peer {
+                out["peer"] = json!({ "name": "llama.cpp (llama-server)", "threads": args.threads, "levels": p.iter().map(|l| l.json()).collect::<Vec<_>>() });
+            }
+            println!("{out}");
+        }
         Format::Text => {
             println!("rill    {} backend, kernels {}, 1 thread, prompt {} tokens, {} tokens per stream", backend.name(), backend.kernel_path()?, args.prompt_tokens, args.gen_tokens);
             super::bench_batch::print(&levels);
             println!("batch size for a {} ms inter-token target (p95): {limit} stream(s)", args.target_itl_ms);
+            if let Some(p) = &peer {
+                println!("peer    llama.cpp (llama-server), {} thread(s), one slot per stream", args.threads);
+                super::bench_batch::print(p);
+                let ratios: Vec<String> = levels.iter().zip(p).map(|(r, p)| format!("{} streams {:.2}×", r.streams, r.aggregate / p.aggregate)).collect();
+                println!("ratio rill / peer, aggregate decode: {}", ratios.join(", "));
+            }
         }
     }
     Ok(())
@@ -267,18 +291,24 @@ fn run_peer(llama_bench: &Path, model: &Path, args: &BenchArgs) -> anyhow::Resul
     cmd.arg("-m").arg(model);
     cmd.args(["-p", &args.prompt_tokens.to_string(), "-n", &args.gen_tokens.to_string()]);
     cmd.args(["-t", &args.threads.to_string(), "-r", &args.repeats.to_string(), "-o", "json"]);
-    // A llama.cpp build with shared libraries keeps them beside its binaries.
-    if let Some(dir) = llama_bench.parent() {
-        let mut paths = vec![dir.to_path_buf()];
-        paths.extend(std::env::var_os("LD_LIBRARY_PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default());
-        cmd.env("LD_LIBRARY_PATH", std::env::join_paths(paths)?);
-    }
+    with_library_path(&mut cmd, llama_bench)?;
     eprintln!("rill: running {} …", llama_bench.display());
     let out = cmd.output().with_context(|| format!("running {}", llama_bench.display()))?;
     if !out.status.success() {
         bail!("{} failed ({}): {}", llama_bench.display(), out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
     parse_llama_bench(&out.stdout, args.prompt_tokens, args.gen_tokens).with_context(|| format!("reading the report of {}", llama_bench.display()))
+}
+
+/// A llama.cpp build with shared libraries keeps them beside its binaries: `cmd` (running
+/// `binary`) looks there first.
+pub fn with_library_path(cmd: &mut std::process::Command, binary: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = binary.parent() {
+        let mut paths = vec![dir.to_path_buf()];
+        paths.extend(std::env::var_os("LD_LIBRARY_PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default());
+        cmd.env("LD_LIBRARY_PATH", std::env::join_paths(paths)?);
+    }
+    Ok(())
 }
 
 /// llama-bench `-o json`: an array with one object per test, each with `n_prompt`, `n_gen`

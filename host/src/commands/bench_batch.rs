@@ -45,18 +45,25 @@ pub fn level(backend: &mut dyn Backend, streams: usize, prompt: &[u32], gen_toke
             arrivals[i].extend(events.iter().map(|_| now));
         }
     }
-    let steady_from = arrivals.iter().filter_map(|a| a.first().copied()).max().ok_or_else(|| anyhow::anyhow!("no tokens"))?;
-    let end = arrivals.iter().filter_map(|a| a.last().copied()).max().unwrap_or(steady_from);
-    let mut gaps_ms = Vec::new();
-    let mut tokens = 0;
-    for a in &arrivals {
-        for w in a.windows(2).filter(|w| w[0] >= steady_from) {
-            gaps_ms.push((w[1] - w[0]).as_secs_f64() * 1e3);
-            tokens += 1;
+    Level::from_arrivals(&arrivals)
+}
+
+impl Level {
+    /// The figures of streams whose tokens arrived at `arrivals` (one list per stream).
+    pub fn from_arrivals(arrivals: &[Vec<Instant>]) -> anyhow::Result<Level> {
+        let steady_from = arrivals.iter().filter_map(|a| a.first().copied()).max().ok_or_else(|| anyhow::anyhow!("no tokens"))?;
+        let end = arrivals.iter().filter_map(|a| a.last().copied()).max().unwrap_or(steady_from);
+        let mut gaps_ms = Vec::new();
+        let mut tokens = 0;
+        for a in arrivals {
+            for w in a.windows(2).filter(|w| w[0] >= steady_from) {
+                gaps_ms.push((w[1] - w[0]).as_secs_f64() * 1e3);
+                tokens += 1;
+            }
         }
+        let seconds = (end - steady_from).as_secs_f64();
+        Ok(Level { streams: arrivals.len(), aggregate: if seconds > 0.0 { tokens as f64 / seconds } else { 0.0 }, inter_token_ms: Latency::of(&gaps_ms) })
     }
-    let seconds = (end - steady_from).as_secs_f64();
-    Ok(Level { streams, aggregate: if seconds > 0.0 { tokens as f64 / seconds } else { 0.0 }, inter_token_ms: Latency::of(&gaps_ms) })
 }
 
 /// The most streams whose p95 inter-token latency meets `target_ms`: where `rill serve`'s

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_batch;
 pub mod info;
+pub mod peer_server;
 pub mod run;
 
 use crate::backend::Backend;

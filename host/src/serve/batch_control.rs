@@ -8,7 +8,14 @@
 //! again for a while, twice as long each time it fails in a row, so the limit settles instead
 //! of swinging around the target. Running streams are never stopped: the limit applies to
 //! admissions.
+//!
+//! A step that also reads a prompt chunk is longer by the chunk's work. While other streams
+//! are decoding, the chunk is scaled by target / step time after each such step (between
+//! `MIN_PROMPT_CHUNK` and the engine's default), so their tokens keep coming near the target
+//! while the prompt is read; with no one else waiting for tokens, prompts are read in full
+//! chunks.
 
+use rill_engine::scheduler::DEFAULT_PROMPT_CHUNK;
 use std::time::Duration;
 
 pub struct BatchControl {
@@ -24,6 +31,8 @@ pub struct BatchControl {
     backoff: usize,
     /// The last change was a step up (so a step down now means the probe failed).
     probing: bool,
+    /// Prompt tokens a step may read, over all generations.
+    prompt_chunk: usize,
 }
 
 /// Weight of the newest step in the running mean.
@@ -32,13 +41,20 @@ const NEWEST: f64 = 0.3;
 const SETTLE: usize = 3;
 /// The first wait after a failed step up, in steps.
 const FIRST_BACKOFF: usize = 32;
+/// The smallest prompt chunk: however slow a step, a prompt still moves on.
+const MIN_PROMPT_CHUNK: usize = 32;
 
 impl BatchControl {
     /// Aims at `target` inter-token latency with at most `max` streams; `None` runs `max` always.
     pub fn new(target: Option<Duration>, max: usize) -> BatchControl {
         let max = max.max(1);
         let limit = if target.is_some() { 1 } else { max };
-        BatchControl { target, max, limit, mean: 0.0, steps: 0, hold: 0, backoff: FIRST_BACKOFF, probing: false }
+        BatchControl { target, max, limit, mean: 0.0, steps: 0, hold: 0, backoff: FIRST_BACKOFF, probing: false, prompt_chunk: DEFAULT_PROMPT_CHUNK }
+    }
+
+    /// Prompt tokens the next step may read.
+    pub fn prompt_chunk(&self) -> usize {
+        self.prompt_chunk
     }
 
     /// Streams that may run at once now.
@@ -46,10 +62,18 @@ impl BatchControl {
         self.limit
     }
 
-    /// A step of `streams` generations took `took`; `waiting` requests want to start.
-    pub fn observe(&mut self, took: Duration, streams: usize, waiting: usize) {
+    /// A step of `streams` generations, `reading` of them still reading their prompts, took
+    /// `took`; `waiting` requests want to start.
+    pub fn observe(&mut self, took: Duration, streams: usize, reading: usize, waiting: usize) {
         let Some(target) = self.target else { return };
         if streams == 0 {
+            return;
+        }
+        if reading > 0 {
+            // Decoding streams pay for the chunk in inter-token latency; a prompt alone does not.
+            let scaled = self.prompt_chunk as f64 * target.as_secs_f64() / took.as_secs_f64().max(1e-6);
+            self.prompt_chunk = if reading < streams { (scaled as usize).clamp(MIN_PROMPT_CHUNK, DEFAULT_PROMPT_CHUNK) } else { DEFAULT_PROMPT_CHUNK };
+            // Prompt steps say nothing about decode steps: the batch limit is judged on those.
             return;
         }
         let t = took.as_secs_f64();
@@ -97,7 +121,7 @@ mod tests {
             let streams = control.limit();
             let took = 10.0 + per_stream_ms * streams as f64;
             over += (took > 100.0) as usize;
-            control.observe(Duration::from_secs_f64(took / 1e3), streams, waiting);
+            control.observe(Duration::from_secs_f64(took / 1e3), streams, 0, waiting);
             limits.push(control.limit());
         }
         (over, limits)
@@ -128,5 +152,26 @@ mod tests {
         run(&mut control, 1.0, 5, 50);
         assert_eq!(control.limit(), 3);
         assert_eq!(BatchControl::new(None, 8).limit(), 8);
+    }
+
+    #[test]
+    fn the_prompt_chunk_fits_the_target_while_others_decode() {
+        // A step: 10 ms, 14 ms per decoding stream, 0.5 ms per prompt token read.
+        let step = |decoding: usize, chunk: usize| Duration::from_secs_f64((10.0 + 14.0 * decoding as f64 + 0.5 * chunk as f64) / 1e3);
+        let mut control = BatchControl::new(target(), 8);
+        for _ in 0..10 {
+            control.observe(step(1, control.prompt_chunk()), 2, 1, 0);
+        }
+        // 10 + 14 + 0.5·c = 100 at c = 152.
+        assert!((145..=160).contains(&control.prompt_chunk()), "{}", control.prompt_chunk());
+        // A prompt alone keeps nobody waiting: full chunks.
+        control.observe(step(0, control.prompt_chunk()), 1, 1, 0);
+        assert_eq!(control.prompt_chunk(), DEFAULT_PROMPT_CHUNK);
+        // However slow the others' steps, a prompt still moves on.
+        for _ in 0..10 {
+            control.observe(step(20, control.prompt_chunk()), 21, 1, 0);
+        }
+        assert_eq!(control.prompt_chunk(), MIN_PROMPT_CHUNK);
+        assert_eq!(control.limit(), 1, "prompt steps do not move the batch limit");
     }
 }

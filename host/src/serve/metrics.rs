@@ -29,6 +29,7 @@ pub struct Metrics {
     pub step_seconds: Histogram,
     pub active_sequences: Gauge,
     pub batch_limit: Gauge,
+    pub prompt_chunk: Gauge,
     pub queue_depth: Gauge,
     pub kv_cache_bytes: Gauge,
     pub prefix_cache_bytes: Gauge,
@@ -56,6 +57,7 @@ impl Metrics {
             step_seconds: seconds(),
             active_sequences: Gauge::default(),
             batch_limit: Gauge::default(),
+            prompt_chunk: Gauge::default(),
             queue_depth: Gauge::default(),
             kv_cache_bytes: Gauge::default(),
             prefix_cache_bytes: Gauge::default(),
@@ -79,6 +81,7 @@ impl Metrics {
         r.register("step_seconds", "Rounds of the engine loop: one batched step (a token for each stream)", m.step_seconds.clone());
         r.register("active_sequences", "Generations the engine is running", m.active_sequences.clone());
         r.register("batch_limit", "Generations the adaptive batch size lets run at once (--target-itl-ms)", m.batch_limit.clone());
+        r.register("prompt_chunk", "Prompt tokens a step may read, over all generations (adapted to --target-itl-ms while others decode)", m.prompt_chunk.clone());
         r.register("queue_depth", "Requests waiting for the engine", m.queue_depth.clone());
         r.register("kv_cache_bytes", "KV cache blocks held (generations and prefix cache)", m.kv_cache_bytes.clone());
         r.register("prefix_cache_bytes", "KV blocks the prefix cache holds", m.prefix_cache_bytes.clone());

@@ -128,6 +128,7 @@ impl Worker {
             // for all, the others find their token waiting. Its duration is the streams'
             // inter-token latency, which sets how many may run at once.
             let (round, streams) = (Instant::now(), self.active.len());
+            let reading = self.active.iter().filter(|a| a.first_token.is_none()).count();
             let mut i = 0;
             while i < self.active.len() {
                 match self.pull(i) {
@@ -145,9 +146,16 @@ impl Worker {
                 }
             }
             let waiting = self.waiting.len() + self.queued.load(Ordering::SeqCst);
-            self.batch.observe(round.elapsed(), streams, waiting);
+            let chunk = self.batch.prompt_chunk();
+            self.batch.observe(round.elapsed(), streams, reading, waiting);
             self.metrics.step_seconds.observe(round.elapsed().as_secs_f64());
             self.metrics.batch_limit.set(self.batch.limit() as i64);
+            self.metrics.prompt_chunk.set(self.batch.prompt_chunk() as i64);
+            if self.batch.prompt_chunk() != chunk {
+                if let Err(e) = self.backend.set_prompt_chunk(self.batch.prompt_chunk()) {
+                    self.trapped(&format!("{e:#}")); // a setter fails only by trapping
+                }
+            }
         }
     }
 
@@ -328,6 +336,8 @@ impl Worker {
             match (self.open)() {
                 Ok(b) => {
                     self.backend = b;
+                    // Should this trap, the next call finds out and replaces the instance again.
+                    let _ = self.backend.set_prompt_chunk(self.batch.prompt_chunk());
                     return;
                 }
                 Err(e) => {
