@@ -4,7 +4,9 @@
 //!     cargo bench -p rill-kernels --target wasm32-wasip2     # in wasmtime (scalar, simd128)
 //!
 //! `matvec` streams a 64 MiB weight matrix against one activation row (decode's shape: memory
-//! bound when the kernel keeps up); `dot` repeats one 8 KiB row that stays in L1 (compute bound).
+//! bound when the kernel keeps up); `matmul ×8` multiplies it with 8 activation rows at once
+//! (batched decode's shape: each weight row is unpacked once per tile of rows), counted as 8
+//! passes over the weights; `dot` repeats one 8 KiB row that stays in L1 (compute bound).
 //! The first line measures plain memory read bandwidth on the same machine for comparison.
 
 use rill_kernels::{matmul, quantize_activations, vec_dot, KernelPath, QuantType};
@@ -65,8 +67,8 @@ fn main() {
     let target = if cfg!(target_arch = "wasm32") { "wasm32 (wasmtime)" } else { std::env::consts::ARCH };
     println!("rill-kernels throughput on {target}, K = {K}; GB/s of weight bytes");
     println!("memory read bandwidth: {:.1} GB/s\n", memory_read_gbps());
-    println!("| format | path | matvec GB/s | dot (in L1) GB/s |");
-    println!("| --- | --- | ---: | ---: |");
+    println!("| format | path | matvec GB/s | matmul ×8 GB/s | dot (in L1) GB/s |");
+    println!("| --- | --- | ---: | ---: | ---: |");
     let x: Vec<f32> = (0..K).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
     let weight_types = QuantType::ALL.into_iter().filter(|t| t.vec_dot_type().is_some());
     for ty in weight_types.filter(|t| filter.is_empty() || filter.iter().any(|f| f == t.name())) {
@@ -79,8 +81,11 @@ fn main() {
         let a: &mut [u8] = &mut bytemuck::cast_slice_mut(&mut a)[..act.row_bytes(K).unwrap()];
         quantize_activations(act, &x, a).unwrap();
         let mut out = vec![0f32; rows];
+        let x8: Vec<f32> = (0..8).flat_map(|_| x.iter().copied()).collect();
+        let mut out8 = vec![0f32; 8 * rows];
         for path in KernelPath::available() {
             let t_mv = best_of(3, || matmul(path, ty, w, &x, K, &mut out).unwrap());
+            let t_mm = best_of(3, || matmul(path, ty, w, &x8, K, &mut out8).unwrap());
             // One L1-resident row, repeated until as many bytes as the matrix have passed.
             let row = &w[..row_bytes];
             let reps = MATRIX_BYTES / row_bytes / 4;
@@ -89,7 +94,7 @@ fn main() {
                     black_box(vec_dot(path, ty, black_box(row), a).unwrap());
                 }
             });
-            println!("| {ty} | {path} | {:.1} | {:.1} |", gbps(rows * row_bytes, t_mv), gbps(reps * row_bytes, t_dot));
+            println!("| {ty} | {path} | {:.1} | {:.1} | {:.1} |", gbps(rows * row_bytes, t_mv), gbps(8 * rows * row_bytes, t_mm), gbps(reps * row_bytes, t_dot));
         }
     }
 }
