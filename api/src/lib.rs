@@ -5,8 +5,10 @@
 pub mod error;
 pub mod request;
 pub mod response;
+pub mod served_model;
 
 pub use error::ApiError;
 pub use request::{parse_chat, parse_completion, Endpoint, GenerationRequest, PromptSpec};
 pub use response::{sse_event, usage_json, Finish, Latency, ResponseWriter, Timings, TokenOut, SSE_DONE};
+pub use served_model::{health, ServedModel};
 pub use rill_engine::engine::Usage;

@@ -179,6 +179,16 @@ impl ResponseWriter {
         v
     }
 
+    /// The events that end a stream: the finish chunk, the usage chunk when asked for, and
+    /// `[DONE]`.
+    pub fn stream_end(&self, finish: Finish, usage: Usage, timings: &Timings, include_usage: bool) -> String {
+        let mut text = sse_event(&self.finish_chunk(finish, timings));
+        if include_usage {
+            text += &sse_event(&self.usage_chunk(usage, timings));
+        }
+        text + SSE_DONE
+    }
+
     /// The whole non-streaming response.
     pub fn complete(&self, tokens: &[TokenOut], finish: Finish, usage: Usage, timings: &Timings) -> Value {
         let text: String = tokens.iter().map(|t| t.text.as_str()).collect();

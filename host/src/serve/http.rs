@@ -8,8 +8,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use rill_api::{sse_event, ApiError, Endpoint, GenerationRequest, ResponseWriter, TokenOut, SSE_DONE};
-use serde_json::json;
+use rill_api::{sse_event, ApiError, Endpoint, ResponseWriter, TokenOut};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -48,7 +47,7 @@ async fn generate(state: Arc<AppState>, endpoint: Endpoint, headers: HeaderMap, 
 
 async fn start(state: &Arc<AppState>, endpoint: Endpoint, headers: &HeaderMap, body: Body, arrived: Instant) -> Result<Response, ApiError> {
     let bytes = axum::body::to_bytes(body, state.body_limit).await.map_err(|_| ApiError::too_large(state.body_limit))?;
-    let request = state.parse(endpoint, &bytes)?;
+    let request = state.model.parse(endpoint, &bytes)?;
     let stream = Arc::new(TokenStream::new(arrived));
     state.engine.submit(Job {
         prompt: request.prompt.clone(),
@@ -64,7 +63,7 @@ async fn start(state: &Arc<AppState>, endpoint: Endpoint, headers: &HeaderMap, b
         return Err(e);
     }
     let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let writer = ResponseWriter::new(endpoint, state.next_id(), created, &state.model_id, request.logprobs);
+    let writer = ResponseWriter::new(endpoint, state.next_id(), created, &state.model.id, request.logprobs);
     if request.stream {
         Ok(sse_response(SseState { stream, _guard: guard, writer, include_usage: request.include_usage, first: true, pending: Some(first), done: false }))
     } else {
@@ -123,11 +122,7 @@ fn sse_response(state: SseState) -> Response {
             }
             Item::End(End::Done { finish, usage, timings }) => {
                 s.done = true;
-                let mut text = sse_event(&s.writer.finish_chunk(finish, &timings));
-                if s.include_usage {
-                    text += &sse_event(&s.writer.usage_chunk(usage, &timings));
-                }
-                text + SSE_DONE
+                s.writer.stream_end(finish, usage, &timings, s.include_usage)
             }
             // Mid-stream failures (the engine trapped) end the stream with an error event, as
             // OpenAI's and llama-server's streams do.
@@ -148,19 +143,19 @@ fn sse_response(state: SseState) -> Response {
 }
 
 pub async fn models(State(state): State<Arc<AppState>>) -> Response {
-    axum::Json(json!({ "object": "list", "data": [state.model_object()] })).into_response()
+    axum::Json(state.model.list()).into_response()
 }
 
 pub async fn model(State(state): State<Arc<AppState>>, axum::extract::Path(id): axum::extract::Path<String>) -> Response {
-    if id == state.model_id {
-        axum::Json(state.model_object()).into_response()
+    if id == state.model.id {
+        axum::Json(state.model.object()).into_response()
     } else {
         error_response(&ApiError::model_not_found(&id))
     }
 }
 
 pub async fn health() -> Response {
-    axum::Json(json!({ "status": "ok" })).into_response()
+    axum::Json(rill_api::health()).into_response()
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
@@ -169,22 +164,4 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 
 pub async fn not_found(uri: axum::http::Uri) -> Response {
     error_response(&ApiError::not_found(uri.path()))
-}
-
-impl AppState {
-    /// Parses a generation request and checks the model it names.
-    pub fn parse(&self, endpoint: Endpoint, body: &[u8]) -> Result<GenerationRequest, ApiError> {
-        let request = match endpoint {
-            Endpoint::Chat => rill_api::parse_chat(body, &self.defaults),
-            Endpoint::Completion => rill_api::parse_completion(body, &self.defaults),
-        }?;
-        match &request.model {
-            Some(m) if *m != self.model_id => Err(ApiError::model_not_found(m)),
-            _ => Ok(request),
-        }
-    }
-
-    fn model_object(&self) -> serde_json::Value {
-        json!({ "id": self.model_id, "object": "model", "created": self.started, "owned_by": "rill" })
-    }
 }

@@ -19,7 +19,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use clap::Args;
-use rill_api::ApiError;
+use rill_api::{ApiError, ServedModel};
 use rill_engine::GenerateParams;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,14 +61,11 @@ pub struct ServeArgs {
 pub struct AppState {
     engine: worker::EngineHandle,
     metrics: Arc<metrics::Metrics>,
-    /// The id clients use for the loaded model (`/v1/models`).
-    model_id: String,
-    /// Generation settings from rill.toml, for what a request leaves out.
-    defaults: GenerateParams,
+    /// The loaded model as clients see it, with the generation settings from rill.toml for
+    /// what a request leaves out.
+    model: ServedModel,
     api_key: Option<String>,
     body_limit: usize,
-    /// Unix seconds at start (the model's `created`).
-    started: u64,
     requests: AtomicU64,
 }
 
@@ -101,17 +98,15 @@ pub fn serve(args: ServeArgs, config: Config, model: PathBuf) -> anyhow::Result<
     let state = Arc::new(AppState {
         engine,
         metrics,
-        model_id,
-        defaults,
+        model: ServedModel { id: model_id, defaults, created: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) },
         api_key: args.api_key.filter(|k| !k.is_empty()),
         body_limit: args.max_body_kib << 10,
-        started: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         requests: AtomicU64::new(0),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port)).await.with_context(|| format!("listening on {}:{}", args.host, args.port))?;
-        eprintln!("rill serve: model {} listening on http://{}", state.model_id, listener.local_addr()?);
+        eprintln!("rill serve: model {} listening on http://{}", state.model.id, listener.local_addr()?);
         axum::serve(listener, router(state)).with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

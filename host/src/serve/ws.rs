@@ -105,7 +105,7 @@ fn handle(state: &Arc<AppState>, text: &str, running: &Running, frames: &mpsc::S
         Some("generate") => {
             let endpoint = if frame.contains_key("messages") { Endpoint::Chat } else { Endpoint::Completion };
             frame.remove("stream");
-            let request = state.parse(endpoint, Value::Object(frame).to_string().as_bytes()).map_err(fail)?;
+            let request = state.model.parse(endpoint, Value::Object(frame).to_string().as_bytes()).map_err(fail)?;
             let stream = Arc::new(TokenStream::new(arrived));
             {
                 let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
