@@ -67,6 +67,20 @@ impl ApiError {
     }
 }
 
+/// What the client is told when the engine refuses or fails a generation: the engine's
+/// message, with a status and code for its kind.
+impl From<&rill_engine::EngineError> for ApiError {
+    fn from(e: &rill_engine::EngineError) -> ApiError {
+        use rill_engine::EngineError::*;
+        match e {
+            InvalidArgument(m) | Unsupported(m) => ApiError::invalid(m.clone(), None),
+            ContextOverflow(m) => ApiError::invalid(m.clone(), None).with_code("context_length_exceeded"),
+            OutOfMemory(m) => ApiError::unavailable(m.clone()),
+            InvalidModel(m) => ApiError::internal(m.clone()),
+        }
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}: {}", self.status, self.kind, self.message)

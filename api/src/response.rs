@@ -64,6 +64,14 @@ pub enum Finish {
 }
 
 impl Finish {
+    /// How the engine says it ended (`None`: cancelled, reported as a stop).
+    pub fn of(reason: Option<rill_engine::engine::FinishReason>) -> Finish {
+        match reason {
+            Some(rill_engine::engine::FinishReason::Length) => Finish::Length,
+            _ => Finish::Stop,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Finish::Stop => "stop",

@@ -13,5 +13,5 @@ pub mod prefix_cache;
 
 pub use engine::{ContextPolicy, Engine, EngineError, GenerateParams, Generation, Prompt, TokenEvent, TokenLogprob, MAX_TOP_LOGPROBS};
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod export;

@@ -12,12 +12,6 @@ use std::time::{Duration, Instant};
 
 const MODEL_ID: &str = "gemma-3-270m-q4_k_m";
 
-fn python(script: &str, args: &[&str]) -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/clients/").to_string() + script;
-    let out = Command::new("python3").arg(&path).args(args).output().expect("python3 runs");
-    assert!(out.status.success(), "{script} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
-}
 
 fn chat(content: &str, max_tokens: u32) -> Value {
     json!({ "model": MODEL_ID, "messages": [{ "role": "user", "content": content }], "max_tokens": max_tokens, "temperature": 0 })
@@ -26,78 +20,27 @@ fn chat(content: &str, max_tokens: u32) -> Value {
 #[test]
 fn the_openai_python_client_chats_streams_and_completes() {
     let server = Server::start(&[], &[]);
-    let out = python("openai_client.py", &[&server.url(""), MODEL_ID]);
-    assert_eq!(out["models"], json!([MODEL_ID]));
-
-    let (plain, streamed) = (&out["chat"], &out["chat_stream"]);
-    assert_eq!((plain["role"].as_str(), plain["finish_reason"].as_str()), (Some("assistant"), Some("length")));
-    assert_eq!(plain["usage"]["completion_tokens"], 8);
-    assert!(plain["content"].as_str().is_some_and(|c| !c.is_empty()), "{plain}");
-    // Greedy: streaming changes how the reply travels, not what it is.
-    assert_eq!(streamed["content"], plain["content"]);
-    assert_eq!((streamed["role"].as_str(), streamed["finish_reason"].as_str()), (Some("assistant"), Some("length")));
-    assert_eq!(streamed["usage"], plain["usage"]);
-    assert!(streamed["chunks"].as_u64().unwrap() >= 3, "{streamed}");
-
-    // The completion is the CLI's greedy continuation, token by token with log-probabilities.
-    let completion = &out["completion"];
-    let cli = common::ok_stdout(&["run", "--model", &common::model(), "--prompt", "Once upon a time", "--max-tokens", "8", "--temperature", "0"]);
-    assert_eq!(completion["text"].as_str().unwrap(), cli.trim_end_matches('\n'));
-    let tokens: Vec<&str> = completion["tokens"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
-    assert_eq!(tokens.len(), 8);
-    assert_eq!(tokens.concat(), completion["text"].as_str().unwrap());
-    for (lp, top) in completion["token_logprobs"].as_array().unwrap().iter().zip(completion["top_logprobs"].as_array().unwrap()) {
-        let lp = lp.as_f64().unwrap();
-        let best = top.as_object().unwrap().values().map(|v| v.as_f64().unwrap()).fold(f64::MIN, f64::max);
-        assert_eq!(top.as_object().unwrap().len(), 2);
-        assert!(lp <= 0.0 && (lp - best).abs() < 1e-6, "greedy picks the most likely token: {lp} vs {best}");
-    }
-    for step in out["chat_logprobs"].as_array().unwrap() {
-        let top: Vec<f64> = step["top"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-        assert_eq!(top.len(), 3);
-        assert!(top.windows(2).all(|w| w[0] >= w[1]), "most likely first: {top:?}");
-        assert!((step["logprob"].as_f64().unwrap() - top[0]).abs() < 1e-6);
-    }
+    let out = common::python("openai_client.py", &[&server.url(""), MODEL_ID]);
+    common::check_openai_client(&out, MODEL_ID);
     // The second conversation with the same long system prompt starts from its cached blocks.
     let shared = out["shared_prefix"].as_array().unwrap();
     assert_eq!(shared[0]["cached_tokens"], 0, "{shared:?}");
     let (prompt, cached) = (shared[1]["prompt_tokens"].as_u64().unwrap(), shared[1]["cached_tokens"].as_u64().unwrap());
     assert!(cached >= 64 && cached < prompt, "{shared:?}");
     assert_eq!(server.metric("rill_cached_prompt_tokens_total"), cached as f64);
-    assert_eq!(out["unknown_model"], json!({ "status": 404, "code": "model_not_found" }));
     server.assert_healthy();
 }
 
 #[test]
 fn curl_receives_sse_events_one_by_one_as_they_are_generated() {
     let server = Server::start(&[], &[]);
-    let body = json!({ "model": MODEL_ID, "prompt": "Once upon a time", "max_tokens": 24, "temperature": 0, "stream": true }).to_string();
-    let mut curl = Command::new("curl").args(["-sN", &server.url("/v1/completions"), "-H", "Content-Type: application/json", "-d", &body]).stdout(Stdio::piped()).spawn().unwrap();
-    let mut events: Vec<(Instant, String)> = Vec::new();
-    for line in BufReader::new(curl.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if let Some(data) = line.strip_prefix("data: ") {
-            events.push((Instant::now(), data.to_string()));
-        }
-    }
-    assert!(curl.wait().unwrap().success());
-    assert_eq!(events.last().unwrap().1, "[DONE]");
-    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|(_, d)| serde_json::from_str(d).unwrap()).collect();
-    let text_events = chunks.iter().filter(|c| c["choices"][0]["text"].as_str().is_some_and(|t| !t.is_empty())).count();
-    assert!(text_events >= 12, "curl reads as fast as tokens come: most tokens get their own event ({text_events} of 24)");
-    let last = chunks.last().unwrap();
-    assert_eq!(last["choices"][0]["finish_reason"], "length");
-    // Events were spread over the decoding, not sent together at the end: the first arrived
-    // at least half the decode time before the last.
-    let decode_ms = last["timings"]["decode_ms"].as_f64().unwrap();
-    let spread_ms = (events[events.len() - 2].0 - events[0].0).as_secs_f64() * 1e3;
-    assert!(spread_ms >= 0.5 * decode_ms, "events arrived within {spread_ms:.0} ms of a {decode_ms:.0} ms decode");
+    common::check_curl_sse(&server, MODEL_ID);
 }
 
 #[test]
 fn a_websocket_runs_two_generations_at_once_and_cancels_one() {
     let server = Server::start(&[], &[]);
-    let out = python("ws_client.py", &[&format!("ws://{}/v1/ws", server.addr)]);
+    let out = common::python("ws_client.py", &[&format!("ws://{}/v1/ws", server.addr)]);
     let (long, short) = (&out["ends"]["long"], &out["ends"]["short"]);
     assert_eq!((long["type"].as_str(), long["finish_reason"].as_str()), (Some("done"), Some("cancelled")), "{out}");
     assert!(out["tokens"]["long"].as_u64().unwrap() < 40, "cancelled within a step or two: {out}");
@@ -273,7 +216,7 @@ fn under_a_kv_budget_requests_are_preempted_not_failed() {
 fn a_load_of_concurrent_clients_loses_no_request() {
     // CI's short version (16 clients × 2 requests); the full one is 64 × 4 (README).
     let server = Server::start(&["--queue", "8", "--kv-budget-mib", "24"], &[]);
-    let out = python("load_test.py", &[&server.url(""), MODEL_ID, "--clients", "16", "--requests", "2"]);
+    let out = common::python("load_test.py", &[&server.url(""), MODEL_ID, "--clients", "16", "--requests", "2"]);
     eprintln!("load test: {out}");
     assert_eq!(out["requests"], 32);
     assert_eq!((out["lost"].as_u64(), out["failed"].as_u64(), out["bad-refusal"].as_u64()), (Some(0), Some(0), Some(0)), "{out}");

@@ -7,9 +7,8 @@ use super::metrics::Metrics;
 use super::stream::{End, TokenStream};
 use crate::backend::{is_trap, Backend, EngineFailure, FailureKind, PromptInput, SeqHandle};
 use std::collections::VecDeque;
-use rill_api::{ApiError, Finish, Latency, PromptSpec, Timings, TokenOut};
-use rill_engine::engine::FinishReason;
-use rill_engine::GenerateParams;
+use rill_api::{ApiError, Finish, PromptSpec, TokenClock, TokenOut};
+use rill_engine::{EngineError, GenerateParams};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -92,10 +91,7 @@ struct Worker {
 struct Active {
     job: Job,
     handle: SeqHandle,
-    started: Instant,
-    first_token: Option<Instant>,
-    last_token: Option<Instant>,
-    gaps_ms: Vec<f64>,
+    clock: TokenClock,
     tokens: usize,
     /// Test builds: (after how many tokens, the trigger).
     #[cfg(feature = "fault-injection")]
@@ -128,7 +124,7 @@ impl Worker {
             // for all, the others find their token waiting. Its duration is the streams'
             // inter-token latency, which sets how many may run at once.
             let (round, streams) = (Instant::now(), self.active.len());
-            let reading = self.active.iter().filter(|a| a.first_token.is_none()).count();
+            let reading = self.active.iter().filter(|a| a.clock.time_to_first_token().is_none()).count();
             let mut i = 0;
             while i < self.active.len() {
                 match self.pull(i) {
@@ -189,13 +185,11 @@ impl Worker {
             };
             match self.backend.start(input, job.params.clone()) {
                 Ok(handle) => {
+                    let clock = TokenClock::started(job.stream.arrived);
                     self.active.push(Active {
                         job,
                         handle,
-                        started: Instant::now(),
-                        first_token: None,
-                        last_token: None,
-                        gaps_ms: Vec::new(),
+                        clock,
                         tokens: 0,
                         #[cfg(feature = "fault-injection")]
                         trap,
@@ -245,18 +239,10 @@ impl Worker {
         };
         let now = Instant::now();
         for event in events {
-            match a.last_token {
-                Some(prev) => {
-                    let gap = now - prev;
-                    self.metrics.inter_token_seconds.observe(gap.as_secs_f64());
-                    a.gaps_ms.push(gap.as_secs_f64() * 1e3);
-                }
-                None => {
-                    a.first_token = Some(now);
-                    self.metrics.time_to_first_token_seconds.observe((now - a.job.stream.arrived).as_secs_f64());
-                }
+            match a.clock.token(now) {
+                Some(gap) => self.metrics.inter_token_seconds.observe(gap.as_secs_f64()),
+                None => self.metrics.time_to_first_token_seconds.observe((now - a.job.stream.arrived).as_secs_f64()),
             }
-            a.last_token = Some(now);
             a.tokens += 1;
             a.job.stream.push(TokenOut { text: event.text, logprob: event.logprob, top_logprobs: event.top_logprobs });
         }
@@ -273,18 +259,7 @@ impl Worker {
     fn done(&self, i: usize, outcome: crate::backend::Outcome) -> End {
         let a = &self.active[i];
         let usage = outcome.usage;
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let t = outcome.timings;
-        let timings = Timings {
-            queue_ms: ms(a.started - a.job.stream.arrived),
-            prompt_ms: ms(t.prompt),
-            // Tokens computed, not those the prefix cache supplied.
-            prompt_tokens_per_second: rill_api::response::rate(usage.prompt_tokens - usage.cached_tokens, ms(t.prompt)),
-            time_to_first_token_ms: a.first_token.map_or(0.0, |f| ms(f - a.job.stream.arrived)),
-            decode_ms: ms(t.decode),
-            decode_tokens_per_second: rill_api::response::rate(usage.completion_tokens.saturating_sub(1), ms(t.decode)),
-            inter_token_ms: Latency::of(&a.gaps_ms),
-        };
+        let timings = a.clock.timings(usage, &outcome.timings);
         self.metrics.prompt_tokens.inc_by(usage.prompt_tokens as u64);
         self.metrics.cached_prompt_tokens.inc_by(usage.cached_tokens as u64);
         self.metrics.preemptions.inc_by(usage.preemptions as u64);
@@ -293,10 +268,7 @@ impl Worker {
         if timings.decode_ms > 0.0 {
             self.metrics.decode_tokens_per_second.observe(timings.decode_tokens_per_second);
         }
-        let finish = match outcome.finish {
-            Some(FinishReason::Length) => Finish::Length,
-            _ => Finish::Stop,
-        };
+        let finish = Finish::of(outcome.finish);
         End::Done { finish, usage, timings }
     }
 
@@ -357,13 +329,18 @@ fn is_out_of_memory(e: &anyhow::Error) -> bool {
 /// What the client is told about an engine failure.
 fn failure(e: &anyhow::Error) -> ApiError {
     match e.downcast_ref::<EngineFailure>() {
-        Some(EngineFailure::Reported { kind, message }) => match kind {
-            FailureKind::InvalidArgument | FailureKind::Unsupported => ApiError::invalid(message.clone(), None),
-            FailureKind::ContextOverflow => ApiError::invalid(message.clone(), None).with_code("context_length_exceeded"),
-            FailureKind::OutOfMemory => ApiError::unavailable(message.clone()),
-            FailureKind::Cancelled => ApiError::invalid(message.clone(), None).with_code("cancelled"),
-            FailureKind::InvalidModel | FailureKind::Internal => ApiError::internal(message.clone()),
-        },
+        Some(EngineFailure::Reported { kind, message }) => {
+            let engine = |e: fn(String) -> EngineError| ApiError::from(&e(message.clone()));
+            match kind {
+                FailureKind::InvalidArgument => engine(EngineError::InvalidArgument),
+                FailureKind::Unsupported => engine(EngineError::Unsupported),
+                FailureKind::ContextOverflow => engine(EngineError::ContextOverflow),
+                FailureKind::OutOfMemory => engine(EngineError::OutOfMemory),
+                FailureKind::InvalidModel => engine(EngineError::InvalidModel),
+                FailureKind::Cancelled => ApiError::invalid(message.clone(), None).with_code("cancelled"),
+                FailureKind::Internal => ApiError::internal(message.clone()),
+            }
+        }
         Some(EngineFailure::Trapped(message)) => ApiError::internal(format!("the engine trapped: {message}")),
         None => ApiError::internal(format!("{e:#}")),
     }

@@ -1,9 +1,10 @@
-//! A real `rill serve` process on a free port, and a plain HTTP/1.1 client that can send what
-//! well-behaved clients never do (invalid UTF-8, oversized bodies, half-read streams).
+//! A real server process (`rill serve`, or `wasmtime serve` running the edge worker) on a free
+//! port, and a plain HTTP/1.1 client that can send what well-behaved clients never do (invalid
+//! UTF-8, oversized bodies, half-read streams).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -19,20 +20,27 @@ impl Server {
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
         let model = super::model();
         let mut cmd = super::rill_command();
-        cmd.args(["serve", "--port", "0", "--model", &model]).args(args).envs(env.iter().copied()).stderr(Stdio::piped()).stdout(Stdio::null());
-        let mut child = cmd.spawn().unwrap();
+        cmd.args(["serve", "--port", "0", "--model", &model]).args(args).envs(env.iter().copied());
+        Server::spawn(cmd, "rill serve", "listening on http://")
+    }
+
+    /// Starts `cmd` (a server told to listen on port 0) and waits until its stderr says
+    /// `marker` followed by the address it listens on.
+    pub fn spawn(mut cmd: Command, name: &'static str, marker: &'static str) -> Server {
+        cmd.stderr(Stdio::piped()).stdout(Stdio::null());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
         let stderr = BufReader::new(child.stderr.take().unwrap());
         let (tx, rx) = mpsc::channel();
         // Keeps reading stderr for the life of the server (a full pipe would block it), echoing it.
         std::thread::spawn(move || {
             for line in stderr.lines().map_while(Result::ok) {
-                eprintln!("[rill serve] {line}");
-                if let Some(addr) = line.split("listening on http://").nth(1) {
-                    let _ = tx.send(addr.trim().to_string());
+                eprintln!("[{name}] {line}");
+                if let Some(addr) = line.split(marker).nth(1) {
+                    let _ = tx.send(addr.trim().trim_end_matches('/').to_string());
                 }
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(120)).expect("rill serve did not start listening");
+        let addr = rx.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|_| panic!("{name} did not start listening"));
         Server { child, addr }
     }
 
