@@ -78,6 +78,15 @@ enum Command {
         #[command(flatten)]
         args: commands::bench::BenchArgs,
     },
+    /// Write the edge worker (a wasi:http/proxy component) with the model already loaded in
+    /// its memory image, for hosts that start a fresh instance per request.
+    Bake {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Where to write the worker component.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Download a known model (default: the reference model) into the model cache.
     Pull {
         /// Model name; `--list` shows the known ones.
@@ -178,6 +187,10 @@ fn main() -> ExitCode {
             let start = Instant::now();
             let mut backend = open(&config, &path)?;
             commands::bench::bench(backend.as_mut(), start.elapsed(), &path, args)
+        }
+        Command::Bake { model, output } => {
+            let config = settings(config_path, &model, None)?;
+            commands::bake::bake(&model_path(&config)?, &output)
         }
         Command::Pull { name, dir, list } => {
             let (config, _) = Config::load(config_path)?;

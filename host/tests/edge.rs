@@ -12,22 +12,24 @@ use std::process::Command;
 
 const MODEL_ID: &str = "gemma-3-270m-q4_k_m";
 
-/// `wasmtime serve` on a free port running the worker, the model's folder preopened as /models.
-fn wasmtime_serve() -> Server {
+/// `wasmtime serve` on a free port running the worker component `wasm` with `args`.
+fn wasmtime_serve_component(wasm: &Path, args: &[String]) -> Server {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/wasmtime-path");
     let out = Command::new(script).output().expect("scripts/wasmtime-path runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let wasmtime = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let mut cmd = Command::new(wasmtime);
+    cmd.args(["serve", "-W", "simd=y,relaxed-simd=y", "-S", "cli", "--addr", "127.0.0.1:0"]).args(args).arg(wasm);
+    Server::spawn(cmd, "wasmtime serve", "Serving HTTP on http://")
+}
+
+/// The plain worker, the model's folder preopened as /models.
+fn wasmtime_serve() -> Server {
     let model = common::model();
     let model = Path::new(&model);
-    let mut cmd = Command::new(wasmtime);
-    cmd.args(["serve", "-W", "simd=y,relaxed-simd=y", "-S", "cli", "--addr", "127.0.0.1:0"])
-        .arg("--dir")
-        .arg(format!("{}::/models", model.parent().unwrap().display()))
-        .arg("--env")
-        .arg(format!("RILL_MODEL=/models/{}", model.file_name().unwrap().to_string_lossy()))
-        .arg(env!("RILL_EDGE_WASM"));
-    Server::spawn(cmd, "wasmtime serve", "Serving HTTP on http://")
+    let preopen = format!("{}::/models", model.parent().unwrap().display());
+    let env = format!("RILL_MODEL=/models/{}", model.file_name().unwrap().to_string_lossy());
+    wasmtime_serve_component(Path::new(env!("RILL_EDGE_WASM")), &["--dir".into(), preopen, "--env".into(), env])
 }
 
 #[test]
@@ -70,4 +72,19 @@ fn concurrent_requests_each_get_their_answer() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert_eq!(together, alone);
+}
+
+#[test]
+fn a_baked_worker_serves_with_no_model_file_in_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let baked = dir.path().join("worker.wasm");
+    let out = common::rill(&["bake", "--model", &common::model(), "-o", baked.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // No folder preopened, no RILL_MODEL: every fresh instance has the model in its memory image.
+    let server = wasmtime_serve_component(&baked, &[]);
+    let out = common::python("openai_client.py", &[&server.url(""), MODEL_ID]);
+    common::check_openai_client(&out, MODEL_ID);
+    // A bad model path is refused at bake time, with the reason.
+    let out = common::rill(&["bake", "--model", "/nonexistent/m.gguf", "-o", baked.to_str().unwrap()]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("m.gguf"));
 }

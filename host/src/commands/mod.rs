@@ -1,5 +1,6 @@
 //! The `rill` subcommands, written against [`Backend`] so they run the same on either backend.
 
+pub mod bake;
 pub mod bench;
 pub mod bench_batch;
 pub mod info;
