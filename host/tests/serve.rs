@@ -7,8 +7,7 @@ mod common;
 use common::server::Server;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const MODEL_ID: &str = "gemma-3-270m-q4_k_m";
 
