@@ -2,8 +2,10 @@
 
 mod backend;
 mod commands;
+mod compiled;
 mod config;
 mod dirs;
+mod edge;
 mod models;
 mod serve;
 
@@ -86,6 +88,10 @@ enum Command {
         /// Where to write the worker component.
         #[arg(short, long)]
         output: PathBuf,
+        /// Write the worker without a model: it reads one on its first request, from the
+        /// folder a host preopens as /models (`RILL_MODEL` names the file, else the first .gguf).
+        #[arg(long)]
+        no_model: bool,
     },
     /// Download a known model (default: the reference model) into the model cache.
     Pull {
@@ -171,6 +177,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let config_path = cli.config.as_deref();
     let result = (|| match cli.command {
+        Command::Serve { model, args } if args.worker.is_some() => {
+            let config = settings(config_path, &model, None)?;
+            let worker_model = model.model.is_some().then(|| model_path(&config)).transpose()?;
+            edge::serve::serve(args.worker.as_deref().unwrap(), worker_model, &args.host, args.port, args.max_instances)
+        }
         Command::Serve { model, args } => {
             let config = settings(config_path, &model, None)?;
             let path = model_path(&config)?;
@@ -188,7 +199,8 @@ fn main() -> ExitCode {
             let mut backend = open(&config, &path)?;
             commands::bench::bench(backend.as_mut(), start.elapsed(), &path, args)
         }
-        Command::Bake { model, output } => {
+        Command::Bake { output, no_model: true, .. } => commands::bake::write_plain(&output),
+        Command::Bake { model, output, no_model: false } => {
             let config = settings(config_path, &model, None)?;
             commands::bake::bake(&model_path(&config)?, &output)
         }

@@ -10,11 +10,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rill_engine::engine::{FinishReason, Timings, Usage};
 use rill_engine::model::{KvType, LoadOptions, RopeScalingKind};
 use rill_engine::{ContextPolicy, GenerateParams, TokenEvent, TokenLogprob};
-use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
-use wasmtime::component::{Component, Linker, ResourceAny, ResourceTable};
+use wasmtime::component::{Linker, ResourceAny, ResourceTable};
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -111,32 +110,6 @@ fn trapped(e: wasmtime::Error) -> anyhow::Error {
     EngineFailure::Trapped(format!("{e:#}")).into()
 }
 
-/// The compiled component, from the on-disk cache when this wasmtime has compiled it before.
-fn compiled_component(engine: &wasmtime::Engine) -> anyhow::Result<Component> {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut h);
-    ENGINE_WASM.hash(&mut h);
-    let path = crate::dirs::cache_home().join("rill/compiled").join(format!("rill-engine-{:016x}.cwasm", h.finish()));
-    if path.exists() {
-        // SAFETY: the file is one we wrote with this engine configuration (the key covers it).
-        if let Ok(c) = unsafe { Component::deserialize_file(engine, &path) } {
-            return Ok(c);
-        }
-    }
-    let bytes = engine.precompile_component(ENGINE_WASM).map_err(|e| anyhow!("compiling the engine component: {e:#}"))?;
-    // A cache that cannot be written only costs the next start a compile.
-    if std::fs::create_dir_all(path.parent().unwrap()).is_ok() {
-        // One temporary file per process: servers starting together must not write into
-        // the file another is renaming into place (and others are mapping).
-        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-        if std::fs::write(&tmp, &bytes).is_ok() {
-            let _ = std::fs::rename(&tmp, &path);
-        }
-    }
-    // SAFETY: just produced by `precompile_component` on this engine.
-    unsafe { Component::deserialize(engine, &bytes) }.map_err(|e| anyhow!("loading the compiled engine: {e:#}"))
-}
-
 /// A fresh engine instance whose memory may grow to `memory_limit` bytes.
 fn instantiate(memory_limit: usize) -> anyhow::Result<(Store<State>, bindings::Engine)> {
     let mut config = wasmtime::Config::new();
@@ -148,7 +121,7 @@ fn instantiate(memory_limit: usize) -> anyhow::Result<(Store<State>, bindings::E
     #[cfg(feature = "fault-injection")]
     config.epoch_interruption(true);
     let wt = wasmtime::Engine::new(&config).map_err(|e| anyhow!("configuring wasmtime: {e:#}"))?;
-    let component = compiled_component(&wt)?;
+    let component = crate::compiled::component(&wt, "rill-engine", ENGINE_WASM)?;
     let mut linker = Linker::new(&wt);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow!("linking WASI: {e:#}"))?;
     let state = State {

@@ -55,6 +55,14 @@ pub struct ServeArgs {
     /// Largest request body, in KiB.
     #[arg(long, default_value_t = 1024)]
     pub max_body_kib: usize,
+    /// Serve through this edge worker (a wasi:http/proxy component, e.g. from `rill bake`)
+    /// instead: a fresh instance per request, as edge platforms run it. An explicit --model
+    /// is given to it in a preopened folder (for a worker without a baked model).
+    #[arg(long, value_name = "WORKER.wasm")]
+    pub worker: Option<PathBuf>,
+    /// With --worker: most instances alive at once; more requests wait for one to end.
+    #[arg(long, default_value_t = 8)]
+    pub max_instances: usize,
 }
 
 /// What every handler shares.

@@ -1,4 +1,4 @@
-//! A real server process (`rill serve`, or `wasmtime serve` running the edge worker) on a free
+//! A real server process (`rill serve`, or a host running the edge worker) on a free
 //! port, and a plain HTTP/1.1 client that can send what well-behaved clients never do (invalid
 //! UTF-8, oversized bodies, half-read streams).
 
@@ -36,7 +36,7 @@ impl Server {
             for line in stderr.lines().map_while(Result::ok) {
                 eprintln!("[{name}] {line}");
                 if let Some(addr) = line.split(marker).nth(1) {
-                    let _ = tx.send(addr.trim().trim_end_matches('/').to_string());
+                    let _ = tx.send(addr.trim().trim_end_matches(['/', '.']).to_string());
                 }
             }
         });
