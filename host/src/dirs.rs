@@ -12,6 +12,11 @@ pub fn config_home() -> PathBuf {
     xdg("XDG_CONFIG_HOME", ".config")
 }
 
+/// `$XDG_DATA_HOME`, else `~/.local/share`, else the temp directory.
+pub fn data_home() -> PathBuf {
+    xdg("XDG_DATA_HOME", ".local/share")
+}
+
 fn xdg(var: &str, under_home: &str) -> PathBuf {
     std::env::var_os(var)
         .filter(|v| !v.is_empty())

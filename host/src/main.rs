@@ -1,13 +1,17 @@
 //! `rill`: run the Rill engine from the command line.
 
 mod backend;
+mod calibration;
 mod commands;
 mod compiled;
 mod config;
+mod dashboard;
 mod dirs;
 mod edge;
 mod models;
+mod regression;
 mod serve;
+mod store;
 
 use anyhow::Context;
 use backend::BackendKind;
@@ -92,6 +96,27 @@ enum Command {
         /// folder a host preopens as /models (`RILL_MODEL` names the file, else the first .gguf).
         #[arg(long)]
         no_model: bool,
+    },
+    /// Serve the performance dashboard: charts of the recorded benchmark runs, the regression
+    /// panel, the compatibility matrix and `rill serve`'s per-minute telemetry.
+    Dashboard {
+        /// The metrics store (default: $XDG_DATA_HOME/rill/metrics.sqlite).
+        #[arg(long, value_name = "PATH")]
+        db: Option<PathBuf>,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Port to listen on (0: any free port; the chosen one is printed).
+        #[arg(long, default_value_t = 8090)]
+        port: u16,
+    },
+    /// Run the compatibility checks on the hosts found here and record them in the metrics
+    /// store (the dashboard's matrix).
+    Compat {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The metrics store (default: $XDG_DATA_HOME/rill/metrics.sqlite).
+        #[arg(long, value_name = "PATH")]
+        db: Option<PathBuf>,
     },
     /// Download a known model (default: the reference model) into the model cache.
     Pull {
@@ -204,6 +229,11 @@ fn main() -> ExitCode {
             let config = settings(config_path, &model, None)?;
             commands::bake::bake(&model_path(&config)?, &output)
         }
+        Command::Compat { model, db } => {
+            let config = settings(config_path, &model, None)?;
+            commands::compat::compat(&model_path(&config)?, &db.unwrap_or_else(store::default_path))
+        }
+        Command::Dashboard { db, host, port } => dashboard::serve(db.unwrap_or_else(store::default_path), &host, port),
         Command::Pull { name, dir, list } => {
             let (config, _) = Config::load(config_path)?;
             commands::pull(name.as_deref(), &dir.unwrap_or_else(|| models_dir(&config)), list)

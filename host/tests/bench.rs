@@ -45,3 +45,39 @@ fn bench_concurrency_reports_each_level() {
     let bad = ["bench", "--model", &m, "--concurrency", "0"];
     assert_fails_saying(&rill(&bad), &bad, "at least 1");
 }
+
+/// The benchmark history: runs recorded in a store, a baseline written from them, and
+/// `--check` failing on a planted regression (every token made 150 ms later, as a slower
+/// engine would be) with the figure and its size, while the store keeps every run.
+#[test]
+fn bench_check_fails_on_a_planted_regression_against_recorded_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, baseline) = (dir.path().join("m.sqlite"), dir.path().join("baseline.json"));
+    let (db, baseline) = (db.to_str().unwrap(), baseline.to_str().unwrap());
+    let m = model();
+    let bench = ["bench", "--model", &m, "--repeats", "2", "--prompt-tokens", "8", "--gen-tokens", "6", "--db", db];
+    for _ in 0..2 {
+        ok_stdout(&[&bench[..], &["--record"]].concat());
+    }
+    // Two runs are too few for a baseline.
+    let args = [&bench[..], &["--write-baseline", baseline]].concat();
+    assert_fails_saying(&rill(&args), &args, "at least 3 recorded runs");
+    ok_stdout(&[&bench[..], &["--record", "--write-baseline", baseline]].concat());
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(baseline).unwrap()).unwrap();
+    let figures = written["figures"].as_object().unwrap();
+    assert_eq!(figures.keys().collect::<Vec<_>>(), ["pp8_vs_calibration", "tg6_vs_calibration"]);
+    assert_eq!(figures["tg6_vs_calibration"]["runs"], 3);
+    assert_eq!(figures["tg6_vs_calibration"]["better"], "higher");
+
+    let planted = common::rill_command().args(&bench).args(["--record", "--check", baseline]).env("RILL_FAULT_TOKEN_DELAY_MS", "150").output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&planted.stdout), String::from_utf8_lossy(&planted.stderr));
+    assert_eq!(planted.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("performance regression") && stderr.contains("tg6_vs_calibration"), "{stderr}");
+    assert!(stdout.lines().any(|l| l.starts_with("tg6_vs_calibration") && l.ends_with("REGRESSION")), "{stdout}");
+    // The prompt figure is not touched by a per-token delay.
+    assert!(!stdout.lines().any(|l| l.starts_with("pp8_vs_calibration") && l.ends_with("REGRESSION")), "{stdout}");
+
+    // A baseline of other bench sizes is a usage error, not a pass.
+    let other = ["bench", "--model", &m, "--repeats", "1", "--prompt-tokens", "9", "--gen-tokens", "6", "--check", baseline];
+    assert_fails_saying(&rill(&other), &other, "no figure pp8_vs_calibration");
+}

@@ -4,6 +4,8 @@
 //! noise; ratios from one run are not).
 
 use crate::backend::{Backend, PromptInput};
+use crate::regression::Better;
+use crate::store::Figure;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use rill_engine::sampler::SamplingParams;
@@ -53,6 +55,8 @@ pub struct BenchArgs {
     peer_server: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    #[command(flatten)]
+    history: super::bench_history::HistoryArgs,
 }
 
 /// min / median / max of repeated measurements.
@@ -113,8 +117,10 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
     // Warm-up: touches every weight and the code paths once.
     timed(backend, &prompt[..prompt.len().min(8)], params(2))?;
 
-    let (mut pp, mut ttft, mut tg) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut pp, mut ttft, mut tg, mut calibration) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for r in 0..args.repeats {
+        // The machine's speed at this moment, between the measurements it calibrates.
+        calibration.push(crate::calibration::measure());
         // pp: the whole prompt in one forward pass, then the first token; a prompt unlike the
         // ones before, which the prefix cache holds.
         let fresh = bench_prompt(backend, args.prompt_tokens, r + 1)?;
@@ -125,12 +131,36 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
         let run = timed(backend, &bos, params(args.gen_tokens))?;
         tg.push(args.gen_tokens as f64 / run.total.as_secs_f64());
     }
-    let (pp, tg, ttft) = (Spread::of(pp), Spread::of(tg), Spread::of(ttft));
+    calibration.push(crate::calibration::measure());
+    let (pp, tg, ttft, calibration) = (Spread::of(pp), Spread::of(tg), Spread::of(ttft), Spread::of(calibration));
     let prefix = args.prefix_tokens.map(|n| bench_prefix(backend, n, args.repeats, params(1))).transpose()?;
     let kernels = backend.kernel_path()?;
     let backend_name = backend.name();
 
     let (pp_name, tg_name) = (format!("pp{}", args.prompt_tokens), format!("tg{}", args.gen_tokens));
+    let mut figures = vec![
+        figure(&format!("{pp_name}_tok_s"), pp.median, Better::Higher),
+        figure(&format!("{tg_name}_tok_s"), tg.median, Better::Higher),
+        figure("ttft_ms", ttft.median, Better::Lower),
+        figure("load_ms", load.as_secs_f64() * 1e3, Better::Lower),
+        figure("calibration_mmac_s", calibration.median, Better::Higher),
+        figure(&format!("{pp_name}_vs_calibration"), pp.median / calibration.median, Better::Higher),
+        figure(&format!("{tg_name}_vs_calibration"), tg.median / calibration.median, Better::Higher),
+    ];
+    if let Some(bytes) = backend.memory_bytes() {
+        figures.push(figure("memory_mib", bytes as f64 / (1 << 20) as f64, Better::Lower));
+    }
+    if let Some(p) = &prefix {
+        figures.push(figure("prefix_ttft_ms_cached", p.cached.median, Better::Lower));
+        figures.push(figure("prefix_ttft_ms_computed", p.uncached.median, Better::Lower));
+    }
+    if let Some(p) = &peer {
+        figures.push(figure(&format!("peer_{pp_name}_tok_s"), p.prompt.median, Better::Higher));
+        figures.push(figure(&format!("peer_{tg_name}_tok_s"), p.decode.median, Better::Higher));
+        figures.push(figure(&format!("{pp_name}_vs_peer"), pp.median / p.prompt.median, Better::Higher));
+        figures.push(figure(&format!("{tg_name}_vs_peer"), tg.median / p.decode.median, Better::Higher));
+    }
+    let run = super::bench_history::describe(backend, model, "single", figures)?;
     match args.format {
         Format::Json => {
             let mut out = json!({
@@ -142,6 +172,7 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
                     "load_ms": load.as_secs_f64() * 1e3,
                     (pp_name.clone()): pp.json(), (tg_name.clone()): tg.json(),
                     "time_to_first_token_ms": ttft.json(),
+                    "calibration_mmac_s": calibration.json(),
                 },
             });
             if let Some(p) = &prefix {
@@ -156,7 +187,7 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
         Format::Text => {
             println!("model   {}", model.display());
             println!("cpu     {}", crate::commands::info::cpu_name());
-            println!("rill    {backend_name} backend, kernels {kernels}, 1 thread, {} repeats, load {:.2} s", args.repeats, load.as_secs_f64());
+            println!("rill    {backend_name} backend, kernels {kernels}, 1 thread, {} repeats, load {:.2} s, calibration {:.0} M multiply-adds/s", args.repeats, load.as_secs_f64(), calibration.median);
             println!("{:<40}{:>10}{:>10}{:>10}", "", "min", "median", "max");
             let row = |name: &str, s: &Spread| println!("{name:<40}{:>10.2}{:>10.2}{:>10.2}", s.min, s.median, s.max);
             row(&format!("  {pp_name} tok/s"), &pp);
@@ -175,7 +206,11 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
             }
         }
     }
-    Ok(())
+    super::bench_history::after_run(&run, &args.history)
+}
+
+fn figure(name: &str, value: f64, better: Better) -> Figure {
+    Figure { name: name.to_string(), value, better }
 }
 
 fn bench_concurrency(backend: &mut dyn Backend, model: &Path, args: &BenchArgs) -> anyhow::Result<()> {
@@ -195,8 +230,21 @@ fn bench_concurrency(backend: &mut dyn Backend, model: &Path, args: &BenchArgs) 
         None => None,
     };
     super::bench_batch::level(backend, 1, warm_up, 2)?;
+    let calibration_before = crate::calibration::measure();
     let levels = args.concurrency.iter().map(|&n| super::bench_batch::level(backend, n, &prompt, args.gen_tokens)).collect::<anyhow::Result<Vec<_>>>()?;
+    let calibration = (calibration_before + crate::calibration::measure()) / 2.0;
     let limit = super::bench_batch::settled_limit(&levels, args.target_itl_ms as f64);
+    let mut figures = vec![figure("calibration_mmac_s", calibration, Better::Higher)];
+    for (i, l) in levels.iter().enumerate() {
+        let n = l.streams;
+        figures.push(figure(&format!("c{n}_tok_s"), l.aggregate, Better::Higher));
+        figures.push(figure(&format!("c{n}_itl_ms_p95"), l.inter_token_ms.p95, Better::Lower));
+        figures.push(figure(&format!("c{n}_vs_calibration"), l.aggregate / calibration, Better::Higher));
+        if let Some(p) = &peer {
+            figures.push(figure(&format!("c{n}_vs_peer"), l.aggregate / p[i].aggregate, Better::Higher));
+        }
+    }
+    let run = super::bench_history::describe(backend, model, "concurrency", figures)?;
     match args.format {
         Format::Json => {
             let mut out = json!({
@@ -221,7 +269,7 @@ fn bench_concurrency(backend: &mut dyn Backend, model: &Path, args: &BenchArgs) 
             }
         }
     }
-    Ok(())
+    super::bench_history::after_run(&run, &args.history)
 }
 
 /// `n` tokens of ordinary text, starting with BOS. Each `variant` starts at another place in
@@ -276,6 +324,7 @@ fn timed(backend: &mut dyn Backend, prompt: &[u32], params: GenerateParams) -> a
     let outcome = backend.generate(PromptInput::Tokens(prompt), params, &mut |_| {
         first_token.get_or_insert_with(|| start.elapsed());
         events += 1;
+        plant_slowdown();
         Ok(())
     })?;
     let total = start.elapsed();
@@ -283,6 +332,15 @@ fn timed(backend: &mut dyn Backend, prompt: &[u32], params: GenerateParams) -> a
         bail!("the engine produced {events} tokens where {expected} were asked for");
     }
     Ok(Run { prompt: outcome.timings.prompt, first_token: first_token.unwrap_or(total), total })
+}
+
+/// Test builds can plant a regression: `RILL_FAULT_TOKEN_DELAY_MS` makes every token that
+/// much later, as a slower engine would (the `--check` test needs a real one to catch).
+fn plant_slowdown() {
+    #[cfg(feature = "fault-injection")]
+    if let Some(ms) = std::env::var("RILL_FAULT_TOKEN_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
 }
 
 /// Runs llama-bench on `model` with the same test sizes and reads its JSON report.

@@ -50,6 +50,32 @@ pub struct ModelPlan {
     architecture: String,
     file_bytes: u64,
     pub kv_bytes_per_token: usize,
+    /// llama.cpp's name for the file's quantisation mix (`general.file_type`), e.g. Q4_K_M.
+    pub quant: String,
+}
+
+/// llama.cpp's `llama_ftype` names, by number.
+fn file_type_name(t: u32) -> Option<&'static str> {
+    Some(match t {
+        0 => "F32",
+        1 => "F16",
+        2 => "Q4_0",
+        3 => "Q4_1",
+        7 => "Q8_0",
+        8 => "Q5_0",
+        9 => "Q5_1",
+        10 => "Q2_K",
+        11 => "Q3_K_S",
+        12 => "Q3_K_M",
+        13 => "Q3_K_L",
+        14 => "Q4_K_S",
+        15 => "Q4_K_M",
+        16 => "Q5_K_S",
+        17 => "Q5_K_M",
+        18 => "Q6_K",
+        32 => "BF16",
+        _ => return None,
+    })
 }
 
 /// Reads just the header of `path` (a few MB), as the engine's loader does.
@@ -69,7 +95,8 @@ pub fn model_plan(path: &Path) -> anyhow::Result<ModelPlan> {
         reader.push(&chunk[..n]).with_context(|| format!("reading {}", path.display()))?;
     };
     let config = ModelConfig::from_gguf(header, &Default::default()).with_context(|| format!("reading {}", path.display()))?;
-    Ok(ModelPlan { path: path.to_path_buf(), architecture: header.architecture()?.to_string(), file_bytes, kv_bytes_per_token: config.kv_bytes_per_token() })
+    let quant = header.u32("general.file_type").ok().map_or_else(|| "unknown".into(), |t| file_type_name(t).map_or_else(|| format!("type {t}"), str::to_string));
+    Ok(ModelPlan { path: path.to_path_buf(), architecture: header.architecture()?.to_string(), file_bytes, kv_bytes_per_token: config.kv_bytes_per_token(), quant })
 }
 
 pub fn info(format: Format, config: &Config, models_dir: &Path) -> anyhow::Result<()> {
@@ -87,7 +114,7 @@ pub fn info(format: Format, config: &Config, models_dir: &Path) -> anyhow::Resul
         Format::Json => {
             let model = plan.as_ref().map(|p| {
                 json!({
-                    "path": p.path, "architecture": p.architecture, "file_bytes": p.file_bytes,
+                    "path": p.path, "architecture": p.architecture, "quant": p.quant, "file_bytes": p.file_bytes,
                     "kv_bytes_per_token": p.kv_bytes_per_token,
                     "kv_budget_bytes": p.kv_bytes_per_token * context,
                     "component_memory_limit_bytes": memory_limit(p),
@@ -113,7 +140,7 @@ pub fn info(format: Format, config: &Config, models_dir: &Path) -> anyhow::Resul
             println!("context:        {context} positions");
             match &plan {
                 Some(p) => {
-                    println!("model:          {} ({}, {:.0} MiB)", p.path.display(), p.architecture, mib(p.file_bytes as usize));
+                    println!("model:          {} ({} {}, {:.0} MiB)", p.path.display(), p.architecture, p.quant, mib(p.file_bytes as usize));
                     println!("KV cache:       {:.1} KiB per position, {:.0} MiB at {context} positions", p.kv_bytes_per_token as f64 / 1024.0, mib(p.kv_bytes_per_token * context));
                     println!("memory limit:   {:.0} MiB for the component", mib(memory_limit(p)));
                 }

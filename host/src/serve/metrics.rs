@@ -36,6 +36,8 @@ pub struct Metrics {
     pub kv_budget_bytes: Gauge,
     pub preemptions: Counter,
     pub guest_memory_bytes: Gauge,
+    /// The same telemetry summed per minute, for the metrics store.
+    pub minutes: super::minutes::Minutes,
 }
 
 impl Metrics {
@@ -64,6 +66,7 @@ impl Metrics {
             kv_budget_bytes: Gauge::default(),
             preemptions: Counter::default(),
             guest_memory_bytes: Gauge::default(),
+            minutes: Default::default(),
             registry: Registry::with_prefix("rill"),
         };
         let r = &mut m.registry;
@@ -93,6 +96,7 @@ impl Metrics {
 
     pub fn count_request(&self, endpoint: &str, status: u16) {
         self.requests.get_or_create(&RequestLabels { endpoint: endpoint.to_string(), status }).inc();
+        self.minutes.request(status);
     }
 
     /// The text exposition format.

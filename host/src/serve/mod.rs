@@ -6,7 +6,8 @@
 
 mod batch_control;
 mod http;
-mod metrics;
+pub mod metrics;
+mod minutes;
 mod stream;
 mod worker;
 mod ws;
@@ -55,6 +56,13 @@ pub struct ServeArgs {
     /// Largest request body, in KiB.
     #[arg(long, default_value_t = 1024)]
     pub max_body_kib: usize,
+    /// The metrics store: per-minute request telemetry is recorded there, and /dashboard shows
+    /// it with the benchmark history (default: $XDG_DATA_HOME/rill/metrics.sqlite).
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Do not record per-minute telemetry in the metrics store.
+    #[arg(long)]
+    pub no_record: bool,
     /// Serve through this edge worker (a wasi:http/proxy component, e.g. from `rill bake`)
     /// instead: a fresh instance per request, as edge platforms run it. An explicit --model
     /// is given to it in a preopened folder (for a worker without a baked model).
@@ -94,6 +102,7 @@ pub fn serve(args: ServeArgs, config: Config, model: PathBuf) -> anyhow::Result<
     let metrics = Arc::new(metrics::Metrics::new());
     eprintln!("rill serve: loading {} on the {:?} backend", model.display(), config.backend);
     let kv_budget = args.kv_budget_mib.map(|mib| mib << 20);
+    let backend_name = format!("{:?}", config.backend).to_lowercase();
     let open = move || {
         let mut backend = crate::open(&config, &model)?;
         if let Some(bytes) = kv_budget {
@@ -111,11 +120,16 @@ pub fn serve(args: ServeArgs, config: Config, model: PathBuf) -> anyhow::Result<
         body_limit: args.max_body_kib << 10,
         requests: AtomicU64::new(0),
     });
+    let db = args.db.clone().unwrap_or_else(crate::store::default_path);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port)).await.with_context(|| format!("listening on {}:{}", args.host, args.port))?;
+        if !args.no_record {
+            tokio::spawn(minutes::record(state.metrics.clone(), db.clone(), state.model.id.clone(), backend_name));
+        }
         eprintln!("rill serve: model {} listening on http://{}", state.model.id, listener.local_addr()?);
-        axum::serve(listener, router(state)).with_graceful_shutdown(async {
+        let app = router(state).merge(crate::dashboard::router(crate::dashboard::Db::new(db)));
+        axum::serve(listener, app).with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await

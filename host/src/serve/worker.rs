@@ -240,8 +240,14 @@ impl Worker {
         let now = Instant::now();
         for event in events {
             match a.clock.token(now) {
-                Some(gap) => self.metrics.inter_token_seconds.observe(gap.as_secs_f64()),
-                None => self.metrics.time_to_first_token_seconds.observe((now - a.job.stream.arrived).as_secs_f64()),
+                Some(gap) => {
+                    self.metrics.inter_token_seconds.observe(gap.as_secs_f64());
+                    self.metrics.minutes.gap(gap);
+                }
+                None => {
+                    self.metrics.time_to_first_token_seconds.observe((now - a.job.stream.arrived).as_secs_f64());
+                    self.metrics.minutes.first_token(now - a.job.stream.arrived);
+                }
             }
             a.tokens += 1;
             a.job.stream.push(TokenOut { text: event.text, logprob: event.logprob, top_logprobs: event.top_logprobs });
@@ -264,6 +270,7 @@ impl Worker {
         self.metrics.cached_prompt_tokens.inc_by(usage.cached_tokens as u64);
         self.metrics.preemptions.inc_by(usage.preemptions as u64);
         self.metrics.completion_tokens.inc_by(usage.completion_tokens as u64);
+        self.metrics.minutes.tokens(usage.prompt_tokens as u64, usage.completion_tokens as u64);
         self.metrics.prompt_tokens_per_second.observe(timings.prompt_tokens_per_second);
         if timings.decode_ms > 0.0 {
             self.metrics.decode_tokens_per_second.observe(timings.decode_tokens_per_second);

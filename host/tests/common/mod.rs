@@ -10,10 +10,12 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
-/// `rill` as a user runs it, but blind to the user's own rill.toml.
+/// `rill` as a user runs it, but blind to the user's own rill.toml, and writing its metrics
+/// store (`rill serve` records there) under the temp folder, not the user's.
 pub fn rill_command() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rill"));
     cmd.env_remove("RILL_CONFIG").env("XDG_CONFIG_HOME", "/nonexistent/rill-tests");
+    cmd.env("XDG_DATA_HOME", std::env::temp_dir().join("rill-tests-data"));
     cmd
 }
 

@@ -1,0 +1,122 @@
+//! `rill serve`'s request telemetry, summed per minute for the metrics store (the dashboard's
+//! serve chart): requests, errors, tokens, and time-to-first-token and inter-token percentiles.
+//! The handlers and the engine thread add to the current minute; a task writes each finished
+//! minute to the store.
+
+use crate::store::{ServeMinute, Store};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[derive(Default)]
+pub struct Minutes {
+    current: Mutex<Window>,
+}
+
+/// What the current minute has seen so far.
+#[derive(Default)]
+struct Window {
+    requests: u64,
+    errors: u64,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    ttft_ms: Vec<f64>,
+    itl_ms: Vec<f64>,
+}
+
+impl Minutes {
+    fn with(&self, f: impl FnOnce(&mut Window)) {
+        f(&mut self.current.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    pub fn request(&self, status: u16) {
+        self.with(|w| {
+            w.requests += 1;
+            w.errors += u64::from(status >= 400);
+        });
+    }
+
+    pub fn tokens(&self, prompt: u64, completion: u64) {
+        self.with(|w| {
+            w.prompt_tokens += prompt;
+            w.completion_tokens += completion;
+        });
+    }
+
+    pub fn first_token(&self, after: Duration) {
+        self.with(|w| w.ttft_ms.push(after.as_secs_f64() * 1e3));
+    }
+
+    pub fn gap(&self, gap: Duration) {
+        self.with(|w| w.itl_ms.push(gap.as_secs_f64() * 1e3));
+    }
+
+    /// The minute so far as a row (None if nothing happened), starting a new one.
+    fn take(&self, minute: u64, model: &str, backend: &str) -> Option<ServeMinute> {
+        let w = std::mem::take(&mut *self.current.lock().unwrap_or_else(|p| p.into_inner()));
+        (w.requests > 0 || w.completion_tokens > 0).then(|| ServeMinute {
+            minute,
+            model: model.to_string(),
+            backend: backend.to_string(),
+            requests: w.requests,
+            errors: w.errors,
+            prompt_tokens: w.prompt_tokens,
+            completion_tokens: w.completion_tokens,
+            ttft_ms_p50: percentile(&w.ttft_ms, 0.50),
+            ttft_ms_p95: percentile(&w.ttft_ms, 0.95),
+            itl_ms_p50: percentile(&w.itl_ms, 0.50),
+            itl_ms_p95: percentile(&w.itl_ms, 0.95),
+        })
+    }
+}
+
+fn percentile(samples: &[f64], q: f64) -> Option<f64> {
+    let mut s = samples.to_vec();
+    s.sort_by(f64::total_cmp);
+    (!s.is_empty()).then(|| s[((s.len() - 1) as f64 * q).round() as usize])
+}
+
+/// Writes each minute's row to the store at `db` at the minute's end, for the life of the
+/// server. A store that cannot be written is reported once per failure and costs nothing else.
+pub async fn record(minutes: std::sync::Arc<crate::serve::metrics::Metrics>, db: PathBuf, model: String, backend: String) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        // The row is filed under the minute that just ended.
+        let minute = crate::store::now().saturating_sub(60) / 60 * 60;
+        let Some(row) = minutes.minutes.take(minute, &model, &backend) else { continue };
+        let db = db.clone();
+        let written = tokio::task::spawn_blocking(move || Store::open(&db, crate::store::DEFAULT_RETENTION)?.record_minute(&row)).await;
+        if let Ok(Err(e)) = written {
+            eprintln!("rill serve: could not record the last minute's telemetry: {e:#}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minute_sums_its_requests_and_takes_percentiles() {
+        let m = Minutes::default();
+        assert!(m.take(0, "m", "b").is_none());
+        for status in [200, 200, 429, 200] {
+            m.request(status);
+        }
+        m.tokens(10, 5);
+        m.tokens(3, 7);
+        for ms in 1..=100 {
+            m.first_token(Duration::from_millis(ms));
+        }
+        let row = m.take(60, "m", "b").unwrap();
+        assert_eq!((row.requests, row.errors, row.prompt_tokens, row.completion_tokens), (4, 1, 13, 12));
+        assert_eq!(row.ttft_ms_p50.map(f64::round), Some(51.0));
+        assert_eq!(row.ttft_ms_p95.map(f64::round), Some(95.0));
+        assert_eq!(row.itl_ms_p50, None);
+        // Taking starts a new minute.
+        assert!(m.take(120, "m", "b").is_none());
+    }
+}

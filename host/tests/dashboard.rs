@@ -1,0 +1,76 @@
+//! The dashboard as a newcomer meets it: `rill bench --record` twice (and once on the native
+//! backend) and `rill compat`, then `rill dashboard`, opened in headless Chromium (Debian's, driven by
+//! playwright-core from tests/browser/): no console errors, the recorded runs charted with
+//! their points, values on hover, a filter that changes what is shown, the regression panel and
+//! the matrix sections. The screenshot is kept in the target folder.
+
+mod common;
+
+use common::server::Server;
+use common::{model, ok_stdout};
+use serde_json::Value;
+use std::process::Command;
+
+#[test]
+fn the_dashboard_charts_recorded_runs_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("metrics.sqlite");
+    let db = db.to_str().unwrap();
+    let m = model();
+    for backend in ["component", "component", "native"] {
+        ok_stdout(&["bench", "--model", &m, "--backend", backend, "--repeats", "1", "--prompt-tokens", "8", "--gen-tokens", "4", "--record", "--db", db]);
+    }
+    let checks = ok_stdout(&["compat", "--model", &m, "--db", db]);
+    assert!(checks.lines().filter(|l| l.contains(" pass ")).count() >= 5, "{checks}");
+    let mut cmd = common::rill_command();
+    cmd.args(["dashboard", "--port", "0", "--db", db]);
+    let server = Server::spawn(cmd, "rill dashboard", "listening on http://");
+    let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/browser/dashboard_check.mjs");
+    let out = Command::new("node").arg(script).arg(server.url("/dashboard/")).arg(&screenshot).args(["f-backend", "native"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    assert_eq!(seen["ready"], "true", "{seen}");
+    assert_eq!(seen["console_errors"], Value::Array(vec![]), "{seen}");
+    assert_eq!(seen["page_errors"], Value::Array(vec![]), "{seen}");
+    assert_eq!(seen["run_count"], "3 of 3 runs");
+    let charts = seen["charts"].as_array().unwrap();
+    let chart = |title: &str| charts.iter().find(|c| c["title"].as_str().unwrap().starts_with(title)).unwrap_or_else(|| panic!("no {title} chart: {seen}"));
+    // Throughput: pp and tg of 3 runs; every chart is drawn.
+    assert_eq!(chart("Throughput")["points"], 6);
+    assert_eq!(chart("In-run ratios")["points"], 6);
+    assert!(charts.iter().all(|c| c["canvas"] == true), "{seen}");
+    let legend: Vec<&str> = chart("Throughput")["legend"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    assert!(legend.iter().any(|s| s.contains("tg4_tok_s · component/rill")) && legend.iter().any(|s| s.contains("tg4_tok_s · native/native")), "{legend:?}");
+    // Hovering the newest point shows numbers in the legend.
+    assert!(seen["hover_values"].as_array().unwrap().iter().filter_map(|v| v.as_str()?.parse::<f64>().ok()).count() >= 2, "{seen}");
+    // Filtering to the native backend leaves its one run (no memory figure: that is the component's).
+    assert_eq!(seen["filtered_run_count"], "1 of 3 runs");
+    let filtered = seen["filtered_charts"].as_array().unwrap();
+    assert!(filtered.iter().all(|c| !c["legend"].to_string().contains("component")), "{seen}");
+    assert_eq!(filtered.iter().find(|c| c["title"].as_str().unwrap().starts_with("Throughput")).unwrap()["points"], 2);
+    // Two runs of a kind are not yet a history to judge by.
+    assert!(seen["regressions_text"].as_str().unwrap().contains("Not enough history"), "{seen}");
+    // The matrix shows what `rill compat` found, per host and feature.
+    let matrix = seen["matrix_text"].as_str().unwrap();
+    assert!(matrix.contains("rill (native)") && matrix.contains("relaxed-simd") && matrix.contains("✓"), "{matrix}");
+    assert!(screenshot.metadata().unwrap().len() > 10_000);
+}
+
+/// `rill serve` serves the same page and API at /dashboard beside the OpenAI API.
+#[test]
+fn rill_serve_serves_the_dashboard_of_its_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("metrics.sqlite");
+    let db = db.to_str().unwrap();
+    ok_stdout(&["bench", "--model", &model(), "--repeats", "1", "--prompt-tokens", "8", "--gen-tokens", "4", "--record", "--db", db]);
+    let server = Server::start(&["--db", db], &[]);
+    let page = server.get("/dashboard/");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<title>Rill performance</title>"));
+    let runs = server.get("/dashboard/api/runs");
+    assert_eq!(runs.status, 200, "{}", runs.body);
+    assert_eq!(runs.json().as_array().unwrap().len(), 1);
+    assert!(server.get("/dashboard/uPlot.iife.min.js").body.len() > 40_000);
+}
