@@ -230,7 +230,8 @@ impl Store {
         Ok(runs)
     }
 
-    /// Adds `m` to its minute's row (a server may flush one minute in several pieces).
+    /// Adds `m` to its minute's row (a server may flush one minute in several pieces; the
+    /// counts add up, the percentiles are the last piece's).
     pub fn record_minute(&mut self, m: &ServeMinute) -> anyhow::Result<()> {
         self.conn.execute(
             "INSERT INTO serve_minutes (minute, model, backend, requests, errors, prompt_tokens, completion_tokens, ttft_ms_p50, ttft_ms_p95, itl_ms_p50, itl_ms_p95)

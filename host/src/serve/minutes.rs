@@ -78,7 +78,7 @@ fn percentile(samples: &[f64], q: f64) -> Option<f64> {
 
 /// Writes each minute's row to the store at `db` at the minute's end, for the life of the
 /// server. A store that cannot be written is reported once per failure and costs nothing else.
-pub async fn record(minutes: std::sync::Arc<crate::serve::metrics::Metrics>, db: PathBuf, model: String, backend: String) {
+pub async fn record(metrics: std::sync::Arc<crate::serve::metrics::Metrics>, db: PathBuf, model: String, backend: String) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -86,7 +86,7 @@ pub async fn record(minutes: std::sync::Arc<crate::serve::metrics::Metrics>, db:
         tick.tick().await;
         // The row is filed under the minute that just ended.
         let minute = crate::store::now().saturating_sub(60) / 60 * 60;
-        let Some(row) = minutes.minutes.take(minute, &model, &backend) else { continue };
+        let Some(row) = metrics.minutes.take(minute, &model, &backend) else { continue };
         let db = db.clone();
         let written = tokio::task::spawn_blocking(move || Store::open(&db, crate::store::DEFAULT_RETENTION)?.record_minute(&row)).await;
         if let Ok(Err(e)) = written {
