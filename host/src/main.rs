@@ -2,7 +2,9 @@
 
 mod backend;
 mod calibration;
+mod child_server;
 mod commands;
+mod compat;
 mod compiled;
 mod config;
 mod dashboard;
@@ -117,6 +119,9 @@ enum Command {
         /// The metrics store (default: $XDG_DATA_HOME/rill/metrics.sqlite).
         #[arg(long, value_name = "PATH")]
         db: Option<PathBuf>,
+        /// Check only these hosts (comma-separated; default: every one found).
+        #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(compat::HOSTS))]
+        only: Vec<String>,
     },
     /// Download a known model (default: the reference model) into the model cache.
     Pull {
@@ -229,9 +234,9 @@ fn main() -> ExitCode {
             let config = settings(config_path, &model, None)?;
             commands::bake::bake(&model_path(&config)?, &output)
         }
-        Command::Compat { model, db } => {
+        Command::Compat { model, db, only } => {
             let config = settings(config_path, &model, None)?;
-            commands::compat::compat(&model_path(&config)?, &db.unwrap_or_else(store::default_path))
+            compat::compat(&model_path(&config)?, &db.unwrap_or_else(store::default_path), &only)
         }
         Command::Dashboard { db, host, port } => dashboard::serve(db.unwrap_or_else(store::default_path), &host, port),
         Command::Pull { name, dir, list } => {

@@ -20,8 +20,7 @@ fn the_dashboard_charts_recorded_runs_in_chromium() {
     for backend in ["component", "component", "native"] {
         ok_stdout(&["bench", "--model", &m, "--backend", backend, "--repeats", "1", "--prompt-tokens", "8", "--gen-tokens", "4", "--record", "--db", db]);
     }
-    let checks = ok_stdout(&["compat", "--model", &m, "--db", db]);
-    assert!(checks.lines().filter(|l| l.contains(" pass ")).count() >= 5, "{checks}");
+    compat_on_every_host(&m, db);
     let mut cmd = common::rill_command();
     cmd.args(["dashboard", "--port", "0", "--db", db]);
     let server = Server::spawn(cmd, "rill dashboard", "listening on http://");
@@ -50,12 +49,49 @@ fn the_dashboard_charts_recorded_runs_in_chromium() {
     let filtered = seen["filtered_charts"].as_array().unwrap();
     assert!(filtered.iter().all(|c| !c["legend"].to_string().contains("component")), "{seen}");
     assert_eq!(filtered.iter().find(|c| c["title"].as_str().unwrap().starts_with("Throughput")).unwrap()["points"], 2);
-    // Two runs of a kind are not yet a history to judge by.
-    assert!(seen["regressions_text"].as_str().unwrap().contains("Not enough history"), "{seen}");
+    // The second component run shows its change against the first, not yet judged.
+    assert_eq!(seen["regression_rows"], 2, "{seen}");
+    assert!(seen["regressions_text"].as_str().unwrap().contains("not judged: 1 earlier run(s), 3 needed"), "{seen}");
     // The matrix shows what `rill compat` found, per host and feature.
     let matrix = seen["matrix_text"].as_str().unwrap();
-    assert!(matrix.contains("rill (native)") && matrix.contains("relaxed-simd") && matrix.contains("✓"), "{matrix}");
+    assert!(["rill (native)", "wasmtime serve", "jco", "Chromium", "relaxed-simd", "baked worker", "WebSocket", "✓"].iter().all(|s| matrix.contains(s)), "{matrix}");
     assert!(screenshot.metadata().unwrap().len() > 10_000);
+}
+
+/// `rill compat` with the pinned wasmtime and jco on PATH (as installed by scripts/setup.sh,
+/// with Chromium and Firefox): every host passes the checks it can, per the store's matrix.
+fn compat_on_every_host(model: &str, db: &str) {
+    let dir_of = |tool: String| std::path::Path::new(&tool).parent().unwrap().to_path_buf();
+    let dirs = [dir_of(common::tool("wasmtime-path")), dir_of(common::tool("jco-path"))];
+    let path = std::env::join_paths(dirs.into_iter().chain(std::env::split_paths(&std::env::var_os("PATH").unwrap()))).unwrap();
+    let out = common::rill_command().args(["compat", "--model", model, "--db", db]).env("PATH", path).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+
+    let mut cmd = common::rill_command();
+    cmd.args(["dashboard", "--port", "0", "--db", db]);
+    let server = Server::spawn(cmd, "rill dashboard", "listening on http://");
+    let matrix = server.get("/dashboard/api/matrix").json();
+    let verdict = |host: &str, feature: &str| {
+        let row = matrix.as_array().unwrap().iter().find(|r| r["host"].as_str().unwrap().starts_with(host) && r["feature"] == feature);
+        row.unwrap_or_else(|| panic!("no {host} {feature} row:\n{stdout}"))["passed"].as_bool().unwrap()
+    };
+    let must_pass = |host: &str, features: &[&str]| {
+        for feature in features {
+            assert!(verdict(host, feature), "{host} {feature} failed:\n{stdout}");
+        }
+    };
+    must_pass("rill (wasmtime", &["load", "stream", "simd128", "relaxed-simd", "SSE", "WebSocket"]);
+    must_pass("rill (native)", &["load", "stream"]);
+    for edge_host in ["wasmtime serve", "rill serve --worker", "jco"] {
+        must_pass(edge_host, &["load", "stream", "SSE", "baked worker"]);
+    }
+    let browsers = [("Chromium", "/usr/bin/chromium"), ("Mozilla Firefox", "/usr/bin/firefox")];
+    for (browser, _) in browsers.iter().filter(|(_, path)| std::path::Path::new(path).exists()) {
+        must_pass(browser, &["load", "stream", "simd128", "relaxed-simd"]);
+        // Recorded either way; no WebGPU kernels yet, so it cannot pass.
+        assert!(!verdict(browser, "WebGPU"), "{stdout}");
+    }
 }
 
 /// `rill serve` serves the same page and API at /dashboard beside the OpenAI API.

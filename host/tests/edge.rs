@@ -49,12 +49,6 @@ fn model_in_folder() -> (PathBuf, String) {
 }
 
 /// A pinned tool's path, as the script `name` in scripts/ prints it (installing it if needed).
-fn tool(name: &str) -> String {
-    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/").to_string() + name).output().unwrap();
-    assert!(out.status.success(), "scripts/{name}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -69,7 +63,7 @@ fn serve(host: Host, worker: Worker) -> Server {
     let preopened = matches!(worker, Worker::Preopened);
     match host {
         Host::WasmtimeServe => {
-            let mut cmd = Command::new(tool("wasmtime-path"));
+            let mut cmd = Command::new(common::tool("wasmtime-path"));
             cmd.args(["serve", "-W", "simd=y,relaxed-simd=y", "-S", "cli", "--addr", "127.0.0.1:0"]);
             if preopened {
                 cmd.arg("--dir").arg(format!("{}::/models", folder.display())).arg("--env").arg(format!("RILL_MODEL=/models/{file}"));
@@ -86,7 +80,7 @@ fn serve(host: Host, worker: Worker) -> Server {
             Server::spawn(cmd, "rill serve --worker", "listening on http://")
         }
         Host::Jco => {
-            let mut cmd = Command::new(tool("jco-path"));
+            let mut cmd = Command::new(common::tool("jco-path"));
             // A fresh instance per request, in a pool of worker threads (the edge platform model).
             cmd.arg("serve").arg(&wasm).args(["--host", "127.0.0.1", "--port", &free_port().to_string()]);
             cmd.args(["--isolate-requests", "worker", "--isolate-worker-pool-size", "2"]);

@@ -22,7 +22,7 @@ mod bindings {
 }
 
 /// The engine component, built for this `rill` by build.rs.
-const ENGINE_WASM: &[u8] = include_bytes!(env!("RILL_ENGINE_WASM"));
+pub const ENGINE_WASM: &[u8] = include_bytes!(env!("RILL_ENGINE_WASM"));
 /// The wasmtime the engine runs on (pinned with `=` in host/Cargo.toml; keep the two equal).
 pub const WASMTIME_VERSION: &str = "48.0.8";
 /// Bytes per `loader.push` call.

@@ -124,8 +124,8 @@ pub fn after_run(run: &Run, args: &HistoryArgs) -> anyhow::Result<()> {
 fn write_baseline(store: &Store, run: &Run, n: usize, out: &Path) -> anyhow::Result<()> {
     let runs: Vec<Run> = store.runs()?.into_iter().filter(|r| comparable(r, run)).collect();
     let recent = &runs[runs.len().saturating_sub(n)..];
-    if recent.len() < 3 {
-        bail!("a baseline needs at least 3 recorded runs like this one; the store has {} (run with --record first)", recent.len());
+    if recent.len() < MIN_HISTORY {
+        bail!("a baseline needs at least {MIN_HISTORY} recorded runs like this one; the store has {} (run with --record first)", recent.len());
     }
     let figures = run
         .figures
@@ -187,12 +187,19 @@ pub struct HistoryVerdict {
     pub model: String,
     pub quant: String,
     pub kind: String,
+    /// Whether enough earlier runs stand behind the baseline ([`MIN_HISTORY`]) to call a
+    /// regression; with fewer, the change is shown and nothing is flagged.
+    pub judged: bool,
     #[serde(flatten)]
     pub verdict: regression::Verdict,
 }
 
-/// For the latest run of every kind of run in `runs` (oldest first) that has at least 3
-/// earlier runs like it: each checked figure against the last `window` of them.
+/// Earlier runs a baseline needs before a change against it is judged: fewer have no spread
+/// worth the name.
+pub const MIN_HISTORY: usize = 3;
+
+/// For the latest run of every kind of run in `runs` (oldest first) that has an earlier run
+/// like it: each checked figure against the last `window` of them (judged from [`MIN_HISTORY`]).
 pub fn latest_against_history(runs: &[Run], window: usize, thresholds: Thresholds) -> Vec<HistoryVerdict> {
     let mut verdicts = Vec::new();
     for (i, run) in runs.iter().enumerate() {
@@ -201,12 +208,15 @@ pub fn latest_against_history(runs: &[Run], window: usize, thresholds: Threshold
         }
         let earlier: Vec<&Run> = runs[..i].iter().filter(|r| comparable(r, run)).collect();
         let earlier = &earlier[earlier.len().saturating_sub(window)..];
-        if earlier.len() < 3 {
+        if earlier.is_empty() {
             continue;
         }
+        let judged = earlier.len() >= MIN_HISTORY;
         for f in run.figures.iter().filter(|f| is_checked(&f.name)) {
             let values: Vec<f64> = earlier.iter().flat_map(|r| r.figures.iter().filter(|g| g.name == f.name).map(|g| g.value)).collect();
             let Some(baseline) = Baseline::of(&values) else { continue };
+            let mut verdict = regression::compare(&f.name, f.value, baseline, f.better, thresholds);
+            verdict.regression &= judged;
             verdicts.push(HistoryVerdict {
                 time: run.time,
                 git_commit: run.git_commit.clone(),
@@ -215,7 +225,8 @@ pub fn latest_against_history(runs: &[Run], window: usize, thresholds: Threshold
                 model: run.model.clone(),
                 quant: run.quant.clone(),
                 kind: run.kind.clone(),
-                verdict: regression::compare(&f.name, f.value, baseline, f.better, thresholds),
+                judged,
+                verdict,
             });
         }
     }
@@ -261,5 +272,16 @@ mod tests {
         assert!((component.verdict.change + 0.2).abs() < 0.02);
         let native = verdicts.iter().find(|v| v.backend == "native").unwrap();
         assert!(!native.verdict.regression);
+        assert!(verdicts.iter().all(|v| v.judged));
+    }
+
+    #[test]
+    fn a_second_run_shows_its_change_without_a_verdict() {
+        let runs = [run(0, "component", 0.5), run(1, "component", 0.4)];
+        let verdicts = latest_against_history(&runs, 10, Thresholds::default());
+        assert_eq!(verdicts.len(), 1);
+        // 20% down, but one earlier run is no baseline to flag it against.
+        assert!(!verdicts[0].judged && !verdicts[0].verdict.regression && (verdicts[0].verdict.change + 0.2).abs() < 1e-9);
+        assert!(latest_against_history(&runs[..1], 10, Thresholds::default()).is_empty());
     }
 }

@@ -4,7 +4,6 @@ pub mod bake;
 pub mod bench;
 pub mod bench_batch;
 pub mod bench_history;
-pub mod compat;
 pub mod info;
 pub mod peer_server;
 pub mod run;

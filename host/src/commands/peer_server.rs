@@ -3,51 +3,35 @@
 //! tokens, streamed over SSE, and measured the same way (token arrival times per stream).
 
 use super::bench_batch::Level;
+use crate::child_server::{free_port, ChildServer};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-pub struct PeerServer {
-    child: Child,
-    url: String,
-}
+pub struct PeerServer(ChildServer);
 
 impl PeerServer {
     /// Starts `llama_server` on `model` with `threads` threads and `slots` slots of `context`
     /// positions each, and waits until it answers `/health`.
     pub fn start(llama_server: &Path, model: &Path, threads: usize, slots: usize, context: usize) -> anyhow::Result<PeerServer> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = free_port()?;
         let mut cmd = Command::new(llama_server);
         cmd.arg("-m").arg(model);
         let n = |v: usize| v.to_string();
         cmd.args(["-t", &n(threads), "-tb", &n(threads), "-np", &n(slots), "-c", &n(slots * context), "--port", &port.to_string(), "--host", "127.0.0.1"]);
         super::bench::with_library_path(&mut cmd, llama_server)?;
-        cmd.stdout(Stdio::null()).stderr(Stdio::null());
         eprintln!("rill: starting {} ({slots} slots, {threads} thread(s)) …", llama_server.display());
-        let child = cmd.spawn().with_context(|| format!("starting {}", llama_server.display()))?;
-        let mut server = PeerServer { child, url: format!("http://127.0.0.1:{port}") };
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Some(status) = server.child.try_wait()? {
-                bail!("{} exited ({status}) before it served", llama_server.display());
-            }
-            if ureq::get(&format!("{}/health", server.url)).call().is_ok() {
-                return Ok(server);
-            }
-            if Instant::now() > deadline {
-                bail!("{} did not answer /health within 120 s", llama_server.display());
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        let name = llama_server.display().to_string();
+        Ok(PeerServer(ChildServer::start(cmd, &name, port, "/health", Duration::from_secs(120))?))
     }
 
     /// `streams` greedy completions of `gen_tokens` tokens from `prompt` at once.
     pub fn level(&self, streams: usize, prompt: &[u32], gen_tokens: usize) -> anyhow::Result<Level> {
         let body = json!({ "prompt": prompt, "n_predict": gen_tokens, "temperature": 0.0, "ignore_eos": true, "stream": true });
-        let url = format!("{}/completion", self.url);
+        let url = format!("{}/completion", self.0.url);
         let arrivals = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..streams).map(|_| scope.spawn(|| stream_arrivals(&url, &body))).collect();
             workers.into_iter().map(|w| w.join().expect("a stream thread panicked")).collect::<anyhow::Result<Vec<_>>>()
@@ -56,13 +40,6 @@ impl PeerServer {
             bail!("llama-server streamed {} tokens where {gen_tokens} were asked for", short.len());
         }
         Level::from_arrivals(&arrivals)
-    }
-}
-
-impl Drop for PeerServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

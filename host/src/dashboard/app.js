@@ -100,7 +100,7 @@ function drawCharts() {
 function drawRegressions(verdicts) {
   const box = document.getElementById("regressions");
   if (!verdicts.length) {
-    box.replaceChildren(element("p", { className: "empty", textContent: "Not enough history yet: a kind of run needs 3 earlier runs like it." }));
+    box.replaceChildren(element("p", { className: "empty", textContent: "No history yet: record a second run of a kind (`rill bench --record`) to see its change." }));
     return;
   }
   const pct = (x) => (x * 100).toFixed(1) + "%";
@@ -111,8 +111,8 @@ function drawRegressions(verdicts) {
     element("td", { textContent: v.value.toPrecision(4) }),
     element("td", { textContent: `${v.baseline.median.toPrecision(4)} ± ${v.baseline.mad.toPrecision(2)} (${v.baseline.runs} runs)` }),
     element("td", { textContent: (v.change >= 0 ? "+" : "") + pct(v.change) }),
-    element("td", { textContent: pct(v.confidence) }),
-    element("td", { textContent: v.regression ? "REGRESSION" : "ok" })));
+    element("td", { textContent: v.judged ? pct(v.confidence) : "–" }),
+    element("td", { textContent: v.regression ? "REGRESSION" : v.judged ? "ok" : `not judged: ${v.baseline.runs} earlier run(s), 3 needed` })));
   box.replaceChildren(table(["time", "run", "figure", "value", "baseline (median ± MAD)", "change", "confidence", ""], rows));
 }
 
@@ -123,7 +123,10 @@ function drawMatrix(results) {
     return;
   }
   const hosts = [...new Set(results.map((r) => r.host))].sort();
-  const features = [...new Set(results.map((r) => r.feature))].sort();
+  // Features in the order a deployment meets them; any new one after.
+  const order = ["load", "stream", "SSE", "WebSocket", "simd128", "relaxed-simd", "WebGPU", "baked worker"];
+  const rank = (f) => (order.includes(f) ? order.indexOf(f) : order.length);
+  const features = [...new Set(results.map((r) => r.feature))].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
   const rows = hosts.map((h) => element("tr", {}, element("th", { textContent: h }), ...features.map((f) => {
     const r = results.find((x) => x.host === h && x.feature === f);
     if (!r) return element("td", { textContent: "–", title: "not checked" });

@@ -23,6 +23,13 @@ pub fn rill(args: &[&str]) -> Output {
     rill_command().args(args).output().unwrap()
 }
 
+/// What `scripts/NAME` prints: the path of a pinned tool it installs when missing.
+pub fn tool(name: &str) -> String {
+    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/").to_string() + name).output().unwrap();
+    assert!(out.status.success(), "scripts/{name}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 /// stdout of a `rill` run that must succeed.
 pub fn ok_stdout(args: &[&str]) -> String {
     let out = rill(args);
