@@ -81,7 +81,8 @@ pub fn compare(figure: &str, value: f64, baseline: Baseline, better: Better, t: 
     Verdict { figure: figure.to_string(), value, baseline, change, z, confidence: erf(z / std::f64::consts::SQRT_2), regression: worse > t.min_change && z > t.min_z }
 }
 
-fn median(mut values: Vec<f64>) -> Option<f64> {
+/// The median of the finite values, if there are any.
+pub fn median(mut values: Vec<f64>) -> Option<f64> {
     values.retain(|v| v.is_finite());
     values.sort_by(f64::total_cmp);
     let n = values.len();

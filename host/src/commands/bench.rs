@@ -68,11 +68,11 @@ struct Spread {
 }
 
 impl Spread {
-    fn of(mut samples: Vec<f64>) -> Spread {
-        samples.sort_by(f64::total_cmp);
-        let n = samples.len();
-        let median = if n % 2 == 1 { samples[n / 2] } else { (samples[n / 2 - 1] + samples[n / 2]) / 2.0 };
-        Spread { min: samples[0], median, max: samples[n - 1] }
+    /// Of one or more samples.
+    fn of(samples: Vec<f64>) -> Spread {
+        let min = samples.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = samples.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Spread { min, median: crate::regression::median(samples).unwrap_or(f64::NAN), max }
     }
 
     fn json(&self) -> Value {
@@ -206,7 +206,7 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
             }
         }
     }
-    super::bench_history::after_run(&run, &args.history)
+    super::bench_history::after_run(&run, model, &args.history)
 }
 
 fn figure(name: &str, value: f64, better: Better) -> Figure {
@@ -269,7 +269,7 @@ fn bench_concurrency(backend: &mut dyn Backend, model: &Path, args: &BenchArgs) 
             }
         }
     }
-    super::bench_history::after_run(&run, &args.history)
+    super::bench_history::after_run(&run, model, &args.history)
 }
 
 /// `n` tokens of ordinary text, starting with BOS. Each `variant` starts at another place in

@@ -103,13 +103,17 @@ pub fn describe(backend: &mut dyn Backend, model: &Path, kind: &str, figures: Ve
     })
 }
 
-pub fn after_run(run: &Run, args: &HistoryArgs) -> anyhow::Result<()> {
+pub fn after_run(run: &Run, model: &Path, args: &HistoryArgs) -> anyhow::Result<()> {
     if args.record || args.write_baseline.is_some() {
         let path = args.db_path();
         let mut store = Store::open(&path, crate::store::DEFAULT_RETENTION)?;
         if args.record {
             store.record_run(run)?;
             eprintln!("rill bench: recorded in {}", path.display());
+            if store.compat_matrix()?.is_empty() {
+                eprintln!("rill bench: no compatibility checks recorded yet: running this host's own (`rill compat` checks the other hosts)");
+                store.record_compat(&crate::compat::in_process(model))?;
+            }
         }
         if let Some(out) = &args.write_baseline {
             write_baseline(&store, run, args.baseline_runs, out)?;

@@ -104,6 +104,16 @@ impl Drop for WorkDir {
 
 pub use tools::HOSTS;
 
+/// The checks of this host's own backends only (a few seconds, nothing started): what
+/// `rill bench --record` puts in a store that has no matrix yet.
+pub fn in_process(model: &Path) -> Vec<CompatResult> {
+    let mut matrix = Matrix { time: crate::store::now(), results: Vec::new() };
+    if let Err(e) = backends::check(&mut matrix, model) {
+        eprintln!("rill: {e:#}");
+    }
+    matrix.results
+}
+
 /// Runs the checks on the hosts found here (those in `only`, when given) and records them in `db`.
 pub fn compat(model: &Path, db: &Path, only: &[String]) -> anyhow::Result<()> {
     let model = model.canonicalize()?;

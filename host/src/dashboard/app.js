@@ -122,6 +122,7 @@ function drawMatrix(results) {
     box.replaceChildren(element("p", { className: "empty", textContent: "No checks recorded yet: run `rill compat`." }));
     return;
   }
+  const note = element("p", { className: "empty", textContent: "Checks of the hosts found here; `rill compat` runs them all again (hover a cell for what it saw)." });
   const hosts = [...new Set(results.map((r) => r.host))].sort();
   // Features in the order a deployment meets them; any new one after.
   const order = ["load", "stream", "SSE", "WebSocket", "simd128", "relaxed-simd", "WebGPU", "baked worker"];
@@ -132,7 +133,7 @@ function drawMatrix(results) {
     if (!r) return element("td", { textContent: "–", title: "not checked" });
     return element("td", { className: r.passed ? "pass" : "fail", textContent: r.passed ? "✓" : "✗", title: r.detail });
   })));
-  box.replaceChildren(table(["host", ...features], rows));
+  box.replaceChildren(table(["host", ...features], rows), note);
 }
 
 function drawServe(minutes) {
