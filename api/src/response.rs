@@ -80,6 +80,12 @@ impl Finish {
     }
 }
 
+/// One token's log-probability as OpenAI writes it: its text (lossy where the token holds part
+/// of a UTF-8 character), the value, and the exact bytes.
+pub fn logprob_json(t: &TokenLogprob) -> Value {
+    json!({ "token": String::from_utf8_lossy(&t.bytes), "logprob": t.logprob, "bytes": t.bytes })
+}
+
 /// OpenAI's usage object; prompt tokens served from the prefix cache are its
 /// `prompt_tokens_details.cached_tokens`.
 pub fn usage_json(u: Usage) -> Value {
@@ -135,11 +141,10 @@ impl ResponseWriter {
         if !self.logprobs {
             return Value::Null;
         }
-        let entry = |t: &TokenLogprob| json!({ "token": String::from_utf8_lossy(&t.bytes), "logprob": t.logprob, "bytes": t.bytes });
         match self.endpoint {
             Endpoint::Chat => json!({ "content": tokens.iter().filter_map(|t| t.logprob.as_ref().map(|lp| {
-                let mut e = entry(lp);
-                e["top_logprobs"] = t.top_logprobs.iter().map(entry).collect();
+                let mut e = logprob_json(lp);
+                e["top_logprobs"] = t.top_logprobs.iter().map(logprob_json).collect();
                 e
             })).collect::<Vec<_>>() }),
             // The legacy completions format: parallel arrays and one map per token.

@@ -136,7 +136,7 @@ async fn forward(id: String, stream: Arc<TokenStream>, logprobs: bool, running: 
                 let text: String = tokens.iter().map(|t| t.text.as_str()).collect();
                 let mut f = json!({ "type": "token", "id": id, "index": index, "tokens": tokens.len(), "text": text });
                 if logprobs {
-                    f["logprobs"] = tokens.iter().filter_map(|t| t.logprob.as_ref()).map(|l| json!({ "token": String::from_utf8_lossy(&l.bytes), "logprob": l.logprob })).collect();
+                    f["logprobs"] = tokens.iter().filter_map(|t| t.logprob.as_ref()).map(rill_api::logprob_json).collect();
                 }
                 index += tokens.len();
                 f
