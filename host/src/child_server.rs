@@ -1,6 +1,7 @@
 //! A server in a child process (llama.cpp's `llama-server`, `wasmtime serve`, `jco serve`, …):
-//! started on a free port, ready once a path of it answers, killed when dropped. Its stderr
-//! is kept in a file, so that a server that fails to start can say why.
+//! started on a free port, ready once a path of it answers, killed when dropped with every
+//! process it started (jco serve runs the component in a child node process, a browser has
+//! helpers). Its stderr is kept in a file, so that a server that fails to start can say why.
 
 use anyhow::{bail, Context};
 use std::path::PathBuf;
@@ -26,7 +27,7 @@ impl ChildServer {
         let stderr = std::env::temp_dir().join(format!("rill-{}-{port}.stderr", std::process::id()));
         let log = std::fs::File::create(&stderr).with_context(|| format!("creating {}", stderr.display()))?;
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
-        let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
+        let child = spawn_in_own_group(&mut cmd).with_context(|| format!("starting {name}"))?;
         let server = ChildServer { child, url: format!("http://127.0.0.1:{port}"), stderr };
         server.wait_ready(name, ready_path, timeout)
     }
@@ -59,10 +60,23 @@ impl ChildServer {
 
 impl Drop for ChildServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_group(&mut self.child);
         let _ = std::fs::remove_file(&self.stderr);
     }
+}
+
+/// Starts `cmd` as the leader of a new process group, so that [`kill_group`] ends what it
+/// starts as well.
+pub fn spawn_in_own_group(cmd: &mut Command) -> std::io::Result<Child> {
+    std::os::unix::process::CommandExt::process_group(cmd, 0);
+    cmd.spawn()
+}
+
+/// Kills `child`'s process group (see [`spawn_in_own_group`]) and reaps `child`.
+pub fn kill_group(child: &mut Child) {
+    // SAFETY: kill(2) on the group `child` leads; it touches no memory of ours.
+    unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+    let _ = child.wait();
 }
 
 /// An HTTP client for servers on this machine: no proxy (one set in the environment would

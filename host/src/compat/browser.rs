@@ -6,6 +6,7 @@
 
 use super::tools::{Jco, Tool, Tools};
 use super::{Matrix, Reference, PROMPT, TOKENS};
+use crate::child_server::{kill_group, spawn_in_own_group};
 use anyhow::{anyhow, bail, Context};
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{header, StatusCode};
@@ -157,14 +158,10 @@ impl Site {
         std::fs::create_dir_all(&profile)?;
         let mut cmd = browser.command(tool, &self.url, &profile);
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-        // Its own process group, so that killing it ends its helper processes too.
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         eprintln!("rill compat: opening {} in {} …", self.url, tool.path.display());
-        let mut child = cmd.spawn().with_context(|| format!("starting {}", tool.path.display()))?;
+        let mut child = spawn_in_own_group(&mut cmd).with_context(|| format!("starting {}", tool.path.display()))?;
         let answer = self.answers.lock().unwrap().recv_timeout(ANSWER_TIMEOUT);
-        // SAFETY: kill(2) on the process group the browser leads; it touches no memory.
-        unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
-        let _ = child.wait();
+        kill_group(&mut child);
         answer.map_err(|_| anyhow!("the page did not answer within {} s", ANSWER_TIMEOUT.as_secs()))
     }
 }

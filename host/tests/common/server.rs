@@ -28,6 +28,7 @@ impl Server {
     /// `marker` followed by the address it listens on.
     pub fn spawn(mut cmd: Command, name: &'static str, marker: &'static str) -> Server {
         cmd.stderr(Stdio::piped()).stdout(Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
         let stderr = BufReader::new(child.stderr.take().unwrap());
         let (tx, rx) = mpsc::channel();
@@ -106,7 +107,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // The whole group: jco serve leaves its node process running when only it is killed.
+        // SAFETY: kill(2) on the group the child leads (see `spawn`); it touches no memory.
+        unsafe { libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL) };
         let _ = self.child.wait();
     }
 }
