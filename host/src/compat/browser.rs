@@ -16,7 +16,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{mpsc, Mutex};
+use std::sync::mpsc;
 use std::time::Duration;
 
 const PAGE: &str = include_str!("browser/check.html");
@@ -33,13 +33,13 @@ pub fn check(matrix: &mut Matrix, tools: &Tools, model: &Path, reference: &Refer
     if browsers.is_empty() {
         return;
     }
-    let site = match &tools.jco {
+    let mut site = match &tools.jco {
         Some(jco) => Site::start(jco, model, work),
         None => Err(anyhow!("jco, which transpiles the component for browsers, was not found")),
     };
     for (kind, tool) in browsers {
         let host = kind.host(tool);
-        let facts = site.as_ref().map_err(|e| anyhow!("{e:#}")).and_then(|site| site.visit(kind, tool, work));
+        let facts = site.as_mut().map_err(|e| anyhow!("{e:#}")).and_then(|site| site.visit(kind, tool, work));
         match facts {
             Ok(facts) => record(matrix, &host, &facts, reference),
             Err(e) => matrix.record_not_checked(&host, &FEATURES, &format!("{e:#}")),
@@ -115,7 +115,7 @@ fn record(matrix: &mut Matrix, host: &str, facts: &Value, reference: &Reference)
 /// browsers' answers arrive on `answers`.
 struct Site {
     url: String,
-    answers: Mutex<mpsc::Receiver<Value>>,
+    answers: mpsc::Receiver<Value>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -124,7 +124,6 @@ struct Files {
     engine: PathBuf,
     shim: PathBuf,
     model: bytes::Bytes,
-    reference: Value,
     answers: mpsc::Sender<Value>,
 }
 
@@ -133,12 +132,11 @@ impl Site {
         let engine = transpile(jco, work)?;
         let model = bytes::Bytes::from(std::fs::read(model).with_context(|| format!("reading {}", model.display()))?);
         let (answers, received) = mpsc::channel();
-        let reference = json!({ "prompt": PROMPT, "tokens": TOKENS });
-        let files = Files { engine, shim: jco.shim.join("dist/browser"), model, reference, answers };
+        let files = Files { engine, shim: jco.shim.join("dist/browser"), model, answers };
         let app = Router::new()
             .route("/", get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE) }))
             .route("/check.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], SCRIPT) }))
-            .route("/reference.json", get(|State(f): State<Files>| async move { Json(f.reference) }))
+            .route("/reference.json", get(|| async { Json(json!({ "prompt": PROMPT, "tokens": TOKENS })) }))
             .route("/model.gguf", get(|State(f): State<Files>| async move { f.model }))
             .route("/engine/{*file}", get(|State(f): State<Files>, UrlPath(file): UrlPath<String>| async move { static_file(&f.engine, &file) }))
             .route("/shim/{*file}", get(|State(f): State<Files>, UrlPath(file): UrlPath<String>| async move { static_file(&f.shim, &file) }))
@@ -149,18 +147,18 @@ impl Site {
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let url = format!("http://{}/", listener.local_addr()?);
         runtime.spawn(async move { axum::serve(listener, app).await });
-        Ok(Site { url, answers: Mutex::new(received), _runtime: runtime })
+        Ok(Site { url, answers: received, _runtime: runtime })
     }
 
     /// Opens the page in `browser` and waits for what it saw.
-    fn visit(&self, browser: Browser, tool: &Tool, work: &Path) -> anyhow::Result<Value> {
+    fn visit(&mut self, browser: Browser, tool: &Tool, work: &Path) -> anyhow::Result<Value> {
         let profile = work.join(format!("profile-{}", tool.path.file_name().unwrap_or_default().to_string_lossy()));
         std::fs::create_dir_all(&profile)?;
         let mut cmd = browser.command(tool, &self.url, &profile);
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         eprintln!("rill compat: opening {} in {} …", self.url, tool.path.display());
         let mut child = spawn_in_own_group(&mut cmd).with_context(|| format!("starting {}", tool.path.display()))?;
-        let answer = self.answers.lock().unwrap().recv_timeout(ANSWER_TIMEOUT);
+        let answer = self.answers.recv_timeout(ANSWER_TIMEOUT);
         kill_group(&mut child);
         answer.map_err(|_| anyhow!("the page did not answer within {} s", ANSWER_TIMEOUT.as_secs()))
     }

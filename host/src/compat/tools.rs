@@ -46,7 +46,7 @@ impl Tools {
             jco_serve: wanted("jco"),
             wasmtime: tool(on_path(&["wasmtime"]).filter(|_| wanted("wasmtime"))),
             // The browsers need jco too: it transpiles the component for them.
-            jco: jco().filter(|_| ["jco", "chromium", "firefox"].iter().any(|h| wanted(h))),
+            jco: ["jco", "chromium", "firefox"].iter().any(|h| wanted(h)).then(jco).flatten(),
             chromium: tool(on_path(&["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"]).filter(|_| wanted("chromium"))),
             firefox: tool(on_path(&["firefox", "firefox-esr"]).filter(|_| wanted("firefox"))),
         };
