@@ -52,7 +52,7 @@ impl Tools {
         };
         let seen = |name: &str, tool: Option<&Tool>| match tool {
             Some(t) => eprintln!("rill compat: {name}: {} ({})", t.path.display(), t.version),
-            None => eprintln!("rill compat: {name}: not found, its checks are skipped"),
+            None => eprintln!("rill compat: {name}: not found (or not in --only): not checked"),
         };
         seen("wasmtime", tools.wasmtime.as_ref());
         seen("jco", tools.jco.as_ref().map(|j| &j.tool));
