@@ -94,22 +94,21 @@ fn f32x4_of(h: [f16; 4]) -> __m128 {
 
 /// Σ over 32-value blocks of `d(x)·d(y)·(x_q · y_q)` plus an optional per-block offset term,
 /// for `N` activation rows at once: each weight block is unpacked once and used `N` times
-/// (a prompt's tokens share the weight row; decode has `N = 1`). The f16 scales of four
-/// blocks are converted and multiplied together; each block's eight partial sums are then
-/// scaled and added lane by lane, as llama.cpp adds them (the model's logits are sensitive to
-/// that order).
+/// (a prompt's tokens share the weight row; decode has `N = 1`). The f16 scales of four weight
+/// blocks are converted together and multiplied with the activations' (converted once per
+/// matmul); each block's eight partial sums are then scaled and added lane by lane, as
+/// llama.cpp adds them (the model's logits are sensitive to that order).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn legacy_dot<X, Y, const N: usize>(
     x: &[X],
-    ys: [&[Y]; N],
-    d: (impl Fn(&X) -> f16, impl Fn(&Y) -> f16),
+    ys: [ScaledRow<Y>; N],
+    x_d: impl Fn(&X) -> f16,
     values: impl Fn(&X) -> __m256i,
     products: impl Fn(__m256i, &Y) -> __m256i,
     offset: impl Fn(&X, &Y) -> f32,
 ) -> [f32; N] {
-    assert!(ys.iter().all(|y| y.len() == x.len()));
-    let (x_d, y_d) = d;
+    assert!(ys.iter().all(|y| y.blocks.len() == x.len() && y.scales.len() == x.len()));
     let mut acc = [_mm256_setzero_ps(); N];
     let mut offsets = [0.0; N];
     let groups = x.len() / 4;
@@ -122,8 +121,8 @@ unsafe fn legacy_dot<X, Y, const N: usize>(
         let q = [values(&xs[0]), values(&xs[1]), values(&xs[2]), values(&xs[3])];
         let dx = f32x4_of([x_d(&xs[0]), x_d(&xs[1]), x_d(&xs[2]), x_d(&xs[3])]);
         for n in 0..N {
-            let yb = &ys[n][4 * g..4 * g + 4];
-            let scales: [f32; 4] = std::mem::transmute(_mm_mul_ps(dx, f32x4_of([y_d(&yb[0]), y_d(&yb[1]), y_d(&yb[2]), y_d(&yb[3])])));
+            let yb = &ys[n].blocks[4 * g..4 * g + 4];
+            let scales: [f32; 4] = std::mem::transmute(_mm_mul_ps(dx, _mm_loadu_ps(ys[n].scales[4 * g..4 * g + 4].as_ptr())));
             for b in 0..4 {
                 let sums = _mm256_cvtepi32_ps(widen(products(q[b], &yb[b])));
                 acc[n] = _mm256_fmadd_ps(_mm256_set1_ps(scales[b]), sums, acc[n]);
@@ -134,9 +133,9 @@ unsafe fn legacy_dot<X, Y, const N: usize>(
     for i in 4 * groups..x.len() {
         let q = values(&x[i]);
         for n in 0..N {
-            let y = &ys[n][i];
+            let y = &ys[n].blocks[i];
             let sums = _mm256_cvtepi32_ps(widen(products(q, y)));
-            acc[n] = _mm256_fmadd_ps(_mm256_set1_ps(f32_of(x_d(&x[i])) * f32_of(y_d(y))), sums, acc[n]);
+            acc[n] = _mm256_fmadd_ps(_mm256_set1_ps(f32_of(x_d(&x[i])) * ys[n].scales[i]), sums, acc[n]);
             offsets[n] += offset(&x[i], y);
         }
     }
@@ -144,11 +143,11 @@ unsafe fn legacy_dot<X, Y, const N: usize>(
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q4_0<const N: usize>(x: &[BlockQ4_0], ys: [&[BlockQ8_0]; N]) -> [f32; N] {
+pub unsafe fn vec_dot_q4_0<const N: usize>(x: &[BlockQ4_0], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
     legacy_dot(
         x,
         ys,
-        (|x| x.d, |y| y.d),
+        |x| x.d,
         |x| _mm256_sub_epi8(nibbles(&x.qs), _mm256_set1_epi8(8)),
         |q, y| mul_signed(q, load(y.qs.as_ptr() as _)),
         |_, _| 0.0,
@@ -156,11 +155,11 @@ pub unsafe fn vec_dot_q4_0<const N: usize>(x: &[BlockQ4_0], ys: [&[BlockQ8_0]; N
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q4_1<const N: usize>(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; N]) -> [f32; N] {
+pub unsafe fn vec_dot_q4_1<const N: usize>(x: &[BlockQ4_1], ys: [ScaledRow<BlockQ8_1>; N]) -> [f32; N] {
     legacy_dot(
         x,
         ys,
-        (|x| x.d, |y| y.d),
+        |x| x.d,
         |x| nibbles(&x.qs),
         |q, y| mul_unsigned(q, load(y.qs.as_ptr() as _)),
         |x, y| f32_of(x.m) * f32_of(y.s),
@@ -168,11 +167,11 @@ pub unsafe fn vec_dot_q4_1<const N: usize>(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; N
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q5_0<const N: usize>(x: &[BlockQ5_0], ys: [&[BlockQ8_0]; N]) -> [f32; N] {
+pub unsafe fn vec_dot_q5_0<const N: usize>(x: &[BlockQ5_0], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
     legacy_dot(
         x,
         ys,
-        (|x| x.d, |y| y.d),
+        |x| x.d,
         |x| _mm256_sub_epi8(_mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh)), _mm256_set1_epi8(16)),
         |q, y| mul_signed(q, load(y.qs.as_ptr() as _)),
         |_, _| 0.0,
@@ -180,11 +179,11 @@ pub unsafe fn vec_dot_q5_0<const N: usize>(x: &[BlockQ5_0], ys: [&[BlockQ8_0]; N
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q5_1<const N: usize>(x: &[BlockQ5_1], ys: [&[BlockQ8_1]; N]) -> [f32; N] {
+pub unsafe fn vec_dot_q5_1<const N: usize>(x: &[BlockQ5_1], ys: [ScaledRow<BlockQ8_1>; N]) -> [f32; N] {
     legacy_dot(
         x,
         ys,
-        (|x| x.d, |y| y.d),
+        |x| x.d,
         |x| _mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh)),
         |q, y| mul_unsigned(q, load(y.qs.as_ptr() as _)),
         |x, y| f32_of(x.m) * f32_of(y.s),
@@ -192,11 +191,11 @@ pub unsafe fn vec_dot_q5_1<const N: usize>(x: &[BlockQ5_1], ys: [&[BlockQ8_1]; N
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q8_0<const N: usize>(x: &[BlockQ8_0], ys: [&[BlockQ8_0]; N]) -> [f32; N] {
+pub unsafe fn vec_dot_q8_0<const N: usize>(x: &[BlockQ8_0], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
     legacy_dot(
         x,
         ys,
-        (|x| x.d, |y| y.d),
+        |x| x.d,
         |x| load(x.qs.as_ptr() as _),
         |q, y| mul_signed(q, load(y.qs.as_ptr() as _)),
         |_, _| 0.0,

@@ -76,8 +76,8 @@ const TILE: usize = 4;
 /// Weight rows a matmul takes against each tile of tokens before moving on.
 const ROW_BAND: usize = 16;
 
-type DotFn<B> = fn(&[B], &[<B as WeightBlock>::Act]) -> f32;
-type TileFn<B> = fn(&[B], [&[<B as WeightBlock>::Act]; TILE]) -> [f32; TILE];
+type DotFn<B> = fn(&[B], ScaledRow<<B as WeightBlock>::Act>) -> f32;
+type TileFn<B> = fn(&[B], [ScaledRow<<B as WeightBlock>::Act>; TILE]) -> [f32; TILE];
 
 /// A weight format's dot products on each path: one activation row, or a tile of [`TILE`] rows.
 /// Both give bit-identical sums for the same row.
@@ -86,39 +86,42 @@ trait Kernels: WeightBlock {
     fn tile_fn(path: KernelPath) -> TileFn<Self>;
 }
 
-/// The kernel table: weight block => name of its function in `simd128.rs` and `avx2.rs`.
-/// `tiled` functions are generic over the number of activation rows and unpack each weight
-/// block once for all of them; the others are called once per row of a tile.
+/// The kernel table: weight block => name of its function in `simd128.rs` and `avx2.rs`, and
+/// how it takes activations: `tiled` and `scaled` functions are generic over the number of
+/// activation rows and unpack each weight block once for all of them (`scaled` ones also take
+/// the rows' f32 block scales); `one` functions take one row and are called once per row.
 macro_rules! kernel_table {
-    ($($block:ty => $name:ident $($tiled:ident)?),* $(,)?) => {$(
+    ($($block:ty => $name:ident $mode:ident),* $(,)?) => {$(
         impl Kernels for $block {
             fn dot_fn(path: KernelPath) -> DotFn<Self> {
                 match path.0 {
-                    Path::Scalar => <$block as WeightBlock>::vec_dot,
+                    Path::Scalar => |x, y| <$block as WeightBlock>::vec_dot(x, y.blocks),
                     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-                    Path::Simd128 => kernel_table!(@one simd128, $name $($tiled)?),
+                    Path::Simd128 => kernel_table!(@dot simd128, $name $mode),
                     // SAFETY: an Avx2 path exists only when the CPU has AVX2, FMA and F16C.
                     #[cfg(target_arch = "x86_64")]
-                    Path::Avx2 => kernel_table!(@one avx2, $name $($tiled)?),
+                    Path::Avx2 => kernel_table!(@dot avx2, $name $mode),
                 }
             }
 
             fn tile_fn(path: KernelPath) -> TileFn<Self> {
                 match path.0 {
-                    Path::Scalar => |x, ys| ys.map(|y| <$block as WeightBlock>::vec_dot(x, y)),
+                    Path::Scalar => |x, ys| ys.map(|y| <$block as WeightBlock>::vec_dot(x, y.blocks)),
                     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-                    Path::Simd128 => kernel_table!(@tile simd128, $name $($tiled)?),
+                    Path::Simd128 => kernel_table!(@tile simd128, $name $mode),
                     // SAFETY: as above.
                     #[cfg(target_arch = "x86_64")]
-                    Path::Avx2 => kernel_table!(@tile avx2, $name $($tiled)?),
+                    Path::Avx2 => kernel_table!(@tile avx2, $name $mode),
                 }
             }
         }
     )*};
-    (@one $isa:ident, $name:ident) => { |x, y| unsafe_if_avx2!($isa, crate::$isa::$name(x, y)) };
-    (@one $isa:ident, $name:ident tiled) => { |x, y| unsafe_if_avx2!($isa, crate::$isa::$name::<1>(x, [y])[0]) };
-    (@tile $isa:ident, $name:ident) => { |x, ys| ys.map(|y| unsafe_if_avx2!($isa, crate::$isa::$name(x, y))) };
-    (@tile $isa:ident, $name:ident tiled) => { |x, ys| unsafe_if_avx2!($isa, crate::$isa::$name::<TILE>(x, ys)) };
+    (@dot $isa:ident, $name:ident one) => { |x, y| unsafe_if_avx2!($isa, crate::$isa::$name(x, y.blocks)) };
+    (@dot $isa:ident, $name:ident tiled) => { |x, y| unsafe_if_avx2!($isa, crate::$isa::$name::<1>(x, [y.blocks])[0]) };
+    (@dot $isa:ident, $name:ident scaled) => { |x, y| unsafe_if_avx2!($isa, crate::$isa::$name::<1>(x, [y])[0]) };
+    (@tile $isa:ident, $name:ident one) => { |x, ys| ys.map(|y| unsafe_if_avx2!($isa, crate::$isa::$name(x, y.blocks))) };
+    (@tile $isa:ident, $name:ident tiled) => { |x, ys| unsafe_if_avx2!($isa, crate::$isa::$name::<TILE>(x, ys.map(|y| y.blocks))) };
+    (@tile $isa:ident, $name:ident scaled) => { |x, ys| unsafe_if_avx2!($isa, crate::$isa::$name::<TILE>(x, ys)) };
 }
 
 /// AVX2 kernels are `unsafe` (they need the CPU features a `KernelPath` vouches for).
@@ -132,14 +135,14 @@ macro_rules! unsafe_if_avx2 {
 }
 
 kernel_table! {
-    f32 => vec_dot_f32,
-    f16 => vec_dot_f16,
-    bf16 => vec_dot_bf16,
-    BlockQ4_0 => vec_dot_q4_0 tiled,
-    BlockQ4_1 => vec_dot_q4_1 tiled,
-    BlockQ5_0 => vec_dot_q5_0 tiled,
-    BlockQ5_1 => vec_dot_q5_1 tiled,
-    BlockQ8_0 => vec_dot_q8_0 tiled,
+    f32 => vec_dot_f32 one,
+    f16 => vec_dot_f16 one,
+    bf16 => vec_dot_bf16 one,
+    BlockQ4_0 => vec_dot_q4_0 scaled,
+    BlockQ4_1 => vec_dot_q4_1 scaled,
+    BlockQ5_0 => vec_dot_q5_0 scaled,
+    BlockQ5_1 => vec_dot_q5_1 scaled,
+    BlockQ8_0 => vec_dot_q8_0 scaled,
     BlockQ2K => vec_dot_q2_k tiled,
     BlockQ3K => vec_dot_q3_k tiled,
     BlockQ4K => vec_dot_q4_k tiled,
@@ -186,6 +189,16 @@ fn dequantize_typed<B: Block>(data: &[u8], out: &mut [f32]) -> Result<(), Kernel
 
 /// Dequantises `data` (whole blocks of `ty`) into `out`.
 pub fn dequantize(ty: QuantType, data: &[u8], out: &mut [f32]) -> Result<(), KernelError> {
+    // F16, the KV cache's format, read every decode step: wasm has a SIMD conversion (same values).
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if ty == QuantType::F16 {
+        let src = blocks::<f16>(data)?;
+        if out.len() != src.len() {
+            return Err(KernelError::Shape(format!("{} F16 values need as many outputs, got {}", src.len(), out.len())));
+        }
+        crate::simd128::f16_to_f32(src, out);
+        return Ok(());
+    }
     with_block!(ty, dequantize_typed, [
         F32 => f32, F16 => f16, BF16 => bf16, Q4_0 => BlockQ4_0, Q4_1 => BlockQ4_1, Q5_0 => BlockQ5_0,
         Q5_1 => BlockQ5_1, Q8_0 => BlockQ8_0, Q8_1 => BlockQ8_1, Q2K => BlockQ2K, Q3K => BlockQ3K,
@@ -214,7 +227,8 @@ fn vec_dot_typed<B: Kernels>(path: KernelPath, w: &[u8], a: &[u8]) -> Result<f32
     if w.len() * B::BLOCK_SIZE != a.len() * B::Act::BLOCK_SIZE {
         return Err(KernelError::Shape(format!("{} weights against {} activations", w.len() * B::BLOCK_SIZE, a.len() * B::Act::BLOCK_SIZE)));
     }
-    Ok(B::dot_fn(path)(w, a))
+    let scales = B::Act::scales(a);
+    Ok(B::dot_fn(path)(w, ScaledRow { blocks: a, scales: &scales }))
 }
 
 /// Dot product of a weight row `w` (format `ty`) with an activation row `a`, already quantised
@@ -243,10 +257,14 @@ fn matmul_typed<B: Kernels>(path: KernelPath, w: &[u8], x: &[f32], k: usize, out
     for (row, q) in x.chunks_exact(k).zip(acts.chunks_exact_mut(act_blocks)) {
         B::Act::from_float(row, q);
     }
+    let scales = B::Act::scales(&acts);
+    let act_row = |t: usize| {
+        let blocks = t * act_blocks..(t + 1) * act_blocks;
+        ScaledRow { blocks: &acts[blocks.clone()], scales: scales.get(blocks).unwrap_or_default() }
+    };
     let (dot, dot_tile) = (B::dot_fn(path), B::tile_fn(path));
     let tiled_tokens = n_tokens / TILE * TILE;
     // A band of rows against one tile of tokens at a time: both stay in L1 while they meet.
-    let act_row = |t: usize| &acts[t * act_blocks..][..act_blocks];
     for (band, w_band) in w.chunks(ROW_BAND * blocks_per_row).enumerate() {
         let rows = || w_band.chunks_exact(blocks_per_row).enumerate().map(|(i, row)| (band * ROW_BAND + i, row));
         for t0 in (0..tiled_tokens).step_by(TILE) {

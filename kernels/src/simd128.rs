@@ -91,7 +91,12 @@ fn fifth_bits(qh: [u8; 4]) -> [v128; 2] {
 /// The f32 values of four f16, one per lane: [`f32_of`] on each, infinity and NaN included.
 #[inline]
 fn f32x4_of(h: [f16; 4]) -> v128 {
-    let bits = u32x4(h[0].to_bits() as u32, h[1].to_bits() as u32, h[2].to_bits() as u32, h[3].to_bits() as u32);
+    f32x4_of_bits(u32x4(h[0].to_bits() as u32, h[1].to_bits() as u32, h[2].to_bits() as u32, h[3].to_bits() as u32))
+}
+
+/// [`f32x4_of`] for f16 bits already in the low halves of four u32 lanes.
+#[inline]
+fn f32x4_of_bits(bits: v128) -> v128 {
     let magnitude = f32x4_mul(i32x4_shl(v128_and(bits, u32x4_splat(0x7fff)), 13), f32x4_splat(f32::from_bits(0x7780_0000)));
     let sign = i32x4_shl(v128_and(bits, u32x4_splat(0x8000)), 16);
     // An all-ones f16 exponent (infinity, NaN) becomes an all-ones f32 exponent.
@@ -114,23 +119,16 @@ trait Legacy: WeightBlock<Act: LegacyAct> {
 }
 
 trait LegacyAct {
-    fn d(&self) -> f16;
     fn qs(&self) -> &[i8; 32];
 }
 
 impl LegacyAct for BlockQ8_0 {
-    fn d(&self) -> f16 {
-        self.d
-    }
     fn qs(&self) -> &[i8; 32] {
         &self.qs
     }
 }
 
 impl LegacyAct for BlockQ8_1 {
-    fn d(&self) -> f16 {
-        self.d
-    }
     fn qs(&self) -> &[i8; 32] {
         &self.qs
     }
@@ -209,13 +207,14 @@ fn block_sum<X: Legacy>([a, b]: [v128; 2], y: &X::Act) -> v128 {
 
 /// Σ over 32-value blocks of `d_x·d_y·(x_q · y_q) + offset(x,y)`, for `N` activation rows at
 /// once: each weight block is unpacked once and used `N` times (a prompt's tokens share the
-/// weight row; decode has `N = 1`). The f16 scales of four blocks are converted and multiplied
-/// together; each block's four partial sums are then scaled and added lane by lane, as
-/// llama.cpp adds them (the model's logits are sensitive to that order: adding whole-block
-/// sums instead moved them by up to 0.15 mean |Δ| from llama.cpp's).
+/// weight row; decode has `N = 1`). The f16 scales of four weight blocks are converted
+/// together and multiplied with the activations' (converted once per matmul); each block's
+/// four partial sums are then scaled and added lane by lane, as llama.cpp adds them (the
+/// model's logits are sensitive to that order: adding whole-block sums instead moved them by
+/// up to 0.15 mean |Δ| from llama.cpp's).
 #[inline]
-fn legacy_dot<X: Legacy, const N: usize>(x: &[X], ys: [&[X::Act]; N]) -> [f32; N] {
-    assert!(ys.iter().all(|y| y.len() == x.len()));
+fn legacy_dot<X: Legacy, const N: usize>(x: &[X], ys: [ScaledRow<X::Act>; N]) -> [f32; N] {
+    assert!(ys.iter().all(|y| y.blocks.len() == x.len() && y.scales.len() == x.len()));
     let mut acc = [f32x4_splat(0.0); N];
     let mut offsets = [0.0; N];
     let groups = x.len() / 4;
@@ -224,8 +223,8 @@ fn legacy_dot<X: Legacy, const N: usize>(x: &[X], ys: [&[X::Act]; N]) -> [f32; N
         let values = four(|b| xs[b].values());
         let dx = f32x4_of(four(|b| xs[b].d()));
         for n in 0..N {
-            let yb = &ys[n][4 * g..4 * g + 4];
-            let scales = f32x4_mul(dx, f32x4_of(four(|b| yb[b].d())));
+            let yb = &ys[n].blocks[4 * g..4 * g + 4];
+            let scales = f32x4_mul(dx, load(bytemuck::cast_slice(&ys[n].scales[4 * g..4 * g + 4])));
             let terms = four(|b| f32x4_mul(splat_lane(scales, b), f32x4_convert_i32x4(block_sum::<X>(values[b], &yb[b]))));
             acc[n] = f32x4_add(f32x4_add(f32x4_add(f32x4_add(acc[n], terms[0]), terms[1]), terms[2]), terms[3]);
             offsets[n] += (0..4).map(|b| xs[b].offset(&yb[b])).sum::<f32>();
@@ -234,8 +233,8 @@ fn legacy_dot<X: Legacy, const N: usize>(x: &[X], ys: [&[X::Act]; N]) -> [f32; N
     for i in 4 * groups..x.len() {
         let values = x[i].values();
         for n in 0..N {
-            let y = &ys[n][i];
-            let scale = f32x4_splat(f32_of(x[i].d()) * f32_of(y.d()));
+            let y = &ys[n].blocks[i];
+            let scale = f32x4_splat(f32_of(x[i].d()) * ys[n].scales[i]);
             acc[n] = f32x4_add(acc[n], f32x4_mul(scale, f32x4_convert_i32x4(block_sum::<X>(values, y))));
             offsets[n] += x[i].offset(y);
         }
@@ -261,23 +260,23 @@ fn four<T>(f: impl Fn(usize) -> T) -> [T; 4] {
     [f(0), f(1), f(2), f(3)]
 }
 
-pub fn vec_dot_q4_0<const N: usize>(x: &[BlockQ4_0], ys: [&[BlockQ8_0]; N]) -> [f32; N] {
+pub fn vec_dot_q4_0<const N: usize>(x: &[BlockQ4_0], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
     legacy_dot(x, ys)
 }
 
-pub fn vec_dot_q4_1<const N: usize>(x: &[BlockQ4_1], ys: [&[BlockQ8_1]; N]) -> [f32; N] {
+pub fn vec_dot_q4_1<const N: usize>(x: &[BlockQ4_1], ys: [ScaledRow<BlockQ8_1>; N]) -> [f32; N] {
     legacy_dot(x, ys)
 }
 
-pub fn vec_dot_q5_0<const N: usize>(x: &[BlockQ5_0], ys: [&[BlockQ8_0]; N]) -> [f32; N] {
+pub fn vec_dot_q5_0<const N: usize>(x: &[BlockQ5_0], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
     legacy_dot(x, ys)
 }
 
-pub fn vec_dot_q5_1<const N: usize>(x: &[BlockQ5_1], ys: [&[BlockQ8_1]; N]) -> [f32; N] {
+pub fn vec_dot_q5_1<const N: usize>(x: &[BlockQ5_1], ys: [ScaledRow<BlockQ8_1>; N]) -> [f32; N] {
     legacy_dot(x, ys)
 }
 
-pub fn vec_dot_q8_0<const N: usize>(x: &[BlockQ8_0], ys: [&[BlockQ8_0]; N]) -> [f32; N] {
+pub fn vec_dot_q8_0<const N: usize>(x: &[BlockQ8_0], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
     legacy_dot(x, ys)
 }
 
@@ -353,9 +352,14 @@ fn k4_dot<X, const N: usize>(
     k_dot(x, ys, |x, ys| {
         let (d, dmin, (sc, m)) = parts(x);
         let isums = scaled_sum_16(|k| values(x, k), 0, |k| sc[k / 2] as i32, ys);
+        // Σ_j m[j]·(bsums[2j] + bsums[2j+1]) with the eight mins as i32 lanes.
+        let mins = u16x8_extend_low_u8x16(u64x2(u64::from_le_bytes(m), 0));
+        let (mins_lo, mins_hi) = (u32x4_extend_low_u16x8(mins), u32x4_extend_high_u16x8(mins));
         std::array::from_fn(|n| {
             let y = ys[n];
-            let msum: i32 = (0..8).map(|j| m[j] as i32 * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32)).sum();
+            let pairs_lo = i32x4_extadd_pairwise_i16x8(load(bytemuck::cast_slice(&y.bsums[..8])));
+            let pairs_hi = i32x4_extadd_pairwise_i16x8(load(bytemuck::cast_slice(&y.bsums[8..])));
+            let msum = hsum_i32(i32x4_add(i32x4_mul(mins_lo, pairs_lo), i32x4_mul(mins_hi, pairs_hi)));
             y.d * (d * isums[n] as f32 - dmin * msum as f32)
         })
     })
@@ -401,6 +405,24 @@ pub fn vec_dot_q6_k<const N: usize>(x: &[BlockQ6K], ys: [&[BlockQ8K]; N]) -> [f3
         let isums = scaled_sum_16(values, 32, |k| x.scales[k] as i32, ys);
         std::array::from_fn(|n| (f32_of(x.d) * ys[n].d) * isums[n] as f32)
     })
+}
+
+/// f16 → f32 for a slice, four at a time: the same values as half's conversion (which has no
+/// SIMD on wasm), for the KV cache's rows.
+pub fn f16_to_f32(src: &[f16], out: &mut [f32]) {
+    assert_eq!(src.len(), out.len());
+    let (src4, out4) = (src.chunks_exact(4), out.chunks_exact_mut(4));
+    for (&h, o) in src4.remainder().iter().zip(out4.into_remainder()) {
+        *o = f32_of(h);
+    }
+    for (h, o) in src.chunks_exact(4).zip(out.chunks_exact_mut(4)) {
+        let bits: &[u8] = bytemuck::cast_slice(h);
+        // SAFETY: 4 f16 are 8 readable bytes; 4 f32 are 16 writable ones.
+        unsafe {
+            let h = u32x4_extend_low_u16x8(v128_load64_zero(bits.as_ptr() as *const u64));
+            v128_store(o.as_mut_ptr() as *mut v128, f32x4_of_bits(h));
+        }
+    }
 }
 
 /// Float dot product, 4 lanes at a time, with `load4` turning 4 elements into f32x4.

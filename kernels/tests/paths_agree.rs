@@ -185,3 +185,20 @@ fn the_best_path_is_simd_where_the_target_has_it() {
     #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
     assert_eq!(best, "scalar");
 }
+
+/// On wasm F16 rows are dequantised by the SIMD conversion (the KV cache reads them every step):
+/// every f16, odd lengths included, must come out as half's conversion gives it.
+#[test]
+fn f16_dequantises_to_halfs_values() {
+    let all: Vec<u16> = (0..=u16::MAX).collect();
+    for len in [all.len(), 7, 1] {
+        let src = &all[all.len() - len..];
+        let mut out = vec![0.0; len];
+        dequantize(QuantType::F16, bytemuck::cast_slice(src), &mut out).unwrap();
+        for (&h, &v) in src.iter().zip(&out) {
+            let expected = f16::from_bits(h).to_f32();
+            assert!(v.to_bits() == expected.to_bits() || v.is_nan() && expected.is_nan(), "{h:#06x}: {v} ≠ {expected}");
+        }
+    }
+    assert!(dequantize(QuantType::F16, &[0; 4], &mut [0.0; 3]).is_err());
+}

@@ -104,6 +104,7 @@ fn nibble_values(qs: &[u8; QK_K / 2]) -> [u8; QK_K] {
 }
 
 /// ggml's `get_scale_min_k4` for all eight sub-blocks: (scales, mins), each 0..=63.
+#[inline]
 fn scales_and_mins_k4(s: &[u8; K_SCALE_SIZE]) -> ([u8; 8], [u8; 8]) {
     let mut sc = [0u8; 8];
     let mut m = [0u8; 8];
@@ -156,6 +157,7 @@ impl BlockQ4K {
         nibble_values(&self.qs).map(|v| v as i8)
     }
 
+    #[inline]
     pub fn scales_and_mins(&self) -> ([u8; 8], [u8; 8]) {
         scales_and_mins_k4(&self.scales)
     }
@@ -172,6 +174,7 @@ impl BlockQ5K {
         q.map(|v| v as i8)
     }
 
+    #[inline]
     pub fn scales_and_mins(&self) -> ([u8; 8], [u8; 8]) {
         scales_and_mins_k4(&self.scales)
     }

@@ -28,6 +28,22 @@ pub trait Block: Pod + Send + Sync {
 pub trait ActivationBlock: Block {
     /// Quantises `x` (`out.len() * BLOCK_SIZE` values) exactly as ggml's reference code does.
     fn from_float(x: &[f32], out: &mut [Self]);
+
+    /// Each block's f16 scale as f32, for kernels that read the scales apart from the blocks
+    /// (empty for formats without f16 scales).
+    fn scales(_blocks: &[Self]) -> Vec<f32> {
+        Vec::new()
+    }
+}
+
+/// One activation row as the 32-value formats' SIMD kernels take it: its blocks, and their
+/// scales as f32 ([`ActivationBlock::scales`]). A matmul converts the scales once per row of
+/// activations instead of once per weight row, which in decode is the 262,144 rows of the
+/// output matrix.
+#[derive(Clone, Copy)]
+pub struct ScaledRow<'a, A> {
+    pub blocks: &'a [A],
+    pub scales: &'a [f32],
 }
 
 /// A weight format, with its scalar reference dot product.
