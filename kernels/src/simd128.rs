@@ -432,13 +432,18 @@ pub fn f16_to_f32(src: &[f16], out: &mut [f32]) {
         *o = f32_of(h);
     }
     for (h, o) in src.chunks_exact(4).zip(out.chunks_exact_mut(4)) {
-        let bits: &[u8] = bytemuck::cast_slice(h);
-        // SAFETY: 4 f16 are 8 readable bytes; 4 f32 are 16 writable ones.
-        unsafe {
-            let h = u32x4_extend_low_u16x8(v128_load64_zero(bits.as_ptr() as *const u64));
-            v128_store(o.as_mut_ptr() as *mut v128, f32x4_of_bits(h));
-        }
+        // SAFETY: 4 f32 are 16 writable bytes.
+        unsafe { v128_store(o.as_mut_ptr() as *mut v128, f32x4_of_bits(widen_16x4(h))) };
     }
+}
+
+/// Four 16-bit values (f16 or bf16 bits), each in the low half of a u32 lane.
+#[inline]
+fn widen_16x4<T: bytemuck::Pod>(v: &[T]) -> v128 {
+    let bits: &[u8] = bytemuck::cast_slice(v);
+    assert!(bits.len() >= 8);
+    // SAFETY: 8 readable bytes, checked above.
+    u32x4_extend_low_u16x8(unsafe { v128_load64_zero(bits.as_ptr() as *const u64) })
 }
 
 /// Float dot product, 4 lanes at a time, with `load4` turning 4 elements into f32x4.
@@ -458,16 +463,11 @@ pub fn vec_dot_f32(x: &[f32], y: &[f32]) -> f32 {
 }
 
 pub fn vec_dot_f16(x: &[f16], y: &[f16]) -> f32 {
-    // simd128 has no half-precision conversion.
-    float_dot(x, y, |v| f32x4(f32_of(v[0]), f32_of(v[1]), f32_of(v[2]), f32_of(v[3])))
+    // simd128 has no half-precision conversion: the exact shift-and-multiply, four at a time.
+    float_dot(x, y, |v| f32x4_of_bits(widen_16x4(v)))
 }
 
 pub fn vec_dot_bf16(x: &[bf16], y: &[bf16]) -> f32 {
     // bf16 is the high half of an f32: widen to 32 bits and shift into place.
-    float_dot(x, y, |v| {
-        let bits: &[u8] = bytemuck::cast_slice(v);
-        // SAFETY: 4 bf16 are 8 readable bytes.
-        let w = unsafe { v128_load64_zero(bits.as_ptr() as *const u64) };
-        i32x4_shl(u32x4_extend_low_u16x8(w), 16)
-    })
+    float_dot(x, y, |v| i32x4_shl(widen_16x4(v), 16))
 }
