@@ -189,16 +189,6 @@ fn dequantize_typed<B: Block>(data: &[u8], out: &mut [f32]) -> Result<(), Kernel
 
 /// Dequantises `data` (whole blocks of `ty`) into `out`.
 pub fn dequantize(ty: QuantType, data: &[u8], out: &mut [f32]) -> Result<(), KernelError> {
-    // F16, the KV cache's format, read every decode step: wasm has a SIMD conversion (same values).
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    if ty == QuantType::F16 {
-        let src = blocks::<f16>(data)?;
-        if out.len() != src.len() {
-            return Err(KernelError::Shape(format!("{} F16 values need as many outputs, got {}", src.len(), out.len())));
-        }
-        crate::simd128::f16_to_f32(src, out);
-        return Ok(());
-    }
     with_block!(ty, dequantize_typed, [
         F32 => f32, F16 => f16, BF16 => bf16, Q4_0 => BlockQ4_0, Q4_1 => BlockQ4_1, Q5_0 => BlockQ5_0,
         Q5_1 => BlockQ5_1, Q8_0 => BlockQ8_0, Q8_1 => BlockQ8_1, Q2K => BlockQ2K, Q3K => BlockQ3K,

@@ -31,13 +31,12 @@ impl WeightBlock for f32 {
 
 /// F16 and BF16 differ only in their conversions.
 macro_rules! half_format {
-    ($t:ty, $qt:expr) => {
+    ($t:ty, $qt:expr, $to_f32:expr) => {
         impl Block for $t {
             const TYPE: QuantType = $qt;
             const BLOCK_SIZE: usize = 1;
             fn to_float(blocks: &[Self], out: &mut [f32]) {
-                // half's slice conversion: F16C where the CPU has it, exact either way.
-                blocks.convert_to_f32_slice(out);
+                $to_f32(blocks, out);
             }
         }
 
@@ -56,5 +55,19 @@ macro_rules! half_format {
     };
 }
 
-half_format!(f16, QuantType::F16);
-half_format!(bf16, QuantType::BF16);
+/// half's slice conversion: F16C where the CPU has it, exact either way.
+fn half_to_f32<T: HalfFloatSliceExt + ?Sized>(blocks: &T, out: &mut [f32]) {
+    blocks.convert_to_f32_slice(out);
+}
+
+/// F16 is the KV cache's format, read every decode step: half has no wasm SIMD, so wasm uses
+/// the simd128 conversion (the same values).
+fn f16_to_f32(blocks: &[f16], out: &mut [f32]) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return crate::simd128::f16_to_f32(blocks, out);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    half_to_f32(blocks, out);
+}
+
+half_format!(f16, QuantType::F16, f16_to_f32);
+half_format!(bf16, QuantType::BF16, half_to_f32);
