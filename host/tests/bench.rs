@@ -19,6 +19,12 @@ fn bench_reports_prompt_decode_load_and_first_token_figures() {
             assert!(0.0 < min && min <= median && median <= max, "{backend} {figure}: {rill}");
         }
         assert!(report.get("peer").is_none());
+        // The CPU is named with its widest vector unit: runs compare only within one class.
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            let cpu = report["cpu"].as_str().unwrap();
+            assert!(["(avx2)", "(avx512f)", "(avx512vnni)"].iter().any(|class| cpu.ends_with(class)), "{cpu}");
+        }
     }
 }
 

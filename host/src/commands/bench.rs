@@ -165,7 +165,7 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
         Format::Json => {
             let mut out = json!({
                 "model": model.display().to_string(),
-                "cpu": crate::commands::info::cpu_name(),
+                "cpu": crate::commands::info::cpu_class(),
                 "time_unix": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs(),
                 "rill": {
                     "backend": backend_name, "kernel_path": kernels, "threads": 1, "repeats": args.repeats,
@@ -186,7 +186,7 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
         }
         Format::Text => {
             println!("model   {}", model.display());
-            println!("cpu     {}", crate::commands::info::cpu_name());
+            println!("cpu     {}", crate::commands::info::cpu_class());
             println!("rill    {backend_name} backend, kernels {kernels}, 1 thread, {} repeats, load {:.2} s, calibration {:.0} M multiply-adds/s", args.repeats, load.as_secs_f64(), calibration.median);
             println!("{:<40}{:>10}{:>10}{:>10}", "", "min", "median", "max");
             let row = |name: &str, s: &Spread| println!("{name:<40}{:>10.2}{:>10.2}{:>10.2}", s.min, s.median, s.max);
@@ -248,7 +248,7 @@ fn bench_concurrency(backend: &mut dyn Backend, model: &Path, args: &BenchArgs) 
     match args.format {
         Format::Json => {
             let mut out = json!({
-                "cpu": crate::commands::info::cpu_name(), "backend": backend.name(), "prompt_tokens": args.prompt_tokens, "gen_tokens": args.gen_tokens,
+                "cpu": crate::commands::info::cpu_class(), "backend": backend.name(), "prompt_tokens": args.prompt_tokens, "gen_tokens": args.gen_tokens,
                 "levels": levels.iter().map(|l| l.json()).collect::<Vec<_>>(),
                 "target_itl_ms": args.target_itl_ms, "batch_limit_at_target": limit,
             });

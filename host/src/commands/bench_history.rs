@@ -93,7 +93,7 @@ pub fn describe(backend: &mut dyn Backend, model: &Path, kind: &str, figures: Ve
         version: env!("CARGO_PKG_VERSION").into(),
         host: host.into(),
         runtime,
-        cpu: super::info::cpu_name(),
+        cpu: super::info::cpu_class(),
         backend: backend.name().into(),
         kernel_path: backend.kernel_path()?,
         model: model.file_name().map_or_else(|| model.display().to_string(), |n| n.to_string_lossy().into_owned()),

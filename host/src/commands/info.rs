@@ -44,6 +44,17 @@ pub fn cpu_name() -> String {
     proc_field("/proc/cpuinfo", "model name").unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
+/// The CPU as benchmark records name it: its model name and its widest vector instructions,
+/// e.g. "AMD EPYC (avx512vnni)". Machines of one model name come with and without AVX-512,
+/// and llama.cpp runs twice as fast with it, so runs compare only within one such class.
+pub fn cpu_class() -> String {
+    let features = x86_features();
+    match ["avx512vnni", "avx512f", "avx2", "avx"].into_iter().find(|f| features.contains(f)) {
+        Some(widest) => format!("{} ({widest})", cpu_name()),
+        None => cpu_name(),
+    }
+}
+
 /// What the engine would choose for the configured model, read from its GGUF header.
 pub struct ModelPlan {
     path: PathBuf,
