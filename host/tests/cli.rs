@@ -110,7 +110,9 @@ fn info_reports_machine_kernels_and_the_models_memory_plan() {
     assert!(json["cores"].as_u64().unwrap() >= 1);
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") && std::is_x86_feature_detected!("f16c") {
-        assert_eq!(json["native"]["kernel_path"], "avx2");
+        use std::is_x86_feature_detected as has;
+        let vnni = has!("avx512f") && has!("avx512vl") && has!("avx512bw") && has!("avx512vnni");
+        assert_eq!(json["native"]["kernel_path"], if vnni { "avx512vnni" } else { "avx2" });
         assert!(json["x86_features"].as_array().unwrap().iter().any(|f| f == "avx2"));
     }
 }

@@ -1,9 +1,11 @@
 //! x86-64 AVX2 + FMA (+ F16C) dot products, selected at run time by [`crate::KernelPath`].
 //!
 //! Every quantised format is unpacked 32 values at a time into bytes and multiplied against the
-//! activation bytes with `maddubs` (u8 × i8 → i16 pairs); `madd` with the sub-block scales then
-//! widens to i32. Integer sums are exact; only the per-block f32 scaling differs in rounding
-//! from the scalar reference.
+//! activation bytes 4 products per i32 lane (legacy formats), or 2 per i16 then weighted by the
+//! sub-block scales (k-quants). Those integer multiply-adds are the one thing that differs on
+//! a CPU with AVX-512 VNNI: the kernels take them from an [`IntDots`] type, [`Avx2`] here and
+//! `Vnni` in `avx512vnni.rs`. Integer sums are exact; only the per-block f32 scaling differs in
+//! rounding from the scalar reference.
 //!
 //! SAFETY (whole file): callers must have checked AVX2, FMA and F16C (`KernelPath` does),
 //! and pass `x` and `y` covering the same number of values (`dispatch` does).
@@ -35,31 +37,34 @@ unsafe fn load(p: *const u8) -> __m256i {
     _mm256_loadu_si256(p as *const __m256i)
 }
 
-/// i16 pair sums of unsigned `x` (0..=127 after any offset) times signed `y`.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn mul_unsigned(x: __m256i, y: __m256i) -> __m256i {
-    _mm256_maddubs_epi16(x, y)
+/// The integer multiply-adds of the kernels. Implementations are `#[inline(always)]` and carry
+/// no target features of their own: they take those of the kernel entry point they end up in.
+pub trait IntDots {
+    /// 8 i32 lanes, each the sum of 4 products of unsigned `x` bytes (≤ 128) and signed `y` bytes.
+    unsafe fn dot_unsigned(x: __m256i, y: __m256i) -> __m256i;
+    /// `acc` plus the products of i16 `p` and `s`, summed in pairs into i32 lanes.
+    unsafe fn madd_add(acc: __m256i, p: __m256i, s: __m256i) -> __m256i;
 }
 
-/// i16 pair sums of signed `x` times signed `y` (moves x's sign onto y).
-#[inline]
-#[target_feature(enable = "avx2")]
-fn mul_signed(x: __m256i, y: __m256i) -> __m256i {
-    _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+/// AVX2's: `maddubs` (u8 × i8 → i16 pairs) then `madd` (i16 × i16 → i32 pairs).
+pub struct Avx2;
+
+impl IntDots for Avx2 {
+    #[inline(always)]
+    unsafe fn dot_unsigned(x: __m256i, y: __m256i) -> __m256i {
+        _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1))
+    }
+
+    #[inline(always)]
+    unsafe fn madd_add(acc: __m256i, p: __m256i, s: __m256i) -> __m256i {
+        _mm256_add_epi32(acc, _mm256_madd_epi16(p, s))
+    }
 }
 
-/// Widens i16 pair sums to i32, weighting the first 16 values by `lo` and the last 16 by `hi`.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn scale_halves(p: __m256i, lo: i16, hi: i16) -> __m256i {
-    _mm256_madd_epi16(p, _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo)))
-}
-
-#[inline]
-#[target_feature(enable = "avx2")]
-fn widen(p: __m256i) -> __m256i {
-    _mm256_madd_epi16(p, _mm256_set1_epi16(1))
+/// `D::dot_unsigned` of signed `x` (moves x's sign onto y).
+#[inline(always)]
+unsafe fn dot_signed<D: IntDots>(x: __m256i, y: __m256i) -> __m256i {
+    D::dot_unsigned(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
 }
 
 /// 16 bytes of nibbles → 32 bytes: low nibbles first, then high nibbles (0..=15 each).
@@ -92,7 +97,7 @@ fn f32x4_of(h: [f16; 4]) -> __m128 {
     _mm_cvtph_ps(_mm_set_epi16(0, 0, 0, 0, bits(3), bits(2), bits(1), bits(0)))
 }
 
-/// Σ over 32-value blocks of `d(x)·d(y)·(x_q · y_q)` plus an optional per-block offset term,
+/// Σ over 32-value blocks of `d(x)·d(y)·(x_q · y_q)` (`products` gives `x_q · y_q` as 8 i32 lanes) plus an optional per-block offset term,
 /// for `N` activation rows at once: each weight block is unpacked once and used `N` times
 /// (a prompt's tokens share the weight row; decode has `N = 1`). The f16 scales of four weight
 /// blocks are converted together and multiplied with the activations' (converted once per
@@ -100,7 +105,7 @@ fn f32x4_of(h: [f16; 4]) -> __m128 {
 /// llama.cpp adds them (the model's logits are sensitive to that order).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn legacy_dot<X, Y, const N: usize>(
+unsafe fn legacy_dot<D: IntDots, X, Y, const N: usize>(
     x: &[X],
     ys: [ScaledRow<Y>; N],
     x_d: impl Fn(&X) -> f16,
@@ -124,7 +129,7 @@ unsafe fn legacy_dot<X, Y, const N: usize>(
             let yb = &ys[n].blocks[4 * g..4 * g + 4];
             let scales: [f32; 4] = std::mem::transmute(_mm_mul_ps(dx, _mm_loadu_ps(ys[n].scales[4 * g..4 * g + 4].as_ptr())));
             for b in 0..4 {
-                let sums = _mm256_cvtepi32_ps(widen(products(q[b], &yb[b])));
+                let sums = _mm256_cvtepi32_ps(products(q[b], &yb[b]));
                 acc[n] = _mm256_fmadd_ps(_mm256_set1_ps(scales[b]), sums, acc[n]);
                 offsets[n] += offset(&xs[b], &yb[b]);
             }
@@ -134,7 +139,7 @@ unsafe fn legacy_dot<X, Y, const N: usize>(
         let q = values(&x[i]);
         for n in 0..N {
             let y = &ys[n].blocks[i];
-            let sums = _mm256_cvtepi32_ps(widen(products(q, y)));
+            let sums = _mm256_cvtepi32_ps(products(q, y));
             acc[n] = _mm256_fmadd_ps(_mm256_set1_ps(f32_of(x_d(&x[i])) * ys[n].scales[i]), sums, acc[n]);
             offsets[n] += offset(&x[i], y);
         }
@@ -142,62 +147,67 @@ unsafe fn legacy_dot<X, Y, const N: usize>(
     std::array::from_fn(|n| hsum_f32(acc[n]) + offsets[n])
 }
 
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q4_0<const N: usize>(x: &[BlockQ4_0], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
-    legacy_dot(
+pub unsafe fn vec_dot_q4_0<D: IntDots, const N: usize>(x: &[BlockQ4_0], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
+    legacy_dot::<D, _, _, N>(
         x,
         ys,
         |x| x.d,
         |x| _mm256_sub_epi8(nibbles(&x.qs), _mm256_set1_epi8(8)),
-        |q, y| mul_signed(q, load(y.qs.as_ptr() as _)),
+        |q, y| dot_signed::<D>(q, load(y.qs.as_ptr() as _)),
         |_, _| 0.0,
     )
 }
 
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q4_1<const N: usize>(x: &[BlockQ4_1], ys: [ScaledRow<BlockQ8_1>; N]) -> [f32; N] {
-    legacy_dot(
+pub unsafe fn vec_dot_q4_1<D: IntDots, const N: usize>(x: &[BlockQ4_1], ys: [ScaledRow<BlockQ8_1>; N]) -> [f32; N] {
+    legacy_dot::<D, _, _, N>(
         x,
         ys,
         |x| x.d,
         |x| nibbles(&x.qs),
-        |q, y| mul_unsigned(q, load(y.qs.as_ptr() as _)),
+        |q, y| D::dot_unsigned(q, load(y.qs.as_ptr() as _)),
         |x, y| f32_of(x.m) * f32_of(y.s),
     )
 }
 
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q5_0<const N: usize>(x: &[BlockQ5_0], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
-    legacy_dot(
+pub unsafe fn vec_dot_q5_0<D: IntDots, const N: usize>(x: &[BlockQ5_0], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
+    legacy_dot::<D, _, _, N>(
         x,
         ys,
         |x| x.d,
         |x| _mm256_sub_epi8(_mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh)), _mm256_set1_epi8(16)),
-        |q, y| mul_signed(q, load(y.qs.as_ptr() as _)),
+        |q, y| dot_signed::<D>(q, load(y.qs.as_ptr() as _)),
         |_, _| 0.0,
     )
 }
 
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q5_1<const N: usize>(x: &[BlockQ5_1], ys: [ScaledRow<BlockQ8_1>; N]) -> [f32; N] {
-    legacy_dot(
+pub unsafe fn vec_dot_q5_1<D: IntDots, const N: usize>(x: &[BlockQ5_1], ys: [ScaledRow<BlockQ8_1>; N]) -> [f32; N] {
+    legacy_dot::<D, _, _, N>(
         x,
         ys,
         |x| x.d,
         |x| _mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh)),
-        |q, y| mul_unsigned(q, load(y.qs.as_ptr() as _)),
+        |q, y| D::dot_unsigned(q, load(y.qs.as_ptr() as _)),
         |x, y| f32_of(x.m) * f32_of(y.s),
     )
 }
 
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q8_0<const N: usize>(x: &[BlockQ8_0], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
-    legacy_dot(
+pub unsafe fn vec_dot_q8_0<D: IntDots, const N: usize>(x: &[BlockQ8_0], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
+    legacy_dot::<D, _, _, N>(
         x,
         ys,
         |x| x.d,
         |x| load(x.qs.as_ptr() as _),
-        |q, y| mul_signed(q, load(y.qs.as_ptr() as _)),
+        |q, y| dot_signed::<D>(q, load(y.qs.as_ptr() as _)),
         |_, _| 0.0,
     )
 }
@@ -234,7 +244,7 @@ struct SuperBlock {
 /// used `N` times. Every product is `maddubs` of unsigned weights (≤ 63) and signed activations.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn k_dot<X, const N: usize>(x: &[X], ys: [&[BlockQ8K]; N], unpack: impl Fn(&X) -> SuperBlock) -> [f32; N] {
+unsafe fn k_dot<D: IntDots, X, const N: usize>(x: &[X], ys: [&[BlockQ8K]; N], unpack: impl Fn(&X) -> SuperBlock) -> [f32; N] {
     assert!(ys.iter().all(|y| y.len() == x.len()));
     let mut acc = [_mm256_setzero_ps(); N];
     let mut offsets = [0.0; N];
@@ -245,8 +255,10 @@ unsafe fn k_dot<X, const N: usize>(x: &[X], ys: [&[BlockQ8K]; N], unpack: impl F
             let y = &ys[n][i];
             let mut sumi = _mm256_setzero_si256();
             for (j, &v) in b.values.iter().enumerate() {
-                let p = mul_unsigned(v, load(y.qs[j * 32..].as_ptr() as _));
-                sumi = _mm256_add_epi32(sumi, scale_halves(p, b.scales[2 * j], b.scales[2 * j + 1]));
+                // i16 pairs of products, weighted by the scales of their two 16-value halves.
+                let p = _mm256_maddubs_epi16(v, load(y.qs[j * 32..].as_ptr() as _));
+                let s = _mm256_set_m128i(_mm_set1_epi16(b.scales[2 * j + 1]), _mm_set1_epi16(b.scales[2 * j]));
+                sumi = D::madd_add(sumi, p, s);
             }
             // Σ_k mins[k]·bsums[k], as 8 i32 lanes.
             let min_sums = _mm256_madd_epi16(mins, _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i));
@@ -276,9 +288,10 @@ fn per_16(v: [u8; 8]) -> [i16; 16] {
     array(0, |k| v[k / 2] as i16)
 }
 
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q2_k<const N: usize>(x: &[BlockQ2K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
-    k_dot(x, ys, |x| {
+pub unsafe fn vec_dot_q2_k<D: IntDots, const N: usize>(x: &[BlockQ2K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
+    k_dot::<D, _, N>(x, ys, |x| {
         // Chunk j = 4·half + m: bits 2m.. of the half's 32 bytes.
         let q = [load(x.qs.as_ptr()), load(x.qs[32..].as_ptr())];
         SuperBlock {
@@ -291,9 +304,10 @@ pub unsafe fn vec_dot_q2_k<const N: usize>(x: &[BlockQ2K], ys: [&[BlockQ8K]; N])
     })
 }
 
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q3_k<const N: usize>(x: &[BlockQ3K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
-    k_dot(x, ys, |x| {
+pub unsafe fn vec_dot_q3_k<D: IntDots, const N: usize>(x: &[BlockQ3K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
+    k_dot::<D, _, N>(x, ys, |x| {
         // Chunk j = 4·half + m: bits 2m.. of the half's 32 bytes, high bit j of hmask.
         let q = [load(x.qs.as_ptr()), load(x.qs[32..].as_ptr())];
         let high = load(x.hmask.as_ptr());
@@ -323,21 +337,24 @@ unsafe fn k4_unpack<X>(d: f32, dmin: f32, (sc, m): ([u8; 8], [u8; 8]), qs: &[u8;
     SuperBlock { d, dmin: Some(dmin), values, scales: per_16(sc), mins: per_16(m) }
 }
 
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q4_k<const N: usize>(x: &[BlockQ4K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
-    k_dot(x, ys, |x| k4_unpack(f32_of(x.d), f32_of(x.dmin), x.scales_and_mins(), &x.qs, x, |_, _| _mm256_setzero_si256()))
+pub unsafe fn vec_dot_q4_k<D: IntDots, const N: usize>(x: &[BlockQ4K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
+    k_dot::<D, _, N>(x, ys, |x| k4_unpack(f32_of(x.d), f32_of(x.dmin), x.scales_and_mins(), &x.qs, x, |_, _| _mm256_setzero_si256()))
 }
 
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q5_k<const N: usize>(x: &[BlockQ5K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
-    k_dot(x, ys, |x| {
+pub unsafe fn vec_dot_q5_k<D: IntDots, const N: usize>(x: &[BlockQ5K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
+    k_dot::<D, _, N>(x, ys, |x| {
         k4_unpack(f32_of(x.d), f32_of(x.dmin), x.scales_and_mins(), &x.qs, x, |x, j| bit_to(load(x.qh.as_ptr()), j as i32, 4))
     })
 }
 
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q6_k<const N: usize>(x: &[BlockQ6K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
-    k_dot(x, ys, |x| {
+pub unsafe fn vec_dot_q6_k<D: IntDots, const N: usize>(x: &[BlockQ6K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
+    k_dot::<D, _, N>(x, ys, |x| {
         // Chunk j = 4·half + m: low 4 bits from the nibbles of ql (m < 2: low nibbles of bytes
         // 32·m.., else high nibbles of bytes 32·(m−2)..), high 2 bits from bits 2m.. of qh.
         let values = array(_mm256_setzero_si256(), |j| {

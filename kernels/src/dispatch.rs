@@ -1,5 +1,5 @@
 //! The one dispatch point: from a [`QuantType`] and raw bytes to the typed block code, and from
-//! a [`KernelPath`] to the scalar, simd128 or AVX2 version of each dot product.
+//! a [`KernelPath`] to the scalar, simd128, AVX2 or AVX-512 VNNI version of each dot product.
 
 use crate::quants::*;
 use crate::QuantType;
@@ -21,7 +21,8 @@ pub enum KernelError {
 /// A set of kernels the running machine can execute.
 ///
 /// Only [`KernelPath::best`] and [`KernelPath::available`] make one, so holding an AVX2 path
-/// proves the CPU has AVX2, FMA and F16C.
+/// proves the CPU has AVX2, FMA and F16C, and an AVX-512 VNNI path that it also has
+/// AVX-512F/VL/BW and VNNI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelPath(Path);
 
@@ -32,6 +33,8 @@ enum Path {
     Simd128,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni,
 }
 
 impl KernelPath {
@@ -45,6 +48,13 @@ impl KernelPath {
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
             paths.push(KernelPath(Path::Avx2));
+            if is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vnni")
+            {
+                paths.push(KernelPath(Path::Avx512Vnni));
+            }
         }
         paths
     }
@@ -61,6 +71,8 @@ impl KernelPath {
             Path::Simd128 => "simd128",
             #[cfg(target_arch = "x86_64")]
             Path::Avx2 => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512Vnni => "avx512vnni",
         }
     }
 }
@@ -98,9 +110,10 @@ macro_rules! kernel_table {
                     Path::Scalar => |x, y| <$block as WeightBlock>::vec_dot(x, y.blocks),
                     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
                     Path::Simd128 => kernel_table!(@dot simd128, $name $mode),
-                    // SAFETY: an Avx2 path exists only when the CPU has AVX2, FMA and F16C.
                     #[cfg(target_arch = "x86_64")]
                     Path::Avx2 => kernel_table!(@dot avx2, $name $mode),
+                    #[cfg(target_arch = "x86_64")]
+                    Path::Avx512Vnni => kernel_table!(@dot avx512vnni, $name $mode),
                 }
             }
 
@@ -109,28 +122,29 @@ macro_rules! kernel_table {
                     Path::Scalar => |x, ys| ys.map(|y| <$block as WeightBlock>::vec_dot(x, y.blocks)),
                     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
                     Path::Simd128 => kernel_table!(@tile simd128, $name $mode),
-                    // SAFETY: as above.
                     #[cfg(target_arch = "x86_64")]
                     Path::Avx2 => kernel_table!(@tile avx2, $name $mode),
+                    #[cfg(target_arch = "x86_64")]
+                    Path::Avx512Vnni => kernel_table!(@tile avx512vnni, $name $mode),
                 }
             }
         }
     )*};
-    (@dot $isa:ident, $name:ident one) => { |x, y| unsafe_if_avx2!($isa, crate::$isa::$name(x, y.blocks)) };
-    (@dot $isa:ident, $name:ident tiled) => { |x, y| unsafe_if_avx2!($isa, crate::$isa::$name::<1>(x, [y.blocks])[0]) };
-    (@dot $isa:ident, $name:ident scaled) => { |x, y| unsafe_if_avx2!($isa, crate::$isa::$name::<1>(x, [y])[0]) };
-    (@tile $isa:ident, $name:ident one) => { |x, ys| ys.map(|y| unsafe_if_avx2!($isa, crate::$isa::$name(x, y.blocks))) };
-    (@tile $isa:ident, $name:ident tiled) => { |x, ys| unsafe_if_avx2!($isa, crate::$isa::$name::<TILE>(x, ys.map(|y| y.blocks))) };
-    (@tile $isa:ident, $name:ident scaled) => { |x, ys| unsafe_if_avx2!($isa, crate::$isa::$name::<TILE>(x, ys)) };
-}
-
-/// AVX2 kernels are `unsafe` (they need the CPU features a `KernelPath` vouches for).
-macro_rules! unsafe_if_avx2 {
-    (avx2, $call:expr) => {
-        unsafe { $call }
-    };
-    ($isa:ident, $call:expr) => {
-        $call
+    // `[N]`: the number of activation rows a `tiled` or `scaled` function takes.
+    (@dot $isa:ident, $name:ident one) => { |x, y| kernel_table!(@call $isa, $name, [], (x, y.blocks)) };
+    (@dot $isa:ident, $name:ident tiled) => { |x, y| kernel_table!(@call $isa, $name, [1], (x, [y.blocks]))[0] };
+    (@dot $isa:ident, $name:ident scaled) => { |x, y| kernel_table!(@call $isa, $name, [1], (x, [y]))[0] };
+    (@tile $isa:ident, $name:ident one) => { |x, ys| ys.map(|y| kernel_table!(@call $isa, $name, [], (x, y.blocks))) };
+    (@tile $isa:ident, $name:ident tiled) => { |x, ys| kernel_table!(@call $isa, $name, [TILE], (x, ys.map(|y| y.blocks))) };
+    (@tile $isa:ident, $name:ident scaled) => { |x, ys| kernel_table!(@call $isa, $name, [TILE], (x, ys)) };
+    (@call simd128, $name:ident, [$($n:tt)?], $args:tt) => { crate::simd128::$name::<$($n)?> $args };
+    // SAFETY of the x86 calls: an Avx2 path exists only when the CPU has AVX2, FMA and F16C, an
+    // Avx512Vnni path only when it also has AVX-512F/VL/BW and VNNI.
+    // Float dot products have no integer multiply-adds: both x86 paths run AVX2's.
+    (@call $x86:ident, $name:ident, [], $args:tt) => { unsafe { crate::avx2::$name $args } };
+    (@call avx2, $name:ident, [$n:tt], $args:tt) => { unsafe { crate::avx2::$name::<crate::avx2::Avx2, $n> $args } };
+    (@call avx512vnni, $name:ident, [$n:tt], $args:tt) => {
+        unsafe { crate::avx512vnni::with_vnni(|| crate::avx2::$name::<crate::avx512vnni::Vnni, $n> $args) }
     };
 }
 

@@ -1,5 +1,6 @@
 //! Every kernel path against the scalar reference, and the scalar dot product against
-//! dequantised values. Runs natively (scalar, AVX2) and on wasm32-wasip2 (scalar, simd128).
+//! dequantised values. Runs natively (scalar, AVX2, and AVX-512 VNNI where the CPU has it) and
+//! on wasm32-wasip2 (scalar, simd128).
 
 use half::{bf16, f16};
 use rand::rngs::SmallRng;
@@ -124,6 +125,27 @@ fn integer_sums_are_exact_on_every_path() {
     }
 }
 
+/// The x86 paths differ only in how they do exact integer multiply-adds, so they must agree bit
+/// for bit, in matmul tiles too (the engine's output must not depend on which CPU ran it).
+#[test]
+fn x86_simd_paths_agree_bit_for_bit() {
+    let simd: Vec<KernelPath> = KernelPath::available().into_iter().filter(|p| *p != KernelPath::SCALAR).collect();
+    let Some((&first, others)) = simd.split_first() else { return };
+    let mut rng = SmallRng::seed_from_u64(5);
+    let (k, rows, tokens) = (N, 3, 5);
+    for ty in WEIGHT_TYPES {
+        let w = random_weights(&mut rng, ty, k * rows, None);
+        let x = random_activations(&mut rng, k * tokens);
+        let mut expected = vec![0.0; rows * tokens];
+        matmul(first, ty, w.bytes(), &x, k, &mut expected).unwrap();
+        for &path in others {
+            let mut out = vec![0.0; rows * tokens];
+            matmul(path, ty, w.bytes(), &x, k, &mut out).unwrap();
+            assert_eq!(out, expected, "{ty}: {path} vs {first}");
+        }
+    }
+}
+
 #[test]
 fn scalar_dot_equals_dot_of_dequantized_values() {
     let mut rng = SmallRng::seed_from_u64(3);
@@ -180,7 +202,9 @@ fn the_best_path_is_simd_where_the_target_has_it() {
     assert_eq!(best, "simd128");
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") && std::is_x86_feature_detected!("f16c") {
-        assert_eq!(best, "avx2");
+        use std::is_x86_feature_detected as has;
+        let vnni = has!("avx512f") && has!("avx512vl") && has!("avx512bw") && has!("avx512vnni");
+        assert_eq!(best, if vnni { "avx512vnni" } else { "avx2" });
     }
     #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
     assert_eq!(best, "scalar");

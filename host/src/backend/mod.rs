@@ -92,7 +92,7 @@ pub trait Backend {
     fn arm_trap(&mut self) -> Box<dyn Fn() + Send> {
         Box::new(|| {})
     }
-    /// The kernels the engine uses: "simd128", "avx2" or "scalar".
+    /// The kernels the engine uses: "simd128", "avx512vnni", "avx2" or "scalar".
     fn kernel_path(&mut self) -> anyhow::Result<String>;
     /// KV cache memory of the model's generations and prefix cache.
     fn kv_memory(&mut self) -> anyhow::Result<KvMemory>;
