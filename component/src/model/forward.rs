@@ -2,7 +2,7 @@
 //! blocks with residual connections, then the final norm and the output projection.
 //! A batch of `n` consecutive tokens goes through each matmul together.
 
-use super::ops::{dot, gelu_tanh, rms_norm, softmax};
+use super::ops::{dot, geglu, rms_norm, softmax};
 use super::{KvCache, Model};
 use crate::tokenizer::TokenId;
 
@@ -158,7 +158,7 @@ impl Model {
             rms_norm(&mut xb, &layer.ffn_norm, c.rms_eps);
             layer.w_gate.matmul(self.path, &xb, &mut gate);
             layer.w_up.matmul(self.path, &xb, &mut up);
-            gate.iter_mut().zip(&up).for_each(|(g, u)| *g = gelu_tanh(*g) * u);
+            geglu(&mut gate, &up);
             layer.w_down.matmul(self.path, &gate, &mut xb);
             if let Some(w) = &layer.post_ffn_norm {
                 rms_norm(&mut xb, w, c.rms_eps);

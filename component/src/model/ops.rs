@@ -1,6 +1,8 @@
 //! The element-wise pieces of the forward pass.
 
+use half::{f16, slice::HalfFloatSliceExt};
 use rill_kernels::{vec_dot, KernelPath, QuantType};
+use std::sync::LazyLock;
 
 /// RMSNorm of each `w.len()`-wide row of `x` in place: `x · w / √(mean(x²) + eps)`.
 pub fn rms_norm(x: &mut [f32], w: &[f32], eps: f32) {
@@ -13,10 +15,38 @@ pub fn rms_norm(x: &mut [f32], w: &[f32], eps: f32) {
     }
 }
 
-/// GELU, tanh approximation.
-pub fn gelu_tanh(x: f32) -> f32 {
+/// GELU, tanh approximation, in ggml's form.
+fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh())
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044_715 * x * x)).tanh())
+}
+
+/// GELU of every f16 value, rounded to f16 (held as the f32 it converts to), indexed by the
+/// input's bits: 256 KiB, computed once per process.
+static GELU_OF_F16: LazyLock<Vec<f32>> =
+    LazyLock::new(|| (0..=u16::MAX).map(|bits| f16::from_f32(gelu_tanh(f16::from_bits(bits).to_f32())).to_f32()).collect());
+
+/// The gated feed-forward activation, in place: `gate = gelu(gate) · up`.
+///
+/// As llama.cpp computes it (`ggml_vec_geglu_f32`): the gate value is rounded to f16 and its
+/// GELU looked up in a table of f16 results, except below −10 (0) and from 10 up (the
+/// identity). A lookup costs a fraction of `tanh`, which was an eighth of native prompt time.
+pub fn geglu(gate: &mut [f32], up: &[f32]) {
+    assert_eq!(gate.len(), up.len());
+    let table = &*GELU_OF_F16;
+    let mut halves = [f16::ZERO; 64];
+    for (g, u) in gate.chunks_mut(halves.len()).zip(up.chunks(halves.len())) {
+        let halves = &mut halves[..g.len()];
+        halves.convert_from_f32_slice(g);
+        for ((g, u), h) in g.iter_mut().zip(u).zip(halves.iter()) {
+            let gelu = match *g {
+                v if v <= -10.0 => 0.0,
+                v if v >= 10.0 => v,
+                _ => table[h.to_bits() as usize],
+            };
+            *g = gelu * u;
+        }
+    }
 }
 
 pub fn softmax(x: &mut [f32]) {
