@@ -7,6 +7,11 @@
 //! `Vnni` in `avx512vnni.rs`. Integer sums are exact; only the per-block f32 scaling differs in
 //! rounding from the scalar reference.
 //!
+//! Everything here is `#[inline(always)]` and carries no target features of its own: it is
+//! compiled into [`band_avx2`] (or `avx512vnni.rs`'s `band_vnni`), which enable the features,
+//! with each row's kernel inlined into the loop over rows (the model's rows are short, 640
+//! values; a call per row cost ~10% of decode).
+//!
 //! SAFETY (whole file): callers must have checked AVX2, FMA and F16C (`KernelPath` does),
 //! and pass `x` and `y` covering the same number of values (`dispatch` does).
 
@@ -14,9 +19,8 @@ use crate::quants::*;
 use half::{bf16, f16};
 use std::arch::x86_64::*;
 
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn hsum_f32(v: __m256) -> f32 {
+#[inline(always)]
+unsafe fn hsum_f32(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -25,20 +29,17 @@ fn hsum_f32(v: __m256) -> f32 {
 
 /// f16 → f32 by F16C, inlined: half's `to_f32` is an out-of-line call behind a feature check,
 /// which costs as much as the integer work of a small block.
-#[inline]
-#[target_feature(enable = "f16c")]
-fn f32_of(h: f16) -> f32 {
+#[inline(always)]
+unsafe fn f32_of(h: f16) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h.to_bits() as i32)))
 }
 
-#[inline]
-#[target_feature(enable = "avx2")]
+#[inline(always)]
 unsafe fn load(p: *const u8) -> __m256i {
     _mm256_loadu_si256(p as *const __m256i)
 }
 
-/// The integer multiply-adds of the kernels. Implementations are `#[inline(always)]` and carry
-/// no target features of their own: they take those of the kernel entry point they end up in.
+/// The integer multiply-adds of the kernels.
 pub trait IntDots {
     /// 8 i32 lanes, each the sum of 4 products of unsigned `x` bytes (≤ 128) and signed `y` bytes.
     unsafe fn dot_unsigned(x: __m256i, y: __m256i) -> __m256i;
@@ -61,6 +62,25 @@ impl IntDots for Avx2 {
     }
 }
 
+/// A weight format's kernel: its dot products with `N` activation rows at once (the table in
+/// `dispatch.rs` implements it for each format).
+pub trait Avx2Dot: WeightBlock {
+    unsafe fn dot<D: IntDots, const N: usize>(x: &[Self], ys: [ScaledRow<Self::Act>; N]) -> [f32; N];
+}
+
+/// Every row of `band` (rows of `blocks_per_row` blocks) against `ys`: `out[r]` for row `r`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn band_avx2<B: Avx2Dot, const N: usize>(band: &[B], blocks_per_row: usize, ys: [ScaledRow<B::Act>; N], out: &mut [[f32; N]]) {
+    band_dots::<Avx2, B, N>(band, blocks_per_row, ys, out)
+}
+
+#[inline(always)]
+pub unsafe fn band_dots<D: IntDots, B: Avx2Dot, const N: usize>(band: &[B], blocks_per_row: usize, ys: [ScaledRow<B::Act>; N], out: &mut [[f32; N]]) {
+    for (row, o) in band.chunks_exact(blocks_per_row).zip(out) {
+        *o = B::dot::<D, N>(row, ys);
+    }
+}
+
 /// `D::dot_unsigned` of signed `x` (moves x's sign onto y).
 #[inline(always)]
 unsafe fn dot_signed<D: IntDots>(x: __m256i, y: __m256i) -> __m256i {
@@ -68,8 +88,7 @@ unsafe fn dot_signed<D: IntDots>(x: __m256i, y: __m256i) -> __m256i {
 }
 
 /// 16 bytes of nibbles → 32 bytes: low nibbles first, then high nibbles (0..=15 each).
-#[inline]
-#[target_feature(enable = "avx2")]
+#[inline(always)]
 unsafe fn nibbles(qs: &[u8; 16]) -> __m256i {
     let lo = _mm_loadu_si128(qs.as_ptr() as *const __m128i);
     let hi = _mm_srli_epi16::<4>(lo);
@@ -77,9 +96,8 @@ unsafe fn nibbles(qs: &[u8; 16]) -> __m256i {
 }
 
 /// 32 bits → 32 bytes, 0x10 where the bit is set (the fifth bit of Q5 values).
-#[inline]
-#[target_feature(enable = "avx2")]
-fn fifth_bits(qh: [u8; 4]) -> __m256i {
+#[inline(always)]
+unsafe fn fifth_bits(qh: [u8; 4]) -> __m256i {
     let spread = _mm256_shuffle_epi8(
         _mm256_set1_epi32(i32::from_le_bytes(qh)),
         _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0),
@@ -90,9 +108,8 @@ fn fifth_bits(qh: [u8; 4]) -> __m256i {
 }
 
 /// Four f16 → f32, one per lane.
-#[inline]
-#[target_feature(enable = "f16c")]
-fn f32x4_of(h: [f16; 4]) -> __m128 {
+#[inline(always)]
+unsafe fn f32x4_of(h: [f16; 4]) -> __m128 {
     let bits = |i: usize| h[i].to_bits() as i16;
     _mm_cvtph_ps(_mm_set_epi16(0, 0, 0, 0, bits(3), bits(2), bits(1), bits(0)))
 }
@@ -103,8 +120,7 @@ fn f32x4_of(h: [f16; 4]) -> __m128 {
 /// blocks are converted together and multiplied with the activations' (converted once per
 /// matmul); each block's eight partial sums are then scaled and added lane by lane, as
 /// llama.cpp adds them (the model's logits are sensitive to that order).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
+#[inline(always)]
 unsafe fn legacy_dot<D: IntDots, X, Y, const N: usize>(
     x: &[X],
     ys: [ScaledRow<Y>; N],
@@ -144,85 +160,78 @@ unsafe fn legacy_dot<D: IntDots, X, Y, const N: usize>(
             offsets[n] += offset(&x[i], y);
         }
     }
-    std::array::from_fn(|n| hsum_f32(acc[n]) + offsets[n])
+    array(0.0, #[inline(always)] |n| hsum_f32(acc[n]) + offsets[n])
 }
 
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
+#[inline(always)]
 pub unsafe fn vec_dot_q4_0<D: IntDots, const N: usize>(x: &[BlockQ4_0], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
     legacy_dot::<D, _, _, N>(
         x,
         ys,
-        |x| x.d,
-        |x| _mm256_sub_epi8(nibbles(&x.qs), _mm256_set1_epi8(8)),
-        |q, y| dot_signed::<D>(q, load(y.qs.as_ptr() as _)),
-        |_, _| 0.0,
+        #[inline(always)] |x| x.d,
+        #[inline(always)] |x| _mm256_sub_epi8(nibbles(&x.qs), _mm256_set1_epi8(8)),
+        #[inline(always)] |q, y| dot_signed::<D>(q, load(y.qs.as_ptr() as _)),
+        #[inline(always)] |_, _| 0.0,
     )
 }
 
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
+#[inline(always)]
 pub unsafe fn vec_dot_q4_1<D: IntDots, const N: usize>(x: &[BlockQ4_1], ys: [ScaledRow<BlockQ8_1>; N]) -> [f32; N] {
     legacy_dot::<D, _, _, N>(
         x,
         ys,
-        |x| x.d,
-        |x| nibbles(&x.qs),
-        |q, y| D::dot_unsigned(q, load(y.qs.as_ptr() as _)),
-        |x, y| f32_of(x.m) * f32_of(y.s),
+        #[inline(always)] |x| x.d,
+        #[inline(always)] |x| nibbles(&x.qs),
+        #[inline(always)] |q, y| D::dot_unsigned(q, load(y.qs.as_ptr() as _)),
+        #[inline(always)] |x, y| f32_of(x.m) * f32_of(y.s),
     )
 }
 
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
+#[inline(always)]
 pub unsafe fn vec_dot_q5_0<D: IntDots, const N: usize>(x: &[BlockQ5_0], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
     legacy_dot::<D, _, _, N>(
         x,
         ys,
-        |x| x.d,
-        |x| _mm256_sub_epi8(_mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh)), _mm256_set1_epi8(16)),
-        |q, y| dot_signed::<D>(q, load(y.qs.as_ptr() as _)),
-        |_, _| 0.0,
+        #[inline(always)] |x| x.d,
+        #[inline(always)] |x| _mm256_sub_epi8(_mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh)), _mm256_set1_epi8(16)),
+        #[inline(always)] |q, y| dot_signed::<D>(q, load(y.qs.as_ptr() as _)),
+        #[inline(always)] |_, _| 0.0,
     )
 }
 
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
+#[inline(always)]
 pub unsafe fn vec_dot_q5_1<D: IntDots, const N: usize>(x: &[BlockQ5_1], ys: [ScaledRow<BlockQ8_1>; N]) -> [f32; N] {
     legacy_dot::<D, _, _, N>(
         x,
         ys,
-        |x| x.d,
-        |x| _mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh)),
-        |q, y| D::dot_unsigned(q, load(y.qs.as_ptr() as _)),
-        |x, y| f32_of(x.m) * f32_of(y.s),
+        #[inline(always)] |x| x.d,
+        #[inline(always)] |x| _mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh)),
+        #[inline(always)] |q, y| D::dot_unsigned(q, load(y.qs.as_ptr() as _)),
+        #[inline(always)] |x, y| f32_of(x.m) * f32_of(y.s),
     )
 }
 
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
+#[inline(always)]
 pub unsafe fn vec_dot_q8_0<D: IntDots, const N: usize>(x: &[BlockQ8_0], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
     legacy_dot::<D, _, _, N>(
         x,
         ys,
-        |x| x.d,
-        |x| load(x.qs.as_ptr() as _),
-        |q, y| dot_signed::<D>(q, load(y.qs.as_ptr() as _)),
-        |_, _| 0.0,
+        #[inline(always)] |x| x.d,
+        #[inline(always)] |x| load(x.qs.as_ptr() as _),
+        #[inline(always)] |q, y| dot_signed::<D>(q, load(y.qs.as_ptr() as _)),
+        #[inline(always)] |_, _| 0.0,
     )
 }
 
 /// 2-bit fields at `shift` of 32 bytes (Q2_K/Q3_K layout), as bytes 0..=3.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn two_bits(q: __m256i, shift: i32) -> __m256i {
+#[inline(always)]
+unsafe fn two_bits(q: __m256i, shift: i32) -> __m256i {
     _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(shift)), _mm256_set1_epi8(3))
 }
 
 /// One bit of each of 32 bytes, moved to bit `to` (bytes become 0 or 1<<to).
-#[inline]
-#[target_feature(enable = "avx2")]
-fn bit_to(q: __m256i, bit: i32, to: i32) -> __m256i {
+#[inline(always)]
+unsafe fn bit_to(q: __m256i, bit: i32, to: i32) -> __m256i {
     let b = _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(bit)), _mm256_set1_epi8(1));
     _mm256_sll_epi16(b, _mm_cvtsi32_si128(to))
 }
@@ -242,17 +251,16 @@ struct SuperBlock {
 
 /// Σ over super-blocks for `N` activation rows at once: each super-block is unpacked once and
 /// used `N` times. Every product is `maddubs` of unsigned weights (≤ 63) and signed activations.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn k_dot<D: IntDots, X, const N: usize>(x: &[X], ys: [&[BlockQ8K]; N], unpack: impl Fn(&X) -> SuperBlock) -> [f32; N] {
-    assert!(ys.iter().all(|y| y.len() == x.len()));
+#[inline(always)]
+unsafe fn k_dot<D: IntDots, X, const N: usize>(x: &[X], ys: [ScaledRow<BlockQ8K>; N], unpack: impl Fn(&X) -> SuperBlock) -> [f32; N] {
+    assert!(ys.iter().all(|y| y.blocks.len() == x.len()));
     let mut acc = [_mm256_setzero_ps(); N];
     let mut offsets = [0.0; N];
     for (i, x) in x.iter().enumerate() {
         let b = unpack(x);
         let mins = _mm256_loadu_si256(b.mins.as_ptr() as *const __m256i);
         for n in 0..N {
-            let y = &ys[n][i];
+            let y = &ys[n].blocks[i];
             let mut sumi = _mm256_setzero_si256();
             for (j, &v) in b.values.iter().enumerate() {
                 // i16 pairs of products, weighted by the scales of their two 16-value halves.
@@ -269,13 +277,13 @@ unsafe fn k_dot<D: IntDots, X, const N: usize>(x: &[X], ys: [&[BlockQ8K]; N], un
             acc[n] = _mm256_fmadd_ps(_mm256_set1_ps(b.d * y.d), _mm256_cvtepi32_ps(sumi), acc[n]);
         }
     }
-    std::array::from_fn(|n| hsum_f32(acc[n]) - offsets[n])
+    array(0.0, #[inline(always)] |n| hsum_f32(acc[n]) - offsets[n])
 }
 
 /// `[f(0), …, f(N−1)]`, always inlined: `array::from_fn` and `map` stayed out-of-line calls in
 /// the k-quant unpacking (about 5% of native decode), their AVX2 closures called through memory.
 #[inline(always)]
-fn array<T: Copy, const N: usize>(init: T, f: impl Fn(usize) -> T) -> [T; N] {
+pub fn array<T: Copy, const N: usize>(init: T, f: impl Fn(usize) -> T) -> [T; N] {
     let mut out = [init; N];
     for (i, o) in out.iter_mut().enumerate() {
         *o = f(i);
@@ -285,51 +293,48 @@ fn array<T: Copy, const N: usize>(init: T, f: impl Fn(usize) -> T) -> [T; N] {
 
 /// Scale (or min) `k` of the eight 32-value sub-blocks, repeated for both 16-value halves.
 fn per_16(v: [u8; 8]) -> [i16; 16] {
-    array(0, |k| v[k / 2] as i16)
+    array(0, #[inline(always)] |k| v[k / 2] as i16)
 }
 
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q2_k<D: IntDots, const N: usize>(x: &[BlockQ2K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
-    k_dot::<D, _, N>(x, ys, |x| {
+#[inline(always)]
+pub unsafe fn vec_dot_q2_k<D: IntDots, const N: usize>(x: &[BlockQ2K], ys: [ScaledRow<BlockQ8K>; N]) -> [f32; N] {
+    k_dot::<D, _, N>(x, ys, #[inline(always)] |x| {
         // Chunk j = 4·half + m: bits 2m.. of the half's 32 bytes.
         let q = [load(x.qs.as_ptr()), load(x.qs[32..].as_ptr())];
         SuperBlock {
             d: f32_of(x.d),
             dmin: Some(f32_of(x.dmin)),
-            values: array(_mm256_setzero_si256(), |j| two_bits(q[j / 4], 2 * (j % 4) as i32)),
-            scales: array(0, |k| (x.scales[k] & 0x0f) as i16),
-            mins: array(0, |k| (x.scales[k] >> 4) as i16),
+            values: array(_mm256_setzero_si256(), #[inline(always)] |j| two_bits(q[j / 4], 2 * (j % 4) as i32)),
+            scales: array(0, #[inline(always)] |k| (x.scales[k] & 0x0f) as i16),
+            mins: array(0, #[inline(always)] |k| (x.scales[k] >> 4) as i16),
         }
     })
 }
 
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q3_k<D: IntDots, const N: usize>(x: &[BlockQ3K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
-    k_dot::<D, _, N>(x, ys, |x| {
+#[inline(always)]
+pub unsafe fn vec_dot_q3_k<D: IntDots, const N: usize>(x: &[BlockQ3K], ys: [ScaledRow<BlockQ8K>; N]) -> [f32; N] {
+    k_dot::<D, _, N>(x, ys, #[inline(always)] |x| {
         // Chunk j = 4·half + m: bits 2m.. of the half's 32 bytes, high bit j of hmask.
         let q = [load(x.qs.as_ptr()), load(x.qs[32..].as_ptr())];
         let high = load(x.hmask.as_ptr());
         let sc = x.scales();
-        let scales = array(0, |k| sc[k] as i16);
+        let scales = array(0, #[inline(always)] |k| sc[k] as i16);
         SuperBlock {
             d: f32_of(x.d),
             dmin: None,
-            values: array(_mm256_setzero_si256(), |j| _mm256_or_si256(two_bits(q[j / 4], 2 * (j % 4) as i32), bit_to(high, j as i32, 2))),
+            values: array(_mm256_setzero_si256(), #[inline(always)] |j| _mm256_or_si256(two_bits(q[j / 4], 2 * (j % 4) as i32), bit_to(high, j as i32, 2))),
             scales,
-            mins: array(0, |k| 4 * scales[k]),
+            mins: array(0, #[inline(always)] |k| 4 * scales[k]),
         }
     })
 }
 
 /// Q4_K and Q5_K: 8 sub-blocks of 32 with 6-bit scales and mins; `high(x, j)` adds Q5_K's fifth
 /// bits to sub-block j.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
+#[inline(always)]
 unsafe fn k4_unpack<X>(d: f32, dmin: f32, (sc, m): ([u8; 8], [u8; 8]), qs: &[u8; 128], x: &X, high: impl Fn(&X, usize) -> __m256i) -> SuperBlock {
     // Sub-block j: the low nibbles (even j) or high nibbles (odd j) of bytes 32·(j/2)...
-    let values = array(_mm256_setzero_si256(), |j| {
+    let values = array(_mm256_setzero_si256(), #[inline(always)] |j| {
         let q = load(qs[j / 2 * 32..].as_ptr());
         let q = if j % 2 == 0 { q } else { _mm256_srli_epi16::<4>(q) };
         _mm256_or_si256(_mm256_and_si256(q, _mm256_set1_epi8(0x0f)), high(x, j))
@@ -337,41 +342,37 @@ unsafe fn k4_unpack<X>(d: f32, dmin: f32, (sc, m): ([u8; 8], [u8; 8]), qs: &[u8;
     SuperBlock { d, dmin: Some(dmin), values, scales: per_16(sc), mins: per_16(m) }
 }
 
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q4_k<D: IntDots, const N: usize>(x: &[BlockQ4K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
-    k_dot::<D, _, N>(x, ys, |x| k4_unpack(f32_of(x.d), f32_of(x.dmin), x.scales_and_mins(), &x.qs, x, |_, _| _mm256_setzero_si256()))
+#[inline(always)]
+pub unsafe fn vec_dot_q4_k<D: IntDots, const N: usize>(x: &[BlockQ4K], ys: [ScaledRow<BlockQ8K>; N]) -> [f32; N] {
+    k_dot::<D, _, N>(x, ys, #[inline(always)] |x| k4_unpack(f32_of(x.d), f32_of(x.dmin), x.scales_and_mins(), &x.qs, x, #[inline(always)] |_, _| _mm256_setzero_si256()))
 }
 
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q5_k<D: IntDots, const N: usize>(x: &[BlockQ5K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
-    k_dot::<D, _, N>(x, ys, |x| {
-        k4_unpack(f32_of(x.d), f32_of(x.dmin), x.scales_and_mins(), &x.qs, x, |x, j| bit_to(load(x.qh.as_ptr()), j as i32, 4))
+#[inline(always)]
+pub unsafe fn vec_dot_q5_k<D: IntDots, const N: usize>(x: &[BlockQ5K], ys: [ScaledRow<BlockQ8K>; N]) -> [f32; N] {
+    k_dot::<D, _, N>(x, ys, #[inline(always)] |x| {
+        k4_unpack(f32_of(x.d), f32_of(x.dmin), x.scales_and_mins(), &x.qs, x, #[inline(always)] |x, j| bit_to(load(x.qh.as_ptr()), j as i32, 4))
     })
 }
 
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q6_k<D: IntDots, const N: usize>(x: &[BlockQ6K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
-    k_dot::<D, _, N>(x, ys, |x| {
+#[inline(always)]
+pub unsafe fn vec_dot_q6_k<D: IntDots, const N: usize>(x: &[BlockQ6K], ys: [ScaledRow<BlockQ8K>; N]) -> [f32; N] {
+    k_dot::<D, _, N>(x, ys, #[inline(always)] |x| {
         // Chunk j = 4·half + m: low 4 bits from the nibbles of ql (m < 2: low nibbles of bytes
         // 32·m.., else high nibbles of bytes 32·(m−2)..), high 2 bits from bits 2m.. of qh.
-        let values = array(_mm256_setzero_si256(), |j| {
+        let values = array(_mm256_setzero_si256(), #[inline(always)] |j| {
             let (half, m) = (j / 4, j % 4);
             let ql = load(x.ql[half * 64 + (m % 2) * 32..].as_ptr());
             let low = if m < 2 { ql } else { _mm256_srli_epi16::<4>(ql) };
             let high = _mm256_slli_epi16::<4>(two_bits(load(x.qh[half * 32..].as_ptr()), 2 * m as i32));
             _mm256_or_si256(_mm256_and_si256(low, _mm256_set1_epi8(0x0f)), high)
         });
-        let scales = array(0, |k| x.scales[k] as i16);
-        SuperBlock { d: f32_of(x.d), dmin: None, values, scales, mins: array(0, |k| 32 * scales[k]) }
+        let scales = array(0, #[inline(always)] |k| x.scales[k] as i16);
+        SuperBlock { d: f32_of(x.d), dmin: None, values, scales, mins: array(0, #[inline(always)] |k| 32 * scales[k]) }
     })
 }
 
 /// Float dot product, 8 lanes at a time, with `load8` turning 8 elements into f32.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
+#[inline(always)]
 unsafe fn float_dot<T: Copy + Into<f64>>(x: &[T], y: &[T], load8: impl Fn(&[T]) -> __m256) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
@@ -382,20 +383,20 @@ unsafe fn float_dot<T: Copy + Into<f64>>(x: &[T], y: &[T], load8: impl Fn(&[T]) 
     hsum_f32(acc) + tail as f32
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
+#[inline(always)]
 pub unsafe fn vec_dot_f32(x: &[f32], y: &[f32]) -> f32 {
-    float_dot(x, y, |v| _mm256_loadu_ps(v.as_ptr()))
+    float_dot(x, y, #[inline(always)] |v| _mm256_loadu_ps(v.as_ptr()))
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
+#[inline(always)]
 pub unsafe fn vec_dot_f16(x: &[f16], y: &[f16]) -> f32 {
-    float_dot(x, y, |v| _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr() as *const __m128i)))
+    float_dot(x, y, #[inline(always)] |v| _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr() as *const __m128i)))
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
+#[inline(always)]
 pub unsafe fn vec_dot_bf16(x: &[bf16], y: &[bf16]) -> f32 {
     // bf16 is the high half of an f32: widen to 32 bits and shift into place.
-    float_dot(x, y, |v| {
+    float_dot(x, y, #[inline(always)] |v| {
         let w = _mm256_cvtepu16_epi32(_mm_loadu_si128(v.as_ptr() as *const __m128i));
         _mm256_castsi256_ps(_mm256_slli_epi32::<16>(w))
     })

@@ -7,7 +7,8 @@
 //! SAFETY (whole file): callers must have checked AVX2, FMA, F16C, AVX-512F/VL/BW and VNNI
 //! (`KernelPath` does).
 
-use crate::avx2::IntDots;
+use crate::avx2::{band_dots, Avx2Dot, IntDots};
+use crate::quants::ScaledRow;
 use std::arch::x86_64::*;
 
 pub struct Vnni;
@@ -24,9 +25,8 @@ impl IntDots for Vnni {
     }
 }
 
-/// Runs `kernel` (an AVX2 kernel instantiated with [`Vnni`]) with the VNNI features enabled:
-/// it is inlined here, and the VNNI instructions with it.
+/// Every row of `band` against `ys`, as `avx2::band_avx2` but with VNNI's multiply-adds.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
-pub unsafe fn with_vnni<R>(kernel: impl FnOnce() -> R) -> R {
-    kernel()
+pub unsafe fn band_vnni<B: Avx2Dot, const N: usize>(band: &[B], blocks_per_row: usize, ys: [ScaledRow<B::Act>; N], out: &mut [[f32; N]]) {
+    band_dots::<Vnni, B, N>(band, blocks_per_row, ys, out)
 }

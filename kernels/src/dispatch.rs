@@ -88,64 +88,60 @@ const TILE: usize = 4;
 /// Weight rows a matmul takes against each tile of tokens before moving on.
 const ROW_BAND: usize = 16;
 
-type DotFn<B> = fn(&[B], ScaledRow<<B as WeightBlock>::Act>) -> f32;
-type TileFn<B> = fn(&[B], [ScaledRow<<B as WeightBlock>::Act>; TILE]) -> [f32; TILE];
+/// Dot products of each row of a band (whole rows of `blocks_per_row` blocks) with `N`
+/// activation rows: `out[r][i]` for row `r` and activation row `i`. Every `N` gives a row
+/// bit for bit the same sum with an activation row.
+type BandFn<B, const N: usize> = for<'a> fn(&[B], usize, [ScaledRow<'a, <B as WeightBlock>::Act>; N], &mut [[f32; N]]);
 
-/// A weight format's dot products on each path: one activation row, or a tile of [`TILE`] rows.
-/// Both give bit-identical sums for the same row.
+/// A weight format's band of dot products on each path. The loop over rows runs inside the
+/// path's kernel, so each row's dot product is inlined into it, not called.
 trait Kernels: WeightBlock {
-    fn dot_fn(path: KernelPath) -> DotFn<Self>;
-    fn tile_fn(path: KernelPath) -> TileFn<Self>;
+    fn band_fn<const N: usize>(path: KernelPath) -> BandFn<Self, N>;
+}
+
+/// `out[r] = dot(row r)` for each row of `band`.
+#[inline(always)]
+fn each_row<B, R>(band: &[B], blocks_per_row: usize, out: &mut [R], dot: impl Fn(&[B]) -> R) {
+    for (row, o) in band.chunks_exact(blocks_per_row).zip(out) {
+        *o = dot(row);
+    }
 }
 
 /// The kernel table: weight block => name of its function in `simd128.rs` and `avx2.rs`, and
-/// how it takes activations: `tiled` and `scaled` functions are generic over the number of
-/// activation rows and unpack each weight block once for all of them (`scaled` ones also take
-/// the rows' f32 block scales); `one` functions take one row and are called once per row.
+/// how it takes activations: `scaled` functions take `N` activation rows with their f32 block
+/// scales, `tiled` ones (`simd128.rs`) `N` rows of blocks alone; both unpack each weight block
+/// once for all `N`. `one` functions take one row and are called once per row.
 macro_rules! kernel_table {
     ($($block:ty => $name:ident $mode:ident),* $(,)?) => {$(
         impl Kernels for $block {
-            fn dot_fn(path: KernelPath) -> DotFn<Self> {
+            fn band_fn<const N: usize>(path: KernelPath) -> BandFn<Self, N> {
                 match path.0 {
-                    Path::Scalar => |x, y| <$block as WeightBlock>::vec_dot(x, y.blocks),
+                    Path::Scalar => |band, n, ys, out| each_row(band, n, out, |x| ys.map(|y| <$block as WeightBlock>::vec_dot(x, y.blocks))),
                     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-                    Path::Simd128 => kernel_table!(@dot simd128, $name $mode),
+                    Path::Simd128 => |band, n, ys, out| each_row(band, n, out, |x| kernel_table!(@simd128 $name $mode, x, ys)),
+                    // SAFETY: an Avx2 path exists only when the CPU has AVX2, FMA and F16C, an
+                    // Avx512Vnni path only when it also has AVX-512F/VL/BW and VNNI.
                     #[cfg(target_arch = "x86_64")]
-                    Path::Avx2 => kernel_table!(@dot avx2, $name $mode),
+                    Path::Avx2 => |band, n, ys, out| unsafe { crate::avx2::band_avx2(band, n, ys, out) },
                     #[cfg(target_arch = "x86_64")]
-                    Path::Avx512Vnni => kernel_table!(@dot avx512vnni, $name $mode),
-                }
-            }
-
-            fn tile_fn(path: KernelPath) -> TileFn<Self> {
-                match path.0 {
-                    Path::Scalar => |x, ys| ys.map(|y| <$block as WeightBlock>::vec_dot(x, y.blocks)),
-                    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-                    Path::Simd128 => kernel_table!(@tile simd128, $name $mode),
-                    #[cfg(target_arch = "x86_64")]
-                    Path::Avx2 => kernel_table!(@tile avx2, $name $mode),
-                    #[cfg(target_arch = "x86_64")]
-                    Path::Avx512Vnni => kernel_table!(@tile avx512vnni, $name $mode),
+                    Path::Avx512Vnni => |band, n, ys, out| unsafe { crate::avx512vnni::band_vnni(band, n, ys, out) },
                 }
             }
         }
+
+        #[cfg(target_arch = "x86_64")]
+        impl crate::avx2::Avx2Dot for $block {
+            #[inline(always)]
+            unsafe fn dot<D: crate::avx2::IntDots, const N: usize>(x: &[Self], ys: [ScaledRow<Self::Act>; N]) -> [f32; N] {
+                kernel_table!(@avx2 $name $mode, x, ys)
+            }
+        }
     )*};
-    // `[N]`: the number of activation rows a `tiled` or `scaled` function takes.
-    (@dot $isa:ident, $name:ident one) => { |x, y| kernel_table!(@call $isa, $name, [], (x, y.blocks)) };
-    (@dot $isa:ident, $name:ident tiled) => { |x, y| kernel_table!(@call $isa, $name, [1], (x, [y.blocks]))[0] };
-    (@dot $isa:ident, $name:ident scaled) => { |x, y| kernel_table!(@call $isa, $name, [1], (x, [y]))[0] };
-    (@tile $isa:ident, $name:ident one) => { |x, ys| ys.map(|y| kernel_table!(@call $isa, $name, [], (x, y.blocks))) };
-    (@tile $isa:ident, $name:ident tiled) => { |x, ys| kernel_table!(@call $isa, $name, [TILE], (x, ys.map(|y| y.blocks))) };
-    (@tile $isa:ident, $name:ident scaled) => { |x, ys| kernel_table!(@call $isa, $name, [TILE], (x, ys)) };
-    (@call simd128, $name:ident, [$($n:tt)?], $args:tt) => { crate::simd128::$name::<$($n)?> $args };
-    // SAFETY of the x86 calls: an Avx2 path exists only when the CPU has AVX2, FMA and F16C, an
-    // Avx512Vnni path only when it also has AVX-512F/VL/BW and VNNI.
-    // Float dot products have no integer multiply-adds: both x86 paths run AVX2's.
-    (@call $x86:ident, $name:ident, [], $args:tt) => { unsafe { crate::avx2::$name $args } };
-    (@call avx2, $name:ident, [$n:tt], $args:tt) => { unsafe { crate::avx2::$name::<crate::avx2::Avx2, $n> $args } };
-    (@call avx512vnni, $name:ident, [$n:tt], $args:tt) => {
-        unsafe { crate::avx512vnni::with_vnni(|| crate::avx2::$name::<crate::avx512vnni::Vnni, $n> $args) }
-    };
+    (@simd128 $name:ident one, $x:ident, $ys:ident) => { $ys.map(|y| crate::simd128::$name($x, y.blocks)) };
+    (@simd128 $name:ident tiled, $x:ident, $ys:ident) => { crate::simd128::$name($x, $ys.map(|y| y.blocks)) };
+    (@simd128 $name:ident scaled, $x:ident, $ys:ident) => { crate::simd128::$name($x, $ys) };
+    (@avx2 $name:ident one, $x:ident, $ys:ident) => { crate::avx2::array(0.0, #[inline(always)] |n| crate::avx2::$name($x, $ys[n].blocks)) };
+    (@avx2 $name:ident $mode:ident, $x:ident, $ys:ident) => { crate::avx2::$name::<D, N>($x, $ys) };
 }
 
 kernel_table! {
@@ -232,7 +228,9 @@ fn vec_dot_typed<B: Kernels>(path: KernelPath, w: &[u8], a: &[u8]) -> Result<f32
         return Err(KernelError::Shape(format!("{} weights against {} activations", w.len() * B::BLOCK_SIZE, a.len() * B::Act::BLOCK_SIZE)));
     }
     let scales = B::Act::scales(a);
-    Ok(B::dot_fn(path)(w, ScaledRow { blocks: a, scales: &scales }))
+    let mut out = [[0.0]];
+    B::band_fn::<1>(path)(w, w.len(), [ScaledRow { blocks: a, scales: &scales }], &mut out);
+    Ok(out[0][0])
 }
 
 /// Dot product of a weight row `w` (format `ty`) with an activation row `a`, already quantised
@@ -266,23 +264,24 @@ fn matmul_typed<B: Kernels>(path: KernelPath, w: &[u8], x: &[f32], k: usize, out
         let blocks = t * act_blocks..(t + 1) * act_blocks;
         ScaledRow { blocks: &acts[blocks.clone()], scales: scales.get(blocks).unwrap_or_default() }
     };
-    let (dot, dot_tile) = (B::dot_fn(path), B::tile_fn(path));
+    let (band_dots, band_tile_dots) = (B::band_fn::<1>(path), B::band_fn::<TILE>(path));
     let tiled_tokens = n_tokens / TILE * TILE;
+    let mut tile_out = [[0.0; TILE]; ROW_BAND]; // (rows of the band, tokens of the tile)
     // A band of rows against one tile of tokens at a time: both stay in L1 while they meet.
     for (band, w_band) in w.chunks(ROW_BAND * blocks_per_row).enumerate() {
-        let rows = || w_band.chunks_exact(blocks_per_row).enumerate().map(|(i, row)| (band * ROW_BAND + i, row));
+        let rows = band * ROW_BAND..band * ROW_BAND + w_band.len() / blocks_per_row;
         for t0 in (0..tiled_tokens).step_by(TILE) {
-            let tokens = std::array::from_fn(|i| act_row(t0 + i));
-            for (r, w_row) in rows() {
-                for (i, v) in dot_tile(w_row, tokens).into_iter().enumerate() {
+            let tile_out = &mut tile_out[..rows.len()];
+            band_tile_dots(w_band, blocks_per_row, std::array::from_fn(|i| act_row(t0 + i)), tile_out);
+            for (r, sums) in rows.clone().zip(tile_out.iter()) {
+                for (i, &v) in sums.iter().enumerate() {
                     out[(t0 + i) * n_rows + r] = v;
                 }
             }
         }
+        // Tokens left over (decode's one): the rows' sums go straight to the output.
         for t in tiled_tokens..n_tokens {
-            for (r, w_row) in rows() {
-                out[t * n_rows + r] = dot(w_row, act_row(t));
-            }
+            band_dots(w_band, blocks_per_row, [act_row(t)], bytemuck::cast_slice_mut(&mut out[t * n_rows..][rows.clone()]));
         }
     }
     Ok(())
