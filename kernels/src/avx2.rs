@@ -74,6 +74,7 @@ pub unsafe fn band_avx2<B: Avx2Dot, const N: usize>(band: &[B], blocks_per_row: 
     band_dots::<Avx2, B, N>(band, blocks_per_row, ys, out)
 }
 
+/// [`band_avx2`]'s loop, for any [`IntDots`]: inlined into the function that enables the features.
 #[inline(always)]
 pub unsafe fn band_dots<D: IntDots, B: Avx2Dot, const N: usize>(band: &[B], blocks_per_row: usize, ys: [ScaledRow<B::Act>; N], out: &mut [[f32; N]]) {
     for (row, o) in band.chunks_exact(blocks_per_row).zip(out) {

@@ -89,8 +89,8 @@ const TILE: usize = 4;
 const ROW_BAND: usize = 16;
 
 /// Dot products of each row of a band (whole rows of `blocks_per_row` blocks) with `N`
-/// activation rows: `out[r][i]` for row `r` and activation row `i`. Every `N` gives a row
-/// bit for bit the same sum with an activation row.
+/// activation rows: `out[r][i]` for row `r` and activation row `i`. Whatever `N`, a weight row
+/// and an activation row give bit for bit the same sum.
 type BandFn<B, const N: usize> = for<'a> fn(&[B], usize, [ScaledRow<'a, <B as WeightBlock>::Act>; N], &mut [[f32; N]]);
 
 /// A weight format's band of dot products on each path. The loop over rows runs inside the
@@ -109,8 +109,9 @@ fn each_row<B, R>(band: &[B], blocks_per_row: usize, out: &mut [R], dot: impl Fn
 
 /// The kernel table: weight block => name of its function in `simd128.rs` and `avx2.rs`, and
 /// how it takes activations: `scaled` functions take `N` activation rows with their f32 block
-/// scales, `tiled` ones (`simd128.rs`) `N` rows of blocks alone; both unpack each weight block
-/// once for all `N`. `one` functions take one row and are called once per row.
+/// scales, `tiled` ones `N` rows of blocks alone (in `simd128.rs`; the AVX2 k-quants take
+/// `ScaledRow`s and use only their blocks); both unpack each weight block once for all `N`.
+/// `one` functions take one row and are called once per row.
 macro_rules! kernel_table {
     ($($block:ty => $name:ident $mode:ident),* $(,)?) => {$(
         impl Kernels for $block {
