@@ -7,7 +7,7 @@
 //! `Vnni` in `avx512vnni.rs`. Integer sums are exact; only the per-block f32 scaling differs in
 //! rounding from the scalar reference.
 //!
-//! Everything here is `#[inline(always)]` and carries no target features of its own: it is
+//! The dot products are `#[inline(always)]` and carry no target features of their own: they are
 //! compiled into [`band_avx2`] (or `avx512vnni.rs`'s `band_vnni`), which enable the features,
 //! with each row's kernel inlined into the loop over rows (the model's rows are short, 640
 //! values; a call per row cost ~10% of decode).
@@ -370,6 +370,40 @@ pub unsafe fn vec_dot_q6_k<D: IntDots, const N: usize>(x: &[BlockQ6K], ys: [Scal
         let scales = array(0, #[inline(always)] |k| x.scales[k] as i16);
         SuperBlock { d: f32_of(x.d), dmin: None, values, scales, mins: array(0, #[inline(always)] |k| 32 * scales[k]) }
     })
+}
+
+/// Q8_0 quantisation of activations, as the scalar `from_float` (ggml's `quantize_row_q8_0_ref`)
+/// does it, bit for bit: `d = max|x| / 127`, `q = roundf(x / d)` saturated as `as i8` does (NaN
+/// to 0). The scalar loop calls libm's `truncf` per value on x86-64's baseline (no SSE4.1).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
+    let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let sign_mask = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MIN));
+    for (b, x) in out.iter_mut().zip(x.chunks_exact(32)) {
+        let v: [__m256; 4] = array(_mm256_setzero_ps(), #[inline(always)] |i| _mm256_loadu_ps(x[8 * i..].as_ptr()));
+        // max|x| as `f32::max` folds it: a NaN |x| is skipped (maxps returns its second operand).
+        let m = v.iter().fold(_mm256_setzero_ps(), |m, &v| _mm256_max_ps(_mm256_and_ps(v, abs_mask), m));
+        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+        let d = amax / 127.0;
+        let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+        let q: [__m256i; 4] = array(_mm256_setzero_si256(), #[inline(always)] |i| {
+            // Half away from zero: truncate, then step away from zero when |fraction| ≥ 0.5.
+            let p = _mm256_mul_ps(v[i], id);
+            let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(p);
+            let half = _mm256_cmp_ps::<_CMP_GE_OQ>(_mm256_and_ps(_mm256_sub_ps(p, t), abs_mask), _mm256_set1_ps(0.5));
+            let step = _mm256_or_ps(_mm256_set1_ps(1.0), _mm256_and_ps(p, sign_mask));
+            let r = _mm256_add_ps(t, _mm256_and_ps(half, step));
+            let r = _mm256_and_ps(r, _mm256_cmp_ps::<_CMP_ORD_Q>(r, r));
+            _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(-128.0)), _mm256_set1_ps(127.0)))
+        });
+        // i32 → i8: the packs interleave the 128-bit halves, the permute puts the values back in order.
+        let bytes = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        let bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(b.qs.as_mut_ptr() as *mut __m256i, bytes);
+        b.d = f16::from_f32(d);
+    }
 }
 
 /// Float dot product, 8 lanes at a time, with `load8` turning 8 elements into f32.

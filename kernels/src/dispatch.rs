@@ -95,8 +95,33 @@ type BandFn<B, const N: usize> = for<'a> fn(&[B], usize, [ScaledRow<'a, <B as We
 
 /// A weight format's band of dot products on each path. The loop over rows runs inside the
 /// path's kernel, so each row's dot product is inlined into it, not called.
-trait Kernels: WeightBlock {
+trait Kernels: WeightBlock<Act: Quantize> {
     fn band_fn<const N: usize>(path: KernelPath) -> BandFn<Self, N>;
+}
+
+/// An activation format's quantiser on each path (the scalar `from_float` unless a path has its
+/// own, bit for bit the same).
+trait Quantize: ActivationBlock {
+    fn quantize_fn(_path: KernelPath) -> fn(&[f32], &mut [Self]) {
+        Self::from_float
+    }
+}
+
+impl Quantize for f32 {}
+impl Quantize for f16 {}
+impl Quantize for bf16 {}
+impl Quantize for BlockQ8_1 {}
+impl Quantize for BlockQ8K {}
+
+impl Quantize for BlockQ8_0 {
+    fn quantize_fn(path: KernelPath) -> fn(&[f32], &mut [Self]) {
+        match path.0 {
+            // SAFETY: both x86 paths vouch for AVX2, FMA and F16C.
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2 | Path::Avx512Vnni => |x, out| unsafe { crate::avx2::quantize_q8_0(x, out) },
+            _ => Self::from_float,
+        }
+    }
 }
 
 /// `out[r] = dot(row r)` for each row of `band`.
@@ -257,8 +282,9 @@ fn matmul_typed<B: Kernels>(path: KernelPath, w: &[u8], x: &[f32], k: usize, out
     // Each activation row is quantised once and reused against every weight row.
     let act_blocks = k / B::Act::BLOCK_SIZE;
     let mut acts = vec![<B::Act as bytemuck::Zeroable>::zeroed(); n_tokens * act_blocks]; // (n_tokens, k) in the activation format
+    let quantize = B::Act::quantize_fn(path);
     for (row, q) in x.chunks_exact(k).zip(acts.chunks_exact_mut(act_blocks)) {
-        B::Act::from_float(row, q);
+        quantize(row, q);
     }
     let scales = B::Act::scales(&acts);
     let act_row = |t: usize| {

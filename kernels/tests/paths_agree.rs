@@ -146,6 +146,38 @@ fn x86_simd_paths_agree_bit_for_bit() {
     }
 }
 
+/// A matmul quantises its activation rows on its own path (AVX2 has its own Q8_0 quantiser):
+/// against one-hot Q8_0 weight rows it returns the quantised activations, which must be the
+/// scalar quantiser's on every path, halfway cases, zero blocks and tiny scales included.
+#[test]
+fn matmul_quantises_activations_as_the_scalar_code_does() {
+    let k = 128;
+    let mut w = Aligned::new(QuantType::Q8_0.row_bytes(k * k).unwrap());
+    for (r, row) in w.bytes_mut().chunks_exact_mut(QuantType::Q8_0.row_bytes(k).unwrap()).enumerate() {
+        let block = &mut row[r / 32 * 34..][..34];
+        block[..2].copy_from_slice(&f16::from_f32(1.0).to_le_bytes());
+        block[2 + r % 32] = 1;
+    }
+    let mut rng = SmallRng::seed_from_u64(6);
+    let tokens: Vec<Vec<f32>> = vec![
+        (0..k).map(|i| if i % 32 == 0 { 127.0 } else { (i as f32 - 64.0) + 0.5 }).collect(),
+        (0..k).map(|i| if i < 32 { 0.0 } else if i % 2 == 0 { -0.0 } else { 1e-30 * i as f32 }).collect(),
+        (0..k).map(|i| f32::from_bits((i as f32 + 0.5).to_bits() + (i % 3) as u32 - 1)).collect(),
+        random_activations(&mut rng, k),
+        random_activations(&mut rng, k).iter().map(|v| v * 1e6).collect(),
+    ];
+    let x: Vec<f32> = tokens.concat();
+    for path in KernelPath::available() {
+        let mut out = vec![0.0; k * tokens.len()];
+        matmul(path, QuantType::Q8_0, w.bytes(), &x, k, &mut out).unwrap();
+        for (t, row) in tokens.iter().enumerate() {
+            let expected = dequantized(QuantType::Q8_0, quantized(QuantType::Q8_0, row).bytes(), k);
+            let got = &out[t * k..(t + 1) * k];
+            assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), expected.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "token {t} on {path}");
+        }
+    }
+}
+
 #[test]
 fn scalar_dot_equals_dot_of_dequantized_values() {
     let mut rng = SmallRng::seed_from_u64(3);
