@@ -381,7 +381,7 @@ pub unsafe fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
     let sign_mask = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MIN));
     for (b, x) in out.iter_mut().zip(x.chunks_exact(32)) {
         let v: [__m256; 4] = array(_mm256_setzero_ps(), #[inline(always)] |i| _mm256_loadu_ps(x[8 * i..].as_ptr()));
-        // max|x| as `f32::max` folds it: a NaN |x| is skipped (maxps returns its second operand).
+        // max|x| as the scalar fold takes it: a NaN |x| is skipped (maxps returns its second operand).
         let m = v.iter().fold(_mm256_setzero_ps(), |m, &v| _mm256_max_ps(_mm256_and_ps(v, abs_mask), m));
         let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
         let m = _mm_max_ps(m, _mm_movehl_ps(m, m));

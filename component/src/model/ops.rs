@@ -45,7 +45,8 @@ fn exp(x: f32) -> f32 {
 }
 
 pub fn softmax(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    // A comparison, not `f32::max`, which is a libm call (`fmaxf`) in wasm.
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
     let mut sum = 0.0;
     for v in x.iter_mut() {
         *v = (*v - max).exp();

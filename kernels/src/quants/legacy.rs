@@ -204,7 +204,8 @@ impl Block for BlockQ8_1 {
 /// ggml's symmetric 8-bit quantisation of one 32-value block: `d = max|x|/127`, `q = roundf(x/d)`.
 /// Returns `(d, qs)` with `d` still in f32 (Q8_1's `s` is computed from it).
 fn quantize_q8(x: &[f32]) -> (f32, [i8; QK]) {
-    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    // A comparison, not `f32::max` (a libm call in wasm); NaN is skipped either way.
+    let amax = x.iter().fold(0f32, |m, v| if v.abs() > m { v.abs() } else { m });
     let d = amax / 127.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     let mut qs = [0i8; QK];
