@@ -1,9 +1,10 @@
 //! WebAssembly simd128 dot products, selected at compile time (`-C target-feature=+simd128`).
 //!
-//! Quantised formats are unpacked 16 values at a time into i8 lanes. Signed values are widened
-//! to i16 and multiplied with `i32x4.dot_i16x8_s`; unsigned values with an offset (Q4_0, Q5_0,
-//! the k-quants) go through [`dot_biased`], which with `+relaxed-simd` is one
-//! `i16x8.relaxed_dot_i8x16_i7x16_s` per 16 values. Every integer sum is exact either way;
+//! Quantised formats are unpacked 16 values at a time into i8 lanes. Unsigned values with an
+//! offset (Q4_0, Q5_0, the k-quants) go through [`dot_biased`], which with `+relaxed-simd` is one
+//! `i16x8.relaxed_dot_i8x16_i7x16_s` per 16 values; signed ones (Q8_0) through [`dot_signed`],
+//! two of them; without relaxed SIMD both are widened to i16 and multiplied with
+//! `i32x4.dot_i16x8_s`. Every integer sum is exact either way;
 //! sub-block scales multiply the i32 partial sums. Only the per-block f32 scaling rounds
 //! differently from the scalar reference.
 
@@ -36,6 +37,7 @@ fn load_i8(p: &[i8]) -> v128 {
 }
 
 /// i32x4 partial sums of 16 signed bytes times 16 signed bytes.
+#[cfg(not(target_feature = "relaxed-simd"))]
 #[inline]
 fn dot_i8x16(a: v128, b: v128) -> v128 {
     let lo = i32x4_dot_i16x8(i16x8_extend_low_i8x16(a), i16x8_extend_low_i8x16(b));
@@ -43,21 +45,68 @@ fn dot_i8x16(a: v128, b: v128) -> v128 {
     i32x4_add(lo, hi)
 }
 
+/// i16x8 pair sums of `(xu - bias) · y` over 16 values, `xu` unsigned weights in 0..=63 and `y`
+/// signed activations: `i16x8.relaxed_dot_i8x16_i7x16_s` (one `pmaddubsw` on x86) multiplies
+/// and pairs in one step; its result is the same on every CPU because `xu` stays below 128, and
+/// no i16 sum can saturate: |2·63·127| + |2·32·127| < 2^15.
+#[cfg(target_feature = "relaxed-simd")]
+#[inline]
+fn pairs_biased(xu: v128, y: v128, bias: i8) -> v128 {
+    let products = i16x8_relaxed_dot_i8x16_i7x16(y, xu);
+    if bias == 0 {
+        return products;
+    }
+    i16x8_sub(products, i16x8_relaxed_dot_i8x16_i7x16(y, i8x16_splat(bias)))
+}
+
 /// i32x4 partial sums of `(xu - bias) · y` over 16 values, `xu` unsigned weights in 0..=63 and
-/// `y` signed activations. With relaxed SIMD, `i16x8.relaxed_dot_i8x16_i7x16_s` (one `pmaddubsw`
-/// on x86) multiplies and pairs in one step; its result is the same on every CPU because `xu`
-/// stays below 128, and no i16 sum can saturate: |2·63·127| + |2·32·127| < 2^15.
+/// `y` signed activations: [`pairs_biased`] widened with relaxed SIMD, both widened to i16
+/// without.
 #[inline]
 fn dot_biased(xu: v128, y: v128, bias: i8) -> v128 {
     #[cfg(target_feature = "relaxed-simd")]
     {
-        let products = i16x8_relaxed_dot_i8x16_i7x16(y, xu);
-        let offsets = if bias == 0 { i16x8_splat(0) } else { i16x8_relaxed_dot_i8x16_i7x16(y, i8x16_splat(bias)) };
-        i32x4_extadd_pairwise_i16x8(i16x8_sub(products, offsets))
+        i32x4_extadd_pairwise_i16x8(pairs_biased(xu, y, bias))
     }
     #[cfg(not(target_feature = "relaxed-simd"))]
     {
         dot_i8x16(i8x16_sub(xu, i8x16_splat(bias)), y)
+    }
+}
+
+/// [`dot_biased`] over a whole 32-value block of values in 0..=31: with relaxed SIMD the two
+/// halves' pair sums are added as i16 and widened once (no i16 sum overflows:
+/// 2·(|2·31·127| + |2·16·127|) < 2^15).
+#[inline]
+fn dot_biased_32(xu: [v128; 2], y: [v128; 2], bias: i8) -> v128 {
+    #[cfg(target_feature = "relaxed-simd")]
+    {
+        i32x4_extadd_pairwise_i16x8(i16x8_add(pairs_biased(xu[0], y[0], bias), pairs_biased(xu[1], y[1], bias)))
+    }
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    {
+        i32x4_add(dot_biased(xu[0], y[0], bias), dot_biased(xu[1], y[1], bias))
+    }
+}
+
+/// i32x4 partial sums of 16 signed weights `x` times 16 signed activations `y`. With relaxed
+/// SIMD the activations are split into their positive and negative parts, both in 0..=127 for
+/// every activation the quantiser makes (|y| ≤ 127), so `x·y = x·y⁺ − x·y⁻` is two
+/// `i16x8.relaxed_dot_i8x16_i7x16_s` (`pmaddubsw`) whose results are the same on every CPU:
+/// seven instructions per 16 values instead of ten for widening both to i16. No i16 sum
+/// overflows: each pair's true sum is within ±2·128·127.
+#[inline]
+fn dot_signed(x: v128, y: v128) -> v128 {
+    #[cfg(target_feature = "relaxed-simd")]
+    {
+        let positive = i8x16_max(y, i8x16_splat(0));
+        let negative = i8x16_sub(positive, y);
+        let pairs = i16x8_sub(i16x8_relaxed_dot_i8x16_i7x16(x, positive), i16x8_relaxed_dot_i8x16_i7x16(x, negative));
+        i32x4_extadd_pairwise_i16x8(pairs)
+    }
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    {
+        dot_i8x16(x, y)
     }
 }
 
@@ -216,8 +265,8 @@ fn block_sum<X: Legacy>([a, b]: [v128; 2], y: &X::Act) -> v128 {
     let qy = y.qs();
     let (y0, y1) = (load_i8(&qy[..16]), load_i8(&qy[16..]));
     match X::BIAS {
-        Some(bias) => i32x4_add(dot_biased(a, y0, bias), dot_biased(b, y1, bias)),
-        None => i32x4_add(dot_i8x16(a, y0), dot_i8x16(b, y1)),
+        Some(bias) => dot_biased_32([a, b], [y0, y1], bias),
+        None => i32x4_add(dot_signed(a, y0), dot_signed(b, y1)),
     }
 }
 
