@@ -5,6 +5,7 @@ use crate::quants::*;
 use crate::QuantType;
 use half::{bf16, f16};
 use std::fmt;
+use std::ops::Range;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KernelError {
@@ -83,8 +84,17 @@ impl fmt::Display for KernelPath {
     }
 }
 
-/// Activation rows a tiled kernel takes at once: prompt tokens against one weight row.
+/// Activation rows a tiled kernel takes at once: prompt tokens against one weight row. Eight in
+/// wasm, where each weight block's unpacking (scalar table lookups, f16 scales converted with
+/// integer arithmetic) costs more and is shared by more tokens (matmul ×8 in wasmtime: Q5_0
+/// +19%, Q4_K +25% over four); four on x86, where eight spilled registers (Q5_0 −9%).
+#[cfg(target_arch = "wasm32")]
+const TILE: usize = 8;
+#[cfg(not(target_arch = "wasm32"))]
 const TILE: usize = 4;
+/// A smaller tile for what is left after the whole tiles (a batch of decode steps, a prompt's
+/// tail).
+const HALF_TILE: usize = TILE / 2;
 /// Weight rows a matmul takes against each tile of tokens before moving on.
 const ROW_BAND: usize = 16;
 
@@ -291,27 +301,41 @@ fn matmul_typed<B: Kernels>(path: KernelPath, w: &[u8], x: &[f32], k: usize, out
         let blocks = t * act_blocks..(t + 1) * act_blocks;
         ScaledRow { blocks: &acts[blocks.clone()], scales: scales.get(blocks).unwrap_or_default() }
     };
-    let (band_dots, band_tile_dots) = (B::band_fn::<1>(path), B::band_fn::<TILE>(path));
+    let (band_dots, band_tile_dots, band_half_tile_dots) = (B::band_fn::<1>(path), B::band_fn::<TILE>(path), B::band_fn::<HALF_TILE>(path));
     let tiled_tokens = n_tokens / TILE * TILE;
-    let mut tile_out = [[0.0; TILE]; ROW_BAND]; // (rows of the band, tokens of the tile)
+    let half_tiled_tokens = tiled_tokens + (n_tokens - tiled_tokens) / HALF_TILE * HALF_TILE;
     // A band of rows against one tile of tokens at a time: both stay in L1 while they meet.
     for (band, w_band) in w.chunks(ROW_BAND * blocks_per_row).enumerate() {
         let rows = band * ROW_BAND..band * ROW_BAND + w_band.len() / blocks_per_row;
         for t0 in (0..tiled_tokens).step_by(TILE) {
-            let tile_out = &mut tile_out[..rows.len()];
-            band_tile_dots(w_band, blocks_per_row, std::array::from_fn(|i| act_row(t0 + i)), tile_out);
-            for (r, sums) in rows.clone().zip(tile_out.iter()) {
-                for (i, &v) in sums.iter().enumerate() {
-                    out[(t0 + i) * n_rows + r] = v;
-                }
-            }
+            let ys = std::array::from_fn(|i| act_row(t0 + i));
+            band_tile(band_tile_dots, w_band, blocks_per_row, ys, rows.clone(), &mut out[t0 * n_rows..(t0 + TILE) * n_rows]);
+        }
+        if half_tiled_tokens > tiled_tokens {
+            let t0 = tiled_tokens;
+            let ys = std::array::from_fn(|i| act_row(t0 + i));
+            band_tile(band_half_tile_dots, w_band, blocks_per_row, ys, rows.clone(), &mut out[t0 * n_rows..(t0 + HALF_TILE) * n_rows]);
         }
         // Tokens left over (decode's one): the rows' sums go straight to the output.
-        for t in tiled_tokens..n_tokens {
+        for t in half_tiled_tokens..n_tokens {
             band_dots(w_band, blocks_per_row, [act_row(t)], bytemuck::cast_slice_mut(&mut out[t * n_rows..][rows.clone()]));
         }
     }
     Ok(())
+}
+
+/// One band of weight rows (`rows` of the output) against `N` tokens, through the band's
+/// `N`-token kernel; `out` is (N, rows of the whole matrix), the tokens' output rows.
+fn band_tile<B: Kernels, const N: usize>(band_fn: BandFn<B, N>, w_band: &[B], blocks_per_row: usize, ys: [ScaledRow<B::Act>; N], rows: Range<usize>, out: &mut [f32]) {
+    let n_rows = out.len() / N;
+    let mut sums = [[0.0; N]; ROW_BAND]; // (rows of the band, tokens of the tile)
+    let sums = &mut sums[..rows.len()];
+    band_fn(w_band, blocks_per_row, ys, sums);
+    for (r, row_sums) in rows.zip(sums.iter()) {
+        for (i, &v) in row_sums.iter().enumerate() {
+            out[i * n_rows + r] = v;
+        }
+    }
 }
 
 /// `out = x · wᵀ`: `w` is (n_rows, k) in format `ty`, `x` is (n_tokens, k) f32,
