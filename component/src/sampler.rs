@@ -97,14 +97,9 @@ impl Sampler {
             return argmax(logits);
         }
         let p = &self.params;
-        // Candidates, most likely first: top-k by partial selection, then sorted.
-        let mut cands: Vec<(TokenId, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as TokenId, l)).collect();
-        let by_logit = |a: &(TokenId, f32), b: &(TokenId, f32)| b.1.total_cmp(&a.1);
-        if p.top_k > 0 && p.top_k < cands.len() {
-            cands.select_nth_unstable_by(p.top_k - 1, by_logit);
-            cands.truncate(p.top_k);
-        }
-        cands.sort_unstable_by(by_logit);
+        // Candidates, most likely first.
+        let top_k = if p.top_k > 0 { p.top_k.min(logits.len()) } else { logits.len() };
+        let mut cands = most_likely(logits, top_k);
         let probs = softmax(&cands, 1.0);
         // Top-p: the shortest prefix reaching top_p.
         let mut cum = 0.0;
@@ -150,14 +145,58 @@ impl Sampler {
     }
 }
 
-pub fn argmax(logits: &[f32]) -> TokenId {
-    let mut best = 0;
+/// Orders candidates most likely first, ties by lower token id: a total order, so the top `k`
+/// are the same whichever way they are found.
+fn more_likely(a: &(TokenId, f32), b: &(TokenId, f32)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
+/// The `k` most likely tokens (k ≥ 1), most likely first. One pass over the logits keeps at most
+/// 2k candidates: when the buffer fills, it is cut to its best k and only logits above the k-th
+/// are taken from then on. Copying and selecting over all of Gemma 3's 262,144 logits took
+/// 2.5% of the component's decode time.
+fn most_likely(logits: &[f32], k: usize) -> Vec<(TokenId, f32)> {
+    let mut cands = Vec::with_capacity(2 * k);
+    let mut floor = None; // the k-th best logit so far, once there were 2k candidates
     for (i, &l) in logits.iter().enumerate() {
-        if l > logits[best] {
-            best = i;
+        // A logit equal to the floor comes after it in id order too, so it cannot be in the top k.
+        if floor.is_none_or(|f| l > f) {
+            cands.push((i as TokenId, l));
+            if cands.len() == 2 * k {
+                cands.select_nth_unstable_by(k - 1, more_likely);
+                cands.truncate(k);
+                floor = Some(cands[k - 1].1);
+            }
         }
     }
-    best as TokenId
+    cands.sort_unstable_by(more_likely);
+    cands.truncate(k);
+    cands
+}
+
+/// The first position of the largest logit (NaN never counts as largest).
+///
+/// Two passes that vectorise, not one that carries the best index from logit to logit (a chain
+/// through a load and a select, ~10 cycles a logit in wasmtime: 2% of the component's greedy
+/// decode over Gemma 3's 262,144 logits): the largest value, eight lanes at a time, by
+/// comparison (`f32::max` is a libm call in wasm), then where it first is.
+pub fn argmax(logits: &[f32]) -> TokenId {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let chunks = logits.chunks_exact(8);
+    for &l in chunks.remainder() {
+        if l > lanes[0] {
+            lanes[0] = l;
+        }
+    }
+    for chunk in chunks {
+        for (m, &l) in lanes.iter_mut().zip(chunk) {
+            if l > *m {
+                *m = l;
+            }
+        }
+    }
+    let max = lanes.into_iter().fold(f32::NEG_INFINITY, |m, l| if l > m { l } else { m });
+    logits.iter().position(|&l| l == max).unwrap_or(0) as TokenId
 }
 
 /// Probabilities of the candidates' logits divided by `temperature`.
@@ -182,11 +221,7 @@ pub fn top_logprobs(logits: &[f32], n: usize) -> Vec<(TokenId, f32)> {
         return Vec::new();
     }
     let norm = log_sum_exp(logits);
-    let mut ids: Vec<usize> = (0..logits.len()).collect();
-    ids.select_nth_unstable_by(n - 1, |&a, &b| logits[b].total_cmp(&logits[a]));
-    ids.truncate(n);
-    ids.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
-    ids.into_iter().map(|i| (i as TokenId, logits[i] - norm)).collect()
+    most_likely(logits, n).into_iter().map(|(id, l)| (id, l - norm)).collect()
 }
 
 /// ln Σ exp(l), computed stably.
@@ -201,6 +236,20 @@ mod tests {
 
     fn logits() -> Vec<f32> {
         (0..100).map(|i| (i as f32 * 0.37).sin() * 5.0).collect()
+    }
+
+    #[test]
+    fn argmax_is_the_first_largest() {
+        let mut l = vec![0.5f32; 21]; // two chunks of eight and five left over
+        assert_eq!(argmax(&l), 0);
+        l[3] = f32::NAN;
+        l[19] = 2.0; // in the remainder
+        assert_eq!(argmax(&l), 19);
+        l[9] = 2.0; // a tie: the first wins
+        assert_eq!(argmax(&l), 9);
+        l[16] = 3.0;
+        assert_eq!(argmax(&l), 16);
+        assert_eq!(argmax(&[f32::NEG_INFINITY; 3]), 0);
     }
 
     #[test]
@@ -266,6 +315,18 @@ mod tests {
         assert_eq!(SamplingParams { temperature: -1.0, ..Default::default() }.validate().unwrap_err().name, "temperature");
         assert_eq!(SamplingParams { top_p: 1.5, ..Default::default() }.validate().unwrap_err().name, "top_p");
         assert!(SamplingParams::default().validate().is_ok());
+    }
+
+    #[test]
+    fn most_likely_is_the_head_of_the_full_sort() {
+        // Many ties (eight distinct values), so the id order decides the cut.
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let logits: Vec<f32> = (0..1000).map(|_| (rng.next_u32() % 8) as f32 - 3.5).collect();
+        let mut sorted: Vec<(TokenId, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as TokenId, l)).collect();
+        sorted.sort_by(more_likely);
+        for k in [1, 2, 3, 40, 126, 999, 1000] {
+            assert_eq!(most_likely(&logits, k), sorted[..k], "k = {k}");
+        }
     }
 
     #[test]
