@@ -177,10 +177,9 @@ trait Legacy: WeightBlock<Act: LegacyAct> {
     fn d(&self) -> f16;
     /// The 32 values, as two halves of 16.
     fn values(&self) -> [v128; 2];
-    /// The block's term beyond `d_x·d_y·(x_q · y_q)`.
-    fn offset(&self, _y: &Self::Act) -> f32 {
-        0.0
-    }
+    /// The block's term beyond `d_x·d_y·(x_q · y_q)`, for the formats that have one (a constant,
+    /// so the others add nothing: not even `+ 0.0`, which the compiler must keep).
+    const OFFSET: Option<fn(&Self, &Self::Act) -> f32> = None;
 }
 
 trait LegacyAct {
@@ -211,14 +210,12 @@ impl Legacy for BlockQ4_0 {
 
 impl Legacy for BlockQ4_1 {
     const BIAS: Option<i8> = Some(0);
+    const OFFSET: Option<fn(&Self, &BlockQ8_1) -> f32> = Some(|x, y| f32_of(x.m) * f32_of(y.s));
     fn d(&self) -> f16 {
         self.d
     }
     fn values(&self) -> [v128; 2] {
         nibbles(&self.qs)
-    }
-    fn offset(&self, y: &BlockQ8_1) -> f32 {
-        f32_of(self.m) * f32_of(y.s)
     }
 }
 
@@ -234,14 +231,12 @@ impl Legacy for BlockQ5_0 {
 
 impl Legacy for BlockQ5_1 {
     const BIAS: Option<i8> = Some(0);
+    const OFFSET: Option<fn(&Self, &BlockQ8_1) -> f32> = Some(|x, y| f32_of(x.m) * f32_of(y.s));
     fn d(&self) -> f16 {
         self.d
     }
     fn values(&self) -> [v128; 2] {
         or(nibbles(&self.qs), fifth_bits(self.qh))
-    }
-    fn offset(&self, y: &BlockQ8_1) -> f32 {
-        f32_of(self.m) * f32_of(y.s)
     }
 }
 
@@ -292,7 +287,9 @@ fn legacy_dot<X: Legacy, const N: usize>(x: &[X], ys: [ScaledRow<X::Act>; N]) ->
             let scales = f32x4_mul(dx, load(bytemuck::cast_slice(&ys[n].scales[4 * g..4 * g + 4])));
             let terms = four(|b| f32x4_mul(splat_lane(scales, b), f32x4_convert_i32x4(block_sum::<X>(values[b], &yb[b]))));
             acc[n] = f32x4_add(f32x4_add(f32x4_add(f32x4_add(acc[n], terms[0]), terms[1]), terms[2]), terms[3]);
-            offsets[n] += (0..4).map(|b| xs[b].offset(&yb[b])).sum::<f32>();
+            if let Some(offset) = X::OFFSET {
+                offsets[n] += (0..4).map(|b| offset(&xs[b], &yb[b])).sum::<f32>();
+            }
         }
     }
     for i in 4 * groups..x.len() {
@@ -301,7 +298,9 @@ fn legacy_dot<X: Legacy, const N: usize>(x: &[X], ys: [ScaledRow<X::Act>; N]) ->
             let y = &ys[n].blocks[i];
             let scale = f32x4_splat(f32_of(x[i].d()) * ys[n].scales[i]);
             acc[n] = f32x4_add(acc[n], f32x4_mul(scale, f32x4_convert_i32x4(block_sum::<X>(values, y))));
-            offsets[n] += x[i].offset(y);
+            if let Some(offset) = X::OFFSET {
+                offsets[n] += offset(&x[i], y);
+            }
         }
     }
     std::array::from_fn(|n| hsum_f32(acc[n]) + offsets[n])
