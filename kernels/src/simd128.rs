@@ -359,6 +359,21 @@ fn scaled_sum_16<const N: usize>(values: impl Fn(usize) -> v128, bias: i8, scale
     sumi.map(hsum_i32)
 }
 
+/// [`scaled_sum_16`] for formats whose scales cover 32 values (Q4_K, Q5_K): values 0..=31, no
+/// bias; each pair of 16-value halves is summed as one ([`dot_biased_32`]) and scaled once.
+#[inline]
+fn scaled_sum_32<const N: usize>(values: impl Fn(usize) -> [v128; 2], scales: impl Fn(usize) -> i32, ys: [&BlockQ8K; N]) -> [i32; N] {
+    let mut sumi = [i32x4_splat(0); N];
+    for j in 0..8 {
+        let (v, scale) = (values(j), i32x4_splat(scales(j)));
+        for (sum, y) in sumi.iter_mut().zip(ys) {
+            let y = [load_i8(&y.qs[j * 32..]), load_i8(&y.qs[j * 32 + 16..])];
+            *sum = i32x4_add(*sum, i32x4_mul(dot_biased_32(v, y, 0), scale));
+        }
+    }
+    sumi.map(hsum_i32)
+}
+
 /// Σ over super-blocks for `N` activation rows: `block(x, ys)` gives each row's share of one
 /// super-block.
 #[inline]
@@ -415,7 +430,7 @@ fn k4_dot<X, const N: usize>(
 ) -> [f32; N] {
     k_dot(x, ys, |x, ys| {
         let (d, dmin, (sc, m)) = parts(x);
-        let isums = scaled_sum_16(|k| values(x, k), 0, |k| sc[k / 2] as i32, ys);
+        let isums = scaled_sum_32(|j| [values(x, 2 * j), values(x, 2 * j + 1)], |j| sc[j] as i32, ys);
         // Σ_j m[j]·(bsums[2j] + bsums[2j+1]) with the eight mins as i32 lanes.
         let mins = u16x8_extend_low_u8x16(u64x2(u64::from_le_bytes(m), 0));
         let (mins_lo, mins_hi) = (u32x4_extend_low_u16x8(mins), u32x4_extend_high_u16x8(mins));
