@@ -92,9 +92,6 @@ impl fmt::Display for KernelPath {
 const TILE: usize = 8;
 #[cfg(not(target_arch = "wasm32"))]
 const TILE: usize = 4;
-/// A smaller tile for what is left after the whole tiles (a batch of decode steps, a prompt's
-/// tail).
-const HALF_TILE: usize = TILE / 2;
 /// Weight rows a matmul takes against each tile of tokens before moving on.
 const ROW_BAND: usize = 16;
 
@@ -301,24 +298,29 @@ fn matmul_typed<B: Kernels>(path: KernelPath, w: &[u8], x: &[f32], k: usize, out
         let blocks = t * act_blocks..(t + 1) * act_blocks;
         ScaledRow { blocks: &acts[blocks.clone()], scales: scales.get(blocks).unwrap_or_default() }
     };
-    let (band_dots, band_tile_dots, band_half_tile_dots) = (B::band_fn::<1>(path), B::band_fn::<TILE>(path), B::band_fn::<HALF_TILE>(path));
-    let tiled_tokens = n_tokens / TILE * TILE;
-    let half_tiled_tokens = tiled_tokens + (n_tokens - tiled_tokens) / HALF_TILE * HALF_TILE;
+    let (dots_1, dots_2, dots_4, dots_tile) = (B::band_fn::<1>(path), B::band_fn::<2>(path), B::band_fn::<4>(path), B::band_fn::<TILE>(path));
+    // Whole tiles, then what is left (a batch of 2 to 7 decode steps, a prompt's tail) in at most
+    // one tile of 4 and one of 2, so that it still shares each weight block's unpacking.
+    let tiled = n_tokens / TILE * TILE;
+    let fours = tiled + (n_tokens - tiled) / 4 * 4;
+    let twos = fours + (n_tokens - fours) / 2 * 2;
     // A band of rows against one tile of tokens at a time: both stay in L1 while they meet.
     for (band, w_band) in w.chunks(ROW_BAND * blocks_per_row).enumerate() {
         let rows = band * ROW_BAND..band * ROW_BAND + w_band.len() / blocks_per_row;
-        for t0 in (0..tiled_tokens).step_by(TILE) {
-            let ys = std::array::from_fn(|i| act_row(t0 + i));
-            band_tile(band_tile_dots, w_band, blocks_per_row, ys, rows.clone(), &mut out[t0 * n_rows..(t0 + TILE) * n_rows]);
+        macro_rules! tiles {
+            ($dots:expr, $n:expr, $tokens:expr) => {
+                for t0 in $tokens.step_by($n) {
+                    let ys = std::array::from_fn(|i| act_row(t0 + i));
+                    band_tile($dots, w_band, blocks_per_row, ys, rows.clone(), &mut out[t0 * n_rows..(t0 + $n) * n_rows]);
+                }
+            };
         }
-        if half_tiled_tokens > tiled_tokens {
-            let t0 = tiled_tokens;
-            let ys = std::array::from_fn(|i| act_row(t0 + i));
-            band_tile(band_half_tile_dots, w_band, blocks_per_row, ys, rows.clone(), &mut out[t0 * n_rows..(t0 + HALF_TILE) * n_rows]);
-        }
+        tiles!(dots_tile, TILE, 0..tiled);
+        tiles!(dots_4, 4, tiled..fours);
+        tiles!(dots_2, 2, fours..twos);
         // Tokens left over (decode's one): the rows' sums go straight to the output.
-        for t in half_tiled_tokens..n_tokens {
-            band_dots(w_band, blocks_per_row, [act_row(t)], bytemuck::cast_slice_mut(&mut out[t * n_rows..][rows.clone()]));
+        for t in twos..n_tokens {
+            dots_1(w_band, blocks_per_row, [act_row(t)], bytemuck::cast_slice_mut(&mut out[t * n_rows..][rows.clone()]));
         }
     }
     Ok(())

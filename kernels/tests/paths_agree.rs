@@ -132,7 +132,7 @@ fn x86_simd_paths_agree_bit_for_bit() {
     let simd: Vec<KernelPath> = KernelPath::available().into_iter().filter(|p| *p != KernelPath::SCALAR).collect();
     let Some((&first, others)) = simd.split_first() else { return };
     let mut rng = SmallRng::seed_from_u64(5);
-    let (k, rows, tokens) = (N, 3, 7); // a tile of 4, a half tile, one token
+    let (k, rows, tokens) = (N, 3, 7); // tiles of 4 and 2, one token
     for ty in WEIGHT_TYPES {
         let w = random_weights(&mut rng, ty, k * rows, None);
         let x = random_activations(&mut rng, k * tokens);
@@ -196,8 +196,8 @@ fn scalar_dot_equals_dot_of_dequantized_values() {
 #[test]
 fn matmul_is_a_vec_dot_per_row_and_token() {
     let mut rng = SmallRng::seed_from_u64(4);
-    // Tiles are 8 tokens in wasm, 4 on x86: 15 tokens are whole tiles, a half tile and single
-    // tokens on both.
+    // Tiles are 8 tokens in wasm, 4 on x86, then one of 4 and one of 2 for what is left: 15
+    // tokens take every size on both.
     let (k, rows, tokens) = (512, 5, 15);
     for ty in WEIGHT_TYPES {
         let w = random_weights(&mut rng, ty, k * rows, None);
