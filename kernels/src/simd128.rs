@@ -280,12 +280,14 @@ fn legacy_dot<X: Legacy, const N: usize>(x: &[X], ys: [ScaledRow<X::Act>; N]) ->
     let groups = x.len() / 4;
     for g in 0..groups {
         let xs = &x[4 * g..4 * g + 4];
-        let values = four(|b| xs[b].values());
+        // Tiles unpack each block once for all their tokens; one token unpacks each block where
+        // it uses it, which keeps fewer vectors live (Cranelift has 16 xmm registers).
+        let values = (N > 1).then(|| four(|b| xs[b].values()));
         let dx = f32x4_of(four(|b| xs[b].d()));
         for n in 0..N {
             let yb = &ys[n].blocks[4 * g..4 * g + 4];
             let scales = f32x4_mul(dx, load(bytemuck::cast_slice(&ys[n].scales[4 * g..4 * g + 4])));
-            let terms = four(|b| f32x4_mul(splat_lane(scales, b), f32x4_convert_i32x4(block_sum::<X>(values[b], &yb[b]))));
+            let terms = four(|b| f32x4_mul(splat_lane(scales, b), f32x4_convert_i32x4(block_sum::<X>(values.map_or_else(|| xs[b].values(), |v| v[b]), &yb[b]))));
             acc[n] = f32x4_add(f32x4_add(f32x4_add(f32x4_add(acc[n], terms[0]), terms[1]), terms[2]), terms[3]);
             if let Some(offset) = X::OFFSET {
                 offsets[n] += (0..4).map(|b| offset(&xs[b], &yb[b])).sum::<f32>();
