@@ -260,9 +260,9 @@ fn vec_dot_typed<B: Kernels>(path: KernelPath, w: &[u8], a: &[u8]) -> Result<f32
     if w.len() * B::BLOCK_SIZE != a.len() * B::Act::BLOCK_SIZE {
         return Err(KernelError::Shape(format!("{} weights against {} activations", w.len() * B::BLOCK_SIZE, a.len() * B::Act::BLOCK_SIZE)));
     }
-    let scales = B::Act::scales(a);
+    let (scales, parts) = (B::Act::scales(a), signed_parts(path, a));
     let mut out = [[0.0]];
-    B::band_fn::<1>(path)(w, w.len(), [ScaledRow { blocks: a, scales: &scales }], &mut out);
+    B::band_fn::<1>(path)(w, w.len(), [ScaledRow { blocks: a, scales: &scales, parts: &parts }], &mut out);
     Ok(out[0][0])
 }
 
@@ -274,6 +274,21 @@ pub fn vec_dot(path: KernelPath, ty: QuantType, w: &[u8], a: &[u8]) -> Result<f3
         Q5_1 => BlockQ5_1, Q8_0 => BlockQ8_0, Q2K => BlockQ2K, Q3K => BlockQ3K, Q4K => BlockQ4K,
         Q5K => BlockQ5K, Q6K => BlockQ6K
     ], (path, w, a), Err(KernelError::Unsupported { ty, what: "vec_dot (it is an activation format)" }))
+}
+
+/// The activations' [`SignedParts`] where `path`'s kernels take them (once per matmul, not
+/// once per weight row), else none.
+fn signed_parts<A: ActivationBlock>(path: KernelPath, acts: &[A]) -> Vec<SignedParts> {
+    let takes_them = match path.0 {
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Path::Simd128 => crate::simd128::TAKES_SIGNED_PARTS,
+        _ => false,
+    };
+    if takes_them {
+        A::signed_parts(acts)
+    } else {
+        Vec::new()
+    }
 }
 
 fn matmul_typed<B: Kernels>(path: KernelPath, w: &[u8], x: &[f32], k: usize, out: &mut [f32]) -> Result<(), KernelError> {
@@ -293,10 +308,10 @@ fn matmul_typed<B: Kernels>(path: KernelPath, w: &[u8], x: &[f32], k: usize, out
     for (row, q) in x.chunks_exact(k).zip(acts.chunks_exact_mut(act_blocks)) {
         quantize(row, q);
     }
-    let scales = B::Act::scales(&acts);
+    let (scales, parts) = (B::Act::scales(&acts), signed_parts(path, &acts));
     let act_row = |t: usize| {
         let blocks = t * act_blocks..(t + 1) * act_blocks;
-        ScaledRow { blocks: &acts[blocks.clone()], scales: scales.get(blocks).unwrap_or_default() }
+        ScaledRow { blocks: &acts[blocks.clone()], scales: scales.get(blocks.clone()).unwrap_or_default(), parts: parts.get(blocks).unwrap_or_default() }
     };
     let (dots_1, dots_2, dots_4, dots_tile) = (B::band_fn::<1>(path), B::band_fn::<2>(path), B::band_fn::<4>(path), B::band_fn::<TILE>(path));
     // Whole tiles, then what is left (a batch of 2 to 7 decode steps, a prompt's tail) in at most

@@ -2,14 +2,15 @@
 //!
 //! Quantised formats are unpacked 16 values at a time into i8 lanes. Unsigned values with an
 //! offset (Q4_0, Q5_0, the k-quants) go through [`dot_biased`], which with `+relaxed-simd` is one
-//! `i16x8.relaxed_dot_i8x16_i7x16_s` per 16 values; signed ones (Q8_0) through [`dot_signed`],
-//! two of them; without relaxed SIMD both are widened to i16 and multiplied with
+//! `i16x8.relaxed_dot_i8x16_i7x16_s` per 16 values; signed ones (Q8_0) through
+//! [`dot_signed_32`], two of them on the activations' sign-split parts; without relaxed SIMD both are widened to i16 and multiplied with
 //! `i32x4.dot_i16x8_s`. Every integer sum is exact either way;
 //! sub-block scales multiply the i32 partial sums. Only the per-block f32 scaling rounds
 //! differently from the scalar reference.
 
 use crate::quants::*;
 use core::arch::wasm32::*;
+use std::ops::Range;
 use half::{bf16, f16};
 
 /// f16 → f32 without half's branches for zero and subnormals: the f16's magnitude bits, shifted
@@ -89,24 +90,28 @@ fn dot_biased_32(xu: [v128; 2], y: [v128; 2], bias: i8) -> v128 {
     }
 }
 
-/// i32x4 partial sums of 16 signed weights `x` times 16 signed activations `y`. With relaxed
-/// SIMD the activations are split into their positive and negative parts, both in 0..=127 for
-/// every activation the quantiser makes (|y| ≤ 127), so `x·y = x·y⁺ − x·y⁻` is two
-/// `i16x8.relaxed_dot_i8x16_i7x16_s` (`pmaddubsw`) whose results are the same on every CPU:
-/// seven instructions per 16 values instead of ten for widening both to i16. No i16 sum
-/// overflows: each pair's true sum is within ±2·128·127.
+/// i32x4 partial sums of a block of 32 signed weights times its signed activations: with
+/// relaxed SIMD the activations come as their [`SignedParts`], both in 0..=127 for every
+/// activation the quantiser makes (|y| ≤ 127), so `x·y = x·y⁺ − x·y⁻` is two
+/// `i16x8.relaxed_dot_i8x16_i7x16_s` (`pmaddubsw`) per 16 values, whose results are the same on
+/// every CPU. No i16 sum overflows: each pair's true sum is within ±2·128·127. Without relaxed
+/// SIMD, both are widened to i16.
 #[inline]
-fn dot_signed(x: v128, y: v128) -> v128 {
+fn dot_signed_32(x: [v128; 2], y: &[i8; 32], parts: Option<&SignedParts>) -> v128 {
     #[cfg(target_feature = "relaxed-simd")]
     {
-        let positive = i8x16_max(y, i8x16_splat(0));
-        let negative = i8x16_sub(positive, y);
-        let pairs = i16x8_sub(i16x8_relaxed_dot_i8x16_i7x16(x, positive), i16x8_relaxed_dot_i8x16_i7x16(x, negative));
-        i32x4_extadd_pairwise_i16x8(pairs)
+        let _ = y;
+        let parts = parts.expect("signed weights take their activations as signed parts");
+        let half = |h: usize| {
+            let products = |part: &[u8; 32]| i16x8_relaxed_dot_i8x16_i7x16(x[h], load(&part[16 * h..]));
+            i32x4_extadd_pairwise_i16x8(i16x8_sub(products(&parts.positive), products(&parts.negative)))
+        };
+        i32x4_add(half(0), half(1))
     }
     #[cfg(not(target_feature = "relaxed-simd"))]
     {
-        dot_i8x16(x, y)
+        let _ = parts;
+        i32x4_add(dot_i8x16(x[0], load_i8(&y[..16])), dot_i8x16(x[1], load_i8(&y[16..])))
     }
 }
 
@@ -254,15 +259,33 @@ fn or(a: [v128; 2], b: [v128; 2]) -> [v128; 2] {
     [v128_or(a[0], b[0]), v128_or(a[1], b[1])]
 }
 
-/// i32x4 partial sums of one block's integer dot product.
+/// i32x4 partial sums of one block's integer dot product; `parts` are the activations'
+/// [`SignedParts`] where the weights are signed and the kernels take them.
 #[inline]
-fn block_sum<X: Legacy>([a, b]: [v128; 2], y: &X::Act) -> v128 {
+fn block_sum<X: Legacy>([a, b]: [v128; 2], y: &X::Act, parts: Option<&SignedParts>) -> v128 {
     let qy = y.qs();
-    let (y0, y1) = (load_i8(&qy[..16]), load_i8(&qy[16..]));
     match X::BIAS {
-        Some(bias) => dot_biased_32([a, b], [y0, y1], bias),
-        None => i32x4_add(dot_signed(a, y0), dot_signed(b, y1)),
+        Some(bias) => dot_biased_32([a, b], [load_i8(&qy[..16]), load_i8(&qy[16..])], bias),
+        None => dot_signed_32([a, b], qy, parts),
     }
+}
+
+/// Whether the kernels take a signed format's activations as [`SignedParts`].
+pub const TAKES_SIGNED_PARTS: bool = cfg!(target_feature = "relaxed-simd");
+
+/// `v`, computed before anything after it. Cranelift keeps loads (which may trap) and stores
+/// in program order but places each pure instruction just before its first side-effecting
+/// user (wasmtime#6159), so a group of blocks written out becomes all their loads, then all
+/// their arithmetic, with every loaded vector live in between: more than its 16 xmm registers,
+/// so they are spilled and reloaded. A volatile store of each block's result is such a user:
+/// one store, and each block's arithmetic stays beside its loads (kernel bench in wasmtime,
+/// Q8_0 matvec: +8%, Q5_0 +13%).
+#[inline(always)]
+fn settled(v: v128) -> v128 {
+    let mut slot = v;
+    // SAFETY: a write to a local.
+    unsafe { core::ptr::write_volatile(&mut slot, v) };
+    v
 }
 
 /// Σ over 32-value blocks of `d_x·d_y·(x_q · y_q) + offset(x,y)`, for `N` activation rows at
@@ -274,7 +297,9 @@ fn block_sum<X: Legacy>([a, b]: [v128; 2], y: &X::Act) -> v128 {
 /// up to 0.15 mean |Δ| from llama.cpp's).
 #[inline]
 fn legacy_dot<X: Legacy, const N: usize>(x: &[X], ys: [ScaledRow<X::Act>; N]) -> [f32; N] {
-    assert!(ys.iter().all(|y| y.blocks.len() == x.len() && y.scales.len() == x.len()));
+    let signed_parts = X::BIAS.is_none() && TAKES_SIGNED_PARTS;
+    assert!(ys.iter().all(|y| y.blocks.len() == x.len() && y.scales.len() == x.len() && (!signed_parts || y.parts.len() == x.len())));
+    let parts = |n: usize, blocks: Range<usize>| if signed_parts { &ys[n].parts[blocks] } else { &[] };
     let mut acc = [f32x4_splat(0.0); N];
     let mut offsets = [0.0; N];
     let groups = x.len() / 4;
@@ -287,7 +312,8 @@ fn legacy_dot<X: Legacy, const N: usize>(x: &[X], ys: [ScaledRow<X::Act>; N]) ->
         for n in 0..N {
             let yb = &ys[n].blocks[4 * g..4 * g + 4];
             let scales = f32x4_mul(dx, load(bytemuck::cast_slice(&ys[n].scales[4 * g..4 * g + 4])));
-            let terms = four(|b| f32x4_mul(splat_lane(scales, b), f32x4_convert_i32x4(block_sum::<X>(values.map_or_else(|| xs[b].values(), |v| v[b]), &yb[b]))));
+            let yp = parts(n, 4 * g..4 * g + 4);
+            let terms = four(|b| settled(f32x4_mul(splat_lane(scales, b), f32x4_convert_i32x4(block_sum::<X>(values.map_or_else(|| xs[b].values(), |v| v[b]), &yb[b], yp.get(b))))));
             acc[n] = f32x4_add(f32x4_add(f32x4_add(f32x4_add(acc[n], terms[0]), terms[1]), terms[2]), terms[3]);
             if let Some(offset) = X::OFFSET {
                 offsets[n] += (0..4).map(|b| offset(&xs[b], &yb[b])).sum::<f32>();
@@ -299,7 +325,7 @@ fn legacy_dot<X: Legacy, const N: usize>(x: &[X], ys: [ScaledRow<X::Act>; N]) ->
         for n in 0..N {
             let y = &ys[n].blocks[i];
             let scale = f32x4_splat(f32_of(x[i].d()) * ys[n].scales[i]);
-            acc[n] = f32x4_add(acc[n], f32x4_mul(scale, f32x4_convert_i32x4(block_sum::<X>(values, y))));
+            acc[n] = f32x4_add(acc[n], f32x4_mul(scale, f32x4_convert_i32x4(block_sum::<X>(values, y, parts(n, i..i + 1).first()))));
             if let Some(offset) = X::OFFSET {
                 offsets[n] += offset(&x[i], y);
             }
@@ -319,22 +345,19 @@ fn splat_lane(v: v128, i: usize) -> v128 {
     }
 }
 
-/// `f(k)` for k = 0, step, 2·step, … below 16. Written out when `unroll`, so that `k` is a
-/// constant in each call: LLVM leaves the k-quants' 16-step loops rolled, with variable byte
-/// shifts (a table of masks in wasmtime's x86 code), branches and address arithmetic in every
-/// step (kernel bench, matvec: Q6_K 4.4 → 7.7 GB/s, Q5_K 5.0 → 6.9 unrolled). A loop otherwise:
-/// the tiled kernels spill their unrolled bodies (matmul ×8: −15 to −30% unrolled).
+/// `f(k)` for k = 0, step, 2·step, … below 16, written out so that `k` is a constant in each
+/// call: LLVM leaves the k-quants' 16-step loops rolled, with variable byte shifts (a table of
+/// masks in wasmtime's x86 code), branches and address arithmetic in every step (kernel bench,
+/// matvec: Q6_K 4.4 → 7.7 GB/s, Q5_K 5.0 → 6.9 written out). Tiles spilled their written-out
+/// steps until each step's sums were [`settled`]; now they gain too (matmul ×8: Q4_K +13%, Q5_K
+/// +15%, Q6_K +22%).
 #[inline(always)]
-fn steps_of_16(unroll: bool, step: usize, mut f: impl FnMut(usize)) {
-    if unroll {
-        sixteen(|k| {
-            if k % step == 0 {
-                f(k)
-            }
-        })
-    } else {
-        (0..16).step_by(step).for_each(f)
-    }
+fn steps_of_16(step: usize, mut f: impl FnMut(usize)) {
+    sixteen(|k| {
+        if k % step == 0 {
+            f(k)
+        }
+    })
 }
 
 /// `f(0)`, `f(1)`, … `f(15)`, written out.
@@ -391,10 +414,10 @@ pub fn vec_dot_q8_0<const N: usize>(x: &[BlockQ8_0], ys: [ScaledRow<BlockQ8_0>; 
 #[inline]
 fn scaled_sum_16<const N: usize>(values: impl Fn(usize) -> v128, bias: i8, scales: impl Fn(usize) -> i32, ys: [&BlockQ8K; N]) -> [i32; N] {
     let mut sumi = [i32x4_splat(0); N];
-    steps_of_16(N == 1, 1, |k| {
+    steps_of_16(1, |k| {
         let (v, scale) = (values(k), i32x4_splat(scales(k)));
         for (sum, y) in sumi.iter_mut().zip(ys) {
-            *sum = i32x4_add(*sum, i32x4_mul(dot_biased(v, load_i8(&y.qs[k * 16..]), bias), scale));
+            *sum = settled(i32x4_add(*sum, i32x4_mul(dot_biased(v, load_i8(&y.qs[k * 16..]), bias), scale)));
         }
     });
     sumi.map(hsum_i32)
@@ -405,12 +428,12 @@ fn scaled_sum_16<const N: usize>(values: impl Fn(usize) -> v128, bias: i8, scale
 #[inline]
 fn scaled_sum_32<const N: usize>(values: impl Fn(usize) -> [v128; 2], scales: impl Fn(usize) -> i32, ys: [&BlockQ8K; N]) -> [i32; N] {
     let mut sumi = [i32x4_splat(0); N];
-    steps_of_16(N == 1, 2, |k| {
+    steps_of_16(2, |k| {
         let j = k / 2;
         let (v, scale) = (values(j), i32x4_splat(scales(j)));
         for (sum, y) in sumi.iter_mut().zip(ys) {
             let y = [load_i8(&y.qs[j * 32..]), load_i8(&y.qs[j * 32 + 16..])];
-            *sum = i32x4_add(*sum, i32x4_mul(dot_biased_32(v, y, 0), scale));
+            *sum = settled(i32x4_add(*sum, i32x4_mul(dot_biased_32(v, y, 0), scale)));
         }
     });
     sumi.map(hsum_i32)

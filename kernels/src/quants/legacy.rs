@@ -3,7 +3,7 @@
 //! Each weight block unpacks to 32 small integers `q`; the value is `d·q` (symmetric formats)
 //! or `d·q + m` (the `_1` formats, whose `q` is unsigned).
 
-use super::{ActivationBlock, Block, WeightBlock};
+use super::{ActivationBlock, Block, SignedParts, WeightBlock};
 use crate::QuantType;
 use bytemuck::{Pod, Zeroable};
 use half::f16;
@@ -236,6 +236,11 @@ impl ActivationBlock for BlockQ8_0 {
 
     fn scales(blocks: &[Self]) -> Vec<f32> {
         blocks.iter().map(|b| b.d.to_f32()).collect()
+    }
+
+    fn signed_parts(blocks: &[Self]) -> Vec<SignedParts> {
+        let part = |b: &Self, sign: i8| b.qs.map(|q| (q as i16 * sign as i16).max(0) as u8);
+        blocks.iter().map(|b| SignedParts { positive: part(b, 1), negative: part(b, -1) }).collect()
     }
 }
 

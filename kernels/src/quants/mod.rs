@@ -34,6 +34,21 @@ pub trait ActivationBlock: Block {
     fn scales(_blocks: &[Self]) -> Vec<f32> {
         Vec::new()
     }
+
+    /// Each block's values split by sign, for kernels that multiply them as two unsigned parts
+    /// (empty for the formats that have none).
+    fn signed_parts(_blocks: &[Self]) -> Vec<SignedParts> {
+        Vec::new()
+    }
+}
+
+/// A 32-value block of signed 8-bit activations `q` as two unsigned parts, `q = positive −
+/// negative`: both in 0..=127 for the values the quantisers make (|q| ≤ 127).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct SignedParts {
+    pub positive: [u8; 32],
+    pub negative: [u8; 32],
 }
 
 /// One activation row as the 32-value formats' SIMD kernels take it: its blocks, and their
@@ -44,6 +59,7 @@ pub trait ActivationBlock: Block {
 pub struct ScaledRow<'a, A> {
     pub blocks: &'a [A],
     pub scales: &'a [f32],
+    pub parts: &'a [SignedParts],
 }
 
 /// A weight format, with its scalar reference dot product.
