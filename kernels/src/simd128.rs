@@ -159,27 +159,39 @@ static FIFTH_BITS: [u64; 256] = {
 };
 
 /// The f32 values of four f16, one per lane: [`f32_of`] on each, infinity and NaN included.
+/// Each f16 is loaded straight into the low half of its lane.
 #[inline]
-fn f32x4_of(h: [f16; 4]) -> v128 {
-    f32x4_of_bits(u32x4(h[0].to_bits() as u32, h[1].to_bits() as u32, h[2].to_bits() as u32, h[3].to_bits() as u32))
+fn f32x4_of(h: [&f16; 4]) -> v128 {
+    let lane = |h: &f16| h as *const f16 as *const u16;
+    // SAFETY: each pointer is to a readable f16.
+    let bits = unsafe {
+        let v = v128_load16_lane::<0>(u32x4_splat(0), lane(h[0]));
+        let v = v128_load16_lane::<2>(v, lane(h[1]));
+        let v = v128_load16_lane::<4>(v, lane(h[2]));
+        v128_load16_lane::<6>(v, lane(h[3]))
+    };
+    f32x4_of_bits(bits)
 }
 
-/// [`f32x4_of`] for f16 bits already in the low halves of four u32 lanes.
+/// [`f32x4_of`] for f16 bits in the low halves of four u32 lanes (the high halves are ignored).
 #[inline]
 fn f32x4_of_bits(bits: v128) -> v128 {
-    let magnitude = f32x4_mul(i32x4_shl(v128_and(bits, u32x4_splat(0x7fff)), 13), f32x4_splat(f32::from_bits(0x7780_0000)));
-    let sign = i32x4_shl(v128_and(bits, u32x4_splat(0x8000)), 16);
+    // Shifted to the top, then arithmetically back by 3: the sign stays at bit 31 and the
+    // exponent and mantissa land at bits 13..28, under copies of the sign that the mask clears.
+    // That is the f16's value as an f32 2^112 times too small, exactly, subnormals included.
+    let scaled_down = v128_and(i32x4_shr(i32x4_shl(bits, 16), 3), u32x4_splat(0x8fff_e000));
+    let value = f32x4_mul(scaled_down, f32x4_splat(f32::from_bits(0x7780_0000)));
     // An all-ones f16 exponent (infinity, NaN) becomes an all-ones f32 exponent.
     let exponent = v128_and(bits, u32x4_splat(0x7c00));
     let inf_nan = v128_and(i32x4_eq(exponent, u32x4_splat(0x7c00)), u32x4_splat(0x7f80_0000));
-    v128_or(v128_or(magnitude, sign), inf_nan)
+    v128_or(value, inf_nan)
 }
 
 /// What the kernels need to know of a 32-value weight format and its activation format.
 trait Legacy: WeightBlock<Act: LegacyAct> {
     /// `Some(bias)`: values are unsigned, worth their value minus `bias`; `None`: signed.
     const BIAS: Option<i8>;
-    fn d(&self) -> f16;
+    fn d(&self) -> &f16;
     /// The 32 values, as two halves of 16.
     fn values(&self) -> [v128; 2];
     /// The block's term beyond `d_x·d_y·(x_q · y_q)`, for the formats that have one (a constant,
@@ -205,8 +217,8 @@ impl LegacyAct for BlockQ8_1 {
 
 impl Legacy for BlockQ4_0 {
     const BIAS: Option<i8> = Some(8);
-    fn d(&self) -> f16 {
-        self.d
+    fn d(&self) -> &f16 {
+        &self.d
     }
     fn values(&self) -> [v128; 2] {
         nibbles(&self.qs)
@@ -216,8 +228,8 @@ impl Legacy for BlockQ4_0 {
 impl Legacy for BlockQ4_1 {
     const BIAS: Option<i8> = Some(0);
     const OFFSET: Option<fn(&Self, &BlockQ8_1) -> f32> = Some(|x, y| f32_of(x.m) * f32_of(y.s));
-    fn d(&self) -> f16 {
-        self.d
+    fn d(&self) -> &f16 {
+        &self.d
     }
     fn values(&self) -> [v128; 2] {
         nibbles(&self.qs)
@@ -226,8 +238,8 @@ impl Legacy for BlockQ4_1 {
 
 impl Legacy for BlockQ5_0 {
     const BIAS: Option<i8> = Some(16);
-    fn d(&self) -> f16 {
-        self.d
+    fn d(&self) -> &f16 {
+        &self.d
     }
     fn values(&self) -> [v128; 2] {
         or(nibbles(&self.qs), fifth_bits(self.qh))
@@ -237,8 +249,8 @@ impl Legacy for BlockQ5_0 {
 impl Legacy for BlockQ5_1 {
     const BIAS: Option<i8> = Some(0);
     const OFFSET: Option<fn(&Self, &BlockQ8_1) -> f32> = Some(|x, y| f32_of(x.m) * f32_of(y.s));
-    fn d(&self) -> f16 {
-        self.d
+    fn d(&self) -> &f16 {
+        &self.d
     }
     fn values(&self) -> [v128; 2] {
         or(nibbles(&self.qs), fifth_bits(self.qh))
@@ -247,8 +259,8 @@ impl Legacy for BlockQ5_1 {
 
 impl Legacy for BlockQ8_0 {
     const BIAS: Option<i8> = None;
-    fn d(&self) -> f16 {
-        self.d
+    fn d(&self) -> &f16 {
+        &self.d
     }
     fn values(&self) -> [v128; 2] {
         [load_i8(&self.qs[..16]), load_i8(&self.qs[16..])]
@@ -324,7 +336,7 @@ fn legacy_dot<X: Legacy, const N: usize>(x: &[X], ys: [ScaledRow<X::Act>; N]) ->
         let values = x[i].values();
         for n in 0..N {
             let y = &ys[n].blocks[i];
-            let scale = f32x4_splat(f32_of(x[i].d()) * ys[n].scales[i]);
+            let scale = f32x4_splat(f32_of(*x[i].d()) * ys[n].scales[i]);
             acc[n] = f32x4_add(acc[n], f32x4_mul(scale, f32x4_convert_i32x4(block_sum::<X>(values, y, parts(n, i..i + 1).first()))));
             if let Some(offset) = X::OFFSET {
                 offsets[n] += offset(&x[i], y);
