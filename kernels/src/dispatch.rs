@@ -260,7 +260,7 @@ fn vec_dot_typed<B: Kernels>(path: KernelPath, w: &[u8], a: &[u8]) -> Result<f32
     if w.len() * B::BLOCK_SIZE != a.len() * B::Act::BLOCK_SIZE {
         return Err(KernelError::Shape(format!("{} weights against {} activations", w.len() * B::BLOCK_SIZE, a.len() * B::Act::BLOCK_SIZE)));
     }
-    let (scales, parts) = (B::Act::scales(a), signed_parts(path, a));
+    let (scales, parts) = (B::Act::scales(a), signed_parts::<B>(path, a));
     let mut out = [[0.0]];
     B::band_fn::<1>(path)(w, w.len(), [ScaledRow { blocks: a, scales: &scales, parts: &parts }], &mut out);
     Ok(out[0][0])
@@ -276,16 +276,16 @@ pub fn vec_dot(path: KernelPath, ty: QuantType, w: &[u8], a: &[u8]) -> Result<f3
     ], (path, w, a), Err(KernelError::Unsupported { ty, what: "vec_dot (it is an activation format)" }))
 }
 
-/// The activations' [`SignedParts`] where `path`'s kernels take them (once per matmul, not
-/// once per weight row), else none.
-fn signed_parts<A: ActivationBlock>(path: KernelPath, acts: &[A]) -> Vec<SignedParts> {
-    let takes_them = match path.0 {
+/// The activations' [`SignedParts`] where `path`'s kernels for weights `B` take them (once per
+/// matmul, not once per weight row), else none. Q8_0 is the one format with signed weights.
+fn signed_parts<B: WeightBlock>(path: KernelPath, acts: &[B::Act]) -> Vec<SignedParts> {
+    let path_takes_them = match path.0 {
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         Path::Simd128 => crate::simd128::TAKES_SIGNED_PARTS,
         _ => false,
     };
-    if takes_them {
-        A::signed_parts(acts)
+    if B::TYPE == QuantType::Q8_0 && path_takes_them {
+        B::Act::signed_parts(acts)
     } else {
         Vec::new()
     }
@@ -308,7 +308,7 @@ fn matmul_typed<B: Kernels>(path: KernelPath, w: &[u8], x: &[f32], k: usize, out
     for (row, q) in x.chunks_exact(k).zip(acts.chunks_exact_mut(act_blocks)) {
         quantize(row, q);
     }
-    let (scales, parts) = (B::Act::scales(&acts), signed_parts(path, &acts));
+    let (scales, parts) = (B::Act::scales(&acts), signed_parts::<B>(path, &acts));
     let act_row = |t: usize| {
         let blocks = t * act_blocks..(t + 1) * act_blocks;
         ScaledRow { blocks: &acts[blocks.clone()], scales: scales.get(blocks.clone()).unwrap_or_default(), parts: parts.get(blocks).unwrap_or_default() }

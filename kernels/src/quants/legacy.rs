@@ -260,7 +260,24 @@ impl ActivationBlock for BlockQ8_1 {
 
 #[cfg(test)]
 mod tests {
-    use super::round_half_away;
+    use super::{round_half_away, BlockQ8_0};
+    use crate::quants::ActivationBlock;
+    use half::f16;
+
+    #[test]
+    fn signed_parts_are_the_values_split_by_sign() {
+        let blocks: Vec<BlockQ8_0> = (-128..128)
+            .collect::<Vec<i32>>()
+            .chunks(32)
+            .map(|q| BlockQ8_0 { d: f16::ONE, qs: std::array::from_fn(|i| q[i] as i8) })
+            .collect();
+        for (b, p) in blocks.iter().zip(BlockQ8_0::signed_parts(&blocks)) {
+            for i in 0..32 {
+                assert_eq!(p.positive[i] as i32 - p.negative[i] as i32, b.qs[i] as i32);
+                assert!(p.positive[i] == 0 || p.negative[i] == 0);
+            }
+        }
+    }
 
     #[test]
     fn rounds_as_c_roundf() {
