@@ -3,15 +3,16 @@
 //! Quantised formats are unpacked 16 values at a time into i8 lanes. Unsigned values with an
 //! offset (Q4_0, Q5_0, the k-quants) go through [`dot_biased`], which with `+relaxed-simd` is one
 //! `i16x8.relaxed_dot_i8x16_i7x16_s` per 16 values; signed ones (Q8_0) through
-//! [`dot_signed_32`], two of them on the activations' sign-split parts; without relaxed SIMD both are widened to i16 and multiplied with
-//! `i32x4.dot_i16x8_s`. Every integer sum is exact either way;
-//! sub-block scales multiply the i32 partial sums. Only the per-block f32 scaling rounds
-//! differently from the scalar reference.
+//! [`dot_signed_32`], two of them on the activations' sign-split parts; without relaxed SIMD
+//! both are widened to i16 and multiplied with `i32x4.dot_i16x8_s`. Every integer sum is exact
+//! either way; sub-block scales multiply the i32 partial sums. Only the per-block f32 scaling
+//! rounds differently from the scalar reference. Each block's result is [`settled`], which
+//! keeps wasmtime's code from loading a whole group before computing any of it.
 
 use crate::quants::*;
 use core::arch::wasm32::*;
-use std::ops::Range;
 use half::{bf16, f16};
+use std::ops::Range;
 
 /// f16 → f32 without half's branches for zero and subnormals: the f16's magnitude bits, shifted
 /// into an f32 and multiplied by 2^112, are its exact value for every finite f16.

@@ -51,10 +51,10 @@ pub struct SignedParts {
     pub negative: [u8; 32],
 }
 
-/// One activation row as the 32-value formats' SIMD kernels take it: its blocks, and their
-/// scales as f32 ([`ActivationBlock::scales`]). A matmul converts the scales once per row of
-/// activations instead of once per weight row, which in decode is the 262,144 rows of the
-/// output matrix.
+/// One activation row as the 32-value formats' SIMD kernels take it: its blocks, their scales
+/// as f32 ([`ActivationBlock::scales`]) and, where the path's kernels take them, the blocks'
+/// [`SignedParts`] (empty otherwise). A matmul makes both once per row of activations instead
+/// of once per weight row, which in decode is the 262,144 rows of the output matrix.
 #[derive(Clone, Copy)]
 pub struct ScaledRow<'a, A> {
     pub blocks: &'a [A],
