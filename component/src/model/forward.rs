@@ -118,8 +118,7 @@ impl Model {
                 let pos0 = s.cache.len();
                 let rows = row0..row0 + s.tokens.len();
                 for (t, r) in rows.clone().enumerate() {
-                    rope.apply(&mut q[r * c.q_dim()..(r + 1) * c.q_dim()], pos0 + t);
-                    rope.apply(&mut k[r * c.kv_dim()..(r + 1) * c.kv_dim()], pos0 + t);
+                    rope.apply([&mut q[r * c.q_dim()..(r + 1) * c.q_dim()], &mut k[r * c.kv_dim()..(r + 1) * c.kv_dim()]], pos0 + t);
                     s.cache.store(l, pos0 + t, &k[r * c.kv_dim()..(r + 1) * c.kv_dim()], &v[r * c.kv_dim()..(r + 1) * c.kv_dim()]);
                 }
                 let seen = first_visible(pos0)..pos0 + s.tokens.len(); // every position some token of this sequence sees
