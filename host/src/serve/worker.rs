@@ -8,6 +8,7 @@ use super::stream::{End, TokenStream};
 use crate::backend::{is_trap, Backend, EngineFailure, FailureKind, PromptInput, SeqHandle};
 use std::collections::VecDeque;
 use rill_api::{ApiError, Finish, PromptSpec, TokenClock, TokenOut};
+use rill_engine::scheduler::DEFAULT_PROMPT_CHUNK;
 use rill_engine::{EngineError, GenerateParams};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -63,7 +64,8 @@ pub fn start(open: impl Fn() -> anyhow::Result<Box<dyn Backend>> + Send + 'stati
     std::thread::Builder::new().name("rill-engine".into()).spawn(move || match open() {
         Ok(backend) => {
             let _ = loaded.send(Ok(()));
-            let worker = Worker { open: Box::new(open), backend, metrics: m, queued: q, batch, active: Vec::new(), waiting: VecDeque::new() };
+            m.prompt_chunk.set(DEFAULT_PROMPT_CHUNK as i64);
+            let worker = Worker { open: Box::new(open), backend, metrics: m, queued: q, batch, active: Vec::new(), waiting: VecDeque::new(), prompt_chunk: DEFAULT_PROMPT_CHUNK };
             worker.run(rx)
         }
         Err(e) => {
@@ -85,6 +87,8 @@ struct Worker {
     /// Jobs taken from the queue whose KV cache did not fit in memory yet: they start when an
     /// active generation ends (admission control; the oldest first).
     waiting: VecDeque<Job>,
+    /// The prompt chunk the engine has now.
+    prompt_chunk: usize,
 }
 
 /// A job the engine is running, with what the worker measures of it.
@@ -125,6 +129,9 @@ impl Worker {
             // inter-token latency, which sets how many may run at once.
             let (round, streams) = (Instant::now(), self.active.len());
             let reading = self.active.iter().filter(|a| a.clock.time_to_first_token().is_none()).count();
+            if reading > 0 {
+                self.use_prompt_chunk(self.batch.prompt_chunk(reading < streams));
+            }
             let mut i = 0;
             while i < self.active.len() {
                 match self.pull(i) {
@@ -142,16 +149,21 @@ impl Worker {
                 }
             }
             let waiting = self.waiting.len() + self.queued.load(Ordering::SeqCst);
-            let chunk = self.batch.prompt_chunk();
             self.batch.observe(round.elapsed(), streams, reading, waiting);
             self.metrics.step_seconds.observe(round.elapsed().as_secs_f64());
             self.metrics.batch_limit.set(self.batch.limit() as i64);
-            self.metrics.prompt_chunk.set(self.batch.prompt_chunk() as i64);
-            if self.batch.prompt_chunk() != chunk {
-                if let Err(e) = self.backend.set_prompt_chunk(self.batch.prompt_chunk()) {
-                    self.trapped(&format!("{e:#}")); // a setter fails only by trapping
-                }
-            }
+        }
+    }
+
+    /// Has the engine read at most `tokens` prompt tokens a step from now on.
+    fn use_prompt_chunk(&mut self, tokens: usize) {
+        if tokens == self.prompt_chunk {
+            return;
+        }
+        self.prompt_chunk = tokens;
+        self.metrics.prompt_chunk.set(tokens as i64);
+        if let Err(e) = self.backend.set_prompt_chunk(tokens) {
+            self.trapped(&format!("{e:#}")); // a setter fails only by trapping
         }
     }
 
@@ -316,7 +328,7 @@ impl Worker {
                 Ok(b) => {
                     self.backend = b;
                     // Should this trap, the next call finds out and replaces the instance again.
-                    let _ = self.backend.set_prompt_chunk(self.batch.prompt_chunk());
+                    let _ = self.backend.set_prompt_chunk(self.prompt_chunk);
                     return;
                 }
                 Err(e) => {
