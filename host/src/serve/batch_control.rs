@@ -46,7 +46,7 @@ const FIRST_BACKOFF: usize = 32;
 /// The smallest prompt chunk: however slow a step, a prompt still moves on.
 const MIN_PROMPT_CHUNK: usize = 4;
 /// The share of the target steps aim at, so that the slower steps meet it too (`rill serve`
-/// with 8 clients on the component: p95 inter-token 71–84 ms aiming at 0.8, 93–106 at 0.9).
+/// with 8 clients on the component: p95 inter-token 48–84 ms aiming at 0.8, 93–106 at 0.9).
 const AIM: f64 = 0.8;
 
 impl BatchControl {
