@@ -76,7 +76,7 @@ fn bench_check_fails_on_a_planted_regression_against_recorded_runs() {
     assert_eq!(figures["tg6_vs_calibration"]["runs"], 3);
     assert_eq!(figures["tg6_vs_calibration"]["better"], "higher");
 
-    let planted = common::rill_command().args(&bench).args(["--record", "--check", baseline]).env("RILL_FAULT_TOKEN_DELAY_MS", "150").output().unwrap();
+    let planted = common::rill_command().args(bench).args(["--record", "--check", baseline]).env("RILL_FAULT_TOKEN_DELAY_MS", "150").output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&planted.stdout), String::from_utf8_lossy(&planted.stderr));
     assert_eq!(planted.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(stderr.contains("performance regression") && stderr.contains("tg6_vs_calibration"), "{stderr}");

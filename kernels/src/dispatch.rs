@@ -196,7 +196,7 @@ kernel_table! {
 /// Views `bytes` as blocks of `B`.
 fn blocks<B: Block>(bytes: &[u8]) -> Result<&[B], KernelError> {
     let size = std::mem::size_of::<B>();
-    if bytes.len() % size != 0 {
+    if !bytes.len().is_multiple_of(size) {
         return Err(KernelError::Length { ty: B::TYPE, len: bytes.len(), size });
     }
     bytemuck::try_cast_slice(bytes).map_err(|_| KernelError::Alignment { ty: B::TYPE, align: std::mem::align_of::<B>() })
@@ -204,7 +204,7 @@ fn blocks<B: Block>(bytes: &[u8]) -> Result<&[B], KernelError> {
 
 fn blocks_mut<B: Block>(bytes: &mut [u8]) -> Result<&mut [B], KernelError> {
     let size = std::mem::size_of::<B>();
-    if bytes.len() % size != 0 {
+    if !bytes.len().is_multiple_of(size) {
         return Err(KernelError::Length { ty: B::TYPE, len: bytes.len(), size });
     }
     bytemuck::try_cast_slice_mut(bytes).map_err(|_| KernelError::Alignment { ty: B::TYPE, align: std::mem::align_of::<B>() })
@@ -294,7 +294,7 @@ fn signed_parts<B: WeightBlock>(path: KernelPath, acts: &[B::Act]) -> Vec<Signed
 fn matmul_typed<B: Kernels>(path: KernelPath, w: &[u8], x: &[f32], k: usize, out: &mut [f32]) -> Result<(), KernelError> {
     let w = blocks::<B>(w)?;
     let blocks_per_row = k / B::BLOCK_SIZE;
-    if k == 0 || k % B::BLOCK_SIZE != 0 || k % B::Act::BLOCK_SIZE != 0 || w.len() % blocks_per_row != 0 || x.len() % k != 0 {
+    if k == 0 || !k.is_multiple_of(B::BLOCK_SIZE) || !k.is_multiple_of(B::Act::BLOCK_SIZE) || w.len() % blocks_per_row != 0 || !x.len().is_multiple_of(k) {
         return Err(KernelError::Shape(format!("{} weights ({} values) and {} activations do not split into rows of {k}", B::TYPE, w.len() * B::BLOCK_SIZE, x.len())));
     }
     let (n_rows, n_tokens) = (w.len() / blocks_per_row, x.len() / k);

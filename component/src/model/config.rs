@@ -140,14 +140,14 @@ impl Config {
         if self.n_layers == 0 || self.dim == 0 || self.n_heads == 0 || self.n_kv_heads == 0 || self.head_dim == 0 || self.ffn_dim == 0 {
             return bad(format!("zero-sized hyperparameter in {self:?}"));
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return bad(format!("{} heads do not share {} KV heads evenly", self.n_heads, self.n_kv_heads));
         }
         let r = &self.rope_scaling;
         if !(r.factor.is_finite() && r.factor >= 1.0) || !(r.attn_factor.is_finite() && r.attn_factor > 0.0) || r.original_context == 0 {
             return bad(format!("RoPE scaling factor {} (must be ≥ 1), attention factor {}, original context {}", r.factor, r.attn_factor, r.original_context));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return bad(format!("head dimension {} is odd (RoPE rotates pairs)", self.head_dim));
         }
         Ok(())
@@ -168,7 +168,7 @@ impl Config {
 
     /// Whether layer `l` attends to the whole context (otherwise only its sliding window).
     pub fn is_global(&self, l: usize) -> bool {
-        self.sliding_window.is_none() || (l + 1) % self.global_every == 0
+        self.sliding_window.is_none() || (l + 1).is_multiple_of(self.global_every)
     }
 }
 
