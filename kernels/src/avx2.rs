@@ -409,13 +409,21 @@ pub unsafe fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
 /// Float dot product, 8 lanes at a time, with `load8` turning 8 elements into f32.
 #[inline(always)]
 unsafe fn float_dot<T: Copy + Into<f64>>(x: &[T], y: &[T], load8: impl Fn(&[T]) -> __m256) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
-    let tail: f64 = xc.remainder().iter().zip(yc.remainder()).map(|(a, b)| (*a).into() * (*b).into()).sum();
-    for (a, b) in xc.zip(yc) {
-        acc = _mm256_fmadd_ps(load8(a), load8(b), acc);
+    assert_eq!(x.len(), y.len());
+    // Four sums of 32 values a step, as ggml's GGML_F32_STEP: one would wait on each FMA's latency.
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let (x32, y32) = (x.chunks_exact(32), y.chunks_exact(32));
+    let (x8, y8) = (x32.remainder().chunks_exact(8), y32.remainder().chunks_exact(8));
+    let tail: f64 = x8.remainder().iter().zip(y8.remainder()).map(|(a, b)| (*a).into() * (*b).into()).sum();
+    for (a, b) in x32.zip(y32) {
+        for (i, acc) in acc.iter_mut().enumerate() {
+            *acc = _mm256_fmadd_ps(load8(&a[8 * i..]), load8(&b[8 * i..]), *acc);
+        }
     }
-    hsum_f32(acc) + tail as f32
+    for (a, b) in x8.zip(y8) {
+        acc[0] = _mm256_fmadd_ps(load8(a), load8(b), acc[0]);
+    }
+    hsum_f32(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]))) + tail as f32
 }
 
 #[inline(always)]
@@ -435,4 +443,27 @@ pub unsafe fn vec_dot_bf16(x: &[bf16], y: &[bf16]) -> f32 {
         let w = _mm256_cvtepu16_epi32(_mm_loadu_si128(v.as_ptr() as *const __m128i));
         _mm256_castsi256_ps(_mm256_slli_epi32::<16>(w))
     })
+}
+
+/// [`crate::quants::weighted_sum`]: 32 values at a time summed over every row in four
+/// registers, lane by lane in row order (with FMA: one rounding per row, not two).
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn weighted_sum(weights: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+    let whole = out.len() / 32 * 32;
+    for (c, o) in out[..whole].chunks_exact_mut(32).enumerate() {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for (j, &w) in weights.iter().enumerate() {
+            let (w, row) = (_mm256_set1_ps(w), &rows[j * stride + 32 * c..][..32]);
+            for (i, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(row[8 * i..].as_ptr()), *acc);
+            }
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            _mm256_storeu_ps(o[8 * i..].as_mut_ptr(), *acc);
+        }
+    }
+    let rest = out.len() - whole;
+    if rest > 0 {
+        crate::quants::weighted_sum(weights, &rows[whole..], stride, &mut out[whole..]);
+    }
 }

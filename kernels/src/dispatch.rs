@@ -276,6 +276,24 @@ pub fn vec_dot(path: KernelPath, ty: QuantType, w: &[u8], a: &[u8]) -> Result<f3
     ], (path, w, a), Err(KernelError::Unsupported { ty, what: "vec_dot (it is an activation format)" }))
 }
 
+/// `out = Σ_j weights[j] · rows[j·stride..][..out.len()]` on `path`, each value summed in order
+/// of `j` (see [`crate::quants::weighted_sum`]): attention's weighted sum of value rows.
+pub fn weighted_sum(path: KernelPath, weights: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) -> Result<(), KernelError> {
+    let needed = weights.len().checked_sub(1).map_or(0, |last| last * stride + out.len());
+    if out.len() > stride || rows.len() < needed {
+        return Err(KernelError::Shape(format!("{} rows of {} values {stride} apart need {needed} values, got {}", weights.len(), out.len(), rows.len())));
+    }
+    match path.0 {
+        Path::Scalar => crate::quants::weighted_sum(weights, rows, stride, out),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Path::Simd128 => crate::simd128::weighted_sum(weights, rows, stride, out),
+        // SAFETY: both x86 paths vouch for AVX2 and FMA.
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx2 | Path::Avx512Vnni => unsafe { crate::avx2::weighted_sum(weights, rows, stride, out) },
+    }
+    Ok(())
+}
+
 /// The activations' [`SignedParts`] where `path`'s kernels for weights `B` take them (once per
 /// matmul, not once per weight row), else none. Q8_0 is the one format with signed weights.
 fn signed_parts<B: WeightBlock>(path: KernelPath, acts: &[B::Act]) -> Vec<SignedParts> {

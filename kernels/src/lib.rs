@@ -16,5 +16,5 @@ mod avx512vnni;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128;
 
-pub use dispatch::{dequantize, matmul, quantize_activations, vec_dot, KernelError, KernelPath};
+pub use dispatch::{dequantize, matmul, quantize_activations, vec_dot, weighted_sum, KernelError, KernelPath};
 pub use quant_type::{QuantType, QK_K};

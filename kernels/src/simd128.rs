@@ -587,20 +587,29 @@ fn widen_16x4<T: bytemuck::Pod>(v: &[T]) -> v128 {
     u32x4_extend_low_u16x8(unsafe { v128_load64_zero(bits.as_ptr() as *const u64) })
 }
 
-/// Float dot product, 4 lanes at a time, with `load4` turning 4 elements into f32x4.
+/// Float dot product, 4 lanes at a time, with `load4` turning 4 elements into f32x4. Four sums
+/// of 16 values a step: with one, every add waits for the one before (its latency, not the
+/// adds' throughput, set the pace: attention's dot products over long contexts).
 #[inline]
 fn float_dot<T: Copy + Into<f64>>(x: &[T], y: &[T], load4: impl Fn(&[T]) -> v128) -> f32 {
-    let mut acc = f32x4_splat(0.0);
-    let (xc, yc) = (x.chunks_exact(4), y.chunks_exact(4));
-    let tail: f64 = xc.remainder().iter().zip(yc.remainder()).map(|(a, b)| (*a).into() * (*b).into()).sum();
-    for (a, b) in xc.zip(yc) {
-        acc = f32x4_add(acc, f32x4_mul(load4(a), load4(b)));
+    assert_eq!(x.len(), y.len());
+    let mut acc = [f32x4_splat(0.0); 4];
+    let (x16, y16) = (x.chunks_exact(16), y.chunks_exact(16));
+    let (x4, y4) = (x16.remainder().chunks_exact(4), y16.remainder().chunks_exact(4));
+    let tail: f64 = x4.remainder().iter().zip(y4.remainder()).map(|(a, b)| (*a).into() * (*b).into()).sum();
+    for (a, b) in x16.zip(y16) {
+        for (i, acc) in acc.iter_mut().enumerate() {
+            *acc = f32x4_add(*acc, f32x4_mul(load4(&a[4 * i..]), load4(&b[4 * i..])));
+        }
     }
-    hsum_f32(acc) + tail as f32
+    for (a, b) in x4.zip(y4) {
+        acc[0] = f32x4_add(acc[0], f32x4_mul(load4(a), load4(b)));
+    }
+    hsum_f32(f32x4_add(f32x4_add(acc[0], acc[1]), f32x4_add(acc[2], acc[3]))) + tail as f32
 }
 
 pub fn vec_dot_f32(x: &[f32], y: &[f32]) -> f32 {
-    float_dot(x, y, |v| f32x4(v[0], v[1], v[2], v[3]))
+    float_dot(x, y, |v| load(bytemuck::cast_slice(&v[..4])))
 }
 
 pub fn vec_dot_f16(x: &[f16], y: &[f16]) -> f32 {
@@ -611,4 +620,29 @@ pub fn vec_dot_f16(x: &[f16], y: &[f16]) -> f32 {
 pub fn vec_dot_bf16(x: &[bf16], y: &[bf16]) -> f32 {
     // bf16 is the high half of an f32: widen to 32 bits and shift into place.
     float_dot(x, y, |v| i32x4_shl(widen_16x4(v), 16))
+}
+
+/// [`crate::quants::weighted_sum`]: 16 values at a time summed over every row in four vectors
+/// that stay in registers (eight, with their row's eight loads, were more than Cranelift's 16
+/// and two went through the stack on every row). A product and an add per lane, in row order,
+/// as the scalar reference; no fused multiply-add, which relaxed SIMD leaves to the CPU.
+pub fn weighted_sum(weights: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+    let whole = out.len() / 16 * 16;
+    for (c, o) in out[..whole].chunks_exact_mut(16).enumerate() {
+        let mut acc = [f32x4_splat(0.0); 4];
+        for (j, &w) in weights.iter().enumerate() {
+            let (w, row) = (f32x4_splat(w), &rows[j * stride + 16 * c..][..16]);
+            for (i, acc) in acc.iter_mut().enumerate() {
+                *acc = f32x4_add(*acc, f32x4_mul(w, load(bytemuck::cast_slice(&row[4 * i..4 * i + 4]))));
+            }
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            // SAFETY: 4 f32 are 16 writable bytes.
+            unsafe { v128_store(o[4 * i..].as_mut_ptr() as *mut v128, *acc) };
+        }
+    }
+    let rest = out.len() - whole;
+    if rest > 0 {
+        crate::quants::weighted_sum(weights, &rows[whole..], stride, &mut out[whole..]);
+    }
 }

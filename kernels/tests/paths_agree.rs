@@ -5,7 +5,7 @@
 use half::{bf16, f16};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use rill_kernels::{dequantize, matmul, quantize_activations, vec_dot, KernelPath, QuantType};
+use rill_kernels::{dequantize, matmul, quantize_activations, vec_dot, weighted_sum, KernelPath, QuantType};
 
 const WEIGHT_TYPES: [QuantType; 13] = [
     QuantType::F32,
@@ -259,4 +259,56 @@ fn f16_dequantises_to_halfs_values() {
         }
     }
     assert!(dequantize(QuantType::F16, &[0; 4], &mut [0.0; 3]).is_err());
+}
+
+/// `weighted_sum` on `path` of `weights` against rows of `n` values, `stride` apart.
+fn weighted(path: KernelPath, weights: &[f32], rows: &[f32], stride: usize, n: usize) -> Vec<f32> {
+    let mut out = vec![f32::NAN; n];
+    weighted_sum(path, weights, rows, stride, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn weighted_sums_match_scalar_on_every_path() {
+    let mut rng = SmallRng::seed_from_u64(3);
+    // Widths with and without a tail past the SIMD paths' 32 values, rows further apart than that.
+    for (n, stride) in [(256, 256), (256, 1024), (40, 64), (7, 7)] {
+        let rows_n = 300;
+        let rows = random_activations(&mut rng, rows_n * stride);
+        let weights: Vec<f32> = (0..rows_n).map(|_| rng.random_range(0.0f32..0.01)).collect();
+        let reference = weighted(KernelPath::SCALAR, &weights, &rows, stride, n);
+        for path in KernelPath::available() {
+            let got = weighted(path, &weights, &rows, stride, n);
+            for (d, (g, r)) in got.iter().zip(&reference).enumerate() {
+                // Σ|w·v| bounds the error of each order of rounding.
+                let magnitude: f32 = weights.iter().enumerate().map(|(j, w)| (w * rows[j * stride + d]).abs()).sum();
+                assert!((g - r).abs() <= 1e-5 * magnitude, "{path}, {n} of {stride}, value {d}: {g} vs scalar {r}");
+            }
+        }
+    }
+}
+
+#[test]
+fn zero_weights_around_a_span_change_no_weighted_sum() {
+    // Attention's weights are 0 outside a token's view; a batched sequence sums over more
+    // positions than a lone one and must get the same bits.
+    let mut rng = SmallRng::seed_from_u64(4);
+    let (n, stride, span) = (256, 256, 37..190);
+    let rows = random_activations(&mut rng, 220 * stride);
+    let mut weights: Vec<f32> = (0..220).map(|_| rng.random_range(0.0f32..0.01)).collect();
+    weights[..span.start].fill(0.0);
+    weights[span.end..].fill(0.0);
+    for path in KernelPath::available() {
+        let alone = weighted(path, &weights[span.clone()], &rows[span.start * stride..], stride, n);
+        let padded = weighted(path, &weights, &rows, stride, n);
+        assert_eq!(alone.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), padded.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{path}");
+    }
+}
+
+#[test]
+fn weighted_sum_refuses_rows_that_do_not_fit() {
+    let mut out = vec![0.0; 8];
+    assert!(weighted_sum(KernelPath::SCALAR, &[1.0; 3], &[0.0; 23], 8, &mut out).is_err(), "3 rows of 8 need 24 values");
+    assert!(weighted_sum(KernelPath::SCALAR, &[1.0; 2], &[0.0; 64], 4, &mut out).is_err(), "rows of 8 values 4 apart overlap");
+    assert!(weighted_sum(KernelPath::best(), &[1.0; 3], &[0.0; 24], 8, &mut out).is_ok());
 }

@@ -2,7 +2,7 @@
 //! blocks with residual connections, then the final norm and the output projection.
 //! A batch of `n` consecutive tokens goes through each matmul together.
 
-use super::ops::{dot, geglu, rms_norm, softmax};
+use super::ops::{geglu, matmul_f32, rms_norm, softmax, weighted_rows};
 use super::{KvCache, Model};
 use crate::tokenizer::TokenId;
 
@@ -91,9 +91,9 @@ impl Model {
         let mut k = zeros(n * c.kv_dim())?; // (n, n_kv_heads·head_dim)
         let mut v = zeros(n * c.kv_dim())?;
         let mut att = zeros(n * c.q_dim())?; // (n, q_dim) attention output per head
-        let mut scores = zeros(longest)?; // (positions) one head's attention weights
-        let mut keys = zeros(longest * c.kv_dim())?; // (positions, kv_dim) a cache's keys in f32
-        let mut values = zeros(longest * c.kv_dim())?; // (positions, kv_dim)
+        let mut scores = zeros(heads_per_kv * longest)?; // (heads of one KV head, positions) a token's attention weights
+        let mut keys = zeros(longest * c.kv_dim())?; // (n_kv_heads, positions, head_dim) a cache's keys in f32
+        let mut values = zeros(longest * c.kv_dim())?; // (positions, kv_dim) its values
         let mut gate = zeros(n * c.ffn_dim)?; // (n, ffn_dim)
         let mut up = zeros(n * c.ffn_dim)?;
 
@@ -122,26 +122,26 @@ impl Model {
                     s.cache.store(l, pos0 + t, &k[r * c.kv_dim()..(r + 1) * c.kv_dim()], &v[r * c.kv_dim()..(r + 1) * c.kv_dim()]);
                 }
                 let seen = first_visible(pos0)..pos0 + s.tokens.len(); // every position some token of this sequence sees
-                let (keys, values) = (&mut keys[..seen.len() * c.kv_dim()], &mut values[..seen.len() * c.kv_dim()]);
-                s.cache.keys_f32(l, seen.clone(), keys);
+                let n_seen = seen.len();
+                let (keys, values) = (&mut keys[..n_seen * c.kv_dim()], &mut values[..n_seen * c.kv_dim()]);
+                s.cache.keys_by_head(l, seen.clone(), hd, keys);
                 s.cache.values_f32(l, seen.clone(), values);
                 for (t, r) in rows.enumerate() {
                     let p = pos0 + t;
-                    let first = first_visible(p);
-                    for h in 0..c.n_heads {
-                        let kv_at = |j: usize| (first + j - seen.start) * c.kv_dim() + h / heads_per_kv * hd;
-                        let qh = &q[r * c.q_dim() + h * hd..][..hd];
-                        let s = &mut scores[first..=p];
-                        for (j, score) in s.iter_mut().enumerate() {
-                            *score = dot(self.path, qh, &keys[kv_at(j)..][..hd]) * c.attention_scale;
-                        }
-                        softmax(s);
-                        let out = &mut att[r * c.q_dim() + h * hd..][..hd];
-                        out.fill(0.0);
-                        for (j, &weight) in s.iter().enumerate() {
-                            for (o, val) in out.iter_mut().zip(&values[kv_at(j)..][..hd]) {
-                                *o += weight * val;
-                            }
+                    let visible = first_visible(p) - seen.start..p + 1 - seen.start; // of the seen positions
+                    // A KV head's query heads together: their scores against its visible keys in
+                    // one matmul, then each head's weighted sum of the visible values.
+                    for g in 0..c.n_kv_heads {
+                        let heads = g * heads_per_kv..(g + 1) * heads_per_kv;
+                        let q_g = &q[r * c.q_dim() + heads.start * hd..][..heads.len() * hd]; // (heads, hd)
+                        let k_g = &keys[(g * n_seen + visible.start) * hd..(g * n_seen + visible.end) * hd]; // (visible, hd)
+                        let scores = &mut scores[..heads.len() * visible.len()]; // (heads, visible)
+                        matmul_f32(self.path, k_g, q_g, hd, scores);
+                        let v_g = &values[visible.start * c.kv_dim() + g * hd..]; // rows of (visible, kv_dim), this head's hd of each
+                        for (h, s) in heads.zip(scores.chunks_exact_mut(visible.len())) {
+                            s.iter_mut().for_each(|v| *v *= c.attention_scale);
+                            softmax(s);
+                            weighted_rows(self.path, s, v_g, c.kv_dim(), &mut att[r * c.q_dim() + h * hd..][..hd]);
                         }
                     }
                 }

@@ -324,27 +324,40 @@ impl KvCache {
         }
     }
 
-    /// Keys of positions `positions` of layer `l`, as f32: (positions, kv_dim) into `out`.
-    /// Attention converts them once per layer and step, not once per head and query.
-    pub fn keys_f32(&self, l: usize, positions: Range<usize>, out: &mut [f32]) {
-        self.rows_f32(l, positions, out, |p| &p.k);
+    /// Keys of positions `positions` of layer `l`, as f32, one KV head after another:
+    /// (n_kv_heads, positions, head_dim) into `out`, so that each head's keys are the rows of
+    /// one matrix for attention's scores. Converted once per layer and step, not per query head.
+    pub fn keys_by_head(&self, l: usize, positions: Range<usize>, head_dim: usize, out: &mut [f32]) {
+        let n = positions.len();
+        self.each_row_f32(l, positions, |p| &p.k, |j, row| {
+            for (g, head) in row.chunks_exact(head_dim).enumerate() {
+                out[(g * n + j) * head_dim..][..head_dim].copy_from_slice(head);
+            }
+        });
     }
 
-    /// Values, as [`KvCache::keys_f32`] gives keys.
+    /// Values of positions `positions` of layer `l`, as f32: (positions, kv_dim) into `out`.
     pub fn values_f32(&self, l: usize, positions: Range<usize>, out: &mut [f32]) {
-        self.rows_f32(l, positions, out, |p| &p.v);
+        let kv_dim = self.layout.kv_dim;
+        self.each_row_f32(l, positions, |p| &p.v, |j, row| out[j * kv_dim..][..kv_dim].copy_from_slice(row));
     }
 
-    fn rows_f32(&self, l: usize, positions: Range<usize>, out: &mut [f32], which: impl Fn(&Part) -> &Vec<u16>) {
+    /// `place(j, row)` for the `j`-th position of `positions` with its f32 row (kv_dim values),
+    /// converted a block at a time.
+    fn each_row_f32(&self, l: usize, positions: Range<usize>, which: impl Fn(&Part) -> &Vec<u16>, mut place: impl FnMut(usize, &[f32])) {
         let (ty, kv_dim, row_bytes) = (self.layout.ty.quant_type(), self.layout.kv_dim, self.layout.row_bytes);
+        let mut rows = vec![0f32; BLOCK.min(positions.len()) * kv_dim]; // (positions of one block, kv_dim)
         let mut pos = positions.start;
         while pos < positions.end {
             let (b, first) = (pos / BLOCK, pos % BLOCK);
             let n = (BLOCK - first).min(positions.end - pos); // positions in this block
             let (part, row0) = self.rows(l, b);
             let bytes: &[u8] = bytemuck::cast_slice(which(part));
-            let dst = &mut out[(pos - positions.start) * kv_dim..][..n * kv_dim];
-            dequantize(ty, &bytes[row0 + first * row_bytes..][..n * row_bytes], dst).expect("rows of kv_dim values fit the layout");
+            let rows = &mut rows[..n * kv_dim];
+            dequantize(ty, &bytes[row0 + first * row_bytes..][..n * row_bytes], rows).expect("rows of kv_dim values fit the layout");
+            for (i, row) in rows.chunks_exact(kv_dim).enumerate() {
+                place(pos - positions.start + i, row);
+            }
             pos += n;
         }
     }

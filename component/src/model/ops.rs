@@ -1,6 +1,6 @@
 //! The element-wise pieces of the forward pass.
 
-use rill_kernels::{vec_dot, KernelPath, QuantType};
+use rill_kernels::{matmul, weighted_sum, KernelPath, QuantType};
 
 /// RMSNorm of each `w.len()`-wide row of `x` in place: `x · w / √(mean(x²) + eps)`.
 pub fn rms_norm(x: &mut [f32], w: &[f32], eps: f32) {
@@ -57,9 +57,16 @@ pub fn softmax(x: &mut [f32]) {
     }
 }
 
-/// Σ a·b on the fastest kernel path.
-pub fn dot(path: KernelPath, a: &[f32], b: &[f32]) -> f32 {
-    vec_dot(path, QuantType::F32, bytemuck::cast_slice(a), bytemuck::cast_slice(b)).expect("equal lengths")
+/// `out = x · wᵀ` for f32 matrices on the fastest kernel path: `w` is (rows, k), `x` is
+/// (n, k), `out` is (n, rows).
+pub fn matmul_f32(path: KernelPath, w: &[f32], x: &[f32], k: usize, out: &mut [f32]) {
+    matmul(path, QuantType::F32, bytemuck::cast_slice(w), x, k, out).expect("f32 matrices of matching shapes")
+}
+
+/// `out = Σ_j weights[j] · rows[j·stride..][..out.len()]` on the fastest kernel path, each value
+/// summed in order of `j`.
+pub fn weighted_rows(path: KernelPath, weights: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+    weighted_sum(path, weights, rows, stride, out).expect("rows that hold out.len() values each")
 }
 
 #[cfg(test)]

@@ -71,3 +71,17 @@ fn f16_to_f32(blocks: &[f16], out: &mut [f32]) {
 
 half_format!(f16, QuantType::F16, f16_to_f32);
 half_format!(bf16, QuantType::BF16, half_to_f32);
+
+/// `out = Σ_j weights[j] · rows[j]`, row `j` being `rows[j·stride..][..out.len()]`: each value
+/// summed in order of `j`, a product and an add at a time. The SIMD paths keep that order lane
+/// by lane, so a weight of 0 anywhere changes no sum (attention's weights are 0 outside a
+/// token's view, and batched and lone sequences see different spans of 0).
+pub fn weighted_sum(weights: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) {
+    let n = out.len();
+    out.fill(0.0);
+    for (j, &w) in weights.iter().enumerate() {
+        for (o, v) in out.iter_mut().zip(&rows[j * stride..][..n]) {
+            *o += w * v;
+        }
+    }
+}

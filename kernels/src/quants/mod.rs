@@ -6,6 +6,7 @@
 //! The SIMD versions of `vec_dot` live in one file per instruction set.
 
 mod float;
+pub use float::weighted_sum;
 mod k_quants;
 mod legacy;
 
