@@ -328,37 +328,91 @@ impl KvCache {
     /// (n_kv_heads, positions, head_dim) into `out`, so that each head's keys are the rows of
     /// one matrix for attention's scores. Converted once per layer and step, not per query head.
     pub fn keys_by_head(&self, l: usize, positions: Range<usize>, head_dim: usize, out: &mut [f32]) {
-        let n = positions.len();
-        self.each_row_f32(l, positions, |p| &p.k, |j, row| {
-            for (g, head) in row.chunks_exact(head_dim).enumerate() {
-                out[(g * n + j) * head_dim..][..head_dim].copy_from_slice(head);
+        let kv_dim = self.layout.kv_dim;
+        if head_dim == kv_dim {
+            return self.rows_f32(l, positions, |p| &p.k, out); // one KV head: rows are already by head
+        }
+        let (n, ty, row_bytes) = (positions.len(), self.layout.ty.quant_type(), self.layout.row_bytes);
+        let mut rows = vec![0f32; BLOCK.min(n) * kv_dim]; // (positions of one block, kv_dim)
+        self.each_run(l, positions, |p| &p.k, |j0, bytes| {
+            let rows = &mut rows[..bytes.len() / row_bytes * kv_dim];
+            dequantize(ty, bytes, rows).expect("rows of kv_dim values fit the layout");
+            for (j, row) in (j0..).zip(rows.chunks_exact(kv_dim)) {
+                for (g, head) in row.chunks_exact(head_dim).enumerate() {
+                    out[(g * n + j) * head_dim..][..head_dim].copy_from_slice(head);
+                }
             }
         });
     }
 
     /// Values of positions `positions` of layer `l`, as f32: (positions, kv_dim) into `out`.
     pub fn values_f32(&self, l: usize, positions: Range<usize>, out: &mut [f32]) {
-        let kv_dim = self.layout.kv_dim;
-        self.each_row_f32(l, positions, |p| &p.v, |j, row| out[j * kv_dim..][..kv_dim].copy_from_slice(row));
+        self.rows_f32(l, positions, |p| &p.v, out);
     }
 
-    /// `place(j, row)` for the `j`-th position of `positions` with its f32 row (kv_dim values),
-    /// converted a block at a time.
-    fn each_row_f32(&self, l: usize, positions: Range<usize>, which: impl Fn(&Part) -> &Vec<u16>, mut place: impl FnMut(usize, &[f32])) {
+    /// Rows of positions `positions` of layer `l`'s keys or values, as f32: (positions, kv_dim).
+    fn rows_f32(&self, l: usize, positions: Range<usize>, which: impl Fn(&Part) -> &Vec<u16>, out: &mut [f32]) {
         let (ty, kv_dim, row_bytes) = (self.layout.ty.quant_type(), self.layout.kv_dim, self.layout.row_bytes);
-        let mut rows = vec![0f32; BLOCK.min(positions.len()) * kv_dim]; // (positions of one block, kv_dim)
+        self.each_run(l, positions, which, |j0, bytes| {
+            let dst = &mut out[j0 * kv_dim..][..bytes.len() / row_bytes * kv_dim];
+            dequantize(ty, bytes, dst).expect("rows of kv_dim values fit the layout");
+        });
+    }
+
+    /// `f(j, bytes)` for each run of `positions` that lies in one block: `j` is the run's first
+    /// index within `positions`, `bytes` its rows in the cache's format.
+    fn each_run(&self, l: usize, positions: Range<usize>, which: impl Fn(&Part) -> &Vec<u16>, mut f: impl FnMut(usize, &[u8])) {
+        let row_bytes = self.layout.row_bytes;
         let mut pos = positions.start;
         while pos < positions.end {
             let (b, first) = (pos / BLOCK, pos % BLOCK);
             let n = (BLOCK - first).min(positions.end - pos); // positions in this block
             let (part, row0) = self.rows(l, b);
             let bytes: &[u8] = bytemuck::cast_slice(which(part));
-            let rows = &mut rows[..n * kv_dim];
-            dequantize(ty, &bytes[row0 + first * row_bytes..][..n * row_bytes], rows).expect("rows of kv_dim values fit the layout");
-            for (i, row) in rows.chunks_exact(kv_dim).enumerate() {
-                place(pos - positions.start + i, row);
-            }
+            f(pos - positions.start, &bytes[row0 + first * row_bytes..][..n * row_bytes]);
             pos += n;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rows a test stores at position `p`: key value `i` is `p·16 + i` (exact in f16),
+    /// its value row the negatives.
+    fn key(p: usize, i: usize) -> f32 {
+        (p * 16 + i) as f32
+    }
+
+    #[test]
+    fn keys_come_head_by_head_and_values_row_by_row() {
+        // Two KV heads of 4 values; positions 30..40 cross a block boundary.
+        let (head_dim, kv_dim, n) = (4, 8, 40);
+        let layout = Arc::new(KvLayout::new(KvType::F16, kv_dim, &[false], 512, Arc::new(KvMemory::default())).unwrap());
+        let mut cache = KvCache::new(layout, 64);
+        cache.reserve(n).unwrap();
+        for p in 0..n {
+            let k: Vec<f32> = (0..kv_dim).map(|i| key(p, i)).collect();
+            let v: Vec<f32> = k.iter().map(|x| -x).collect();
+            cache.store(0, p, &k, &v);
+        }
+        cache.advance(n);
+        let positions = 30..40;
+        let mut keys = vec![f32::NAN; positions.len() * kv_dim];
+        cache.keys_by_head(0, positions.clone(), head_dim, &mut keys);
+        let mut values = vec![f32::NAN; positions.len() * kv_dim];
+        cache.values_f32(0, positions.clone(), &mut values);
+        for (j, p) in positions.clone().enumerate() {
+            for i in 0..kv_dim {
+                let (g, d) = (i / head_dim, i % head_dim);
+                assert_eq!(keys[(g * positions.len() + j) * head_dim + d], key(p, i), "key head {g}, position {p}, value {d}");
+                assert_eq!(values[j * kv_dim + i], -key(p, i), "value row of position {p}, value {i}");
+            }
+        }
+        // One KV head: its keys are the rows themselves.
+        let mut one_head = vec![f32::NAN; positions.len() * kv_dim];
+        cache.keys_by_head(0, positions.clone(), kv_dim, &mut one_head);
+        assert_eq!(one_head, values.iter().map(|v| -v).collect::<Vec<_>>());
     }
 }
