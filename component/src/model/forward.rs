@@ -138,10 +138,10 @@ impl Model {
                         let scores = &mut scores[..heads.len() * visible.len()]; // (heads, visible)
                         matmul_f32(self.path, k_g, q_g, hd, scores);
                         let v_g = &values[visible.start * c.kv_dim() + g * hd..]; // rows of (visible, kv_dim), this head's hd of each
-                        for (h, s) in heads.zip(scores.chunks_exact_mut(visible.len())) {
-                            s.iter_mut().for_each(|v| *v *= c.attention_scale);
-                            softmax(s);
-                            weighted_rows(self.path, s, v_g, c.kv_dim(), &mut att[r * c.q_dim() + h * hd..][..hd]);
+                        for (h, head_scores) in heads.zip(scores.chunks_exact_mut(visible.len())) {
+                            head_scores.iter_mut().for_each(|v| *v *= c.attention_scale);
+                            softmax(head_scores);
+                            weighted_rows(self.path, head_scores, v_g, c.kv_dim(), &mut att[r * c.q_dim() + h * hd..][..hd]);
                         }
                     }
                 }
