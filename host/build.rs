@@ -13,7 +13,19 @@ fn main() {
     let host = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = host.parent().unwrap().to_path_buf();
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
-    for watched in ["component/src", "component/Cargo.toml", "kernels/src", "kernels/Cargo.toml", "api/src", "api/Cargo.toml", "edge/src", "edge/Cargo.toml", "wit", "Cargo.lock", ".cargo/config.toml"] {
+    for watched in [
+        "component/src",
+        "component/Cargo.toml",
+        "kernels/src",
+        "kernels/Cargo.toml",
+        "api/src",
+        "api/Cargo.toml",
+        "edge/src",
+        "edge/Cargo.toml",
+        "wit",
+        "Cargo.lock",
+        ".cargo/config.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let engine = build_guest(&root, "rill-engine", &out.join("guest"));
@@ -22,8 +34,16 @@ fn main() {
     println!("cargo:rustc-env=RILL_EDGE_WASM={}", worker.display());
     // The commit benchmark records carry (`unknown` outside a git checkout).
     println!("cargo:rerun-if-changed={}", root.join(".git/logs/HEAD").display());
-    let commit = Command::new("git").current_dir(&root).args(["rev-parse", "--short=12", "HEAD"]).output().ok().filter(|o| o.status.success());
-    let commit = commit.map_or_else(|| "unknown".into(), |o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let commit = Command::new("git")
+        .current_dir(&root)
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
+    let commit = commit.map_or_else(
+        || "unknown".into(),
+        |o| String::from_utf8_lossy(&o.stdout).trim().to_string(),
+    );
     println!("cargo:rustc-env=RILL_GIT_COMMIT={commit}");
 }
 
@@ -32,7 +52,15 @@ fn build_guest(root: &Path, package: &str, target_dir: &Path) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(root)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "-p", package, "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            package,
+            "--target-dir",
+        ])
         .arg(target_dir)
         // The outer build's flags are for the host, not the guest (the guest's come from .cargo/config.toml).
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
@@ -41,7 +69,9 @@ fn build_guest(root: &Path, package: &str, target_dir: &Path) -> PathBuf {
         .status()
         .unwrap_or_else(|e| panic!("running cargo for {package}: {e}"));
     if !status.success() {
-        panic!("building {package} for wasm32-wasip2 failed; is the target installed? `rustup target add wasm32-wasip2`");
+        panic!(
+            "building {package} for wasm32-wasip2 failed; is the target installed? `rustup target add wasm32-wasip2`"
+        );
     }
     target_dir.join(format!("wasm32-wasip2/release/{}.wasm", package.replace('-', "_")))
 }

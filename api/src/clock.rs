@@ -16,7 +16,13 @@ pub struct TokenClock {
 impl TokenClock {
     /// A request that arrived at `arrived` and that the engine takes now.
     pub fn started(arrived: Instant) -> TokenClock {
-        TokenClock { arrived, started: Instant::now(), first: None, last: None, gaps_ms: Vec::new() }
+        TokenClock {
+            arrived,
+            started: Instant::now(),
+            first: None,
+            last: None,
+            gaps_ms: Vec::new(),
+        }
     }
 
     /// A token left at `now`: the gap since the one before (none for the first).

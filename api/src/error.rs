@@ -18,7 +18,13 @@ pub struct ApiError {
 impl ApiError {
     /// 400: the request is wrong.
     pub fn invalid(message: impl Into<String>, param: Option<&str>) -> ApiError {
-        ApiError { status: 400, kind: "invalid_request_error", message: message.into(), param: param.map(str::to_string), code: None }
+        ApiError {
+            status: 400,
+            kind: "invalid_request_error",
+            message: message.into(),
+            param: param.map(str::to_string),
+            code: None,
+        }
     }
 
     pub fn with_code(mut self, code: &'static str) -> ApiError {
@@ -27,33 +33,75 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> ApiError {
-        ApiError { status: 401, kind: "authentication_error", message: "missing or wrong API key (send `Authorization: Bearer KEY`)".into(), param: None, code: Some("invalid_api_key") }
+        ApiError {
+            status: 401,
+            kind: "authentication_error",
+            message: "missing or wrong API key (send `Authorization: Bearer KEY`)".into(),
+            param: None,
+            code: Some("invalid_api_key"),
+        }
     }
 
     pub fn model_not_found(model: &str) -> ApiError {
-        ApiError { status: 404, kind: "invalid_request_error", message: format!("the model `{model}` does not exist on this server"), param: Some("model".into()), code: Some("model_not_found") }
+        ApiError {
+            status: 404,
+            kind: "invalid_request_error",
+            message: format!("the model `{model}` does not exist on this server"),
+            param: Some("model".into()),
+            code: Some("model_not_found"),
+        }
     }
 
     pub fn not_found(path: &str) -> ApiError {
-        ApiError { status: 404, kind: "invalid_request_error", message: format!("no endpoint {path}"), param: None, code: Some("not_found") }
+        ApiError {
+            status: 404,
+            kind: "invalid_request_error",
+            message: format!("no endpoint {path}"),
+            param: None,
+            code: Some("not_found"),
+        }
     }
 
     pub fn too_large(limit: usize) -> ApiError {
-        ApiError { status: 413, kind: "invalid_request_error", message: format!("the request body is larger than {limit} bytes"), param: None, code: Some("request_too_large") }
+        ApiError {
+            status: 413,
+            kind: "invalid_request_error",
+            message: format!("the request body is larger than {limit} bytes"),
+            param: None,
+            code: Some("request_too_large"),
+        }
     }
 
     /// 429: the queue is full; the client should retry after a while.
     pub fn queue_full(depth: usize) -> ApiError {
-        ApiError { status: 429, kind: "rate_limit_error", message: format!("the server is busy ({depth} requests queued); retry later"), param: None, code: Some("queue_full") }
+        ApiError {
+            status: 429,
+            kind: "rate_limit_error",
+            message: format!("the server is busy ({depth} requests queued); retry later"),
+            param: None,
+            code: Some("queue_full"),
+        }
     }
 
     /// 503: the engine cannot take requests right now (out of memory, being restarted).
     pub fn unavailable(message: impl Into<String>) -> ApiError {
-        ApiError { status: 503, kind: "server_error", message: message.into(), param: None, code: Some("unavailable") }
+        ApiError {
+            status: 503,
+            kind: "server_error",
+            message: message.into(),
+            param: None,
+            code: Some("unavailable"),
+        }
     }
 
     pub fn internal(message: impl Into<String>) -> ApiError {
-        ApiError { status: 500, kind: "server_error", message: message.into(), param: None, code: Some("internal_error") }
+        ApiError {
+            status: 500,
+            kind: "server_error",
+            message: message.into(),
+            param: None,
+            code: Some("internal_error"),
+        }
     }
 
     /// The error object, as it appears in a body or a stream event.

@@ -12,5 +12,5 @@ pub use clock::TokenClock;
 pub use error::ApiError;
 pub use request::{parse_chat, parse_completion, Endpoint, GenerationRequest, PromptSpec};
 pub use response::{logprob_json, sse_event, usage_json, Finish, Latency, ResponseWriter, Timings, TokenOut, SSE_DONE};
-pub use served_model::{health, ServedModel};
 pub use rill_engine::engine::Usage;
+pub use served_model::{health, ServedModel};

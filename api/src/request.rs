@@ -142,8 +142,10 @@ pub fn parse_completion(body: &[u8], defaults: &GenerateParams) -> Result<Genera
 }
 
 fn parse(endpoint: Endpoint, body: &[u8], defaults: &GenerateParams) -> Result<GenerationRequest, ApiError> {
-    let text = std::str::from_utf8(body).map_err(|e| ApiError::invalid(format!("the body is not valid UTF-8: {e}"), None))?;
-    let value: Value = serde_json::from_str(text).map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}"), None))?;
+    let text =
+        std::str::from_utf8(body).map_err(|e| ApiError::invalid(format!("the body is not valid UTF-8: {e}"), None))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}"), None))?;
     if !value.is_object() {
         return Err(ApiError::invalid("the body must be a JSON object", None));
     }
@@ -156,33 +158,64 @@ fn parse(endpoint: Endpoint, body: &[u8], defaults: &GenerateParams) -> Result<G
     let prompt = match endpoint {
         Endpoint::Chat => {
             if body.prompt.is_some() {
-                return Err(ApiError::invalid("chat completions take `messages`, not `prompt` (use /v1/completions)", Some("prompt")));
+                return Err(ApiError::invalid(
+                    "chat completions take `messages`, not `prompt` (use /v1/completions)",
+                    Some("prompt"),
+                ));
             }
-            PromptSpec::Chat(messages(body.messages.ok_or_else(|| ApiError::invalid("`messages` is required", Some("messages")))?)?)
+            PromptSpec::Chat(messages(
+                body.messages
+                    .ok_or_else(|| ApiError::invalid("`messages` is required", Some("messages")))?,
+            )?)
         }
         Endpoint::Completion => {
             if body.messages.is_some() {
-                return Err(ApiError::invalid("completions take `prompt`, not `messages` (use /v1/chat/completions)", Some("messages")));
+                return Err(ApiError::invalid(
+                    "completions take `prompt`, not `messages` (use /v1/chat/completions)",
+                    Some("messages"),
+                ));
             }
-            prompt(body.prompt.ok_or_else(|| ApiError::invalid("`prompt` is required", Some("prompt")))?)?
+            prompt(
+                body.prompt
+                    .ok_or_else(|| ApiError::invalid("`prompt` is required", Some("prompt")))?,
+            )?
         }
     };
 
     if let Some(n) = body.n.filter(|&n| n != 1) {
-        return Err(ApiError::invalid(format!("n = {n}: this server makes one choice per request"), Some("n")));
+        return Err(ApiError::invalid(
+            format!("n = {n}: this server makes one choice per request"),
+            Some("n"),
+        ));
     }
     let (logprobs, top_logprobs) = match (endpoint, body.logprobs) {
         (_, None | Some(LogprobsField::Flag(false))) => (false, 0),
         (Endpoint::Chat, Some(LogprobsField::Flag(true))) => (true, body.top_logprobs.unwrap_or(0)),
         (Endpoint::Completion, Some(LogprobsField::Count(n))) => (true, n),
-        (Endpoint::Chat, Some(LogprobsField::Count(_))) => return Err(ApiError::invalid("`logprobs` is a boolean in chat completions (use `top_logprobs` for alternatives)", Some("logprobs"))),
-        (Endpoint::Completion, Some(LogprobsField::Flag(true))) => return Err(ApiError::invalid("`logprobs` is an integer in completions: how many alternatives to report", Some("logprobs"))),
+        (Endpoint::Chat, Some(LogprobsField::Count(_))) => {
+            return Err(ApiError::invalid(
+                "`logprobs` is a boolean in chat completions (use `top_logprobs` for alternatives)",
+                Some("logprobs"),
+            ))
+        }
+        (Endpoint::Completion, Some(LogprobsField::Flag(true))) => {
+            return Err(ApiError::invalid(
+                "`logprobs` is an integer in completions: how many alternatives to report",
+                Some("logprobs"),
+            ))
+        }
     };
     if body.top_logprobs.is_some() && !logprobs {
-        return Err(ApiError::invalid("`top_logprobs` needs `logprobs: true`", Some("top_logprobs")));
+        return Err(ApiError::invalid(
+            "`top_logprobs` needs `logprobs: true`",
+            Some("top_logprobs"),
+        ));
     }
     if top_logprobs as usize > MAX_TOP_LOGPROBS {
-        return Err(ApiError::invalid(format!("top_logprobs = {top_logprobs} is out of range: it must be 0..={MAX_TOP_LOGPROBS}"), Some("top_logprobs")));
+        return Err(ApiError::invalid(
+            format!("top_logprobs = {top_logprobs} is out of range: it must be 0..={MAX_TOP_LOGPROBS}"),
+            Some("top_logprobs"),
+        ));
     }
 
     let d = &defaults.sampling;
@@ -197,14 +230,19 @@ fn parse(endpoint: Endpoint, body: &[u8], defaults: &GenerateParams) -> Result<G
         penalty_last_n: d.penalty_last_n,
         seed: body.seed.unwrap_or(d.seed),
     };
-    sampling.validate().map_err(|e| ApiError::invalid(e.to_string(), Some(e.name)))?;
+    sampling
+        .validate()
+        .map_err(|e| ApiError::invalid(e.to_string(), Some(e.name)))?;
     let max_tokens = match (body.max_completion_tokens, body.max_tokens) {
         (Some(m), _) => (m, "max_completion_tokens"),
         (None, Some(m)) => (m, "max_tokens"),
         (None, None) => (defaults.max_tokens as u32, ""),
     };
     if max_tokens.0 == 0 {
-        return Err(ApiError::invalid(format!("{} must be at least 1", max_tokens.1), Some(max_tokens.1)));
+        return Err(ApiError::invalid(
+            format!("{} must be at least 1", max_tokens.1),
+            Some(max_tokens.1),
+        ));
     }
     let stop = match body.stop {
         None => defaults.stop.clone(),
@@ -226,11 +264,26 @@ fn parse(endpoint: Endpoint, body: &[u8], defaults: &GenerateParams) -> Result<G
         top_logprobs: top_logprobs as usize,
     };
     let stream = body.stream.unwrap_or(false);
-    let include_usage = body.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
+    let include_usage = body
+        .stream_options
+        .as_ref()
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
     if body.stream_options.is_some() && !stream {
-        return Err(ApiError::invalid("`stream_options` is only allowed with `stream: true`", Some("stream_options")));
+        return Err(ApiError::invalid(
+            "`stream_options` is only allowed with `stream: true`",
+            Some("stream_options"),
+        ));
     }
-    Ok(GenerationRequest { endpoint, model: body.model, prompt, params, stream, include_usage, logprobs })
+    Ok(GenerationRequest {
+        endpoint,
+        model: body.model,
+        prompt,
+        params,
+        stream,
+        include_usage,
+        logprobs,
+    })
 }
 
 fn check_unsupported(body: &Body) -> Result<(), ApiError> {
@@ -243,9 +296,19 @@ fn check_unsupported(body: &Body) -> Result<(), ApiError> {
             Some(_) => return Err(ApiError::invalid(format!("`{field}`: {why}"), Some(field))),
         }
     }
-    match body.other.get("response_format").and_then(|f| f.get("type")).and_then(Value::as_str) {
+    match body
+        .other
+        .get("response_format")
+        .and_then(|f| f.get("type"))
+        .and_then(Value::as_str)
+    {
         None | Some("text") => {}
-        Some(other) => return Err(ApiError::invalid(format!("response_format `{other}` is not supported (only `text`)"), Some("response_format"))),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                format!("response_format `{other}` is not supported (only `text`)"),
+                Some("response_format"),
+            ))
+        }
     }
     if body.other.get("echo").and_then(Value::as_bool) == Some(true) {
         return Err(ApiError::invalid("`echo` is not supported", Some("echo")));
@@ -258,7 +321,10 @@ fn check_unsupported(body: &Body) -> Result<(), ApiError> {
 
 fn messages(list: Vec<ChatMessage>) -> Result<Vec<Message>, ApiError> {
     if list.is_empty() {
-        return Err(ApiError::invalid("`messages` is empty: send at least one message", Some("messages")));
+        return Err(ApiError::invalid(
+            "`messages` is empty: send at least one message",
+            Some("messages"),
+        ));
     }
     list.into_iter()
         .enumerate()
@@ -268,7 +334,12 @@ fn messages(list: Vec<ChatMessage>) -> Result<Vec<Message>, ApiError> {
                 "system" | "user" | "assistant" => m.role,
                 // OpenAI's newer name for system instructions.
                 "developer" => "system".to_string(),
-                other => return Err(ApiError::invalid(format!("{param}.role `{other}` is not supported (system, developer, user, assistant)"), Some(&format!("{param}.role")))),
+                other => {
+                    return Err(ApiError::invalid(
+                        format!("{param}.role `{other}` is not supported (system, developer, user, assistant)"),
+                        Some(&format!("{param}.role")),
+                    ))
+                }
             };
             let content = match m.content {
                 None => String::new(),
@@ -277,7 +348,10 @@ fn messages(list: Vec<ChatMessage>) -> Result<Vec<Message>, ApiError> {
                     .into_iter()
                     .map(|p| match (p.kind.as_str(), p.text) {
                         ("text", Some(t)) => Ok(t),
-                        (kind, _) => Err(ApiError::invalid(format!("{param}.content: `{kind}` parts are not supported (text only)"), Some(&format!("{param}.content")))),
+                        (kind, _) => Err(ApiError::invalid(
+                            format!("{param}.content: `{kind}` parts are not supported (text only)"),
+                            Some(&format!("{param}.content")),
+                        )),
                     })
                     .collect::<Result<Vec<_>, _>>()?
                     .join("\n"),
@@ -288,7 +362,16 @@ fn messages(list: Vec<ChatMessage>) -> Result<Vec<Message>, ApiError> {
 }
 
 fn prompt(field: PromptField) -> Result<PromptSpec, ApiError> {
-    let one = |n: usize| if n == 1 { Ok(()) } else { Err(ApiError::invalid(format!("`prompt` holds {n} prompts: this server takes one per request"), Some("prompt"))) };
+    let one = |n: usize| {
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(
+                format!("`prompt` holds {n} prompts: this server takes one per request"),
+                Some("prompt"),
+            ))
+        }
+    };
     let spec = match field {
         PromptField::Text(t) => PromptSpec::Text(t),
         PromptField::Texts(mut v) => {
@@ -323,10 +406,24 @@ mod tests {
             "n":1,"logprobs":true,"top_logprobs":2,"user":"u","stream":true,"stream_options":{"include_usage":true},
             "top_k":5,"min_p":0.05,"repeat_penalty":1.1,"ignore_eos":true,"store":false}"#)
         .unwrap();
-        assert_eq!(r.prompt, PromptSpec::Chat(vec![Message::new("system", "Be brief."), Message::new("user", "Hi")]));
+        assert_eq!(
+            r.prompt,
+            PromptSpec::Chat(vec![Message::new("system", "Be brief."), Message::new("user", "Hi")])
+        );
         let p = &r.params;
-        assert_eq!((p.max_tokens, p.stop.clone(), p.ignore_eos, p.top_logprobs), (7, vec!["\n".to_string()], true, 2));
-        assert_eq!((p.sampling.temperature, p.sampling.top_k, p.sampling.seed, p.sampling.repeat_penalty), (0.5, 5, 3, 1.1));
+        assert_eq!(
+            (p.max_tokens, p.stop.clone(), p.ignore_eos, p.top_logprobs),
+            (7, vec!["\n".to_string()], true, 2)
+        );
+        assert_eq!(
+            (
+                p.sampling.temperature,
+                p.sampling.top_k,
+                p.sampling.seed,
+                p.sampling.repeat_penalty
+            ),
+            (0.5, 5, 3, 1.1)
+        );
         assert!(r.stream && r.include_usage && r.logprobs);
     }
 
@@ -343,15 +440,40 @@ mod tests {
     fn bad_requests_name_the_field_at_fault() {
         let param = |body: &str| chat(body).unwrap_err().param;
         assert_eq!(param(r#"{"messages":[]}"#).as_deref(), Some("messages"));
-        assert_eq!(param(r#"{"messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#).as_deref(), Some("temperature"));
-        assert_eq!(param(r#"{"messages":[{"role":"user","content":"x"}],"top_p":1.5}"#).as_deref(), Some("top_p"));
-        assert_eq!(param(r#"{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function"}]}"#).as_deref(), Some("tools"));
-        assert_eq!(param(r#"{"messages":[{"role":"user","content":"x"}],"n":2}"#).as_deref(), Some("n"));
-        assert_eq!(param(r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":0}"#).as_deref(), Some("max_tokens"));
-        assert_eq!(param(r#"{"messages":[{"role":"tool","content":"x"}]}"#).as_deref(), Some("messages[0].role"));
-        assert_eq!(param(r#"{"messages":[{"role":"user","content":"x"}],"top_logprobs":30,"logprobs":true}"#).as_deref(), Some("top_logprobs"));
+        assert_eq!(
+            param(r#"{"messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#).as_deref(),
+            Some("temperature")
+        );
+        assert_eq!(
+            param(r#"{"messages":[{"role":"user","content":"x"}],"top_p":1.5}"#).as_deref(),
+            Some("top_p")
+        );
+        assert_eq!(
+            param(r#"{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function"}]}"#).as_deref(),
+            Some("tools")
+        );
+        assert_eq!(
+            param(r#"{"messages":[{"role":"user","content":"x"}],"n":2}"#).as_deref(),
+            Some("n")
+        );
+        assert_eq!(
+            param(r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":0}"#).as_deref(),
+            Some("max_tokens")
+        );
+        assert_eq!(
+            param(r#"{"messages":[{"role":"tool","content":"x"}]}"#).as_deref(),
+            Some("messages[0].role")
+        );
+        assert_eq!(
+            param(r#"{"messages":[{"role":"user","content":"x"}],"top_logprobs":30,"logprobs":true}"#).as_deref(),
+            Some("top_logprobs")
+        );
         assert_eq!(param(r#"{"prompt":"x"}"#).as_deref(), Some("prompt"));
-        let e = parse_chat(b"{\"messages\":[{\"role\":\"user\",\"content\":\"\xff\"}]}", &GenerateParams::default()).unwrap_err();
+        let e = parse_chat(
+            b"{\"messages\":[{\"role\":\"user\",\"content\":\"\xff\"}]}",
+            &GenerateParams::default(),
+        )
+        .unwrap_err();
         assert!(e.message.contains("UTF-8"), "{e}");
         assert!(chat("{").unwrap_err().message.contains("not valid JSON"));
         assert!(chat("[1]").unwrap_err().message.contains("JSON object"));

@@ -47,13 +47,22 @@ impl Latency {
         let mut s = samples.to_vec();
         s.sort_by(f64::total_cmp);
         let at = |q: f64| s[((s.len() - 1) as f64 * q).round() as usize];
-        Latency { mean: s.iter().sum::<f64>() / s.len() as f64, p50: at(0.5), p95: at(0.95), max: s[s.len() - 1] }
+        Latency {
+            mean: s.iter().sum::<f64>() / s.len() as f64,
+            p50: at(0.5),
+            p95: at(0.95),
+            max: s[s.len() - 1],
+        }
     }
 }
 
 /// Tokens per second, 0 when nothing was timed.
 pub fn rate(tokens: usize, ms: f64) -> f64 {
-    if ms > 0.0 { tokens as f64 * 1e3 / ms } else { 0.0 }
+    if ms > 0.0 {
+        tokens as f64 * 1e3 / ms
+    } else {
+        0.0
+    }
 }
 
 /// How a generation ended, in OpenAI's words.
@@ -121,7 +130,13 @@ impl ResponseWriter {
             Endpoint::Chat => "chatcmpl",
             Endpoint::Completion => "cmpl",
         };
-        ResponseWriter { endpoint, id: format!("{prefix}-rill-{created:x}-{id_seed}"), created, model: model.to_string(), logprobs }
+        ResponseWriter {
+            endpoint,
+            id: format!("{prefix}-rill-{created:x}-{id_seed}"),
+            created,
+            model: model.to_string(),
+            logprobs,
+        }
     }
 
     fn object(&self, chunk: bool) -> &'static str {
@@ -165,10 +180,16 @@ impl ResponseWriter {
         let text: String = tokens.iter().map(|t| t.text.as_str()).collect();
         let choice = match self.endpoint {
             Endpoint::Chat => {
-                let delta = if first { json!({ "role": "assistant", "content": text }) } else { json!({ "content": text }) };
+                let delta = if first {
+                    json!({ "role": "assistant", "content": text })
+                } else {
+                    json!({ "content": text })
+                };
                 json!({ "index": 0, "delta": delta, "logprobs": self.logprobs(tokens), "finish_reason": null })
             }
-            Endpoint::Completion => json!({ "index": 0, "text": text, "logprobs": self.logprobs(tokens), "finish_reason": null }),
+            Endpoint::Completion => {
+                json!({ "index": 0, "text": text, "logprobs": self.logprobs(tokens), "finish_reason": null })
+            }
         };
         self.envelope(true, json!([choice]))
     }
@@ -206,8 +227,12 @@ impl ResponseWriter {
     pub fn complete(&self, tokens: &[TokenOut], finish: Finish, usage: Usage, timings: &Timings) -> Value {
         let text: String = tokens.iter().map(|t| t.text.as_str()).collect();
         let choice = match self.endpoint {
-            Endpoint::Chat => json!({ "index": 0, "message": { "role": "assistant", "content": text }, "logprobs": self.logprobs(tokens), "finish_reason": finish.name() }),
-            Endpoint::Completion => json!({ "index": 0, "text": text, "logprobs": self.logprobs(tokens), "finish_reason": finish.name() }),
+            Endpoint::Chat => {
+                json!({ "index": 0, "message": { "role": "assistant", "content": text }, "logprobs": self.logprobs(tokens), "finish_reason": finish.name() })
+            }
+            Endpoint::Completion => {
+                json!({ "index": 0, "text": text, "logprobs": self.logprobs(tokens), "finish_reason": finish.name() })
+            }
         };
         let mut v = self.envelope(false, json!([choice]));
         v["usage"] = usage_json(usage);
@@ -221,8 +246,16 @@ mod tests {
     use super::*;
 
     fn token(text: &str, lp: f32) -> TokenOut {
-        let t = |b: &str, l| TokenLogprob { id: 1, bytes: b.as_bytes().to_vec(), logprob: l };
-        TokenOut { text: text.into(), logprob: Some(t(text, lp)), top_logprobs: vec![t(text, lp), t("x", lp - 1.0)] }
+        let t = |b: &str, l| TokenLogprob {
+            id: 1,
+            bytes: b.as_bytes().to_vec(),
+            logprob: l,
+        };
+        TokenOut {
+            text: text.into(),
+            logprob: Some(t(text, lp)),
+            top_logprobs: vec![t(text, lp), t("x", lp - 1.0)],
+        }
     }
 
     #[test]
@@ -230,20 +263,57 @@ mod tests {
         let w = ResponseWriter::new(Endpoint::Chat, 7, 1_700_000_000, "gemma", true);
         let first = w.chunk(&[token("He", -0.5), token("llo", -0.25)], true);
         assert_eq!(first["object"], "chat.completion.chunk");
-        assert_eq!(first["choices"][0]["delta"], json!({ "role": "assistant", "content": "Hello" }));
+        assert_eq!(
+            first["choices"][0]["delta"],
+            json!({ "role": "assistant", "content": "Hello" })
+        );
         assert_eq!(first["choices"][0]["logprobs"]["content"][1]["token"], "llo");
-        assert_eq!(first["choices"][0]["logprobs"]["content"][1]["top_logprobs"][1]["logprob"], -1.25);
-        assert_eq!(w.chunk(&[token("!", -1.0)], false)["choices"][0]["delta"], json!({ "content": "!" }));
-        let usage = w.usage_chunk(Usage { prompt_tokens: 3, completion_tokens: 2, ..Usage::default() }, &Timings::default());
-        assert_eq!((usage["choices"].clone(), usage["usage"]["total_tokens"].clone()), (json!([]), json!(5)));
+        assert_eq!(
+            first["choices"][0]["logprobs"]["content"][1]["top_logprobs"][1]["logprob"],
+            -1.25
+        );
+        assert_eq!(
+            w.chunk(&[token("!", -1.0)], false)["choices"][0]["delta"],
+            json!({ "content": "!" })
+        );
+        let usage = w.usage_chunk(
+            Usage {
+                prompt_tokens: 3,
+                completion_tokens: 2,
+                ..Usage::default()
+            },
+            &Timings::default(),
+        );
+        assert_eq!(
+            (usage["choices"].clone(), usage["usage"]["total_tokens"].clone()),
+            (json!([]), json!(5))
+        );
     }
 
     #[test]
     fn a_completion_response_has_text_usage_and_timings() {
         let w = ResponseWriter::new(Endpoint::Completion, 1, 0, "gemma", false);
-        let v = w.complete(&[token("a", 0.0), token("b", 0.0)], Finish::Length, Usage { prompt_tokens: 1, completion_tokens: 2, ..Usage::default() }, &Timings::default());
-        assert_eq!((v["object"].as_str(), v["choices"][0]["text"].as_str()), (Some("text_completion"), Some("ab")));
-        assert_eq!((v["choices"][0]["finish_reason"].as_str(), v["choices"][0]["logprobs"].clone()), (Some("length"), Value::Null));
+        let v = w.complete(
+            &[token("a", 0.0), token("b", 0.0)],
+            Finish::Length,
+            Usage {
+                prompt_tokens: 1,
+                completion_tokens: 2,
+                ..Usage::default()
+            },
+            &Timings::default(),
+        );
+        assert_eq!(
+            (v["object"].as_str(), v["choices"][0]["text"].as_str()),
+            (Some("text_completion"), Some("ab"))
+        );
+        assert_eq!(
+            (
+                v["choices"][0]["finish_reason"].as_str(),
+                v["choices"][0]["logprobs"].clone()
+            ),
+            (Some("length"), Value::Null)
+        );
         assert!(v["timings"]["inter_token_ms"]["p95"].is_number());
     }
 

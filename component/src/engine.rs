@@ -129,7 +129,9 @@ impl std::str::FromStr for ContextPolicy {
             "error" => Ok(ContextPolicy::Error),
             _ => match s.strip_prefix("shift:").map(str::parse) {
                 Some(Ok(keep)) => Ok(ContextPolicy::Shift { keep }),
-                _ => Err(format!("{s:?} is not a full-context policy: finish, error or shift:N (N tokens kept at the start)")),
+                _ => Err(format!(
+                    "{s:?} is not a full-context policy: finish, error or shift:N (N tokens kept at the start)"
+                )),
             },
         }
     }
@@ -157,7 +159,17 @@ pub const MAX_TOP_LOGPROBS: usize = 20;
 
 impl Default for GenerateParams {
     fn default() -> Self {
-        GenerateParams { sampling: SamplingParams::default(), max_tokens: 256, ignore_eos: false, stop: Vec::new(), context: 4096, on_full_context: ContextPolicy::Finish, kv_type: KvType::F16, logprobs: false, top_logprobs: 0 }
+        GenerateParams {
+            sampling: SamplingParams::default(),
+            max_tokens: 256,
+            ignore_eos: false,
+            stop: Vec::new(),
+            context: 4096,
+            on_full_context: ContextPolicy::Finish,
+            kv_type: KvType::F16,
+            logprobs: false,
+            top_logprobs: 0,
+        }
     }
 }
 
@@ -169,16 +181,34 @@ impl Engine {
     }
 
     /// Builds the engine over an already parsed file.
-    pub fn from_parts(gguf: Gguf, file: Arc<Vec<u8>>, path: KernelPath, options: &LoadOptions) -> Result<Engine, EngineError> {
+    pub fn from_parts(
+        gguf: Gguf,
+        file: Arc<Vec<u8>>,
+        path: KernelPath,
+        options: &LoadOptions,
+    ) -> Result<Engine, EngineError> {
         // The model first: an unsupported architecture is the error to report, whatever else is off.
         let model = Model::new(&gguf, file, path, options)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         if model.config.vocab_size != tokenizer.vocab_size() {
-            return Err(EngineError::InvalidModel(format!("{} tokens but {} embedding rows", tokenizer.vocab_size(), model.config.vocab_size)));
+            return Err(EngineError::InvalidModel(format!(
+                "{} tokens but {} embedding rows",
+                tokenizer.vocab_size(),
+                model.config.vocab_size
+            )));
         }
-        let text = |id: Option<TokenId>| id.map(|t| String::from_utf8_lossy(&tokenizer.token_bytes(t, true).unwrap_or_default()).into_owned()).unwrap_or_default();
+        let text = |id: Option<TokenId>| {
+            id.map(|t| String::from_utf8_lossy(&tokenizer.token_bytes(t, true).unwrap_or_default()).into_owned())
+                .unwrap_or_default()
+        };
         let chat = ChatTemplate::from_gguf(&gguf, text(tokenizer.bos), text(tokenizer.eos));
-        Ok(Engine { gguf, tokenizer, model, chat, prefix_cache: Mutex::default() })
+        Ok(Engine {
+            gguf,
+            tokenizer,
+            model,
+            chat,
+            prefix_cache: Mutex::default(),
+        })
     }
 
     /// KV memory: (bytes held by all caches, the budget, bytes the prefix cache holds).
@@ -189,7 +219,9 @@ impl Engine {
 
     /// The prefix cache (a panic while it was held leaves nothing half-done in it).
     pub fn prefix_cache(&self) -> MutexGuard<'_, PrefixCache> {
-        self.prefix_cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.prefix_cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn chat_template(&self) -> Result<&ChatTemplate, EngineError> {
@@ -203,7 +235,10 @@ impl Engine {
             Prompt::Chat(messages) => {
                 let text = self.chat_template()?.render(messages, true)?;
                 // Templates usually write the BOS token themselves.
-                let bos_written = self.tokenizer.bos.is_some_and(|b| self.tokenizer.encode(&text, false, true).first() == Some(&b));
+                let bos_written = self
+                    .tokenizer
+                    .bos
+                    .is_some_and(|b| self.tokenizer.encode(&text, false, true).first() == Some(&b));
                 self.tokenizer.encode(&text, !bos_written, true)
             }
         })
@@ -230,7 +265,10 @@ impl Engine {
     /// Teacher-forced evaluation: for each of `tokens` (used as given), the `top` highest
     /// logits for the token after it, highest first.
     pub fn top_logits(&self, tokens: &[TokenId], top: usize) -> Result<Vec<Vec<(TokenId, f32)>>, EngineError> {
-        let mut cache = self.model.new_cache(KvType::F16, tokens.len()).expect("every model has an f16 cache");
+        let mut cache = self
+            .model
+            .new_cache(KvType::F16, tokens.len())
+            .expect("every model has an f16 cache");
         let all = self.model.forward(tokens, &mut cache, Logits::All)?;
         let vocab = self.model.config.vocab_size;
         let k = top.clamp(1, vocab);
@@ -248,22 +286,38 @@ impl Engine {
 
     /// Starts a generation; it keeps the engine alive for as long as it runs.
     pub fn generate(self: &Arc<Self>, prompt: Vec<TokenId>, params: GenerateParams) -> Result<Generation, EngineError> {
-        params.sampling.validate().map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+        params
+            .sampling
+            .validate()
+            .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
         if params.top_logprobs > MAX_TOP_LOGPROBS {
-            return Err(EngineError::InvalidArgument(format!("top_logprobs = {} is out of range: it must be 0..={MAX_TOP_LOGPROBS}", params.top_logprobs)));
+            return Err(EngineError::InvalidArgument(format!(
+                "top_logprobs = {} is out of range: it must be 0..={MAX_TOP_LOGPROBS}",
+                params.top_logprobs
+            )));
         }
         if prompt.is_empty() {
             return Err(EngineError::InvalidArgument("the prompt has no tokens".into()));
         }
         if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= self.tokenizer.vocab_size()) {
-            return Err(EngineError::InvalidArgument(format!("token id {bad} is outside the vocabulary of {}", self.tokenizer.vocab_size())));
+            return Err(EngineError::InvalidArgument(format!(
+                "token id {bad} is outside the vocabulary of {}",
+                self.tokenizer.vocab_size()
+            )));
         }
         let capacity = params.context.min(self.model.config.context_length);
         if prompt.len() >= capacity {
-            return Err(EngineError::ContextOverflow(format!("the prompt has {} tokens; the context holds {capacity}", prompt.len())));
+            return Err(EngineError::ContextOverflow(format!(
+                "the prompt has {} tokens; the context holds {capacity}",
+                prompt.len()
+            )));
         }
         let layout = self.model.kv_layout(params.kv_type).ok_or_else(|| {
-            EngineError::Unsupported(format!("a {:?} KV cache for rows of {} values", params.kv_type, self.model.config.kv_dim()))
+            EngineError::Unsupported(format!(
+                "a {:?} KV cache for rows of {} values",
+                params.kv_type,
+                self.model.config.kv_dim()
+            ))
         })?;
         // Whole blocks of the prompt that an earlier sequence computed; the last prompt token is
         // always run, for its logits.
@@ -281,9 +335,16 @@ impl Engine {
             decoder: StreamDecoder::new(),
             stop: StopMatcher::new(params.stop.clone()),
             params,
-            pending: Pending::Prompt { tokens: prompt, read: cached, resumed: false },
+            pending: Pending::Prompt {
+                tokens: prompt,
+                read: cached,
+                resumed: false,
+            },
             finish: None,
-            usage: Usage { cached_tokens: cached, ..Usage::default() },
+            usage: Usage {
+                cached_tokens: cached,
+                ..Usage::default()
+            },
             timings: Timings::default(),
             started: Instant::now(),
         })
@@ -356,7 +417,12 @@ pub enum FinishReason {
 /// first; then generations started later are preempted, the latest first, so that older
 /// ones can go on. A runner that still finds no memory waits for a later step; it fails with
 /// `OutOfMemory` only when nothing else holds any.
-fn reserve_memory(batch: &mut [&mut Generation], runners: &mut Vec<(usize, std::ops::Range<usize>)>, results: &mut [Option<Result<Step, EngineError>>], engine: &Engine) {
+fn reserve_memory(
+    batch: &mut [&mut Generation],
+    runners: &mut Vec<(usize, std::ops::Range<usize>)>,
+    results: &mut [Option<Result<Step, EngineError>>],
+    engine: &Engine,
+) {
     let mut k = 0;
     while k < runners.len() {
         let (i, range) = runners[k].clone();
@@ -368,7 +434,8 @@ fn reserve_memory(batch: &mut [&mut Generation], runners: &mut Vec<(usize, std::
         if engine.prefix_cache().clear() {
             continue;
         }
-        let younger = (0..batch.len()).filter(|&j| batch[j].started > batch[i].started && batch[j].cache.holds_blocks());
+        let younger =
+            (0..batch.len()).filter(|&j| batch[j].started > batch[i].started && batch[j].cache.holds_blocks());
         if let Some(j) = younger.max_by_key(|&j| batch[j].started) {
             batch[j].preempt();
             if let Some(at) = runners.iter().position(|&(r, _)| r == j) {
@@ -382,7 +449,11 @@ fn reserve_memory(batch: &mut [&mut Generation], runners: &mut Vec<(usize, std::
         }
         runners.remove(k);
         let alone = batch.iter().enumerate().all(|(j, g)| j == i || !g.cache.holds_blocks());
-        results[i] = Some(if alone { Err(EngineError::OutOfMemory(e.to_string())) } else { Ok(Step::Reading) });
+        results[i] = Some(if alone {
+            Err(EngineError::OutOfMemory(e.to_string()))
+        } else {
+            Ok(Step::Reading)
+        });
     }
 }
 
@@ -397,7 +468,11 @@ enum Pending {
     /// The prompt; the tokens before `read` are in the cache already. `resumed`: these are the
     /// tokens of a generation past its prompt whose KV was dropped (preempted for memory, or
     /// its context shifted), read again before it continues.
-    Prompt { tokens: Vec<TokenId>, read: usize, resumed: bool },
+    Prompt {
+        tokens: Vec<TokenId>,
+        read: usize,
+        resumed: bool,
+    },
     /// The last sampled token, not yet evaluated.
     Token(TokenId),
 }
@@ -436,7 +511,10 @@ impl Generation {
     /// The next token event, or `None` when the generation has finished.
     pub fn next(&mut self) -> Result<Option<TokenEvent>, EngineError> {
         loop {
-            match Generation::step(&mut [&mut *self], usize::MAX).pop().expect("one result per generation")? {
+            match Generation::step(&mut [&mut *self], usize::MAX)
+                .pop()
+                .expect("one result per generation")?
+            {
                 Step::Token(event) => return Ok(Some(event)),
                 Step::Reading => continue,
                 Step::Finished => return Ok(None),
@@ -455,20 +533,38 @@ impl Generation {
             if g.finish.is_some() {
                 *result = Some(Ok(Step::Finished));
             } else if g.usage.completion_tokens >= g.params.max_tokens {
-                *result = Some(Ok(g.end(FinishReason::Length, None).map_or(Step::Finished, Step::Token)));
+                *result = Some(Ok(g
+                    .end(FinishReason::Length, None)
+                    .map_or(Step::Finished, Step::Token)));
             } else if g.cache.len() >= g.cache.capacity() {
                 match g.params.on_full_context {
                     ContextPolicy::Shift { keep } => g.shift_context(keep),
                     ContextPolicy::Error => {
                         g.set_finished(FinishReason::Length);
-                        *result = Some(Err(EngineError::ContextOverflow(format!("the context of {} positions is full after {} generated tokens", g.cache.capacity(), g.usage.completion_tokens))));
+                        *result = Some(Err(EngineError::ContextOverflow(format!(
+                            "the context of {} positions is full after {} generated tokens",
+                            g.cache.capacity(),
+                            g.usage.completion_tokens
+                        ))));
                     }
-                    ContextPolicy::Finish => *result = Some(Ok(g.end(FinishReason::Length, None).map_or(Step::Finished, Step::Token))),
+                    ContextPolicy::Finish => {
+                        *result = Some(Ok(g
+                            .end(FinishReason::Length, None)
+                            .map_or(Step::Finished, Step::Token)))
+                    }
                 }
             }
         }
-        let Some(engine) = batch.iter().zip(&results).find(|(_, r)| r.is_none()).map(|(g, _)| g.engine.clone()) else {
-            return results.into_iter().map(|r| r.expect("every generation has a result")).collect();
+        let Some(engine) = batch
+            .iter()
+            .zip(&results)
+            .find(|(_, r)| r.is_none())
+            .map(|(g, _)| g.engine.clone())
+        else {
+            return results
+                .into_iter()
+                .map(|r| r.expect("every generation has a result"))
+                .collect();
         };
         // Each runner's input this step.
         let mut budget = prompt_budget.max(1);
@@ -478,7 +574,9 @@ impl Generation {
                 continue;
             }
             if !Arc::ptr_eq(&g.engine, &engine) {
-                results[i] = Some(Err(EngineError::InvalidArgument("generations of different models cannot be batched".into())));
+                results[i] = Some(Err(EngineError::InvalidArgument(
+                    "generations of different models cannot be batched".into(),
+                )));
                 continue;
             }
             match &g.pending {
@@ -496,13 +594,26 @@ impl Generation {
         let mut inputs: Vec<SeqInput> = Vec::with_capacity(runners.len());
         let mut runner_iter = runners.iter().peekable();
         for (i, g) in batch.iter_mut().enumerate() {
-            let Some((_, range)) = runner_iter.next_if(|(r, _)| *r == i) else { continue };
+            let Some((_, range)) = runner_iter.next_if(|(r, _)| *r == i) else {
+                continue;
+            };
             let g = &mut **g;
             let (tokens, want) = match &g.pending {
-                Pending::Prompt { tokens, .. } => (&tokens[range.clone()], if range.end == tokens.len() { Logits::Last } else { Logits::None }),
+                Pending::Prompt { tokens, .. } => (
+                    &tokens[range.clone()],
+                    if range.end == tokens.len() {
+                        Logits::Last
+                    } else {
+                        Logits::None
+                    },
+                ),
                 Pending::Token(id) => (std::slice::from_ref(id), Logits::Last),
             };
-            inputs.push(SeqInput { tokens, cache: &mut g.cache, want });
+            inputs.push(SeqInput {
+                tokens,
+                cache: &mut g.cache,
+                want,
+            });
         }
         let forward = engine.model.forward_batch(&mut inputs);
         drop(inputs);
@@ -520,14 +631,26 @@ impl Generation {
                 }
             }
         }
-        results.into_iter().map(|r| r.expect("every generation has a result")).collect()
+        results
+            .into_iter()
+            .map(|r| r.expect("every generation has a result"))
+            .collect()
     }
 
     /// Takes one step's outcome: `read` prompt tokens went into the cache (none when decoding)
     /// and `logits` are the last position's (empty while the prompt is not all read).
-    fn advance(&mut self, read: std::ops::Range<usize>, mut logits: Vec<f32>, elapsed: Duration) -> Result<Step, EngineError> {
+    fn advance(
+        &mut self,
+        read: std::ops::Range<usize>,
+        mut logits: Vec<f32>,
+        elapsed: Duration,
+    ) -> Result<Step, EngineError> {
         match &mut self.pending {
-            Pending::Prompt { tokens, read: done, resumed } => {
+            Pending::Prompt {
+                tokens,
+                read: done,
+                resumed,
+            } => {
                 self.history.extend_from_slice(&tokens[read.clone()]);
                 *done = read.end;
                 self.timings.prompt += elapsed;
@@ -551,7 +674,10 @@ impl Generation {
         let logprobs = match raw {
             Some(l) => Logprobs {
                 chosen: Some(self.token_logprob(id, logprob(&l, id))),
-                top: top_logprobs(&l, self.params.top_logprobs).into_iter().map(|(t, lp)| self.token_logprob(t, lp)).collect(),
+                top: top_logprobs(&l, self.params.top_logprobs)
+                    .into_iter()
+                    .map(|(t, lp)| self.token_logprob(t, lp))
+                    .collect(),
             },
             None => Logprobs::default(),
         };
@@ -559,7 +685,9 @@ impl Generation {
             self.timings.time_to_first_token = self.started.elapsed();
         }
         if self.engine.tokenizer.is_end(id) && !self.params.ignore_eos {
-            return Ok(self.end(FinishReason::Stop, Some((id, logprobs))).map_or(Step::Finished, Step::Token));
+            return Ok(self
+                .end(FinishReason::Stop, Some((id, logprobs)))
+                .map_or(Step::Finished, Step::Token));
         }
         self.sampler.accept(id);
         self.pending = Pending::Token(id);
@@ -569,7 +697,12 @@ impl Generation {
         if stopped {
             self.set_finished(FinishReason::Stop);
         }
-        Ok(Step::Token(TokenEvent { id, text, logprob: logprobs.chosen, top_logprobs: logprobs.top }))
+        Ok(Step::Token(TokenEvent {
+            id,
+            text,
+            logprob: logprobs.chosen,
+            top_logprobs: logprobs.top,
+        }))
     }
 
     /// The context is full: keeps the first `keep` tokens and the newer half of the rest, and
@@ -615,7 +748,11 @@ impl Generation {
         self.cache.clear();
         self.history.clear();
         self.published = 0;
-        self.pending = Pending::Prompt { tokens, read: 0, resumed };
+        self.pending = Pending::Prompt {
+            tokens,
+            read: 0,
+            resumed,
+        };
     }
 
     /// Hands newly filled blocks to the prefix cache, while their sliding-window parts are
@@ -623,13 +760,19 @@ impl Generation {
     fn publish(&mut self) {
         let full = self.cache.full_blocks();
         if full.len() > self.published {
-            self.engine.prefix_cache().insert(self.cache.layout(), &self.history[..full.len() * BLOCK], full);
+            self.engine
+                .prefix_cache()
+                .insert(self.cache.layout(), &self.history[..full.len() * BLOCK], full);
             self.published = full.len();
         }
     }
 
     fn token_logprob(&self, id: TokenId, logprob: f32) -> TokenLogprob {
-        TokenLogprob { id, bytes: self.engine.tokenizer.token_bytes(id, true).unwrap_or_default(), logprob }
+        TokenLogprob {
+            id,
+            bytes: self.engine.tokenizer.token_bytes(id, true).unwrap_or_default(),
+            logprob,
+        }
     }
 
     /// Finishes; text still held (an incomplete character, a possible stop string's start)
@@ -640,8 +783,18 @@ impl Generation {
         let text = held + &self.stop.finish();
         match end_token {
             _ if text.is_empty() => None,
-            Some((id, lp)) => Some(TokenEvent { id, text, logprob: lp.chosen, top_logprobs: lp.top }),
-            None => Some(TokenEvent { id: self.last_token().unwrap_or_default(), text, logprob: None, top_logprobs: Vec::new() }),
+            Some((id, lp)) => Some(TokenEvent {
+                id,
+                text,
+                logprob: lp.chosen,
+                top_logprobs: lp.top,
+            }),
+            None => Some(TokenEvent {
+                id: self.last_token().unwrap_or_default(),
+                text,
+                logprob: None,
+                top_logprobs: Vec::new(),
+            }),
         }
     }
 

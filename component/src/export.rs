@@ -3,10 +3,10 @@
 
 use crate::chat::Message as ChatMessage;
 use crate::engine::{ContextPolicy, Engine, EngineError, FinishReason, GenerateParams, Generation, Prompt};
-use crate::scheduler::{Scheduler, SeqId};
 use crate::gguf::ChunkedReader;
 use crate::model::{KvType, LoadOptions, RopeScalingKind, RopeScalingOptions};
 use crate::sampler::SamplingParams;
+use crate::scheduler::{Scheduler, SeqId};
 use exports::rill::llm::inference::{self, Guest, GuestGeneration, GuestLoader, GuestModel};
 use rill::llm::types;
 use rill_kernels::KernelPath;
@@ -57,14 +57,20 @@ fn finished() -> types::Error {
 
 impl GuestLoader for Loader {
     fn new(total_bytes: Option<u64>) -> Self {
-        Loader { reader: RefCell::new(Some(ChunkedReader::new(total_bytes))) }
+        Loader {
+            reader: RefCell::new(Some(ChunkedReader::new(total_bytes))),
+        }
     }
 
     fn push(&self, chunk: Vec<u8>) -> Result<types::LoadProgress, types::Error> {
         let mut reader = self.reader.borrow_mut();
         let reader = reader.as_mut().ok_or_else(finished)?;
         let p = reader.push(&chunk).map_err(EngineError::from)?;
-        Ok(types::LoadProgress { bytes_seen: p.bytes_seen, tensors_ready: p.tensors_ready as u32, tensors_total: p.tensors_total.map(|n| n as u32) })
+        Ok(types::LoadProgress {
+            bytes_seen: p.bytes_seen,
+            tensors_ready: p.tensors_ready as u32,
+            tensors_total: p.tensors_total.map(|n| n as u32),
+        })
     }
 
     fn finish(&self, options: types::LoadOptions) -> Result<inference::Model, types::Error> {
@@ -82,7 +88,10 @@ impl GuestLoader for Loader {
             }),
         };
         let engine = Engine::from_parts(gguf, Arc::new(file), KernelPath::best(), &options)?;
-        Ok(inference::Model::new(Model { engine: Arc::new(engine), scheduler: Rc::default() }))
+        Ok(inference::Model::new(Model {
+            engine: Arc::new(engine),
+            scheduler: Rc::default(),
+        }))
     }
 }
 
@@ -93,7 +102,13 @@ pub struct Model {
 }
 
 fn chat_messages(messages: Vec<types::Message>) -> Vec<ChatMessage> {
-    messages.into_iter().map(|m| ChatMessage { role: m.role, content: m.content }).collect()
+    messages
+        .into_iter()
+        .map(|m| ChatMessage {
+            role: m.role,
+            content: m.content,
+        })
+        .collect()
 }
 
 impl GuestModel for Model {
@@ -113,11 +128,18 @@ impl GuestModel for Model {
 
     fn kv_memory(&self) -> types::KvMemory {
         let (used, budget, prefix_cache) = self.engine.kv_memory();
-        types::KvMemory { used: used as u64, budget: budget.try_into().unwrap_or(u64::MAX), prefix_cache: prefix_cache as u64 }
+        types::KvMemory {
+            used: used as u64,
+            budget: budget.try_into().unwrap_or(u64::MAX),
+            prefix_cache: prefix_cache as u64,
+        }
     }
 
     fn set_kv_budget(&self, bytes: u64) {
-        self.engine.model.kv_memory.set_budget(bytes.try_into().unwrap_or(usize::MAX));
+        self.engine
+            .model
+            .kv_memory
+            .set_budget(bytes.try_into().unwrap_or(usize::MAX));
     }
 
     fn set_prompt_chunk(&self, tokens: u32) {
@@ -129,15 +151,28 @@ impl GuestModel for Model {
     }
 
     fn detokenize(&self, tokens: Vec<u32>) -> Result<String, types::Error> {
-        self.engine.tokenizer.decode(&tokens, false).map_err(|e| EngineError::from(e).into())
+        self.engine
+            .tokenizer
+            .decode(&tokens, false)
+            .map_err(|e| EngineError::from(e).into())
     }
 
-    fn apply_chat_template(&self, messages: Vec<types::Message>, add_generation_prompt: bool) -> Result<String, types::Error> {
+    fn apply_chat_template(
+        &self,
+        messages: Vec<types::Message>,
+        add_generation_prompt: bool,
+    ) -> Result<String, types::Error> {
         let template = self.engine.chat_template()?;
-        template.render(&chat_messages(messages), add_generation_prompt).map_err(|e| EngineError::from(e).into())
+        template
+            .render(&chat_messages(messages), add_generation_prompt)
+            .map_err(|e| EngineError::from(e).into())
     }
 
-    fn generate(&self, prompt: types::Prompt, params: types::GenerateParams) -> Result<inference::Generation, types::Error> {
+    fn generate(
+        &self,
+        prompt: types::Prompt,
+        params: types::GenerateParams,
+    ) -> Result<inference::Generation, types::Error> {
         let tokens = match prompt {
             types::Prompt::Text(t) => self.engine.prompt_tokens(&Prompt::Text(&t))?,
             types::Prompt::Tokens(t) => t,
@@ -174,7 +209,10 @@ impl GuestModel for Model {
         };
         let generation = self.engine.generate(tokens, params)?;
         let id = self.scheduler.borrow_mut().add(generation);
-        Ok(inference::Generation::new(GenerationResource { scheduler: self.scheduler.clone(), id }))
+        Ok(inference::Generation::new(GenerationResource {
+            scheduler: self.scheduler.clone(),
+            id,
+        }))
     }
 
     fn logits(&self, tokens: Vec<u32>, top: u32) -> Result<Vec<Vec<(u32, f32)>>, types::Error> {
@@ -183,7 +221,11 @@ impl GuestModel for Model {
 }
 
 fn wit_logprob(t: crate::TokenLogprob) -> types::TokenLogprob {
-    types::TokenLogprob { id: t.id, bytes: t.bytes, logprob: t.logprob }
+    types::TokenLogprob {
+        id: t.id,
+        bytes: t.bytes,
+        logprob: t.logprob,
+    }
 }
 
 /// A generation: its place in the model's scheduler, left when the resource is dropped.
@@ -194,7 +236,11 @@ pub struct GenerationResource {
 
 impl GenerationResource {
     fn with<T>(&self, f: impl FnOnce(&Generation) -> T) -> T {
-        f(self.scheduler.borrow().get(self.id).expect("a live resource keeps its generation"))
+        f(self
+            .scheduler
+            .borrow()
+            .get(self.id)
+            .expect("a live resource keeps its generation"))
     }
 }
 
@@ -226,13 +272,23 @@ impl GuestGeneration for GenerationResource {
 
     fn usage(&self) -> types::Usage {
         let u = self.with(Generation::usage);
-        types::Usage { prompt_tokens: u.prompt_tokens as u32, completion_tokens: u.completion_tokens as u32, cached_tokens: u.cached_tokens as u32, preemptions: u.preemptions as u32, context_shifts: u.context_shifts as u32 }
+        types::Usage {
+            prompt_tokens: u.prompt_tokens as u32,
+            completion_tokens: u.completion_tokens as u32,
+            cached_tokens: u.cached_tokens as u32,
+            preemptions: u.preemptions as u32,
+            context_shifts: u.context_shifts as u32,
+        }
     }
 
     fn timings(&self) -> types::Timings {
         let t = self.with(Generation::timings);
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
-        types::Timings { prompt_ms: ms(t.prompt), decode_ms: ms(t.decode), time_to_first_token_ms: ms(t.time_to_first_token) }
+        types::Timings {
+            prompt_ms: ms(t.prompt),
+            decode_ms: ms(t.decode),
+            time_to_first_token_ms: ms(t.time_to_first_token),
+        }
     }
 
     fn finish_reason(&self) -> Option<types::FinishReason> {

@@ -1,17 +1,19 @@
 //! rill-engine: the Rill inference engine. Target-agnostic Rust: it builds natively and for
 //! `wasm32-wasip2`, where a thin export layer makes it the WIT component.
 
-pub mod gguf;
-pub mod tokenizer;
-pub mod model;
-pub mod sampler;
 pub mod chat;
 pub mod engine;
-pub mod stop;
-pub mod scheduler;
+pub mod gguf;
+pub mod model;
 pub mod prefix_cache;
+pub mod sampler;
+pub mod scheduler;
+pub mod stop;
+pub mod tokenizer;
 
-pub use engine::{ContextPolicy, Engine, EngineError, GenerateParams, Generation, Prompt, TokenEvent, TokenLogprob, MAX_TOP_LOGPROBS};
+pub use engine::{
+    ContextPolicy, Engine, EngineError, GenerateParams, Generation, Prompt, TokenEvent, TokenLogprob, MAX_TOP_LOGPROBS,
+};
 
 #[cfg(all(target_arch = "wasm32", feature = "component"))]
 mod export;

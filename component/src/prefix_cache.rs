@@ -34,18 +34,25 @@ struct Entry {
 /// The chain keys of the full blocks of `tokens` in a cache of type `ty`: key `i` covers
 /// tokens `0..(i+1)·BLOCK`.
 fn chain(ty: KvType, tokens: &[TokenId]) -> impl Iterator<Item = (u64, &[TokenId])> {
-    tokens.chunks_exact(BLOCK).scan(None, move |parent: &mut Option<u64>, block| {
-        let mut h = DefaultHasher::new();
-        (ty, *parent, block).hash(&mut h);
-        let key = h.finish();
-        *parent = Some(key);
-        Some((key, block))
-    })
+    tokens
+        .chunks_exact(BLOCK)
+        .scan(None, move |parent: &mut Option<u64>, block| {
+            let mut h = DefaultHasher::new();
+            (ty, *parent, block).hash(&mut h);
+            let key = h.finish();
+            *parent = Some(key);
+            Some((key, block))
+        })
 }
 
 impl Default for PrefixCache {
     fn default() -> Self {
-        PrefixCache { entries: HashMap::new(), budget: DEFAULT_BUDGET, bytes: 0, clock: 0 }
+        PrefixCache {
+            entries: HashMap::new(),
+            budget: DEFAULT_BUDGET,
+            bytes: 0,
+            clock: 0,
+        }
     }
 }
 
@@ -66,7 +73,10 @@ impl PrefixCache {
             }
         }
         // Continuing after n blocks needs the window's blocks whole (n = 0 always can).
-        let n = (0..=blocks.len()).rev().find(|&n| usable(layout, &blocks[..n])).unwrap_or(0);
+        let n = (0..=blocks.len())
+            .rev()
+            .find(|&n| usable(layout, &blocks[..n]))
+            .unwrap_or(0);
         blocks.truncate(n);
         blocks
     }
@@ -86,7 +96,14 @@ impl PrefixCache {
                 None => {
                     self.bytes += block.bytes();
                     let tokens = block_tokens.try_into().expect("chain yields whole blocks");
-                    self.entries.insert(key, Entry { tokens, block: block.clone(), last_used: self.clock });
+                    self.entries.insert(
+                        key,
+                        Entry {
+                            tokens,
+                            block: block.clone(),
+                            last_used: self.clock,
+                        },
+                    );
                 }
             }
         }
@@ -199,7 +216,10 @@ mod tests {
         assert_eq!(cache.lookup(&layout, &tokens(0, BLOCK), 1).len(), 1); // now the most recent
         cache.insert(&layout, &tokens(200, BLOCK), &filled(&layout, 1));
         assert_eq!(cache.bytes(), 2 * block_bytes);
-        assert!(cache.lookup(&layout, &tokens(100, BLOCK), 1).is_empty(), "the least recently used went");
+        assert!(
+            cache.lookup(&layout, &tokens(100, BLOCK), 1).is_empty(),
+            "the least recently used went"
+        );
         assert_eq!(cache.lookup(&layout, &tokens(0, BLOCK), 1).len(), 1);
         assert_eq!(cache.lookup(&layout, &tokens(200, BLOCK), 1).len(), 1);
     }

@@ -45,21 +45,43 @@ impl Default for SamplingParams {
 
 impl SamplingParams {
     pub fn greedy() -> Self {
-        SamplingParams { temperature: 0.0, ..Self::default() }
+        SamplingParams {
+            temperature: 0.0,
+            ..Self::default()
+        }
     }
 
     /// Checks every value's range; the error names the parameter.
     pub fn validate(&self) -> Result<(), OutOfRange> {
         let check = |ok: bool, name: &'static str, value: f32, allowed: &'static str| {
-            if ok { Ok(()) } else { Err(OutOfRange { name, value, allowed }) }
+            if ok {
+                Ok(())
+            } else {
+                Err(OutOfRange { name, value, allowed })
+            }
         };
         let t = self.temperature;
         check(t.is_finite() && t >= 0.0, "temperature", t, "a finite number ≥ 0")?;
         check((0.0..=1.0).contains(&self.top_p), "top_p", self.top_p, "0..=1")?;
         check((0.0..=1.0).contains(&self.min_p), "min_p", self.min_p, "0..=1")?;
-        check(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0, "repeat_penalty", self.repeat_penalty, "> 0")?;
-        check((-2.0..=2.0).contains(&self.frequency_penalty), "frequency_penalty", self.frequency_penalty, "-2..=2")?;
-        check((-2.0..=2.0).contains(&self.presence_penalty), "presence_penalty", self.presence_penalty, "-2..=2")
+        check(
+            self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0,
+            "repeat_penalty",
+            self.repeat_penalty,
+            "> 0",
+        )?;
+        check(
+            (-2.0..=2.0).contains(&self.frequency_penalty),
+            "frequency_penalty",
+            self.frequency_penalty,
+            "-2..=2",
+        )?;
+        check(
+            (-2.0..=2.0).contains(&self.presence_penalty),
+            "presence_penalty",
+            self.presence_penalty,
+            "-2..=2",
+        )
     }
 }
 
@@ -82,7 +104,11 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn new(params: SamplingParams) -> Sampler {
-        Sampler { rng: ChaCha8Rng::seed_from_u64(params.seed), params, history: Vec::new() }
+        Sampler {
+            rng: ChaCha8Rng::seed_from_u64(params.seed),
+            params,
+            history: Vec::new(),
+        }
     }
 
     /// Records a token (prompt or generated) for the penalties.
@@ -98,7 +124,11 @@ impl Sampler {
         }
         let p = &self.params;
         // Candidates, most likely first.
-        let top_k = if p.top_k > 0 { p.top_k.min(logits.len()) } else { logits.len() };
+        let top_k = if p.top_k > 0 {
+            p.top_k.min(logits.len())
+        } else {
+            logits.len()
+        };
         let mut cands = most_likely(logits, top_k);
         let probs = softmax(&cands, 1.0);
         // Top-p: the shortest prefix reaching top_p.
@@ -139,7 +169,11 @@ impl Sampler {
         }
         for (&t, &n) in &counts {
             let Some(l) = logits.get_mut(t as usize) else { continue };
-            *l = if *l > 0.0 { *l / p.repeat_penalty } else { *l * p.repeat_penalty };
+            *l = if *l > 0.0 {
+                *l / p.repeat_penalty
+            } else {
+                *l * p.repeat_penalty
+            };
             *l -= n as f32 * p.frequency_penalty + p.presence_penalty;
         }
     }
@@ -158,7 +192,11 @@ fn more_likely(a: &(TokenId, f32), b: &(TokenId, f32)) -> std::cmp::Ordering {
 /// there is a floor, eight logits at a time are compared with it without a branch each (almost
 /// no group has one above it), and only a group that has is offered logit by logit.
 fn most_likely(logits: &[f32], k: usize) -> Vec<(TokenId, f32)> {
-    let mut best = TopK { k, cands: Vec::with_capacity(2 * k), floor: None };
+    let mut best = TopK {
+        k,
+        cands: Vec::with_capacity(2 * k),
+        floor: None,
+    };
     let groups = logits.chunks_exact(8);
     let tail_start = logits.len() - groups.remainder().len();
     for (g, group) in groups.enumerate() {
@@ -223,7 +261,9 @@ pub fn argmax(logits: &[f32]) -> TokenId {
             }
         }
     }
-    let max = lanes.into_iter().fold(f32::NEG_INFINITY, |m, l| if l > m { l } else { m });
+    let max = lanes
+        .into_iter()
+        .fold(f32::NEG_INFINITY, |m, l| if l > m { l } else { m });
     logits.iter().position(|&l| l == max).unwrap_or(0) as TokenId
 }
 
@@ -249,7 +289,10 @@ pub fn top_logprobs(logits: &[f32], n: usize) -> Vec<(TokenId, f32)> {
         return Vec::new();
     }
     let norm = log_sum_exp(logits);
-    most_likely(logits, n).into_iter().map(|(id, l)| (id, l - norm)).collect()
+    most_likely(logits, n)
+        .into_iter()
+        .map(|(id, l)| (id, l - norm))
+        .collect()
 }
 
 /// ln Σ exp(l), computed stably.
@@ -290,7 +333,14 @@ mod tests {
     #[test]
     fn same_seed_same_tokens_and_different_seed_differs() {
         let run = |seed| {
-            let mut s = Sampler::new(SamplingParams { temperature: 1.5, top_k: 0, top_p: 1.0, min_p: 0.0, seed, ..Default::default() });
+            let mut s = Sampler::new(SamplingParams {
+                temperature: 1.5,
+                top_k: 0,
+                top_p: 1.0,
+                min_p: 0.0,
+                seed,
+                ..Default::default()
+            });
             (0..50).map(|_| s.sample(&mut logits())).collect::<Vec<_>>()
         };
         assert_eq!(run(7), run(7));
@@ -300,11 +350,21 @@ mod tests {
     #[test]
     fn top_k_one_is_greedy_and_top_k_limits_choices() {
         let l = logits();
-        let mut s = Sampler::new(SamplingParams { temperature: 5.0, top_k: 1, ..Default::default() });
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 5.0,
+            top_k: 1,
+            ..Default::default()
+        });
         assert_eq!(s.sample(&mut l.clone()), argmax(&l));
         let mut sorted: Vec<u32> = (0..100).collect();
         sorted.sort_by(|&a, &b| l[b as usize].total_cmp(&l[a as usize]));
-        let mut s = Sampler::new(SamplingParams { temperature: 100.0, top_k: 3, top_p: 1.0, min_p: 0.0, ..Default::default() });
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 100.0,
+            top_k: 3,
+            top_p: 1.0,
+            min_p: 0.0,
+            ..Default::default()
+        });
         for _ in 0..200 {
             assert!(sorted[..3].contains(&s.sample(&mut l.clone())));
         }
@@ -315,11 +375,23 @@ mod tests {
         let mut l = vec![-100.0; 10];
         l[3] = 10.0;
         l[4] = 9.9;
-        let mut s = Sampler::new(SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.5, ..Default::default() });
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.5,
+            ..Default::default()
+        });
         for _ in 0..100 {
             assert!([3, 4].contains(&s.sample(&mut l.clone())));
         }
-        let mut s = Sampler::new(SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.1, min_p: 0.0, ..Default::default() });
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 0.1,
+            min_p: 0.0,
+            ..Default::default()
+        });
         for _ in 0..100 {
             assert_eq!(s.sample(&mut l.clone()), 3);
         }
@@ -330,18 +402,42 @@ mod tests {
         let mut l = vec![0.0; 4];
         l[1] = 2.0;
         l[2] = 1.9;
-        let mut s = Sampler::new(SamplingParams { repeat_penalty: 1.5, ..SamplingParams::greedy() });
+        let mut s = Sampler::new(SamplingParams {
+            repeat_penalty: 1.5,
+            ..SamplingParams::greedy()
+        });
         s.accept(1);
         assert_eq!(s.sample(&mut l.clone()), 2);
-        let mut s = Sampler::new(SamplingParams { presence_penalty: 0.5, ..SamplingParams::greedy() });
+        let mut s = Sampler::new(SamplingParams {
+            presence_penalty: 0.5,
+            ..SamplingParams::greedy()
+        });
         s.accept(1);
         assert_eq!(s.sample(&mut l), 2);
     }
 
     #[test]
     fn params_are_range_checked() {
-        assert_eq!(SamplingParams { temperature: -1.0, ..Default::default() }.validate().unwrap_err().name, "temperature");
-        assert_eq!(SamplingParams { top_p: 1.5, ..Default::default() }.validate().unwrap_err().name, "top_p");
+        assert_eq!(
+            SamplingParams {
+                temperature: -1.0,
+                ..Default::default()
+            }
+            .validate()
+            .unwrap_err()
+            .name,
+            "temperature"
+        );
+        assert_eq!(
+            SamplingParams {
+                top_p: 1.5,
+                ..Default::default()
+            }
+            .validate()
+            .unwrap_err()
+            .name,
+            "top_p"
+        );
         assert!(SamplingParams::default().validate().is_ok());
     }
 

@@ -36,7 +36,12 @@ struct Slot {
 
 impl Default for Scheduler {
     fn default() -> Self {
-        Scheduler { slots: BTreeMap::new(), next_id: 0, max_batch: 16, prompt_chunk: DEFAULT_PROMPT_CHUNK }
+        Scheduler {
+            slots: BTreeMap::new(),
+            next_id: 0,
+            max_batch: 16,
+            prompt_chunk: DEFAULT_PROMPT_CHUNK,
+        }
     }
 }
 
@@ -44,7 +49,15 @@ impl Scheduler {
     pub fn add(&mut self, generation: Generation) -> SeqId {
         let id = self.next_id;
         self.next_id += 1;
-        self.slots.insert(id, Slot { generation, events: VecDeque::new(), finished: false, error: None });
+        self.slots.insert(
+            id,
+            Slot {
+                generation,
+                events: VecDeque::new(),
+                finished: false,
+                error: None,
+            },
+        );
         id
     }
 
@@ -72,7 +85,10 @@ impl Scheduler {
     /// flowing to its reader while a long prompt is read in chunks.
     pub fn next(&mut self, id: SeqId, max_events: usize) -> Result<Vec<TokenEvent>, EngineError> {
         for stepped in [false, true] {
-            let slot = self.slots.get_mut(&id).ok_or_else(|| EngineError::InvalidArgument(format!("no generation {id}")))?;
+            let slot = self
+                .slots
+                .get_mut(&id)
+                .ok_or_else(|| EngineError::InvalidArgument(format!("no generation {id}")))?;
             if !slot.events.is_empty() {
                 let n = slot.events.len().min(max_events.max(1));
                 return Ok(slot.events.drain(..n).collect());
@@ -93,14 +109,31 @@ impl Scheduler {
     fn step(&mut self, first: SeqId) {
         let runnable = |s: &Slot| !s.finished && s.error.is_none() && s.events.len() < MAX_BUFFERED;
         let mut ids: Vec<SeqId> = vec![first];
-        ids.extend(self.slots.iter().filter(|&(&id, s)| id != first && runnable(s)).map(|(&id, _)| id).take(self.max_batch.max(1) - 1));
-        let mut picked: Vec<(SeqId, &mut Slot)> = self.slots.iter_mut().filter(|(id, _)| ids.contains(id)).map(|(&id, s)| (id, s)).collect();
+        ids.extend(
+            self.slots
+                .iter()
+                .filter(|&(&id, s)| id != first && runnable(s))
+                .map(|(&id, _)| id)
+                .take(self.max_batch.max(1) - 1),
+        );
+        let mut picked: Vec<(SeqId, &mut Slot)> = self
+            .slots
+            .iter_mut()
+            .filter(|(id, _)| ids.contains(id))
+            .map(|(&id, s)| (id, s))
+            .collect();
         // `first` leads, so it gets the prompt budget before the others.
         picked.sort_by_key(|(id, _)| *id != first);
         let mut gens: Vec<&mut Generation> = Vec::with_capacity(picked.len());
-        let mut rest: Vec<(&mut VecDeque<TokenEvent>, &mut bool, &mut Option<EngineError>)> = Vec::with_capacity(picked.len());
+        let mut rest: Vec<(&mut VecDeque<TokenEvent>, &mut bool, &mut Option<EngineError>)> =
+            Vec::with_capacity(picked.len());
         for (_, slot) in picked {
-            let Slot { generation, events, finished, error } = slot;
+            let Slot {
+                generation,
+                events,
+                finished,
+                error,
+            } = slot;
             gens.push(generation);
             rest.push((events, finished, error));
         }

@@ -9,7 +9,10 @@ pub struct StopMatcher {
 
 impl StopMatcher {
     pub fn new(stops: Vec<String>) -> StopMatcher {
-        StopMatcher { stops: stops.into_iter().filter(|s| !s.is_empty()).collect(), held: String::new() }
+        StopMatcher {
+            stops: stops.into_iter().filter(|s| !s.is_empty()).collect(),
+            held: String::new(),
+        }
     }
 
     /// Adds `text`; returns what may be emitted now and whether a stop string was reached.
@@ -24,7 +27,12 @@ impl StopMatcher {
         let keep = self
             .stops
             .iter()
-            .flat_map(|s| (1..s.len()).rev().filter(|&n| s.is_char_boundary(n)).find(|&n| self.held.ends_with(&s[..n])))
+            .flat_map(|s| {
+                (1..s.len())
+                    .rev()
+                    .filter(|&n| s.is_char_boundary(n))
+                    .find(|&n| self.held.ends_with(&s[..n]))
+            })
             .max()
             .unwrap_or(0);
         let out = self.held[..self.held.len() - keep].to_string();

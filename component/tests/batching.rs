@@ -4,8 +4,8 @@
 
 mod common;
 
-use rill_engine::scheduler::Scheduler;
 use rill_engine::model::LoadOptions;
+use rill_engine::scheduler::Scheduler;
 use rill_engine::{Engine, GenerateParams, Prompt};
 use rill_kernels::KernelPath;
 use std::sync::Arc;
@@ -17,7 +17,13 @@ fn engine() -> Arc<Engine> {
 const PROMPTS: [&str; 3] = ["Once upon a time", "The capital of France is a city that", "1, 2, 3,"];
 
 fn params(max_tokens: usize) -> GenerateParams {
-    GenerateParams { max_tokens, ignore_eos: true, context: 256, logprobs: true, ..GenerateParams::default() }
+    GenerateParams {
+        max_tokens,
+        ignore_eos: true,
+        context: 256,
+        logprobs: true,
+        ..GenerateParams::default()
+    }
 }
 
 /// (token id, its log-probability) of each generated token.
@@ -26,7 +32,9 @@ type Trace = Vec<(u32, f32)>;
 fn alone(engine: &Arc<Engine>, prompt: &str, max_tokens: usize) -> Trace {
     let tokens = engine.prompt_tokens(&Prompt::Text(prompt)).unwrap();
     let mut g = engine.generate(tokens, params(max_tokens)).unwrap();
-    std::iter::from_fn(|| g.next().unwrap()).map(|e| (e.id, e.logprob.unwrap().logprob)).collect()
+    std::iter::from_fn(|| g.next().unwrap())
+        .map(|e| (e.id, e.logprob.unwrap().logprob))
+        .collect()
 }
 
 #[test]
@@ -36,17 +44,35 @@ fn batched_generations_equal_each_one_alone() {
 
     let mut scheduler = Scheduler::default();
     scheduler.prompt_chunk = 5;
-    let ids: Vec<_> = PROMPTS.iter().map(|p| scheduler.add(engine.generate(engine.prompt_tokens(&Prompt::Text(p)).unwrap(), params(10)).unwrap())).collect();
+    let ids: Vec<_> = PROMPTS
+        .iter()
+        .map(|p| {
+            scheduler.add(
+                engine
+                    .generate(engine.prompt_tokens(&Prompt::Text(p)).unwrap(), params(10))
+                    .unwrap(),
+            )
+        })
+        .collect();
     let mut traces: Vec<Trace> = vec![Vec::new(); ids.len()];
     // Round robin, one event per pull: each pull that finds nothing buffered steps everyone.
     while traces.iter().zip(&expected).any(|(t, e)| t.len() < e.len()) {
         for (id, trace) in ids.iter().zip(traces.iter_mut()) {
-            trace.extend(scheduler.next(*id, 1).unwrap().into_iter().map(|e| (e.id, e.logprob.unwrap().logprob)));
+            trace.extend(
+                scheduler
+                    .next(*id, 1)
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| (e.id, e.logprob.unwrap().logprob)),
+            );
         }
     }
     assert_eq!(traces, expected);
     for id in ids {
-        assert!(scheduler.next(id, 1).unwrap().is_empty() && scheduler.get(id).unwrap().finish_reason().is_some(), "finished");
+        assert!(
+            scheduler.next(id, 1).unwrap().is_empty() && scheduler.get(id).unwrap().finish_reason().is_some(),
+            "finished"
+        );
         assert_eq!(scheduler.get(id).unwrap().usage().completion_tokens, 10);
     }
 }
@@ -64,7 +90,11 @@ fn a_generation_nobody_pulls_pauses_while_the_others_run() {
     }
     assert_eq!(n, 40);
     let waiting = scheduler.next(ignored, 100).unwrap();
-    assert!(!waiting.is_empty() && waiting.len() <= 16, "it stopped at its buffer limit: {} events waited", waiting.len());
+    assert!(
+        !waiting.is_empty() && waiting.len() <= 16,
+        "it stopped at its buffer limit: {} events waited",
+        waiting.len()
+    );
     assert_eq!(scheduler.active(), 1);
 }
 
@@ -73,7 +103,11 @@ fn a_pull_runs_one_step_so_others_keep_flowing_while_a_long_prompt_is_read() {
     let engine = engine();
     let mut scheduler = Scheduler::default();
     scheduler.prompt_chunk = 4;
-    let short = scheduler.add(engine.generate(engine.prompt_tokens(&Prompt::Text("Hi")).unwrap(), params(20)).unwrap());
+    let short = scheduler.add(
+        engine
+            .generate(engine.prompt_tokens(&Prompt::Text("Hi")).unwrap(), params(20))
+            .unwrap(),
+    );
     let long_prompt = engine.prompt_tokens(&Prompt::Text(&PROMPTS[1].repeat(4))).unwrap();
     assert!(long_prompt.len() > 20);
     let long = scheduler.add(engine.generate(long_prompt, params(2)).unwrap());
@@ -82,6 +116,10 @@ fn a_pull_runs_one_step_so_others_keep_flowing_while_a_long_prompt_is_read() {
     for _ in 0..3 {
         assert!(scheduler.next(long, 1).unwrap().is_empty(), "still reading its prompt");
         assert!(scheduler.get(long).unwrap().finish_reason().is_none());
-        assert_eq!(scheduler.next(short, 1).unwrap().len(), 1, "the short one got a token from that step");
+        assert_eq!(
+            scheduler.next(short, 1).unwrap().len(),
+            1,
+            "the short one got a token from that step"
+        );
     }
 }

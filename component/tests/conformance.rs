@@ -15,12 +15,20 @@ fn model() -> Model {
 }
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn reference_logits(prompt: usize, fa: &str) -> Vec<f32> {
     let path = common::reference_dir().join(format!("gemma-3-270m-q4_k_m.prompt{prompt}.step0.logits.fa-{fa}.f32le"));
-    std::fs::read(path).unwrap().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+    std::fs::read(path)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
 }
 
 fn top(logits: &[f32], k: usize) -> Vec<u32> {
@@ -58,15 +66,26 @@ fn step0_logits_match(model: &Model, ty: KvType, mean_limit: f32) {
         for fa in ["off", "on"] {
             let reference = reference_logits(p, fa);
             assert_eq!(reference.len(), logits.len());
-            let mean = logits.iter().zip(&reference).map(|(a, b)| (a - b).abs() as f64).sum::<f64>() / logits.len() as f64;
+            let mean = logits
+                .iter()
+                .zip(&reference)
+                .map(|(a, b)| (a - b).abs() as f64)
+                .sum::<f64>()
+                / logits.len() as f64;
             best = best.min(mean as f32);
             let (ours, theirs) = (top(&logits, 20), top(&reference, 20));
             assert_eq!(ours[0], theirs[0], "prompt {p}: top-1 differs from fa-{fa}");
             let shared = ours.iter().filter(|id| theirs.contains(id)).count();
-            assert!(shared >= 18, "prompt {p}: only {shared} of the top-20 shared with fa-{fa}");
+            assert!(
+                shared >= 18,
+                "prompt {p}: only {shared} of the top-20 shared with fa-{fa}"
+            );
         }
         eprintln!("prompt {p}: mean |Δ| {best:.4}");
-        assert!(best <= mean_limit, "{ty:?} KV, prompt {p}: mean |Δ| {best} against the closer reference");
+        assert!(
+            best <= mean_limit,
+            "{ty:?} KV, prompt {p}: mean |Δ| {best} against the closer reference"
+        );
     }
 }
 
@@ -98,7 +117,12 @@ fn greedy_decoding_matches(model: &Model, ty: KvType) {
         for (i, want) in expected.iter().enumerate() {
             let row = &all[(prompt.len() - 1 + i) * vocab..][..vocab];
             if ref_margin(i) > 0.5 {
-                assert_eq!(top(row, 1)[0], *want, "{ty:?} KV, prompt {p} teacher-forced step {i} (margin {})", ref_margin(i));
+                assert_eq!(
+                    top(row, 1)[0],
+                    *want,
+                    "{ty:?} KV, prompt {p} teacher-forced step {i} (margin {})",
+                    ref_margin(i)
+                );
             }
         }
 
@@ -110,7 +134,12 @@ fn greedy_decoding_matches(model: &Model, ty: KvType) {
                 break;
             }
             let got = top(&logits, 1)[0];
-            assert_eq!(got, *want, "{ty:?} KV, prompt {p} free-running step {i} (our margin {})", margin(&logits));
+            assert_eq!(
+                got,
+                *want,
+                "{ty:?} KV, prompt {p} free-running step {i} (our margin {})",
+                margin(&logits)
+            );
             logits = model.forward(&[got], &mut cache, Logits::Last).unwrap();
         }
     }
@@ -132,7 +161,9 @@ fn other_architectures_get_an_error_naming_what_is_supported() {
     use rill_engine::gguf::Value;
     let mut w = Writer::new(3, 0, 1);
     w.kv("general.architecture", &Value::String("llama".into()));
-    let e = rill_engine::Engine::load(w.data(32, 0), KernelPath::SCALAR, &Default::default()).err().unwrap();
+    let e = rill_engine::Engine::load(w.data(32, 0), KernelPath::SCALAR, &Default::default())
+        .err()
+        .unwrap();
     assert!(matches!(e, rill_engine::EngineError::Unsupported(_)), "{e}");
     let msg = e.to_string();
     assert!(msg.contains("\"llama\"") && msg.contains("gemma3"), "{msg}");

@@ -30,9 +30,21 @@ fn reads_the_reference_model() {
     assert_eq!((embd.ty, embd.shape.as_slice()), (QuantType::Q8_0, &[640, 262_144][..]));
     assert_eq!(g.tensor_bytes(embd, &file).unwrap().len() as u64, embd.n_bytes);
     let total: u64 = g.tensors.iter().map(|t| t.n_bytes).sum();
-    assert_eq!(total, 246_587_904, "total tensor bytes as in shared/reference tensors.json");
+    assert_eq!(
+        total, 246_587_904,
+        "total tensor bytes as in shared/reference tensors.json"
+    );
     let count = |ty| g.tensors.iter().filter(|t| t.ty == ty).count();
-    assert_eq!([count(QuantType::F32), count(QuantType::Q5_0), count(QuantType::Q4K), count(QuantType::Q8_0), count(QuantType::Q6K)], [109, 81, 27, 10, 9]);
+    assert_eq!(
+        [
+            count(QuantType::F32),
+            count(QuantType::Q5_0),
+            count(QuantType::Q4K),
+            count(QuantType::Q8_0),
+            count(QuantType::Q6K)
+        ],
+        [109, 81, 27, 10, 9]
+    );
 }
 
 #[test]
@@ -62,7 +74,10 @@ fn chunked_reading_gives_the_same_header_early_and_counts_ready_tensors() {
             last_ready = p.tensors_ready;
         }
         let header_at = header_at.expect("header parsed");
-        assert!(header_at <= whole.data_offset + whole.data_offset / 8 + chunk as u64, "header seen at {header_at}");
+        assert!(
+            header_at <= whole.data_offset + whole.data_offset / 8 + chunk as u64,
+            "header seen at {header_at}"
+        );
         assert_eq!(reader.progress().tensors_ready, 236);
         assert_eq!(reader.progress().tensors_total, Some(236));
         let (g, bytes) = reader.finish().unwrap();
@@ -82,7 +97,10 @@ fn chunked_reading_of_a_partial_file_says_what_is_missing() {
     let mut reader = ChunkedReader::new(None);
     reader.push(&file[..1000]).unwrap();
     let e = reader.finish().unwrap_err();
-    assert!(e.is_truncation() && e.to_string().contains("tokenizer.ggml.tokens"), "{e}");
+    assert!(
+        e.is_truncation() && e.to_string().contains("tokenizer.ggml.tokens"),
+        "{e}"
+    );
     let mut reader = ChunkedReader::new(Some(100));
     assert!(reader.push(&file[..101]).is_err(), "more bytes than announced");
 }
@@ -103,7 +121,10 @@ fn all_value_types() -> Vec<(&'static str, Value)> {
         ("f64", Value::F64(-2.25)),
         ("array", Value::Array(Array::I32(vec![1, -2]))),
         ("bools", Value::Array(Array::Bool(vec![true, false]))),
-        ("strings", Value::Array(Array::String(["", "ab", "ç"].into_iter().collect()))),
+        (
+            "strings",
+            Value::Array(Array::String(["", "ab", "ç"].into_iter().collect())),
+        ),
         (
             "nested",
             Value::Array(Array::Array(vec![
@@ -152,7 +173,11 @@ fn reads_every_value_type_in_v2_and_v3() {
             found_at = found_at.or(reader.header().map(|_| seen));
         }
         let found_at = found_at.expect("header found");
-        assert!(found_at <= g.data_offset * 9 / 8, "header found at {found_at}, data at {}", g.data_offset);
+        assert!(
+            found_at <= g.data_offset * 9 / 8,
+            "header found at {found_at}, data at {}",
+            g.data_offset
+        );
         assert_eq!(reader.finish().unwrap().0.metadata, g.metadata);
     }
 }
@@ -162,7 +187,10 @@ fn expect_error(file: &[u8], field: &str, offset: u64) -> GgufError {
     let e = Gguf::parse(file).unwrap_err();
     let msg = e.to_string();
     assert!(msg.contains(field), "error should name {field:?}: {msg}");
-    assert!(msg.contains(&format!("byte {offset}")), "error should give byte {offset}: {msg}");
+    assert!(
+        msg.contains(&format!("byte {offset}")),
+        "error should give byte {offset}: {msg}"
+    );
     e
 }
 
@@ -187,7 +215,11 @@ fn rejects_broken_headers_naming_field_and_offset() {
     expect_error(&w.data(32, 0), "k", header + 13);
 
     let mut w = Writer::new(3, 0, 1);
-    w.string("k").u32(ValueType::String as u32).u64(2).bytes.extend_from_slice(&[0xff, 0xfe]);
+    w.string("k")
+        .u32(ValueType::String as u32)
+        .u64(2)
+        .bytes
+        .extend_from_slice(&[0xff, 0xfe]);
     expect_error(&w.data(32, 0), "not UTF-8", header + 13 + 8);
 
     let mut w = Writer::new(3, 0, 1);
@@ -195,7 +227,10 @@ fn rejects_broken_headers_naming_field_and_offset() {
     expect_error(&w.data(32, 0), "k", header + 13);
 
     let mut w = Writer::new(3, 0, 1);
-    w.string("k").u32(ValueType::Array as u32).u32(ValueType::U64 as u32).u64(1 << 30);
+    w.string("k")
+        .u32(ValueType::Array as u32)
+        .u32(ValueType::U64 as u32)
+        .u64(1 << 30);
     expect_error(&w.data(32, 0), "count", header + 17);
 
     let mut w = Writer::new(3, 0, 2);
@@ -217,10 +252,22 @@ fn rejects_broken_headers_naming_field_and_offset() {
     };
     expect_error(&tensor_file(&[], 0, 0, 0), "n_dims", tensor_at + name_len);
     expect_error(&tensor_file(&[1, 1, 1, 1, 1], 0, 0, 0), "n_dims", tensor_at + name_len);
-    expect_error(&tensor_file(&[1 << 32, 1 << 32], 0, 0, 0), "shape", tensor_at + name_len + 4);
+    expect_error(
+        &tensor_file(&[1 << 32, 1 << 32], 0, 0, 0),
+        "shape",
+        tensor_at + name_len + 4,
+    );
     expect_error(&tensor_file(&[32], 5, 0, 0), "type id 5", tensor_at + name_len + 4 + 8);
-    expect_error(&tensor_file(&[33], QuantType::Q4_0 as u32, 0, 100), "block size", tensor_at + name_len + 4);
-    expect_error(&tensor_file(&[32], 0, 8, 200), "alignment", tensor_at + name_len + 4 + 8 + 4);
+    expect_error(
+        &tensor_file(&[33], QuantType::Q4_0 as u32, 0, 100),
+        "block size",
+        tensor_at + name_len + 4,
+    );
+    expect_error(
+        &tensor_file(&[32], 0, 8, 200),
+        "alignment",
+        tensor_at + name_len + 4 + 8 + 4,
+    );
     let data_start = (tensor_at + name_len + 4 + 8 + 4 + 8).div_ceil(32) * 32;
     expect_error(&tensor_file(&[32], 0, 0, 100), "past the end", data_start);
 

@@ -38,7 +38,11 @@ fn run(seed: u64, cases: usize, header: &[u8], file_len: u64, tensor_infos: std:
                 }
             }
         }
-        let cut = if rng.random_bool(0.3) { rng.random_range(0..=buf.len()) } else { buf.len() };
+        let cut = if rng.random_bool(0.3) {
+            rng.random_range(0..=buf.len())
+        } else {
+            buf.len()
+        };
         let input = &buf[..cut];
         let result = match case % 100 {
             // Now and then the chunked reader, in random pieces.
@@ -87,7 +91,10 @@ fn random_mutations_and_truncations_never_panic() {
                 s.spawn(move || run(t as u64, CASES / threads, header, file_len, tensor_infos))
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     });
     assert_eq!(ok + err, CASES);
     // Most mutations must be caught; some (a changed letter in a token) are still valid files.

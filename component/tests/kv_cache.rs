@@ -15,13 +15,23 @@ fn engine() -> Arc<Engine> {
 
 /// `n` tokens of ordinary text (ids of a repeated sentence).
 fn text_tokens(engine: &Engine, n: usize) -> Vec<u32> {
-    let sentence = engine.prompt_tokens(&Prompt::Text("The river ran past the mill, and the miller counted the sacks of grain one by one. ")).unwrap();
+    let sentence = engine
+        .prompt_tokens(&Prompt::Text(
+            "The river ran past the mill, and the miller counted the sacks of grain one by one. ",
+        ))
+        .unwrap();
     sentence.iter().cycle().take(n).copied().collect()
 }
 
 fn model() -> Model {
     let file = Arc::new(common::model_bytes());
-    Model::new(&Gguf::parse(&file).unwrap(), file, KernelPath::best(), &LoadOptions::default()).unwrap()
+    Model::new(
+        &Gguf::parse(&file).unwrap(),
+        file,
+        KernelPath::best(),
+        &LoadOptions::default(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -36,15 +46,25 @@ fn sliding_window_layers_hold_only_their_window() {
     let mut chunked = Vec::new();
     for chunk in tokens.chunks(100) {
         let last = cache.len() + chunk.len() == tokens.len();
-        chunked = model.forward(chunk, &mut cache, if last { Logits::Last } else { Logits::None }).unwrap();
+        chunked = model
+            .forward(chunk, &mut cache, if last { Logits::Last } else { Logits::None })
+            .unwrap();
         held.push((cache.len(), cache.bytes().1));
     }
     let (global_part, sliding_part) = cache.layout().block_bytes();
     let at_window = held.iter().find(|(len, _)| *len >= window).unwrap();
     let at_end = held.last().unwrap();
-    assert_eq!(at_window.1, at_end.1, "sliding layers hold as much at {} positions as at {}: {held:?}", at_end.0, at_window.0);
+    assert_eq!(
+        at_window.1, at_end.1,
+        "sliding layers hold as much at {} positions as at {}: {held:?}",
+        at_end.0, at_window.0
+    );
     assert!(at_end.1 <= (window / BLOCK + 2) * sliding_part, "{held:?}");
-    assert_eq!(cache.bytes().0, tokens.len().div_ceil(BLOCK) * global_part, "global layers keep every position");
+    assert_eq!(
+        cache.bytes().0,
+        tokens.len().div_ceil(BLOCK) * global_part,
+        "global layers keep every position"
+    );
 
     // The same tokens in one pass (every position stored before any is read) give the same logits.
     let mut whole = model.new_cache(KvType::F16, 4096).unwrap();
@@ -53,9 +73,18 @@ fn sliding_window_layers_hold_only_their_window() {
 
 /// (token id, log-probability) of each of 8 greedy tokens, and the prompt tokens reused.
 fn generate(engine: &Arc<Engine>, prompt: &[u32], kv_type: KvType) -> (Vec<(u32, f32)>, usize) {
-    let params = GenerateParams { max_tokens: 8, ignore_eos: true, logprobs: true, kv_type, context: 1024, ..GenerateParams::default() };
+    let params = GenerateParams {
+        max_tokens: 8,
+        ignore_eos: true,
+        logprobs: true,
+        kv_type,
+        context: 1024,
+        ..GenerateParams::default()
+    };
     let mut g = engine.generate(prompt.to_vec(), params).unwrap();
-    let trace = std::iter::from_fn(|| g.next().unwrap()).map(|e| (e.id, e.logprob.unwrap().logprob)).collect();
+    let trace = std::iter::from_fn(|| g.next().unwrap())
+        .map(|e| (e.id, e.logprob.unwrap().logprob))
+        .collect();
     (trace, g.usage().cached_tokens)
 }
 
@@ -63,8 +92,17 @@ fn generate(engine: &Arc<Engine>, prompt: &[u32], kv_type: KvType) -> (Vec<(u32,
 fn prompts_sharing_a_prefix_reuse_its_blocks_and_get_the_same_tokens() {
     let engine = engine();
     let prefix = text_tokens(&engine, 300);
-    let with_suffix = |s: &str| [prefix.clone(), engine.prompt_tokens(&Prompt::Text(s)).unwrap()[1..].to_vec()].concat();
-    let (a, b) = (with_suffix("So the first question is"), with_suffix("Then the miller said"));
+    let with_suffix = |s: &str| {
+        [
+            prefix.clone(),
+            engine.prompt_tokens(&Prompt::Text(s)).unwrap()[1..].to_vec(),
+        ]
+        .concat()
+    };
+    let (a, b) = (
+        with_suffix("So the first question is"),
+        with_suffix("Then the miller said"),
+    );
     let expected_b = generate(&engine, &b, KvType::F16);
     assert_eq!(expected_b.1, 0, "nothing cached yet");
 
@@ -74,7 +112,10 @@ fn prompts_sharing_a_prefix_reuse_its_blocks_and_get_the_same_tokens() {
     // B shares A's first 300 tokens: the whole blocks among them are reused, the rest computed.
     assert_eq!(generate(&engine, &b, KvType::F16), (expected_b.0, 300 / BLOCK * BLOCK));
     // A again: all its whole blocks but the one holding the last prompt token (run for logits).
-    assert_eq!(generate(&engine, &a, KvType::F16), (first_a, (a.len() - 1) / BLOCK * BLOCK));
+    assert_eq!(
+        generate(&engine, &a, KvType::F16),
+        (first_a, (a.len() - 1) / BLOCK * BLOCK)
+    );
     // A cache of another type does not take f16 blocks.
     assert_eq!(generate(&engine, &a, KvType::Q8_0).1, 0);
 }
@@ -83,25 +124,53 @@ fn prompts_sharing_a_prefix_reuse_its_blocks_and_get_the_same_tokens() {
 fn under_a_kv_budget_younger_generations_are_preempted_and_recomputed_without_changing_results() {
     let engine = engine();
     let prompts: Vec<Vec<u32>> = (0..3).map(|i| text_tokens(&engine, 100 + 20 * i)).collect();
-    let params = GenerateParams { max_tokens: 40, ignore_eos: true, logprobs: true, context: 512, ..GenerateParams::default() };
-    let trace = |g: &mut rill_engine::Generation| -> Vec<(u32, f32)> { std::iter::from_fn(|| g.next().unwrap()).map(|e| (e.id, e.logprob.unwrap().logprob)).collect() };
-    let alone: Vec<_> = prompts.iter().map(|p| trace(&mut engine.generate(p.clone(), params.clone()).unwrap())).collect();
+    let params = GenerateParams {
+        max_tokens: 40,
+        ignore_eos: true,
+        logprobs: true,
+        context: 512,
+        ..GenerateParams::default()
+    };
+    let trace = |g: &mut rill_engine::Generation| -> Vec<(u32, f32)> {
+        std::iter::from_fn(|| g.next().unwrap())
+            .map(|e| (e.id, e.logprob.unwrap().logprob))
+            .collect()
+    };
+    let alone: Vec<_> = prompts
+        .iter()
+        .map(|p| trace(&mut engine.generate(p.clone(), params.clone()).unwrap()))
+        .collect();
 
     // Room for 9 blocks of 32 positions: any two of the three fit (up to 5 blocks each), not all.
     let engine = self::engine();
     let (global, sliding) = engine.model.kv_layout(KvType::F16).unwrap().block_bytes();
     engine.model.kv_memory.set_budget(9 * (global + sliding));
     let mut scheduler = rill_engine::scheduler::Scheduler::default();
-    let ids: Vec<_> = prompts.iter().map(|p| scheduler.add(engine.generate(p.clone(), params.clone()).unwrap())).collect();
+    let ids: Vec<_> = prompts
+        .iter()
+        .map(|p| scheduler.add(engine.generate(p.clone(), params.clone()).unwrap()))
+        .collect();
     let mut traces = vec![Vec::new(); ids.len()];
-    while ids.iter().any(|id| scheduler.get(*id).unwrap().finish_reason().is_none()) {
+    while ids
+        .iter()
+        .any(|id| scheduler.get(*id).unwrap().finish_reason().is_none())
+    {
         for (id, t) in ids.iter().zip(traces.iter_mut()) {
-            t.extend(scheduler.next(*id, 16).unwrap().into_iter().map(|e| (e.id, e.logprob.unwrap().logprob)));
+            t.extend(
+                scheduler
+                    .next(*id, 16)
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| (e.id, e.logprob.unwrap().logprob)),
+            );
             assert!(engine.model.kv_memory.used() <= engine.model.kv_memory.budget());
         }
     }
     assert_eq!(traces, alone);
-    let preemptions: Vec<usize> = ids.iter().map(|id| scheduler.get(*id).unwrap().usage().preemptions).collect();
+    let preemptions: Vec<usize> = ids
+        .iter()
+        .map(|id| scheduler.get(*id).unwrap().usage().preemptions)
+        .collect();
     assert_eq!(preemptions[0], 0, "the oldest is never preempted: {preemptions:?}");
     assert!(preemptions.iter().sum::<usize>() > 0, "{preemptions:?}");
 }
@@ -110,7 +179,14 @@ fn under_a_kv_budget_younger_generations_are_preempted_and_recomputed_without_ch
 fn a_full_context_shifts_and_the_generation_goes_on_as_from_the_kept_tokens() {
     let engine = engine();
     let prompt = text_tokens(&engine, 20);
-    let params = |on_full_context| GenerateParams { sampling: rill_engine::sampler::SamplingParams::greedy(), max_tokens: 100, ignore_eos: true, context: 64, on_full_context, ..GenerateParams::default() };
+    let params = |on_full_context| GenerateParams {
+        sampling: rill_engine::sampler::SamplingParams::greedy(),
+        max_tokens: 100,
+        ignore_eos: true,
+        context: 64,
+        on_full_context,
+        ..GenerateParams::default()
+    };
     let run = |prompt: &[u32], on_full_context| {
         let mut g = engine.generate(prompt.to_vec(), params(on_full_context)).unwrap();
         let ids: Vec<u32> = std::iter::from_fn(|| g.next().unwrap()).map(|e| e.id).collect();
@@ -124,7 +200,11 @@ fn a_full_context_shifts_and_the_generation_goes_on_as_from_the_kept_tokens() {
     let (shifted, usage) = run(&prompt, ContextPolicy::Shift { keep: 8 });
     assert_eq!(usage.completion_tokens, 100);
     assert!(usage.context_shifts >= 2, "{usage:?}");
-    assert_eq!(shifted[..stopped.len()], stopped[..], "the same until the context is full");
+    assert_eq!(
+        shifted[..stopped.len()],
+        stopped[..],
+        "the same until the context is full"
+    );
     // The first shift kept the first 8 of the 65 tokens and the newer 28 of the rest: what
     // follows is what a generation from those 36 tokens makes.
     let all: Vec<u32> = prompt.iter().chain(&stopped).copied().collect();
@@ -144,6 +224,9 @@ fn a_full_context_shifts_and_the_generation_goes_on_as_from_the_kept_tokens() {
         }
     };
     assert_eq!(before, stopped[..64 - 20 + 1]);
-    assert!(matches!(e, EngineError::ContextOverflow(_)) && e.to_string().contains("64 positions"), "{e}");
+    assert!(
+        matches!(e, EngineError::ContextOverflow(_)) && e.to_string().contains("64 positions"),
+        "{e}"
+    );
     assert!(g.next().unwrap().is_none());
 }

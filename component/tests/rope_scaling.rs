@@ -10,18 +10,32 @@ use rill_kernels::KernelPath;
 use std::sync::Arc;
 
 fn model(file: &Arc<Vec<u8>>, rope_scaling: Option<RopeScalingOptions>) -> Model {
-    Model::new(&Gguf::parse(file).unwrap(), file.clone(), KernelPath::best(), &LoadOptions { rope_scaling }).unwrap()
+    Model::new(
+        &Gguf::parse(file).unwrap(),
+        file.clone(),
+        KernelPath::best(),
+        &LoadOptions { rope_scaling },
+    )
+    .unwrap()
 }
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 /// Mean |Δ| between this model's log-probabilities and llama.cpp's, over llama.cpp's top 5 of
 /// every step; and whether every confident step (top-2 margin over 0.5) has the same argmax.
 fn compare(model: &Model, prompt: &[u32], steps: &[serde_json::Value]) -> (f32, bool) {
     let generated: Vec<u32> = steps.iter().map(|s| s["id"].as_u64().unwrap() as u32).collect();
-    let tokens: Vec<u32> = prompt.iter().chain(&generated[..generated.len() - 1]).copied().collect();
+    let tokens: Vec<u32> = prompt
+        .iter()
+        .chain(&generated[..generated.len() - 1])
+        .copied()
+        .collect();
     let mut cache = model.new_cache(KvType::F16, tokens.len()).unwrap();
     let logits = model.forward(&tokens, &mut cache, Logits::All).unwrap();
     let vocab = model.config.vocab_size;
@@ -62,7 +76,10 @@ fn linear_and_yarn_scaling_match_llama_cpp() {
         // The reference tells the scalings apart: without scaling the drift is much larger.
         let (unscaled_drift, _) = compare(&unscaled, &prompt, steps);
         println!("  unscaled: {unscaled_drift:.3}");
-        assert!(unscaled_drift > 2.0 * drift.max(0.1), "{scaling:?}: {unscaled_drift} unscaled vs {drift} scaled");
+        assert!(
+            unscaled_drift > 2.0 * drift.max(0.1),
+            "{scaling:?}: {unscaled_drift} unscaled vs {drift} scaled"
+        );
     }
 }
 
@@ -73,9 +90,22 @@ fn scaling_extends_the_context() {
     let yarn = model(&file, Some("yarn:4".parse().unwrap()));
     assert_eq!(yarn.config.context_length, 4 * trained);
     let from_8k = model(&file, Some("linear:2:8192".parse().unwrap()));
-    assert_eq!(from_8k.config.context_length, trained, "never below the trained context");
+    assert_eq!(
+        from_8k.config.context_length, trained,
+        "never below the trained context"
+    );
     let gguf = Gguf::parse(&file).unwrap();
-    let bad = Model::new(&gguf, file.clone(), KernelPath::best(), &LoadOptions { rope_scaling: Some("linear:0.5".parse().unwrap()) });
+    let bad = Model::new(
+        &gguf,
+        file.clone(),
+        KernelPath::best(),
+        &LoadOptions {
+            rope_scaling: Some("linear:0.5".parse().unwrap()),
+        },
+    );
     assert!(bad.err().unwrap().to_string().contains("RoPE scaling factor 0.5"));
-    assert!("cubic:2".parse::<RopeScalingOptions>().unwrap_err().contains("KIND:FACTOR"));
+    assert!("cubic:2"
+        .parse::<RopeScalingOptions>()
+        .unwrap_err()
+        .contains("KIND:FACTOR"));
 }

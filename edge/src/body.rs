@@ -13,7 +13,9 @@ const PIECE: usize = 4096;
 /// The request's body, or a 413 past `limit` bytes.
 pub fn read_body(request: &IncomingRequest, limit: usize) -> Result<Vec<u8>, ApiError> {
     let unreadable = |what: String| ApiError::invalid(format!("the request body could not be read: {what}"), None);
-    let body = request.consume().map_err(|()| unreadable("it was taken already".into()))?;
+    let body = request
+        .consume()
+        .map_err(|()| unreadable("it was taken already".into()))?;
     let stream = body.stream().map_err(|()| unreadable("no stream".into()))?;
     let mut bytes = Vec::new();
     loop {
@@ -37,14 +39,20 @@ pub struct Responder(pub ResponseOutparam);
 impl Responder {
     /// Sends the status and headers; the body follows through the returned writer.
     pub fn start(self, status: u16, headers: &[(&str, &str)]) -> BodyWriter {
-        let list: Vec<(String, Vec<u8>)> = headers.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect();
+        let list: Vec<(String, Vec<u8>)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect();
         let fields = Fields::from_list(&list).expect("the worker's header names and values are valid");
         let response = OutgoingResponse::new(fields);
         response.set_status_code(status).expect("a valid status code");
         let body = response.body().expect("a new response's body is there to take");
         ResponseOutparam::set(self.0, Ok(response));
         let stream = body.write().expect("a new body's stream is there to take");
-        BodyWriter { stream: Some(stream), body: Some(body) }
+        BodyWriter {
+            stream: Some(stream),
+            body: Some(body),
+        }
     }
 
     pub fn json(self, status: u16, value: &Value) {
@@ -56,8 +64,15 @@ impl Responder {
     /// An error as `rill serve` answers it: its status, its JSON body, `Retry-After` where
     /// waiting helps.
     pub fn error(self, e: &ApiError) {
-        let retry: &[(&str, &str)] = if matches!(e.status, 429 | 503) { &[("retry-after", "1")] } else { &[] };
-        let headers: Vec<(&str, &str)> = [("content-type", "application/json")].into_iter().chain(retry.iter().copied()).collect();
+        let retry: &[(&str, &str)] = if matches!(e.status, 429 | 503) {
+            &[("retry-after", "1")]
+        } else {
+            &[]
+        };
+        let headers: Vec<(&str, &str)> = [("content-type", "application/json")]
+            .into_iter()
+            .chain(retry.iter().copied())
+            .collect();
         let mut body = self.start(e.status, &headers);
         body.write(e.body().to_string().as_bytes());
         body.finish();

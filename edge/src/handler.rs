@@ -3,7 +3,9 @@
 
 use crate::body::{read_body, Responder};
 use crate::model::{self, LoadedModel};
-use rill_api::{sse_event, ApiError, Endpoint, Finish, GenerationRequest, PromptSpec, ResponseWriter, TokenClock, TokenOut};
+use rill_api::{
+    sse_event, ApiError, Endpoint, Finish, GenerationRequest, PromptSpec, ResponseWriter, TokenClock, TokenOut,
+};
 use rill_engine::{EngineError, Generation, Prompt, TokenEvent};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -62,8 +64,16 @@ fn generate(endpoint: Endpoint, request: &IncomingRequest, respond: Responder, a
         Ok(s) => s,
         Err(e) => return respond.error(&e),
     };
-    let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let writer = ResponseWriter::new(endpoint, RESPONSES.fetch_add(1, Ordering::Relaxed), created, &model.served.id, request.logprobs);
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let writer = ResponseWriter::new(
+        endpoint,
+        RESPONSES.fetch_add(1, Ordering::Relaxed),
+        created,
+        &model.served.id,
+        request.logprobs,
+    );
     if !request.stream {
         let mut tokens: Vec<TokenOut> = first.into_iter().map(token_out).collect();
         loop {
@@ -77,9 +87,24 @@ fn generate(endpoint: Endpoint, request: &IncomingRequest, respond: Responder, a
             }
         }
         let timings = clock.timings(generation.usage(), &generation.timings());
-        return respond.json(200, &writer.complete(&tokens, Finish::of(generation.finish_reason()), generation.usage(), &timings));
+        return respond.json(
+            200,
+            &writer.complete(
+                &tokens,
+                Finish::of(generation.finish_reason()),
+                generation.usage(),
+                &timings,
+            ),
+        );
     }
-    let mut body = respond.start(200, &[("content-type", "text/event-stream"), ("cache-control", "no-cache"), ("x-accel-buffering", "no")]);
+    let mut body = respond.start(
+        200,
+        &[
+            ("content-type", "text/event-stream"),
+            ("cache-control", "no-cache"),
+            ("x-accel-buffering", "no"),
+        ],
+    );
     let mut next: Result<Option<TokenEvent>, EngineError> = Ok(first);
     let mut first_chunk = true;
     loop {
@@ -91,7 +116,16 @@ fn generate(endpoint: Endpoint, request: &IncomingRequest, respond: Responder, a
             }
             Ok(None) => {
                 let timings = clock.timings(generation.usage(), &generation.timings());
-                body.write(writer.stream_end(Finish::of(generation.finish_reason()), generation.usage(), &timings, request.include_usage).as_bytes());
+                body.write(
+                    writer
+                        .stream_end(
+                            Finish::of(generation.finish_reason()),
+                            generation.usage(),
+                            &timings,
+                            request.include_usage,
+                        )
+                        .as_bytes(),
+                );
                 break;
             }
             // As `rill serve` (and OpenAI) end a stream that fails midway: an error event.
@@ -122,5 +156,9 @@ fn start(model: &LoadedModel, request: &GenerationRequest) -> Result<Generation,
 }
 
 fn token_out(event: TokenEvent) -> TokenOut {
-    TokenOut { text: event.text, logprob: event.logprob, top_logprobs: event.top_logprobs }
+    TokenOut {
+        text: event.text,
+        logprob: event.logprob,
+        top_logprobs: event.top_logprobs,
+    }
 }

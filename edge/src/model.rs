@@ -26,11 +26,24 @@ pub fn get() -> Result<&'static LoadedModel, ApiError> {
 fn load() -> Result<LoadedModel, ApiError> {
     let path = model_path()?;
     let unavailable = |what: String| ApiError::unavailable(format!("{}: {what}", path.display()));
-    let file = std::fs::read(&path).map_err(|e| unavailable(format!("cannot read the model ({e}); is its folder preopened (--dir)?")))?;
-    let engine = Engine::load(file, KernelPath::best(), &LoadOptions::default()).map_err(|e| unavailable(e.to_string()))?;
-    let id = path.file_stem().map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
-    let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    Ok(LoadedModel { engine: Arc::new(engine), served: ServedModel { id, created, defaults: GenerateParams::default() } })
+    let file = std::fs::read(&path)
+        .map_err(|e| unavailable(format!("cannot read the model ({e}); is its folder preopened (--dir)?")))?;
+    let engine =
+        Engine::load(file, KernelPath::best(), &LoadOptions::default()).map_err(|e| unavailable(e.to_string()))?;
+    let id = path
+        .file_stem()
+        .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Ok(LoadedModel {
+        engine: Arc::new(engine),
+        served: ServedModel {
+            id,
+            created,
+            defaults: GenerateParams::default(),
+        },
+    })
 }
 
 fn model_path() -> Result<PathBuf, ApiError> {
@@ -43,5 +56,9 @@ fn model_path() -> Result<PathBuf, ApiError> {
         .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
         .collect();
     found.sort();
-    found.into_iter().next().ok_or_else(|| ApiError::unavailable(format!("no model: RILL_MODEL is not set and {MODELS_DIR} holds no .gguf file")))
+    found.into_iter().next().ok_or_else(|| {
+        ApiError::unavailable(format!(
+            "no model: RILL_MODEL is not set and {MODELS_DIR} holds no .gguf file"
+        ))
+    })
 }

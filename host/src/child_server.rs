@@ -23,12 +23,22 @@ pub fn free_port() -> anyhow::Result<u16> {
 impl ChildServer {
     /// Runs `cmd` (already told to listen on 127.0.0.1:`port`) and waits up to `timeout` for
     /// `GET ready_path` to answer 200.
-    pub fn start(mut cmd: Command, name: &str, port: u16, ready_path: &str, timeout: Duration) -> anyhow::Result<ChildServer> {
+    pub fn start(
+        mut cmd: Command,
+        name: &str,
+        port: u16,
+        ready_path: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<ChildServer> {
         let stderr = std::env::temp_dir().join(format!("rill-{}-{port}.stderr", std::process::id()));
         let log = std::fs::File::create(&stderr).with_context(|| format!("creating {}", stderr.display()))?;
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
         let child = spawn_in_own_group(&mut cmd).with_context(|| format!("starting {name}"))?;
-        let server = ChildServer { child, url: format!("http://127.0.0.1:{port}"), stderr };
+        let server = ChildServer {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            stderr,
+        };
         server.wait_ready(name, ready_path, timeout)
     }
 
@@ -43,7 +53,11 @@ impl ChildServer {
                 return Ok(self);
             }
             if Instant::now() > deadline {
-                bail!("{name} did not answer {ready_path} within {} s: {}", timeout.as_secs(), self.stderr_tail());
+                bail!(
+                    "{name} did not answer {ready_path} within {} s: {}",
+                    timeout.as_secs(),
+                    self.stderr_tail()
+                );
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -54,7 +68,11 @@ impl ChildServer {
         let text = std::fs::read_to_string(&self.stderr).unwrap_or_default();
         let lines: Vec<_> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
-        if tail.is_empty() { "(nothing on stderr)".into() } else { tail }
+        if tail.is_empty() {
+            "(nothing on stderr)".into()
+        } else {
+            tail
+        }
     }
 }
 
@@ -82,5 +100,9 @@ pub fn kill_group(child: &mut Child) {
 /// An HTTP client for servers on this machine: no proxy (one set in the environment would
 /// otherwise be asked for 127.0.0.1), a deadline per request, HTTP error statuses as errors.
 pub fn local_agent(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder().proxy(None).timeout_global(Some(timeout)).build().into()
+    ureq::Agent::config_builder()
+        .proxy(None)
+        .timeout_global(Some(timeout))
+        .build()
+        .into()
 }

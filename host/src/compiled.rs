@@ -11,14 +11,18 @@ pub fn component(engine: &wasmtime::Engine, name: &str, wasm: &[u8]) -> anyhow::
     let mut h = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut h);
     wasm.hash(&mut h);
-    let path = crate::dirs::cache_home().join("rill/compiled").join(format!("{name}-{:016x}.cwasm", h.finish()));
+    let path = crate::dirs::cache_home()
+        .join("rill/compiled")
+        .join(format!("{name}-{:016x}.cwasm", h.finish()));
     if path.exists() {
         // SAFETY: the file is one we wrote with this engine configuration (the key covers it).
         if let Ok(c) = unsafe { Component::deserialize_file(engine, &path) } {
             return Ok(c);
         }
     }
-    let bytes = engine.precompile_component(wasm).map_err(|e| anyhow!("compiling {name}: {e:#}"))?;
+    let bytes = engine
+        .precompile_component(wasm)
+        .map_err(|e| anyhow!("compiling {name}: {e:#}"))?;
     // A cache that cannot be written only costs the next start a compile.
     if std::fs::create_dir_all(path.parent().unwrap()).is_ok() {
         // One temporary file per process: servers starting together must not write into

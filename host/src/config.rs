@@ -8,8 +8,8 @@
 use crate::backend::BackendKind;
 use anyhow::{bail, Context};
 use rill_engine::model::{KvType, LoadOptions, RopeScalingOptions};
-use rill_engine::ContextPolicy;
 use rill_engine::sampler::SamplingParams;
+use rill_engine::ContextPolicy;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -135,7 +135,9 @@ impl Config {
                 found.exists().then_some(found)
             }),
         };
-        let Some(path) = path else { return Ok((Config::default(), None)) };
+        let Some(path) = path else {
+            return Ok((Config::default(), None));
+        };
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading config {}", path.display()))?;
         let mut config = Config::parse(&text, &path.display().to_string())?;
         config.paths_relative_to(path.parent().unwrap_or(Path::new(".")));
@@ -167,7 +169,10 @@ impl Config {
         }
         if let Some(r) = &self.rope_scaling {
             if !(r.factor.is_finite() && r.factor >= 1.0) {
-                bail!("rope_scaling.factor = {} is out of range: it must be at least 1", r.factor);
+                bail!(
+                    "rope_scaling.factor = {} is out of range: it must be at least 1",
+                    r.factor
+                );
             }
             if let Some(n) = r.original_context.filter(|n| !(1..=MAX_CONTEXT).contains(n)) {
                 bail!("rope_scaling.original_context = {n} is out of range: it must be 1..={MAX_CONTEXT}");
@@ -175,7 +180,10 @@ impl Config {
         }
         let g = &self.generation;
         if !(1..=MAX_CONTEXT).contains(&g.context) {
-            bail!("generation.context = {} is out of range: it must be 1..={MAX_CONTEXT}", g.context);
+            bail!(
+                "generation.context = {} is out of range: it must be 1..={MAX_CONTEXT}",
+                g.context
+            );
         }
         if g.max_tokens == 0 {
             bail!("generation.max_tokens = 0 is out of range: it must be at least 1");
@@ -185,7 +193,9 @@ impl Config {
 
     /// How the engine builds the model.
     pub fn load_options(&self) -> LoadOptions {
-        LoadOptions { rope_scaling: self.rope_scaling }
+        LoadOptions {
+            rope_scaling: self.rope_scaling,
+        }
     }
 
     /// The config as `rill.toml` text.
@@ -205,13 +215,19 @@ mod tests {
 
     #[test]
     fn shown_config_parses_back_to_itself() {
-        let c = Config::parse("model = \"x.gguf\"\nmemory_limit_mib = 900\n[generation]\ntop_k = 7\n", "t").unwrap();
+        let c = Config::parse(
+            "model = \"x.gguf\"\nmemory_limit_mib = 900\n[generation]\ntop_k = 7\n",
+            "t",
+        )
+        .unwrap();
         assert_eq!(Config::parse(&c.to_toml(), "t").unwrap(), c);
     }
 
     #[test]
     fn unknown_keys_are_rejected_with_their_name() {
-        let e = Config::parse("[generation]\ntemprature = 0.5\n", "rill.toml").unwrap_err().to_string();
+        let e = Config::parse("[generation]\ntemprature = 0.5\n", "rill.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("rill.toml") && e.contains("temprature"), "{e}");
         let e = Config::parse("colour = 1\n", "t").unwrap_err().to_string();
         assert!(e.contains("colour"), "{e}");
@@ -219,7 +235,9 @@ mod tests {
 
     #[test]
     fn wrong_types_are_rejected() {
-        let e = Config::parse("[generation]\ntop_k = \"many\"\n", "t").unwrap_err().to_string();
+        let e = Config::parse("[generation]\ntop_k = \"many\"\n", "t")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("top_k"), "{e}");
         let e = Config::parse("backend = \"gpu\"\n", "t").unwrap_err().to_string();
         assert!(e.contains("backend"), "{e}");
@@ -247,7 +265,11 @@ mod tests {
 
     #[test]
     fn context_policy_and_rope_scaling_read_back() {
-        let c = Config::parse("[rope_scaling]\nkind = \"yarn\"\nfactor = 4.0\n[generation]\non_full_context = \"shift:64\"\n", "t").unwrap();
+        let c = Config::parse(
+            "[rope_scaling]\nkind = \"yarn\"\nfactor = 4.0\n[generation]\non_full_context = \"shift:64\"\n",
+            "t",
+        )
+        .unwrap();
         assert_eq!(c.generation.on_full_context, ContextPolicy::Shift { keep: 64 });
         let r = c.rope_scaling.unwrap();
         assert_eq!((r.factor, r.original_context), (4.0, None));

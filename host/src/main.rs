@@ -25,7 +25,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 #[derive(Parser)]
-#[command(name = "rill", version, about = "LLM inference engine: run GGUF models and stream tokens")]
+#[command(
+    name = "rill",
+    version,
+    about = "LLM inference engine: run GGUF models and stream tokens"
+)]
 struct Cli {
     /// Settings file (default: $RILL_CONFIG, else $XDG_CONFIG_HOME/rill/rill.toml if present).
     #[arg(long, global = true)]
@@ -179,7 +183,11 @@ enum ConfigAction {
 }
 
 /// The settings a model command runs with: rill.toml, then its flags, checked together.
-fn settings(config_path: Option<&std::path::Path>, model: &ModelArgs, generation: Option<&commands::run::GenerationFlags>) -> anyhow::Result<Config> {
+fn settings(
+    config_path: Option<&std::path::Path>,
+    model: &ModelArgs,
+    generation: Option<&commands::run::GenerationFlags>,
+) -> anyhow::Result<Config> {
     let (mut config, _) = Config::load(config_path)?;
     model.apply(&mut config);
     if let Some(flags) = generation {
@@ -200,7 +208,12 @@ fn model_path(config: &Config) -> anyhow::Result<PathBuf> {
 
 /// Loads the model file at `path` on the configured backend.
 fn open(config: &Config, path: &std::path::Path) -> anyhow::Result<Box<dyn backend::Backend>> {
-    backend::open(config.backend, path, &config.load_options(), config.memory_limit_mib.map(|m| (m as usize) << 20))
+    backend::open(
+        config.backend,
+        path,
+        &config.load_options(),
+        config.memory_limit_mib.map(|m| (m as usize) << 20),
+    )
 }
 
 fn main() -> ExitCode {
@@ -210,7 +223,13 @@ fn main() -> ExitCode {
         Command::Serve { model, args } if args.worker.is_some() => {
             let config = settings(config_path, &model, None)?;
             let worker_model = model.model.is_some().then(|| model_path(&config)).transpose()?;
-            edge::serve::serve(args.worker.as_deref().unwrap(), worker_model, &args.host, args.port, args.max_instances)
+            edge::serve::serve(
+                args.worker.as_deref().unwrap(),
+                worker_model,
+                &args.host,
+                args.port,
+                args.max_instances,
+            )
         }
         Command::Serve { model, args } => {
             let config = settings(config_path, &model, None)?;
@@ -229,8 +248,14 @@ fn main() -> ExitCode {
             let mut backend = open(&config, &path)?;
             commands::bench::bench(backend.as_mut(), start.elapsed(), &path, args)
         }
-        Command::Bake { output, no_model: true, .. } => commands::bake::write_plain(&output),
-        Command::Bake { model, output, no_model: false } => {
+        Command::Bake {
+            output, no_model: true, ..
+        } => commands::bake::write_plain(&output),
+        Command::Bake {
+            model,
+            output,
+            no_model: false,
+        } => {
             let config = settings(config_path, &model, None)?;
             commands::bake::bake(&model_path(&config)?, &output)
         }
@@ -247,14 +272,25 @@ fn main() -> ExitCode {
             let config = settings(config_path, &model, None)?;
             commands::info::info(format, &config, &models_dir(&config))
         }
-        Command::Config { action: ConfigAction::Check { path } } => commands::config_check(path.as_deref().or(config_path)),
-        Command::Config { action: ConfigAction::Show } => {
+        Command::Config {
+            action: ConfigAction::Check { path },
+        } => commands::config_check(path.as_deref().or(config_path)),
+        Command::Config {
+            action: ConfigAction::Show,
+        } => {
             let (config, from) = Config::load(config_path)?;
-            let origin = from.map_or("defaults only: no rill.toml found".into(), |p| format!("from {}", p.display()));
+            let origin = from.map_or("defaults only: no rill.toml found".into(), |p| {
+                format!("from {}", p.display())
+            });
             print!("# effective settings, {origin}\n{}", config.to_toml());
             Ok(())
         }
-        Command::Tokenize { model, no_bos, parse_special, text } => {
+        Command::Tokenize {
+            model,
+            no_bos,
+            parse_special,
+            text,
+        } => {
             let config = settings(config_path, &model, None)?;
             let mut backend = open(&config, &model_path(&config)?)?;
             commands::tokenize(backend.as_mut(), !no_bos, parse_special, &text)

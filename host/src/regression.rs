@@ -31,7 +31,11 @@ impl Baseline {
     pub fn of(history: &[f64]) -> Option<Baseline> {
         let middle = median(history.to_vec())?;
         let mad = median(history.iter().map(|v| (v - middle).abs()).collect())?;
-        Some(Baseline { median: middle, mad, runs: history.len() })
+        Some(Baseline {
+            median: middle,
+            mad,
+            runs: history.len(),
+        })
     }
 }
 
@@ -46,7 +50,10 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Thresholds {
-        Thresholds { min_change: 0.10, min_z: 3.0 }
+        Thresholds {
+            min_change: 0.10,
+            min_z: 3.0,
+        }
     }
 }
 
@@ -78,7 +85,15 @@ pub fn compare(figure: &str, value: f64, baseline: Baseline, better: Better, t: 
         Better::Higher => -change,
         Better::Lower => change,
     };
-    Verdict { figure: figure.to_string(), value, baseline, change, z, confidence: erf(z / std::f64::consts::SQRT_2), regression: worse > t.min_change && z > t.min_z }
+    Verdict {
+        figure: figure.to_string(),
+        value,
+        baseline,
+        change,
+        z,
+        confidence: erf(z / std::f64::consts::SQRT_2),
+        regression: worse > t.min_change && z > t.min_z,
+    }
 }
 
 /// The median of the finite values, if there are any.
@@ -108,7 +123,9 @@ mod tests {
     /// A noisy history around `level`: ±`noise` relative, uniform (a seeded generator).
     fn history(level: f64, noise: f64, n: usize, seed: u64) -> Vec<f64> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        (0..n).map(|_| level * (1.0 + rng.random_range(-noise..noise))).collect()
+        (0..n)
+            .map(|_| level * (1.0 + rng.random_range(-noise..noise)))
+            .collect()
     }
 
     #[test]
@@ -128,7 +145,14 @@ mod tests {
         for seed in 0..200 {
             let runs = history(0.5, 0.05, 21, seed);
             let baseline = Baseline::of(&runs[..20]).unwrap();
-            flagged += compare("tg64_vs_peer", runs[20], baseline, Better::Higher, Thresholds::default()).regression as usize;
+            flagged += compare(
+                "tg64_vs_peer",
+                runs[20],
+                baseline,
+                Better::Higher,
+                Thresholds::default(),
+            )
+            .regression as usize;
         }
         assert_eq!(flagged, 0);
     }
@@ -163,7 +187,13 @@ mod tests {
 
     #[test]
     fn erf_matches_known_values() {
-        for (x, want) in [(0.0, 0.0), (0.5, 0.5204999), (1.0, 0.8427008), (2.0, 0.9953223), (-1.0, -0.8427008)] {
+        for (x, want) in [
+            (0.0, 0.0),
+            (0.5, 0.5204999),
+            (1.0, 0.8427008),
+            (2.0, 0.9953223),
+            (-1.0, -0.8427008),
+        ] {
             assert!((erf(x) - want).abs() < 1e-6, "erf({x}) = {} not {want}", erf(x));
         }
     }

@@ -142,24 +142,32 @@ impl Store {
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "foreign_keys", true)?;
         let mut store = Store { conn };
-        store.migrate().with_context(|| format!("migrating the metrics store {}", path.display()))?;
+        store
+            .migrate()
+            .with_context(|| format!("migrating the metrics store {}", path.display()))?;
         store.prune(retention)?;
         Ok(store)
     }
 
     /// The schema version of the file.
     pub fn version(&self) -> anyhow::Result<usize> {
-        Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize)
+        Ok(self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize)
     }
 
     fn migrate(&mut self) -> anyhow::Result<()> {
         let from = self.version()?;
         if from > MIGRATIONS.len() {
-            return Err(anyhow!("the file has schema version {from}, newer than this rill knows ({}); use a newer rill", MIGRATIONS.len()));
+            return Err(anyhow!(
+                "the file has schema version {from}, newer than this rill knows ({}); use a newer rill",
+                MIGRATIONS.len()
+            ));
         }
         for (i, step) in MIGRATIONS.iter().enumerate().skip(from) {
             let tx = self.conn.transaction()?;
-            tx.execute_batch(step).with_context(|| format!("schema step {}", i + 1))?;
+            tx.execute_batch(step)
+                .with_context(|| format!("schema step {}", i + 1))?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
             tx.commit()?;
         }
@@ -183,11 +191,26 @@ impl Store {
         tx.execute(
             "INSERT INTO runs (time, git_commit, version, host, runtime, cpu, backend, kernel_path, model, quant, kind)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![run.time as i64, run.git_commit, run.version, run.host, run.runtime, run.cpu, run.backend, run.kernel_path, run.model, run.quant, run.kind],
+            params![
+                run.time as i64,
+                run.git_commit,
+                run.version,
+                run.host,
+                run.runtime,
+                run.cpu,
+                run.backend,
+                run.kernel_path,
+                run.model,
+                run.quant,
+                run.kind
+            ],
         )?;
         let id = tx.last_insert_rowid();
         for f in &run.figures {
-            tx.execute("INSERT INTO figures (run_id, name, value, better) VALUES (?1, ?2, ?3, ?4)", params![id, f.name, f.value, better_name(f.better)])?;
+            tx.execute(
+                "INSERT INTO figures (run_id, name, value, better) VALUES (?1, ?2, ?3, ?4)",
+                params![id, f.name, f.value, better_name(f.better)],
+            )?;
         }
         tx.commit()?;
         Ok(id)
@@ -198,22 +221,27 @@ impl Store {
         let mut stmt = self.conn.prepare(
             "SELECT id, time, git_commit, version, host, runtime, cpu, backend, kernel_path, model, quant, kind FROM runs ORDER BY time, id",
         )?;
-        let mut figures = self.conn.prepare("SELECT name, value, better FROM figures WHERE run_id = ?1 ORDER BY name")?;
+        let mut figures = self
+            .conn
+            .prepare("SELECT name, value, better FROM figures WHERE run_id = ?1 ORDER BY name")?;
         let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, i64>(0)?, Run {
-                time: r.get::<_, i64>(1)? as u64,
-                git_commit: r.get(2)?,
-                version: r.get(3)?,
-                host: r.get(4)?,
-                runtime: r.get(5)?,
-                cpu: r.get(6)?,
-                backend: r.get(7)?,
-                kernel_path: r.get(8)?,
-                model: r.get(9)?,
-                quant: r.get(10)?,
-                kind: r.get(11)?,
-                figures: Vec::new(),
-            }))
+            Ok((
+                r.get::<_, i64>(0)?,
+                Run {
+                    time: r.get::<_, i64>(1)? as u64,
+                    git_commit: r.get(2)?,
+                    version: r.get(3)?,
+                    host: r.get(4)?,
+                    runtime: r.get(5)?,
+                    cpu: r.get(6)?,
+                    backend: r.get(7)?,
+                    kernel_path: r.get(8)?,
+                    model: r.get(9)?,
+                    quant: r.get(10)?,
+                    kind: r.get(11)?,
+                    figures: Vec::new(),
+                },
+            ))
         })?;
         let mut runs = Vec::new();
         for row in rows {
@@ -221,8 +249,16 @@ impl Store {
             run.figures = figures
                 .query_map([id], |r| {
                     let better: String = r.get(2)?;
-                    let better = if better == "lower" { crate::regression::Better::Lower } else { crate::regression::Better::Higher };
-                    Ok(Figure { name: r.get(0)?, value: r.get(1)?, better })
+                    let better = if better == "lower" {
+                        crate::regression::Better::Lower
+                    } else {
+                        crate::regression::Better::Higher
+                    };
+                    Ok(Figure {
+                        name: r.get(0)?,
+                        value: r.get(1)?,
+                        better,
+                    })
                 })?
                 .collect::<Result<_, _>>()?;
             runs.push(run);
@@ -287,7 +323,15 @@ impl Store {
              WHERE c.time = (SELECT MAX(time) FROM compat d WHERE d.host = c.host AND d.feature = c.feature)
              ORDER BY c.host, c.feature",
         )?;
-        let rows = stmt.query_map([], |r| Ok(CompatResult { time: r.get::<_, i64>(0)? as u64, host: r.get(1)?, feature: r.get(2)?, passed: r.get(3)?, detail: r.get(4)? }))?;
+        let rows = stmt.query_map([], |r| {
+            Ok(CompatResult {
+                time: r.get::<_, i64>(0)? as u64,
+                host: r.get(1)?,
+                feature: r.get(2)?,
+                passed: r.get(3)?,
+                detail: r.get(4)?,
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }
@@ -310,7 +354,11 @@ mod tests {
             model: "m".into(),
             quant: "Q4_K_M".into(),
             kind: "single".into(),
-            figures: vec![Figure { name: "tg64_tok_s".into(), value: tg, better: Better::Higher }],
+            figures: vec![Figure {
+                name: "tg64_tok_s".into(),
+                value: tg,
+                better: Better::Higher,
+            }],
         }
     }
 
@@ -335,7 +383,10 @@ mod tests {
     fn a_file_from_a_newer_rill_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metrics.sqlite");
-        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
         let e = Store::open(&path, DEFAULT_RETENTION).err().unwrap();
         assert!(format!("{e:#}").contains("newer than this rill knows"), "{e:#}");
     }
@@ -349,14 +400,29 @@ mod tests {
         store.record_run(&run(now() - 100 * day, 1.0)).unwrap();
         store.record_run(&run(now() - 31 * day, 2.0)).unwrap();
         store.record_run(&run(now() - day, 3.0)).unwrap();
-        store.record_minute(&ServeMinute { minute: now() - 100 * day, model: "m".into(), backend: "component".into(), requests: 1, ..Default::default() }).unwrap();
+        store
+            .record_minute(&ServeMinute {
+                minute: now() - 100 * day,
+                model: "m".into(),
+                backend: "component".into(),
+                requests: 1,
+                ..Default::default()
+            })
+            .unwrap();
         drop(store);
         // The default keeps 90 days: the 31-day-old run stays.
         let store = Store::open(&path, DEFAULT_RETENTION).unwrap();
         let kept: Vec<f64> = store.runs().unwrap().iter().map(|r| r.figures[0].value).collect();
         assert_eq!(kept, [2.0, 3.0]);
         assert!(store.serve_minutes().unwrap().is_empty());
-        let orphans: i64 = store.conn.query_row("SELECT COUNT(*) FROM figures WHERE run_id NOT IN (SELECT id FROM runs)", [], |r| r.get(0)).unwrap();
+        let orphans: i64 = store
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM figures WHERE run_id NOT IN (SELECT id FROM runs)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
         assert_eq!(orphans, 0);
         drop(store);
         let store = Store::open(&path, Duration::from_secs(7 * day)).unwrap();
@@ -367,7 +433,15 @@ mod tests {
     fn a_minute_flushed_twice_adds_up() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("m.sqlite"), DEFAULT_RETENTION).unwrap();
-        let m = ServeMinute { minute: now() / 60 * 60, model: "m".into(), backend: "component".into(), requests: 2, completion_tokens: 10, ttft_ms_p50: Some(5.0), ..Default::default() };
+        let m = ServeMinute {
+            minute: now() / 60 * 60,
+            model: "m".into(),
+            backend: "component".into(),
+            requests: 2,
+            completion_tokens: 10,
+            ttft_ms_p50: Some(5.0),
+            ..Default::default()
+        };
         store.record_minute(&m).unwrap();
         store.record_minute(&m).unwrap();
         let rows = store.serve_minutes().unwrap();
@@ -378,7 +452,13 @@ mod tests {
     fn the_matrix_holds_each_checks_latest_result() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("m.sqlite"), DEFAULT_RETENTION).unwrap();
-        let check = |time, passed| CompatResult { time, host: "jco".into(), feature: "sse".into(), passed, detail: String::new() };
+        let check = |time, passed| CompatResult {
+            time,
+            host: "jco".into(),
+            feature: "sse".into(),
+            passed,
+            detail: String::new(),
+        };
         store.record_compat(&[check(now() - 10, false)]).unwrap();
         store.record_compat(&[check(now(), true)]).unwrap();
         let matrix = store.compat_matrix().unwrap();

@@ -15,9 +15,28 @@ fn rill_in(cache: &std::path::Path, args: &[&str]) -> Output {
 fn greedy_ids(backend: &str, prompt: &str, n: usize) -> Vec<u64> {
     let m = model();
     let n = n.to_string();
-    let out = rill(&["run", "--backend", backend, "--model", &m, "--prompt", prompt, "--max-tokens", &n, "--temperature", "0", "--ignore-eos", "--format", "jsonl"]);
+    let out = rill(&[
+        "run",
+        "--backend",
+        backend,
+        "--model",
+        &m,
+        "--prompt",
+        prompt,
+        "--max-tokens",
+        &n,
+        "--temperature",
+        "0",
+        "--ignore-eos",
+        "--format",
+        "jsonl",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().lines().filter_map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_u64()).collect()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_u64())
+        .collect()
 }
 
 #[test]
@@ -31,7 +50,10 @@ fn component_greedy_equals_native_on_the_reference_prompts() {
         if let Some(i) = component.iter().zip(&native).position(|(a, b)| a != b) {
             let top = &result["per_step_top5"][i];
             let margin = top[0][1].as_f64().unwrap() - top[1][1].as_f64().unwrap();
-            assert!(margin < 0.5, "{prompt:?}: component and native differ at step {i} (reference margin {margin})");
+            assert!(
+                margin < 0.5,
+                "{prompt:?}: component and native differ at step {i} (reference margin {margin})"
+            );
         }
     }
 }
@@ -51,7 +73,11 @@ fn broken_files_are_invalid_model_errors_through_the_wit_boundary() {
         let out = rill(&["tokenize", "--model", path.to_str().unwrap(), "x"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{stderr}");
-        assert!(stderr.contains("invalid model") && stderr.contains(detail), "{}: {stderr}", path.display());
+        assert!(
+            stderr.contains("invalid model") && stderr.contains(detail),
+            "{}: {stderr}",
+            path.display()
+        );
         assert!(!stderr.contains("trapped"), "{stderr}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
@@ -66,7 +92,15 @@ fn a_too_small_memory_limit_is_an_out_of_memory_error() {
     // While running: the model fits, but the logits of every position of a long input
     // (200 × 262,144 floats, 200 MiB) do not.
     let tokens = vec!["2"; 200].join(",");
-    let args = ["logits", "--model", &m, "--memory-limit-mib", "400", "--tokens", &tokens];
+    let args = [
+        "logits",
+        "--model",
+        &m,
+        "--memory-limit-mib",
+        "400",
+        "--tokens",
+        &tokens,
+    ];
     let out = rill(&args);
     assert_fails_saying(&out, &args, "out of memory");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("trapped"));
@@ -82,7 +116,11 @@ fn the_compiled_component_is_cached_and_reused() {
     };
     run();
     let entries = || -> Vec<(PathBuf, std::time::SystemTime)> {
-        std::fs::read_dir(cache.join("rill/compiled")).unwrap().map(|e| e.unwrap()).map(|e| (e.path(), e.metadata().unwrap().modified().unwrap())).collect()
+        std::fs::read_dir(cache.join("rill/compiled"))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| (e.path(), e.metadata().unwrap().modified().unwrap()))
+            .collect()
     };
     let first = entries();
     assert_eq!(first.len(), 1, "one compiled artifact: {first:?}");

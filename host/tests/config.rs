@@ -17,9 +17,17 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 fn config_check_names_the_bad_key() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        ("typo.toml", "[generation]\ntemprature = 0.5\n", "unknown field `temprature`"),
+        (
+            "typo.toml",
+            "[generation]\ntemprature = 0.5\n",
+            "unknown field `temprature`",
+        ),
         ("type.toml", "[generation]\ntop_k = \"many\"\n", "top_k"),
-        ("range.toml", "[generation]\ntop_p = 1.5\n", "generation.top_p = 1.5 is out of range"),
+        (
+            "range.toml",
+            "[generation]\ntop_p = 1.5\n",
+            "generation.top_p = 1.5 is out of range",
+        ),
         ("memory.toml", "memory_limit_mib = 8192\n", "memory_limit_mib = 8192"),
         ("backend.toml", "backend = \"gpu\"\n", "unknown variant `gpu`"),
         ("syntax.toml", "model = \n", "line 1"),
@@ -29,7 +37,11 @@ fn config_check_names_the_bad_key() {
         let args = ["config", "check", path.as_str()];
         assert_fails_saying(&rill(&args), &args, message);
     }
-    let good = write(dir.path(), "good.toml", "backend = \"native\"\n[generation]\ntop_k = 5\n");
+    let good = write(
+        dir.path(),
+        "good.toml",
+        "backend = \"native\"\n[generation]\ntop_k = 5\n",
+    );
     assert!(ok_stdout(&["config", "check", &good]).contains(": ok"));
     // A bad file also stops every other command, before any work.
     let bad = dir.path().join("range.toml");
@@ -41,10 +53,19 @@ fn config_check_names_the_bad_key() {
 fn config_show_prints_the_effective_settings_which_check_accepts() {
     let dir = tempfile::tempdir().unwrap();
     let defaults = ok_stdout(&["config", "show"]);
-    assert!(defaults.contains("no rill.toml found") && defaults.contains("model = \"gemma-3-270m-q4_k_m\"") && defaults.contains("top_k = 40"), "{defaults}");
+    assert!(
+        defaults.contains("no rill.toml found")
+            && defaults.contains("model = \"gemma-3-270m-q4_k_m\"")
+            && defaults.contains("top_k = 40"),
+        "{defaults}"
+    );
     let file = write(dir.path(), "rill.toml", "[generation]\ntop_k = 7\n");
     // Found through RILL_CONFIG as well as --config.
-    let out = rill_command().env("RILL_CONFIG", &file).args(["config", "show"]).output().unwrap();
+    let out = rill_command()
+        .env("RILL_CONFIG", &file)
+        .args(["config", "show"])
+        .output()
+        .unwrap();
     let shown = String::from_utf8(out.stdout).unwrap();
     assert!(shown.contains("top_k = 7") && shown.contains("top_p = 0.95"), "{shown}");
     let round_trip = write(dir.path(), "shown.toml", &shown);
@@ -52,7 +73,16 @@ fn config_show_prints_the_effective_settings_which_check_accepts() {
 }
 
 fn completion_tokens(config: &str, extra: &[&str]) -> u64 {
-    let mut args = vec!["--config", config, "run", "--prompt", "Once upon a time", "--ignore-eos", "--format", "jsonl"];
+    let mut args = vec![
+        "--config",
+        config,
+        "run",
+        "--prompt",
+        "Once upon a time",
+        "--ignore-eos",
+        "--format",
+        "jsonl",
+    ];
     args.extend_from_slice(extra);
     let stdout = ok_stdout(&args);
     let done: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
@@ -64,7 +94,11 @@ fn flags_override_the_file_and_model_paths_are_relative_to_it() {
     let dir = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(std::fs::canonicalize(model()).unwrap(), dir.path().join("m.gguf")).unwrap();
     // Relative to the file's folder, not to where rill runs (the test's cwd is the crate).
-    let config = write(dir.path(), "rill.toml", "model = \"m.gguf\"\nbackend = \"native\"\n[generation]\nmax_tokens = 3\ntemperature = 0.0\n");
+    let config = write(
+        dir.path(),
+        "rill.toml",
+        "model = \"m.gguf\"\nbackend = \"native\"\n[generation]\nmax_tokens = 3\ntemperature = 0.0\n",
+    );
     assert_eq!(completion_tokens(&config, &[]), 3);
     assert_eq!(completion_tokens(&config, &["--max-tokens", "5"]), 5);
 }

@@ -45,12 +45,19 @@ fn baked_worker() -> &'static Path {
 /// The model file, split into its folder and its name.
 fn model_in_folder() -> (PathBuf, String) {
     let model = PathBuf::from(common::model()).canonicalize().unwrap();
-    (model.parent().unwrap().to_path_buf(), model.file_name().unwrap().to_string_lossy().into_owned())
+    (
+        model.parent().unwrap().to_path_buf(),
+        model.file_name().unwrap().to_string_lossy().into_owned(),
+    )
 }
 
 /// A pinned tool's path, as the script `name` in scripts/ prints it (installing it if needed).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// `host` serving `worker`, listening on a free port.
@@ -64,9 +71,20 @@ fn serve(host: Host, worker: Worker) -> Server {
     match host {
         Host::WasmtimeServe => {
             let mut cmd = Command::new(common::tool("wasmtime-path"));
-            cmd.args(["serve", "-W", "simd=y,relaxed-simd=y", "-S", "cli", "--addr", "127.0.0.1:0"]);
+            cmd.args([
+                "serve",
+                "-W",
+                "simd=y,relaxed-simd=y",
+                "-S",
+                "cli",
+                "--addr",
+                "127.0.0.1:0",
+            ]);
             if preopened {
-                cmd.arg("--dir").arg(format!("{}::/models", folder.display())).arg("--env").arg(format!("RILL_MODEL=/models/{file}"));
+                cmd.arg("--dir")
+                    .arg(format!("{}::/models", folder.display()))
+                    .arg("--env")
+                    .arg(format!("RILL_MODEL=/models/{file}"));
             }
             cmd.arg(&wasm);
             Server::spawn(cmd, "wasmtime serve", "Serving HTTP on http://")
@@ -82,13 +100,17 @@ fn serve(host: Host, worker: Worker) -> Server {
         Host::Jco => {
             let mut cmd = Command::new(common::tool("jco-path"));
             // A fresh instance per request, in a pool of worker threads (the edge platform model).
-            cmd.arg("serve").arg(&wasm).args(["--host", "127.0.0.1", "--port", &free_port().to_string()]);
+            cmd.arg("serve")
+                .arg(&wasm)
+                .args(["--host", "127.0.0.1", "--port", &free_port().to_string()]);
             cmd.args(["--isolate-requests", "worker", "--isolate-worker-pool-size", "2"]);
             // Node 20 runs relaxed SIMD behind a flag (jco passes JCO_RUN_ARGS to the node it starts).
             cmd.env("JCO_RUN_ARGS", "--experimental-wasm-relaxed-simd");
             if preopened {
-                cmd.arg("--jco-import").arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/jco/preopen-models.mjs"));
-                cmd.env("RILL_MODELS_DIR", &folder).env("RILL_MODEL", format!("/models/{file}"));
+                cmd.arg("--jco-import")
+                    .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/jco/preopen-models.mjs"));
+                cmd.env("RILL_MODELS_DIR", &folder)
+                    .env("RILL_MODEL", format!("/models/{file}"));
             }
             Server::spawn(cmd, "jco serve", "Server listening @ ")
         }
@@ -99,14 +121,32 @@ fn check_openai_client(server: &Server) {
     let out = common::python("openai_client.py", &[&server.url(""), MODEL_ID]);
     common::check_openai_client(&out, MODEL_ID);
     // Every request has a fresh instance: nothing is cached between them.
-    assert!(out["shared_prefix"].as_array().unwrap().iter().all(|r| r["cached_tokens"] == 0), "{out}");
+    assert!(
+        out["shared_prefix"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["cached_tokens"] == 0),
+        "{out}"
+    );
 }
 
 fn check_malformed_requests(server: &Server) {
-    server.request("POST", "/v1/chat/completions", &[], b"{\"messages\": [").assert_error(400, "not valid JSON");
-    server.request("POST", "/v1/completions", &[], b"\xff\xfe").assert_error(400, "UTF-8");
-    server.post_json("/v1/completions", &json!({ "prompt": "x", "temperature": -1 })).assert_error(400, "temperature");
-    server.post_json("/v1/completions", &json!({ "prompt": "hello ".repeat(5000), "max_tokens": 1 })).assert_error(400, "context");
+    server
+        .request("POST", "/v1/chat/completions", &[], b"{\"messages\": [")
+        .assert_error(400, "not valid JSON");
+    server
+        .request("POST", "/v1/completions", &[], b"\xff\xfe")
+        .assert_error(400, "UTF-8");
+    server
+        .post_json("/v1/completions", &json!({ "prompt": "x", "temperature": -1 }))
+        .assert_error(400, "temperature");
+    server
+        .post_json(
+            "/v1/completions",
+            &json!({ "prompt": "hello ".repeat(5000), "max_tokens": 1 }),
+        )
+        .assert_error(400, "context");
     server.get("/v1/nothing").assert_error(404, "/v1/nothing");
     server.assert_healthy();
 }
@@ -114,7 +154,10 @@ fn check_malformed_requests(server: &Server) {
 /// Three prompts at once get the same greedy answers as one by one.
 fn check_concurrent_requests(server: &Server) {
     let ask = |prompt: &str| {
-        let r = server.post_json("/v1/completions", &json!({ "prompt": prompt, "max_tokens": 6, "temperature": 0 }));
+        let r = server.post_json(
+            "/v1/completions",
+            &json!({ "prompt": prompt, "max_tokens": 6, "temperature": 0 }),
+        );
         assert_eq!(r.status, 200, "{}", r.body);
         r.json()["choices"][0]["text"].as_str().unwrap().to_string()
     };
@@ -129,10 +172,26 @@ fn check_concurrent_requests(server: &Server) {
 
 /// One greedy completion, as `rill run` makes it.
 fn check_one_completion(server: &Server) {
-    let r = server.post_json("/v1/completions", &json!({ "prompt": "Once upon a time", "max_tokens": 8, "temperature": 0 }));
+    let r = server.post_json(
+        "/v1/completions",
+        &json!({ "prompt": "Once upon a time", "max_tokens": 8, "temperature": 0 }),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
-    let cli = common::ok_stdout(&["run", "--model", &common::model(), "--prompt", "Once upon a time", "--max-tokens", "8", "--temperature", "0"]);
-    assert_eq!(r.json()["choices"][0]["text"].as_str().unwrap(), cli.trim_end_matches('\n'));
+    let cli = common::ok_stdout(&[
+        "run",
+        "--model",
+        &common::model(),
+        "--prompt",
+        "Once upon a time",
+        "--max-tokens",
+        "8",
+        "--temperature",
+        "0",
+    ]);
+    assert_eq!(
+        r.json()["choices"][0]["text"].as_str().unwrap(),
+        cli.trim_end_matches('\n')
+    );
 }
 
 /// The same checks on each host, all with the baked worker.
@@ -179,7 +238,13 @@ fn the_plain_worker_reads_the_model_from_a_preopened_folder_on_each_host() {
 fn rill_bake_and_rill_serve_refuse_bad_input_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("worker.wasm");
-    let out = common::rill(&["bake", "--model", "/nonexistent/m.gguf", "-o", out_path.to_str().unwrap()]);
+    let out = common::rill(&[
+        "bake",
+        "--model",
+        "/nonexistent/m.gguf",
+        "-o",
+        out_path.to_str().unwrap(),
+    ]);
     common::assert_fails_saying(&out, &["bake"], "m.gguf");
     // Not a component at all, and a component that is not a wasi:http/proxy one.
     std::fs::write(&out_path, b"not wasm").unwrap();

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 const MODEL_ID: &str = "gemma-3-270m-q4_k_m";
 
-
 fn chat(content: &str, max_tokens: u32) -> Value {
     json!({ "model": MODEL_ID, "messages": [{ "role": "user", "content": content }], "max_tokens": max_tokens, "temperature": 0 })
 }
@@ -24,7 +23,10 @@ fn the_openai_python_client_chats_streams_and_completes() {
     // The second conversation with the same long system prompt starts from its cached blocks.
     let shared = out["shared_prefix"].as_array().unwrap();
     assert_eq!(shared[0]["cached_tokens"], 0, "{shared:?}");
-    let (prompt, cached) = (shared[1]["prompt_tokens"].as_u64().unwrap(), shared[1]["cached_tokens"].as_u64().unwrap());
+    let (prompt, cached) = (
+        shared[1]["prompt_tokens"].as_u64().unwrap(),
+        shared[1]["cached_tokens"].as_u64().unwrap(),
+    );
     assert!(cached >= 64 && cached < prompt, "{shared:?}");
     assert_eq!(server.metric("rill_cached_prompt_tokens_total"), cached as f64);
     server.assert_healthy();
@@ -41,14 +43,30 @@ fn a_websocket_runs_two_generations_at_once_and_cancels_one() {
     let server = Server::start(&[], &[]);
     let out = common::python("ws_client.py", &[&format!("ws://{}/v1/ws", server.addr)]);
     let (long, short) = (&out["ends"]["long"], &out["ends"]["short"]);
-    assert_eq!((long["type"].as_str(), long["finish_reason"].as_str()), (Some("done"), Some("cancelled")), "{out}");
-    assert!(out["tokens"]["long"].as_u64().unwrap() < 40, "cancelled within a step or two: {out}");
-    assert_eq!((short["type"].as_str(), short["finish_reason"].as_str()), (Some("done"), Some("length")), "{out}");
+    assert_eq!(
+        (long["type"].as_str(), long["finish_reason"].as_str()),
+        (Some("done"), Some("cancelled")),
+        "{out}"
+    );
+    assert!(
+        out["tokens"]["long"].as_u64().unwrap() < 40,
+        "cancelled within a step or two: {out}"
+    );
+    assert_eq!(
+        (short["type"].as_str(), short["finish_reason"].as_str()),
+        (Some("done"), Some("length")),
+        "{out}"
+    );
     assert_eq!(short["usage"]["completion_tokens"], 6);
     assert_eq!(out["tokens"]["short"], 6);
     assert!(short["timings"]["time_to_first_token_ms"].as_f64().unwrap() > 0.0);
     let refusals = out["refusals"].as_array().unwrap();
-    assert!(refusals.iter().all(|r| r["type"] == "error" && r["error"]["message"].is_string()), "{refusals:?}");
+    assert!(
+        refusals
+            .iter()
+            .all(|r| r["type"] == "error" && r["error"]["message"].is_string()),
+        "{refusals:?}"
+    );
     assert_eq!(refusals[1]["id"], "nothing-running");
     assert_eq!(refusals[3]["error"]["param"], "messages");
     server.assert_healthy();
@@ -67,15 +85,72 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
     let cases: Vec<(&str, common::server::Reply, u16, &str, Option<&str>)> = vec![
         ("malformed JSON", post(b"{\"messages\": ["), 400, "not valid JSON", None),
         ("not an object", post(b"[1, 2]"), 400, "JSON object", None),
-        ("wrong type", with("temperature", json!("hot")), 400, "temperature", Some("temperature")),
-        ("unsupported field", with("tools", json!([{ "type": "function", "function": { "name": "f" } }])), 400, "tool calls", Some("tools")),
-        ("unknown model", with("model", json!("gpt-4o")), 404, "gpt-4o", Some("model")),
-        ("empty messages", with("messages", json!([])), 400, "empty", Some("messages")),
-        ("out-of-range sampling", with("top_p", json!(1.5)), 400, "top_p", Some("top_p")),
-        ("zero max_tokens", with("max_tokens", json!(0)), 400, "max_tokens", Some("max_tokens")),
-        ("invalid UTF-8", post(b"{\"messages\":[{\"role\":\"user\",\"content\":\"\xc3\x28\"}]}"), 400, "UTF-8", None),
-        ("prompt longer than the context", with("messages", json!([{ "role": "user", "content": "hello ".repeat(5000) }])), 400, "context", None),
-        ("body over the limit", post(&vec![b' '; 100 << 10]), 413, "larger than", None),
+        (
+            "wrong type",
+            with("temperature", json!("hot")),
+            400,
+            "temperature",
+            Some("temperature"),
+        ),
+        (
+            "unsupported field",
+            with("tools", json!([{ "type": "function", "function": { "name": "f" } }])),
+            400,
+            "tool calls",
+            Some("tools"),
+        ),
+        (
+            "unknown model",
+            with("model", json!("gpt-4o")),
+            404,
+            "gpt-4o",
+            Some("model"),
+        ),
+        (
+            "empty messages",
+            with("messages", json!([])),
+            400,
+            "empty",
+            Some("messages"),
+        ),
+        (
+            "out-of-range sampling",
+            with("top_p", json!(1.5)),
+            400,
+            "top_p",
+            Some("top_p"),
+        ),
+        (
+            "zero max_tokens",
+            with("max_tokens", json!(0)),
+            400,
+            "max_tokens",
+            Some("max_tokens"),
+        ),
+        (
+            "invalid UTF-8",
+            post(b"{\"messages\":[{\"role\":\"user\",\"content\":\"\xc3\x28\"}]}"),
+            400,
+            "UTF-8",
+            None,
+        ),
+        (
+            "prompt longer than the context",
+            with(
+                "messages",
+                json!([{ "role": "user", "content": "hello ".repeat(5000) }]),
+            ),
+            400,
+            "context",
+            None,
+        ),
+        (
+            "body over the limit",
+            post(&vec![b' '; 100 << 10]),
+            413,
+            "larger than",
+            None,
+        ),
         ("no such endpoint", server.get("/v1/nothing"), 404, "/v1/nothing", None),
     ];
     for (case, reply, status, says, param) in cases {
@@ -93,7 +168,9 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
 fn a_configured_api_key_is_required_on_v1() {
     let server = Server::start(&[], &[("RILL_API_KEY", "sk-test-123")]);
     server.get("/v1/models").assert_error(401, "API key");
-    server.request("GET", "/v1/models", &[("Authorization", "Bearer wrong")], b"").assert_error(401, "API key");
+    server
+        .request("GET", "/v1/models", &[("Authorization", "Bearer wrong")], b"")
+        .assert_error(401, "API key");
     let ok = server.request("GET", "/v1/models", &[("Authorization", "Bearer sk-test-123")], b"");
     assert_eq!(ok.json()["data"][0]["id"], MODEL_ID);
     server.assert_healthy(); // /health needs no key
@@ -125,7 +202,10 @@ fn a_full_queue_answers_429_with_retry_after() {
     assert_eq!(error["code"], "queue_full");
     assert_eq!(full.header("retry-after"), Some("1"));
     for request in [running, waiting] {
-        assert!(request.join().unwrap().starts_with("HTTP/1.1 200"), "the queued requests complete");
+        assert!(
+            request.join().unwrap().starts_with("HTTP/1.1 200"),
+            "the queued requests complete"
+        );
     }
     server.assert_healthy();
 }
@@ -134,7 +214,8 @@ fn a_full_queue_answers_429_with_retry_after() {
 fn a_client_that_disconnects_mid_stream_cancels_its_generation() {
     let server = Server::start(&[], &[]);
     let mut conn = std::net::TcpStream::connect(&server.addr).unwrap();
-    let body = json!({ "prompt": "Once upon a time", "max_tokens": 400, "ignore_eos": true, "stream": true }).to_string();
+    let body =
+        json!({ "prompt": "Once upon a time", "max_tokens": 400, "ignore_eos": true, "stream": true }).to_string();
     write!(conn, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
     let mut reader = BufReader::new(conn);
     let mut line = String::new();
@@ -144,39 +225,78 @@ fn a_client_that_disconnects_mid_stream_cancels_its_generation() {
     }
     assert_eq!(server.metric("rill_active_sequences"), 1.0);
     drop(reader); // the client goes away mid-stream
-    assert!(server.metrics_become(&[("rill_active_sequences", 0.0)], Duration::from_secs(20)), "the generation stops");
-    assert_eq!(server.metric("rill_cancelled_total"), 1.0, "it was cancelled, not run to the end");
+    assert!(
+        server.metrics_become(&[("rill_active_sequences", 0.0)], Duration::from_secs(20)),
+        "the generation stops"
+    );
+    assert_eq!(
+        server.metric("rill_cancelled_total"),
+        1.0,
+        "it was cancelled, not run to the end"
+    );
     assert_eq!(server.metric("rill_kv_cache_bytes"), 0.0, "its KV cache is freed");
     server.assert_healthy();
 }
 
 #[test]
-#[cfg_attr(not(feature = "fault-injection"), ignore = "needs the test build: --features fault-injection")]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs the test build: --features fault-injection"
+)]
 fn a_trapped_engine_is_replaced_and_the_next_request_succeeds() {
     let server = Server::start(&[], &[]);
     // A trap mid-stream: the stream ends with an error event.
     let body = json!({ "prompt": "Once upon a time", "max_tokens": 16, "stream": true }).to_string();
-    let reply = server.request("POST", "/v1/completions", &[("x-rill-inject-trap", "3")], body.as_bytes());
+    let reply = server.request(
+        "POST",
+        "/v1/completions",
+        &[("x-rill-inject-trap", "3")],
+        body.as_bytes(),
+    );
     assert_eq!(reply.status, 200);
     let events: Vec<&str> = reply.body.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
     let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
-    assert!(last["error"]["message"].as_str().unwrap().contains("trapped"), "{}", reply.body);
+    assert!(
+        last["error"]["message"].as_str().unwrap().contains("trapped"),
+        "{}",
+        reply.body
+    );
     assert_eq!(events.len(), 4, "three tokens, then the error: {}", reply.body);
     // A trap before the first token: a 500 with an error body.
-    let reply = server.request("POST", "/v1/completions", &[("x-rill-inject-trap", "0")], body.replace("true", "false").as_bytes());
+    let reply = server.request(
+        "POST",
+        "/v1/completions",
+        &[("x-rill-inject-trap", "0")],
+        body.replace("true", "false").as_bytes(),
+    );
     reply.assert_error(500, "trapped");
     // A fresh instance serves the next request.
-    let ok = server.post_json("/v1/completions", &json!({ "prompt": "Once upon a time", "max_tokens": 4 }));
-    assert_eq!((ok.status, ok.json()["usage"]["completion_tokens"].as_u64()), (200, Some(4)), "{}", ok.body);
+    let ok = server.post_json(
+        "/v1/completions",
+        &json!({ "prompt": "Once upon a time", "max_tokens": 4 }),
+    );
+    assert_eq!(
+        (ok.status, ok.json()["usage"]["completion_tokens"].as_u64()),
+        (200, Some(4)),
+        "{}",
+        ok.body
+    );
     assert_eq!(server.metric("rill_engine_restarts_total"), 2.0);
     server.assert_healthy();
 }
 
 /// Greedy completions of `prompts` (`max_tokens` each, past EOS): asked one after another,
 /// then all at once.
-fn alone_and_together<P: AsRef<str> + Sync>(server: &Server, prompts: &[P], max_tokens: u32) -> (Vec<String>, Vec<String>) {
+fn alone_and_together<P: AsRef<str> + Sync>(
+    server: &Server,
+    prompts: &[P],
+    max_tokens: u32,
+) -> (Vec<String>, Vec<String>) {
     let ask = |prompt: &str| {
-        let r = server.post_json("/v1/completions", &json!({ "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": true }));
+        let r = server.post_json(
+            "/v1/completions",
+            &json!({ "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": true }),
+        );
         assert_eq!(r.status, 200, "{}", r.body);
         r.json()["choices"][0]["text"].as_str().unwrap().to_string()
     };
@@ -192,7 +312,16 @@ fn alone_and_together<P: AsRef<str> + Sync>(server: &Server, prompts: &[P], max_
 fn concurrent_requests_are_batched_and_each_gets_its_own_answer() {
     // All at once whatever the step times (no adaptive limit).
     let server = Server::start(&["--target-itl-ms", "0"], &[]);
-    let (alone, together) = alone_and_together(&server, &["Once upon a time", "The capital of France is", "1, 2, 3,", "My favourite food is"], 12);
+    let (alone, together) = alone_and_together(
+        &server,
+        &[
+            "Once upon a time",
+            "The capital of France is",
+            "1, 2, 3,",
+            "My favourite food is",
+        ],
+        12,
+    );
     assert_eq!(together, alone);
     assert_eq!(server.metric("rill_completion_tokens_total"), 96.0);
 }
@@ -200,9 +329,17 @@ fn concurrent_requests_are_batched_and_each_gets_its_own_answer() {
 #[test]
 fn under_a_kv_budget_requests_are_preempted_not_failed() {
     // 3 MiB: about five 32-position blocks of the reference model's f16 KV cache.
-    let server = Server::start(&["--kv-budget-mib", "3", "--max-batch", "4", "--target-itl-ms", "0"], &[]);
-    let long = |topic: &str| format!("{topic} The river ran past the mill, and the miller counted the sacks of grain one by one. ").repeat(6);
-    let prompts: Vec<String> = ["First.", "Second.", "Third.", "Fourth."].iter().map(|t| long(t)).collect();
+    let server = Server::start(
+        &["--kv-budget-mib", "3", "--max-batch", "4", "--target-itl-ms", "0"],
+        &[],
+    );
+    let long = |topic: &str| {
+        format!("{topic} The river ran past the mill, and the miller counted the sacks of grain one by one. ").repeat(6)
+    };
+    let prompts: Vec<String> = ["First.", "Second.", "Third.", "Fourth."]
+        .iter()
+        .map(|t| long(t))
+        .collect();
     let (alone, together) = alone_and_together(&server, &prompts, 24);
     assert_eq!(together, alone);
     assert!(server.metric("rill_preemptions_total") > 0.0);
@@ -215,14 +352,28 @@ fn under_a_kv_budget_requests_are_preempted_not_failed() {
 fn a_load_of_concurrent_clients_loses_no_request() {
     // CI's short version (16 clients × 2 requests); the full one is 64 × 4 (README).
     let server = Server::start(&["--queue", "8", "--kv-budget-mib", "24"], &[]);
-    let out = common::python("load_test.py", &[&server.url(""), MODEL_ID, "--clients", "16", "--requests", "2"]);
+    let out = common::python(
+        "load_test.py",
+        &[&server.url(""), MODEL_ID, "--clients", "16", "--requests", "2"],
+    );
     eprintln!("load test: {out}");
     assert_eq!(out["requests"], 32);
-    assert_eq!((out["lost"].as_u64(), out["failed"].as_u64(), out["bad-refusal"].as_u64()), (Some(0), Some(0), Some(0)), "{out}");
+    assert_eq!(
+        (
+            out["lost"].as_u64(),
+            out["failed"].as_u64(),
+            out["bad-refusal"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "{out}"
+    );
     assert!(out["completed"].as_u64().unwrap() >= 8, "{out}");
     let metrics = &out["metrics"];
     assert_eq!(metrics["rill_engine_restarts_total"], 0.0, "{out}");
-    assert!(metrics["rill_kv_cache_bytes"].as_f64().unwrap() <= (24 << 20) as f64, "{out}");
+    assert!(
+        metrics["rill_kv_cache_bytes"].as_f64().unwrap() <= (24 << 20) as f64,
+        "{out}"
+    );
     server.assert_healthy();
 }
 
@@ -230,7 +381,12 @@ fn a_load_of_concurrent_clients_loses_no_request() {
 fn a_long_prompt_is_read_in_smaller_chunks_while_another_stream_decodes() {
     let server = Server::start(&["--target-itl-ms", "1000", "--max-batch", "2"], &[]);
     let decoding = std::thread::scope(|s| {
-        let first = s.spawn(|| server.post_json("/v1/completions", &json!({ "prompt": "Once upon a time", "max_tokens": 120, "ignore_eos": true })));
+        let first = s.spawn(|| {
+            server.post_json(
+                "/v1/completions",
+                &json!({ "prompt": "Once upon a time", "max_tokens": 120, "ignore_eos": true }),
+            )
+        });
         assert!(server.metrics_become(&[("rill_active_sequences", 1.0)], Duration::from_secs(30)));
         // ~600 tokens: read in full 256-token chunks a step would take seconds, far over the
         // 1000 ms target for the stream that is decoding.
@@ -238,7 +394,10 @@ fn a_long_prompt_is_read_in_smaller_chunks_while_another_stream_decodes() {
         let second = server.post_json("/v1/completions", &json!({ "prompt": long, "max_tokens": 4 }));
         assert_eq!(second.status, 200, "{}", second.body);
         let chunk = server.metric("rill_prompt_chunk");
-        assert!((32.0..256.0).contains(&chunk), "prompt chunk {chunk} while another stream decodes");
+        assert!(
+            (32.0..256.0).contains(&chunk),
+            "prompt chunk {chunk} while another stream decodes"
+        );
         first.join().unwrap()
     });
     assert_eq!(decoding.json()["usage"]["completion_tokens"], 120, "{}", decoding.body);

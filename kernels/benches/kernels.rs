@@ -68,9 +68,16 @@ fn memory_read_gbps() -> f64 {
 fn main() {
     // `cargo bench` passes --bench; a filter argument selects formats by name.
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
-    let k_arg = std::env::args().find_map(|a| a.strip_prefix("--k=").map(|k| k.parse::<usize>().expect("--k=N takes a row length")));
+    let k_arg = std::env::args().find_map(|a| {
+        a.strip_prefix("--k=")
+            .map(|k| k.parse::<usize>().expect("--k=N takes a row length"))
+    });
     let k = k_arg.unwrap_or(DEFAULT_K);
-    let target = if cfg!(target_arch = "wasm32") { "wasm32 (wasmtime)" } else { std::env::consts::ARCH };
+    let target = if cfg!(target_arch = "wasm32") {
+        "wasm32 (wasmtime)"
+    } else {
+        std::env::consts::ARCH
+    };
     println!("rill-kernels throughput on {target}, K = {k}; GB/s of weight bytes");
     println!("memory read bandwidth: {:.1} GB/s\n", memory_read_gbps());
     println!("| format | path | matvec GB/s | matmul ×8 GB/s | in L2 GB/s |");
@@ -101,7 +108,11 @@ fn main() {
                 }
             });
             let cached_gbps = gbps(reps * cached_rows * row_bytes, t_cached);
-            println!("| {ty} | {path} | {:.1} | {:.1} | {cached_gbps:.1} |", gbps(rows * row_bytes, t_mv), gbps(8 * rows * row_bytes, t_mm));
+            println!(
+                "| {ty} | {path} | {:.1} | {:.1} | {cached_gbps:.1} |",
+                gbps(rows * row_bytes, t_mv),
+                gbps(8 * rows * row_bytes, t_mm)
+            );
         }
     }
 }

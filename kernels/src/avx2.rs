@@ -70,13 +70,23 @@ pub trait Avx2Dot: WeightBlock {
 
 /// Every row of `band` (rows of `blocks_per_row` blocks) against `ys`: `out[r]` for row `r`.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn band_avx2<B: Avx2Dot, const N: usize>(band: &[B], blocks_per_row: usize, ys: [ScaledRow<B::Act>; N], out: &mut [[f32; N]]) {
+pub unsafe fn band_avx2<B: Avx2Dot, const N: usize>(
+    band: &[B],
+    blocks_per_row: usize,
+    ys: [ScaledRow<B::Act>; N],
+    out: &mut [[f32; N]],
+) {
     band_dots::<Avx2, B, N>(band, blocks_per_row, ys, out)
 }
 
 /// [`band_avx2`]'s loop, for any [`IntDots`]: inlined into the function that enables the features.
 #[inline(always)]
-pub unsafe fn band_dots<D: IntDots, B: Avx2Dot, const N: usize>(band: &[B], blocks_per_row: usize, ys: [ScaledRow<B::Act>; N], out: &mut [[f32; N]]) {
+pub unsafe fn band_dots<D: IntDots, B: Avx2Dot, const N: usize>(
+    band: &[B],
+    blocks_per_row: usize,
+    ys: [ScaledRow<B::Act>; N],
+    out: &mut [[f32; N]],
+) {
     for (row, o) in band.chunks_exact(blocks_per_row).zip(out) {
         *o = B::dot::<D, N>(row, ys);
     }
@@ -130,7 +140,9 @@ unsafe fn legacy_dot<D: IntDots, X, Y, const N: usize>(
     products: impl Fn(__m256i, &Y) -> __m256i,
     offset: impl Fn(&X, &Y) -> f32,
 ) -> [f32; N] {
-    assert!(ys.iter().all(|y| y.blocks.len() == x.len() && y.scales.len() == x.len()));
+    assert!(ys
+        .iter()
+        .all(|y| y.blocks.len() == x.len() && y.scales.len() == x.len()));
     let mut acc = [_mm256_setzero_ps(); N];
     let mut offsets = [0.0; N];
     let groups = x.len() / 4;
@@ -144,7 +156,8 @@ unsafe fn legacy_dot<D: IntDots, X, Y, const N: usize>(
         let dx = f32x4_of([x_d(&xs[0]), x_d(&xs[1]), x_d(&xs[2]), x_d(&xs[3])]);
         for n in 0..N {
             let yb = &ys[n].blocks[4 * g..4 * g + 4];
-            let scales: [f32; 4] = std::mem::transmute(_mm_mul_ps(dx, _mm_loadu_ps(ys[n].scales[4 * g..4 * g + 4].as_ptr())));
+            let scales: [f32; 4] =
+                std::mem::transmute(_mm_mul_ps(dx, _mm_loadu_ps(ys[n].scales[4 * g..4 * g + 4].as_ptr())));
             for b in 0..4 {
                 let sums = _mm256_cvtepi32_ps(products(q[b], &yb[b]));
                 acc[n] = _mm256_fmadd_ps(_mm256_set1_ps(scales[b]), sums, acc[n]);
@@ -161,7 +174,11 @@ unsafe fn legacy_dot<D: IntDots, X, Y, const N: usize>(
             offsets[n] += offset(&x[i], y);
         }
     }
-    array(0.0, #[inline(always)] |n| hsum_f32(acc[n]) + offsets[n])
+    array(
+        0.0,
+        #[inline(always)]
+        |n| hsum_f32(acc[n]) + offsets[n],
+    )
 }
 
 #[inline(always)]
@@ -169,10 +186,14 @@ pub unsafe fn vec_dot_q4_0<D: IntDots, const N: usize>(x: &[BlockQ4_0], ys: [Sca
     legacy_dot::<D, _, _, N>(
         x,
         ys,
-        #[inline(always)] |x| x.d,
-        #[inline(always)] |x| _mm256_sub_epi8(nibbles(&x.qs), _mm256_set1_epi8(8)),
-        #[inline(always)] |q, y| dot_signed::<D>(q, load(y.qs.as_ptr() as _)),
-        #[inline(always)] |_, _| 0.0,
+        #[inline(always)]
+        |x| x.d,
+        #[inline(always)]
+        |x| _mm256_sub_epi8(nibbles(&x.qs), _mm256_set1_epi8(8)),
+        #[inline(always)]
+        |q, y| dot_signed::<D>(q, load(y.qs.as_ptr() as _)),
+        #[inline(always)]
+        |_, _| 0.0,
     )
 }
 
@@ -181,10 +202,14 @@ pub unsafe fn vec_dot_q4_1<D: IntDots, const N: usize>(x: &[BlockQ4_1], ys: [Sca
     legacy_dot::<D, _, _, N>(
         x,
         ys,
-        #[inline(always)] |x| x.d,
-        #[inline(always)] |x| nibbles(&x.qs),
-        #[inline(always)] |q, y| D::dot_unsigned(q, load(y.qs.as_ptr() as _)),
-        #[inline(always)] |x, y| f32_of(x.m) * f32_of(y.s),
+        #[inline(always)]
+        |x| x.d,
+        #[inline(always)]
+        |x| nibbles(&x.qs),
+        #[inline(always)]
+        |q, y| D::dot_unsigned(q, load(y.qs.as_ptr() as _)),
+        #[inline(always)]
+        |x, y| f32_of(x.m) * f32_of(y.s),
     )
 }
 
@@ -193,10 +218,14 @@ pub unsafe fn vec_dot_q5_0<D: IntDots, const N: usize>(x: &[BlockQ5_0], ys: [Sca
     legacy_dot::<D, _, _, N>(
         x,
         ys,
-        #[inline(always)] |x| x.d,
-        #[inline(always)] |x| _mm256_sub_epi8(_mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh)), _mm256_set1_epi8(16)),
-        #[inline(always)] |q, y| dot_signed::<D>(q, load(y.qs.as_ptr() as _)),
-        #[inline(always)] |_, _| 0.0,
+        #[inline(always)]
+        |x| x.d,
+        #[inline(always)]
+        |x| _mm256_sub_epi8(_mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh)), _mm256_set1_epi8(16)),
+        #[inline(always)]
+        |q, y| dot_signed::<D>(q, load(y.qs.as_ptr() as _)),
+        #[inline(always)]
+        |_, _| 0.0,
     )
 }
 
@@ -205,10 +234,14 @@ pub unsafe fn vec_dot_q5_1<D: IntDots, const N: usize>(x: &[BlockQ5_1], ys: [Sca
     legacy_dot::<D, _, _, N>(
         x,
         ys,
-        #[inline(always)] |x| x.d,
-        #[inline(always)] |x| _mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh)),
-        #[inline(always)] |q, y| D::dot_unsigned(q, load(y.qs.as_ptr() as _)),
-        #[inline(always)] |x, y| f32_of(x.m) * f32_of(y.s),
+        #[inline(always)]
+        |x| x.d,
+        #[inline(always)]
+        |x| _mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh)),
+        #[inline(always)]
+        |q, y| D::dot_unsigned(q, load(y.qs.as_ptr() as _)),
+        #[inline(always)]
+        |x, y| f32_of(x.m) * f32_of(y.s),
     )
 }
 
@@ -217,10 +250,14 @@ pub unsafe fn vec_dot_q8_0<D: IntDots, const N: usize>(x: &[BlockQ8_0], ys: [Sca
     legacy_dot::<D, _, _, N>(
         x,
         ys,
-        #[inline(always)] |x| x.d,
-        #[inline(always)] |x| load(x.qs.as_ptr() as _),
-        #[inline(always)] |q, y| dot_signed::<D>(q, load(y.qs.as_ptr() as _)),
-        #[inline(always)] |_, _| 0.0,
+        #[inline(always)]
+        |x| x.d,
+        #[inline(always)]
+        |x| load(x.qs.as_ptr() as _),
+        #[inline(always)]
+        |q, y| dot_signed::<D>(q, load(y.qs.as_ptr() as _)),
+        #[inline(always)]
+        |_, _| 0.0,
     )
 }
 
@@ -253,7 +290,11 @@ struct SuperBlock {
 /// Σ over super-blocks for `N` activation rows at once: each super-block is unpacked once and
 /// used `N` times. Every product is `maddubs` of unsigned weights (≤ 63) and signed activations.
 #[inline(always)]
-unsafe fn k_dot<D: IntDots, X, const N: usize>(x: &[X], ys: [ScaledRow<BlockQ8K>; N], unpack: impl Fn(&X) -> SuperBlock) -> [f32; N] {
+unsafe fn k_dot<D: IntDots, X, const N: usize>(
+    x: &[X],
+    ys: [ScaledRow<BlockQ8K>; N],
+    unpack: impl Fn(&X) -> SuperBlock,
+) -> [f32; N] {
     assert!(ys.iter().all(|y| y.blocks.len() == x.len()));
     let mut acc = [_mm256_setzero_ps(); N];
     let mut offsets = [0.0; N];
@@ -278,7 +319,11 @@ unsafe fn k_dot<D: IntDots, X, const N: usize>(x: &[X], ys: [ScaledRow<BlockQ8K>
             acc[n] = _mm256_fmadd_ps(_mm256_set1_ps(b.d * y.d), _mm256_cvtepi32_ps(sumi), acc[n]);
         }
     }
-    array(0.0, #[inline(always)] |n| hsum_f32(acc[n]) - offsets[n])
+    array(
+        0.0,
+        #[inline(always)]
+        |n| hsum_f32(acc[n]) - offsets[n],
+    )
 }
 
 /// `[f(0), …, f(N−1)]`, always inlined: `array::from_fn` and `map` stayed out-of-line calls in
@@ -294,82 +339,188 @@ pub fn array<T: Copy, const N: usize>(init: T, f: impl Fn(usize) -> T) -> [T; N]
 
 /// Scale (or min) `k` of the eight 32-value sub-blocks, repeated for both 16-value halves.
 fn per_16(v: [u8; 8]) -> [i16; 16] {
-    array(0, #[inline(always)] |k| v[k / 2] as i16)
+    array(
+        0,
+        #[inline(always)]
+        |k| v[k / 2] as i16,
+    )
 }
 
 #[inline(always)]
 pub unsafe fn vec_dot_q2_k<D: IntDots, const N: usize>(x: &[BlockQ2K], ys: [ScaledRow<BlockQ8K>; N]) -> [f32; N] {
-    k_dot::<D, _, N>(x, ys, #[inline(always)] |x| {
-        // Chunk j = 4·half + m: bits 2m.. of the half's 32 bytes.
-        let q = [load(x.qs.as_ptr()), load(x.qs[32..].as_ptr())];
-        SuperBlock {
-            d: f32_of(x.d),
-            dmin: Some(f32_of(x.dmin)),
-            values: array(_mm256_setzero_si256(), #[inline(always)] |j| two_bits(q[j / 4], 2 * (j % 4) as i32)),
-            scales: array(0, #[inline(always)] |k| (x.scales[k] & 0x0f) as i16),
-            mins: array(0, #[inline(always)] |k| (x.scales[k] >> 4) as i16),
-        }
-    })
+    k_dot::<D, _, N>(
+        x,
+        ys,
+        #[inline(always)]
+        |x| {
+            // Chunk j = 4·half + m: bits 2m.. of the half's 32 bytes.
+            let q = [load(x.qs.as_ptr()), load(x.qs[32..].as_ptr())];
+            SuperBlock {
+                d: f32_of(x.d),
+                dmin: Some(f32_of(x.dmin)),
+                values: array(
+                    _mm256_setzero_si256(),
+                    #[inline(always)]
+                    |j| two_bits(q[j / 4], 2 * (j % 4) as i32),
+                ),
+                scales: array(
+                    0,
+                    #[inline(always)]
+                    |k| (x.scales[k] & 0x0f) as i16,
+                ),
+                mins: array(
+                    0,
+                    #[inline(always)]
+                    |k| (x.scales[k] >> 4) as i16,
+                ),
+            }
+        },
+    )
 }
 
 #[inline(always)]
 pub unsafe fn vec_dot_q3_k<D: IntDots, const N: usize>(x: &[BlockQ3K], ys: [ScaledRow<BlockQ8K>; N]) -> [f32; N] {
-    k_dot::<D, _, N>(x, ys, #[inline(always)] |x| {
-        // Chunk j = 4·half + m: bits 2m.. of the half's 32 bytes, high bit j of hmask.
-        let q = [load(x.qs.as_ptr()), load(x.qs[32..].as_ptr())];
-        let high = load(x.hmask.as_ptr());
-        let sc = x.scales();
-        let scales = array(0, #[inline(always)] |k| sc[k] as i16);
-        SuperBlock {
-            d: f32_of(x.d),
-            dmin: None,
-            values: array(_mm256_setzero_si256(), #[inline(always)] |j| _mm256_or_si256(two_bits(q[j / 4], 2 * (j % 4) as i32), bit_to(high, j as i32, 2))),
-            scales,
-            mins: array(0, #[inline(always)] |k| 4 * scales[k]),
-        }
-    })
+    k_dot::<D, _, N>(
+        x,
+        ys,
+        #[inline(always)]
+        |x| {
+            // Chunk j = 4·half + m: bits 2m.. of the half's 32 bytes, high bit j of hmask.
+            let q = [load(x.qs.as_ptr()), load(x.qs[32..].as_ptr())];
+            let high = load(x.hmask.as_ptr());
+            let sc = x.scales();
+            let scales = array(
+                0,
+                #[inline(always)]
+                |k| sc[k] as i16,
+            );
+            SuperBlock {
+                d: f32_of(x.d),
+                dmin: None,
+                values: array(
+                    _mm256_setzero_si256(),
+                    #[inline(always)]
+                    |j| _mm256_or_si256(two_bits(q[j / 4], 2 * (j % 4) as i32), bit_to(high, j as i32, 2)),
+                ),
+                scales,
+                mins: array(
+                    0,
+                    #[inline(always)]
+                    |k| 4 * scales[k],
+                ),
+            }
+        },
+    )
 }
 
 /// Q4_K and Q5_K: 8 sub-blocks of 32 with 6-bit scales and mins; `high(x, j)` adds Q5_K's fifth
 /// bits to sub-block j.
 #[inline(always)]
-unsafe fn k4_unpack<X>(d: f32, dmin: f32, (sc, m): ([u8; 8], [u8; 8]), qs: &[u8; 128], x: &X, high: impl Fn(&X, usize) -> __m256i) -> SuperBlock {
+unsafe fn k4_unpack<X>(
+    d: f32,
+    dmin: f32,
+    (sc, m): ([u8; 8], [u8; 8]),
+    qs: &[u8; 128],
+    x: &X,
+    high: impl Fn(&X, usize) -> __m256i,
+) -> SuperBlock {
     // Sub-block j: the low nibbles (even j) or high nibbles (odd j) of bytes 32·(j/2)...
-    let values = array(_mm256_setzero_si256(), #[inline(always)] |j| {
-        let q = load(qs[j / 2 * 32..].as_ptr());
-        let q = if j % 2 == 0 { q } else { _mm256_srli_epi16::<4>(q) };
-        _mm256_or_si256(_mm256_and_si256(q, _mm256_set1_epi8(0x0f)), high(x, j))
-    });
-    SuperBlock { d, dmin: Some(dmin), values, scales: per_16(sc), mins: per_16(m) }
+    let values = array(
+        _mm256_setzero_si256(),
+        #[inline(always)]
+        |j| {
+            let q = load(qs[j / 2 * 32..].as_ptr());
+            let q = if j % 2 == 0 { q } else { _mm256_srli_epi16::<4>(q) };
+            _mm256_or_si256(_mm256_and_si256(q, _mm256_set1_epi8(0x0f)), high(x, j))
+        },
+    );
+    SuperBlock {
+        d,
+        dmin: Some(dmin),
+        values,
+        scales: per_16(sc),
+        mins: per_16(m),
+    }
 }
 
 #[inline(always)]
 pub unsafe fn vec_dot_q4_k<D: IntDots, const N: usize>(x: &[BlockQ4K], ys: [ScaledRow<BlockQ8K>; N]) -> [f32; N] {
-    k_dot::<D, _, N>(x, ys, #[inline(always)] |x| k4_unpack(f32_of(x.d), f32_of(x.dmin), x.scales_and_mins(), &x.qs, x, #[inline(always)] |_, _| _mm256_setzero_si256()))
+    k_dot::<D, _, N>(
+        x,
+        ys,
+        #[inline(always)]
+        |x| {
+            k4_unpack(
+                f32_of(x.d),
+                f32_of(x.dmin),
+                x.scales_and_mins(),
+                &x.qs,
+                x,
+                #[inline(always)]
+                |_, _| _mm256_setzero_si256(),
+            )
+        },
+    )
 }
 
 #[inline(always)]
 pub unsafe fn vec_dot_q5_k<D: IntDots, const N: usize>(x: &[BlockQ5K], ys: [ScaledRow<BlockQ8K>; N]) -> [f32; N] {
-    k_dot::<D, _, N>(x, ys, #[inline(always)] |x| {
-        k4_unpack(f32_of(x.d), f32_of(x.dmin), x.scales_and_mins(), &x.qs, x, #[inline(always)] |x, j| bit_to(load(x.qh.as_ptr()), j as i32, 4))
-    })
+    k_dot::<D, _, N>(
+        x,
+        ys,
+        #[inline(always)]
+        |x| {
+            k4_unpack(
+                f32_of(x.d),
+                f32_of(x.dmin),
+                x.scales_and_mins(),
+                &x.qs,
+                x,
+                #[inline(always)]
+                |x, j| bit_to(load(x.qh.as_ptr()), j as i32, 4),
+            )
+        },
+    )
 }
 
 #[inline(always)]
 pub unsafe fn vec_dot_q6_k<D: IntDots, const N: usize>(x: &[BlockQ6K], ys: [ScaledRow<BlockQ8K>; N]) -> [f32; N] {
-    k_dot::<D, _, N>(x, ys, #[inline(always)] |x| {
-        // Chunk j = 4·half + m: low 4 bits from the nibbles of ql (m < 2: low nibbles of bytes
-        // 32·m.., else high nibbles of bytes 32·(m−2)..), high 2 bits from bits 2m.. of qh.
-        let values = array(_mm256_setzero_si256(), #[inline(always)] |j| {
-            let (half, m) = (j / 4, j % 4);
-            let ql = load(x.ql[half * 64 + (m % 2) * 32..].as_ptr());
-            let low = if m < 2 { ql } else { _mm256_srli_epi16::<4>(ql) };
-            let high = _mm256_slli_epi16::<4>(two_bits(load(x.qh[half * 32..].as_ptr()), 2 * m as i32));
-            _mm256_or_si256(_mm256_and_si256(low, _mm256_set1_epi8(0x0f)), high)
-        });
-        let scales = array(0, #[inline(always)] |k| x.scales[k] as i16);
-        SuperBlock { d: f32_of(x.d), dmin: None, values, scales, mins: array(0, #[inline(always)] |k| 32 * scales[k]) }
-    })
+    k_dot::<D, _, N>(
+        x,
+        ys,
+        #[inline(always)]
+        |x| {
+            // Chunk j = 4·half + m: low 4 bits from the nibbles of ql (m < 2: low nibbles of bytes
+            // 32·m.., else high nibbles of bytes 32·(m−2)..), high 2 bits from bits 2m.. of qh.
+            let values = array(
+                _mm256_setzero_si256(),
+                #[inline(always)]
+                |j| {
+                    let (half, m) = (j / 4, j % 4);
+                    let ql = load(x.ql[half * 64 + (m % 2) * 32..].as_ptr());
+                    let low = if m < 2 { ql } else { _mm256_srli_epi16::<4>(ql) };
+                    let high = _mm256_slli_epi16::<4>(two_bits(load(x.qh[half * 32..].as_ptr()), 2 * m as i32));
+                    _mm256_or_si256(_mm256_and_si256(low, _mm256_set1_epi8(0x0f)), high)
+                },
+            );
+            let scales = array(
+                0,
+                #[inline(always)]
+                |k| x.scales[k] as i16,
+            );
+            SuperBlock {
+                d: f32_of(x.d),
+                dmin: None,
+                values,
+                scales,
+                mins: array(
+                    0,
+                    #[inline(always)]
+                    |k| 32 * scales[k],
+                ),
+            }
+        },
+    )
 }
 
 /// Q8_0 quantisation of activations, as the scalar `from_float` (ggml's `quantize_row_q8_0_ref`)
@@ -380,24 +531,38 @@ pub unsafe fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
     let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
     let sign_mask = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MIN));
     for (b, x) in out.iter_mut().zip(x.chunks_exact(32)) {
-        let v: [__m256; 4] = array(_mm256_setzero_ps(), #[inline(always)] |i| _mm256_loadu_ps(x[8 * i..].as_ptr()));
+        let v: [__m256; 4] = array(
+            _mm256_setzero_ps(),
+            #[inline(always)]
+            |i| _mm256_loadu_ps(x[8 * i..].as_ptr()),
+        );
         // max|x| as the scalar fold takes it: a NaN |x| is skipped (maxps returns its second operand).
-        let m = v.iter().fold(_mm256_setzero_ps(), |m, &v| _mm256_max_ps(_mm256_and_ps(v, abs_mask), m));
+        let m = v.iter().fold(_mm256_setzero_ps(), |m, &v| {
+            _mm256_max_ps(_mm256_and_ps(v, abs_mask), m)
+        });
         let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
         let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
         let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
         let d = amax / 127.0;
         let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
-        let q: [__m256i; 4] = array(_mm256_setzero_si256(), #[inline(always)] |i| {
-            // Half away from zero: truncate, then step away from zero when |fraction| ≥ 0.5.
-            let p = _mm256_mul_ps(v[i], id);
-            let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(p);
-            let half = _mm256_cmp_ps::<_CMP_GE_OQ>(_mm256_and_ps(_mm256_sub_ps(p, t), abs_mask), _mm256_set1_ps(0.5));
-            let step = _mm256_or_ps(_mm256_set1_ps(1.0), _mm256_and_ps(p, sign_mask));
-            let r = _mm256_add_ps(t, _mm256_and_ps(half, step));
-            let r = _mm256_and_ps(r, _mm256_cmp_ps::<_CMP_ORD_Q>(r, r));
-            _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(-128.0)), _mm256_set1_ps(127.0)))
-        });
+        let q: [__m256i; 4] = array(
+            _mm256_setzero_si256(),
+            #[inline(always)]
+            |i| {
+                // Half away from zero: truncate, then step away from zero when |fraction| ≥ 0.5.
+                let p = _mm256_mul_ps(v[i], id);
+                let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(p);
+                let half =
+                    _mm256_cmp_ps::<_CMP_GE_OQ>(_mm256_and_ps(_mm256_sub_ps(p, t), abs_mask), _mm256_set1_ps(0.5));
+                let step = _mm256_or_ps(_mm256_set1_ps(1.0), _mm256_and_ps(p, sign_mask));
+                let r = _mm256_add_ps(t, _mm256_and_ps(half, step));
+                let r = _mm256_and_ps(r, _mm256_cmp_ps::<_CMP_ORD_Q>(r, r));
+                _mm256_cvttps_epi32(_mm256_min_ps(
+                    _mm256_max_ps(r, _mm256_set1_ps(-128.0)),
+                    _mm256_set1_ps(127.0),
+                ))
+            },
+        );
         // i32 → i8: the packs interleave the 128-bit halves, the permute puts the values back in order.
         let bytes = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
         let bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
@@ -414,7 +579,12 @@ unsafe fn float_dot<T: Copy + Into<f64>>(x: &[T], y: &[T], load8: impl Fn(&[T]) 
     let mut acc = [_mm256_setzero_ps(); 4];
     let (x32, y32) = (x.chunks_exact(32), y.chunks_exact(32));
     let (x8, y8) = (x32.remainder().chunks_exact(8), y32.remainder().chunks_exact(8));
-    let tail: f64 = x8.remainder().iter().zip(y8.remainder()).map(|(a, b)| (*a).into() * (*b).into()).sum();
+    let tail: f64 = x8
+        .remainder()
+        .iter()
+        .zip(y8.remainder())
+        .map(|(a, b)| (*a).into() * (*b).into())
+        .sum();
     for (a, b) in x32.zip(y32) {
         for (i, acc) in acc.iter_mut().enumerate() {
             *acc = _mm256_fmadd_ps(load8(&a[8 * i..]), load8(&b[8 * i..]), *acc);
@@ -423,26 +593,44 @@ unsafe fn float_dot<T: Copy + Into<f64>>(x: &[T], y: &[T], load8: impl Fn(&[T]) 
     for (a, b) in x8.zip(y8) {
         acc[0] = _mm256_fmadd_ps(load8(a), load8(b), acc[0]);
     }
-    hsum_f32(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]))) + tail as f32
+    hsum_f32(_mm256_add_ps(
+        _mm256_add_ps(acc[0], acc[1]),
+        _mm256_add_ps(acc[2], acc[3]),
+    )) + tail as f32
 }
 
 #[inline(always)]
 pub unsafe fn vec_dot_f32(x: &[f32], y: &[f32]) -> f32 {
-    float_dot(x, y, #[inline(always)] |v| _mm256_loadu_ps(v.as_ptr()))
+    float_dot(
+        x,
+        y,
+        #[inline(always)]
+        |v| _mm256_loadu_ps(v.as_ptr()),
+    )
 }
 
 #[inline(always)]
 pub unsafe fn vec_dot_f16(x: &[f16], y: &[f16]) -> f32 {
-    float_dot(x, y, #[inline(always)] |v| _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr() as *const __m128i)))
+    float_dot(
+        x,
+        y,
+        #[inline(always)]
+        |v| _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr() as *const __m128i)),
+    )
 }
 
 #[inline(always)]
 pub unsafe fn vec_dot_bf16(x: &[bf16], y: &[bf16]) -> f32 {
     // bf16 is the high half of an f32: widen to 32 bits and shift into place.
-    float_dot(x, y, #[inline(always)] |v| {
-        let w = _mm256_cvtepu16_epi32(_mm_loadu_si128(v.as_ptr() as *const __m128i));
-        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(w))
-    })
+    float_dot(
+        x,
+        y,
+        #[inline(always)]
+        |v| {
+            let w = _mm256_cvtepu16_epi32(_mm_loadu_si128(v.as_ptr() as *const __m128i));
+            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(w))
+        },
+    )
 }
 
 /// [`crate::quants::weighted_sum`]: 32 values at a time summed over every row in four

@@ -27,6 +27,11 @@ impl IntDots for Vnni {
 
 /// Every row of `band` against `ys`, as `avx2::band_avx2` but with VNNI's multiply-adds.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
-pub unsafe fn band_vnni<B: Avx2Dot, const N: usize>(band: &[B], blocks_per_row: usize, ys: [ScaledRow<B::Act>; N], out: &mut [[f32; N]]) {
+pub unsafe fn band_vnni<B: Avx2Dot, const N: usize>(
+    band: &[B],
+    blocks_per_row: usize,
+    ys: [ScaledRow<B::Act>; N],
+    out: &mut [[f32; N]],
+) {
     band_dots::<Vnni, B, N>(band, blocks_per_row, ys, out)
 }

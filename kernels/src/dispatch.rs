@@ -197,17 +197,31 @@ kernel_table! {
 fn blocks<B: Block>(bytes: &[u8]) -> Result<&[B], KernelError> {
     let size = std::mem::size_of::<B>();
     if !bytes.len().is_multiple_of(size) {
-        return Err(KernelError::Length { ty: B::TYPE, len: bytes.len(), size });
+        return Err(KernelError::Length {
+            ty: B::TYPE,
+            len: bytes.len(),
+            size,
+        });
     }
-    bytemuck::try_cast_slice(bytes).map_err(|_| KernelError::Alignment { ty: B::TYPE, align: std::mem::align_of::<B>() })
+    bytemuck::try_cast_slice(bytes).map_err(|_| KernelError::Alignment {
+        ty: B::TYPE,
+        align: std::mem::align_of::<B>(),
+    })
 }
 
 fn blocks_mut<B: Block>(bytes: &mut [u8]) -> Result<&mut [B], KernelError> {
     let size = std::mem::size_of::<B>();
     if !bytes.len().is_multiple_of(size) {
-        return Err(KernelError::Length { ty: B::TYPE, len: bytes.len(), size });
+        return Err(KernelError::Length {
+            ty: B::TYPE,
+            len: bytes.len(),
+            size,
+        });
     }
-    bytemuck::try_cast_slice_mut(bytes).map_err(|_| KernelError::Alignment { ty: B::TYPE, align: std::mem::align_of::<B>() })
+    bytemuck::try_cast_slice_mut(bytes).map_err(|_| KernelError::Alignment {
+        ty: B::TYPE,
+        align: std::mem::align_of::<B>(),
+    })
 }
 
 /// Calls `$f::<Block>` for the block type of `$ty`; `$other` handles the types `$f` does not take.
@@ -224,7 +238,13 @@ macro_rules! with_block {
 fn dequantize_typed<B: Block>(data: &[u8], out: &mut [f32]) -> Result<(), KernelError> {
     let blocks = blocks::<B>(data)?;
     if out.len() != blocks.len() * B::BLOCK_SIZE {
-        return Err(KernelError::Shape(format!("{} blocks of {} need {} outputs, got {}", blocks.len(), B::TYPE, blocks.len() * B::BLOCK_SIZE, out.len())));
+        return Err(KernelError::Shape(format!(
+            "{} blocks of {} need {} outputs, got {}",
+            blocks.len(),
+            B::TYPE,
+            blocks.len() * B::BLOCK_SIZE,
+            out.len()
+        )));
     }
     B::to_float(blocks, out);
     Ok(())
@@ -242,7 +262,12 @@ pub fn dequantize(ty: QuantType, data: &[u8], out: &mut [f32]) -> Result<(), Ker
 fn quantize_typed<B: ActivationBlock>(x: &[f32], out: &mut [u8]) -> Result<(), KernelError> {
     let blocks = blocks_mut::<B>(out)?;
     if x.len() != blocks.len() * B::BLOCK_SIZE {
-        return Err(KernelError::Shape(format!("{} values do not fill {} blocks of {}", x.len(), blocks.len(), B::TYPE)));
+        return Err(KernelError::Shape(format!(
+            "{} values do not fill {} blocks of {}",
+            x.len(),
+            blocks.len(),
+            B::TYPE
+        )));
     }
     B::from_float(x, blocks);
     Ok(())
@@ -258,11 +283,24 @@ pub fn quantize_activations(ty: QuantType, x: &[f32], out: &mut [u8]) -> Result<
 fn vec_dot_typed<B: Kernels>(path: KernelPath, w: &[u8], a: &[u8]) -> Result<f32, KernelError> {
     let (w, a) = (blocks::<B>(w)?, blocks::<B::Act>(a)?);
     if w.len() * B::BLOCK_SIZE != a.len() * B::Act::BLOCK_SIZE {
-        return Err(KernelError::Shape(format!("{} weights against {} activations", w.len() * B::BLOCK_SIZE, a.len() * B::Act::BLOCK_SIZE)));
+        return Err(KernelError::Shape(format!(
+            "{} weights against {} activations",
+            w.len() * B::BLOCK_SIZE,
+            a.len() * B::Act::BLOCK_SIZE
+        )));
     }
     let (scales, parts) = (B::Act::scales(a), signed_parts::<B>(path, a));
     let mut out = [[0.0]];
-    B::band_fn::<1>(path)(w, w.len(), [ScaledRow { blocks: a, scales: &scales, parts: &parts }], &mut out);
+    B::band_fn::<1>(path)(
+        w,
+        w.len(),
+        [ScaledRow {
+            blocks: a,
+            scales: &scales,
+            parts: &parts,
+        }],
+        &mut out,
+    );
     Ok(out[0][0])
 }
 
@@ -278,10 +316,21 @@ pub fn vec_dot(path: KernelPath, ty: QuantType, w: &[u8], a: &[u8]) -> Result<f3
 
 /// `out = Σ_j weights[j] · rows[j·stride..][..out.len()]` on `path`, each value summed in order
 /// of `j` (see [`crate::quants::weighted_sum`]): attention's weighted sum of value rows.
-pub fn weighted_sum(path: KernelPath, weights: &[f32], rows: &[f32], stride: usize, out: &mut [f32]) -> Result<(), KernelError> {
+pub fn weighted_sum(
+    path: KernelPath,
+    weights: &[f32],
+    rows: &[f32],
+    stride: usize,
+    out: &mut [f32],
+) -> Result<(), KernelError> {
     let needed = weights.len().checked_sub(1).map_or(0, |last| last * stride + out.len());
     if out.len() > stride || rows.len() < needed {
-        return Err(KernelError::Shape(format!("{} rows of {} values {stride} apart need {needed} values, got {}", weights.len(), out.len(), rows.len())));
+        return Err(KernelError::Shape(format!(
+            "{} rows of {} values {stride} apart need {needed} values, got {}",
+            weights.len(),
+            out.len(),
+            rows.len()
+        )));
     }
     match path.0 {
         Path::Scalar => crate::quants::weighted_sum(weights, rows, stride, out),
@@ -309,15 +358,34 @@ fn signed_parts<B: WeightBlock>(path: KernelPath, acts: &[B::Act]) -> Vec<Signed
     }
 }
 
-fn matmul_typed<B: Kernels>(path: KernelPath, w: &[u8], x: &[f32], k: usize, out: &mut [f32]) -> Result<(), KernelError> {
+fn matmul_typed<B: Kernels>(
+    path: KernelPath,
+    w: &[u8],
+    x: &[f32],
+    k: usize,
+    out: &mut [f32],
+) -> Result<(), KernelError> {
     let w = blocks::<B>(w)?;
     let blocks_per_row = k / B::BLOCK_SIZE;
-    if k == 0 || !k.is_multiple_of(B::BLOCK_SIZE) || !k.is_multiple_of(B::Act::BLOCK_SIZE) || w.len() % blocks_per_row != 0 || !x.len().is_multiple_of(k) {
-        return Err(KernelError::Shape(format!("{} weights ({} values) and {} activations do not split into rows of {k}", B::TYPE, w.len() * B::BLOCK_SIZE, x.len())));
+    if k == 0
+        || !k.is_multiple_of(B::BLOCK_SIZE)
+        || !k.is_multiple_of(B::Act::BLOCK_SIZE)
+        || w.len() % blocks_per_row != 0
+        || !x.len().is_multiple_of(k)
+    {
+        return Err(KernelError::Shape(format!(
+            "{} weights ({} values) and {} activations do not split into rows of {k}",
+            B::TYPE,
+            w.len() * B::BLOCK_SIZE,
+            x.len()
+        )));
     }
     let (n_rows, n_tokens) = (w.len() / blocks_per_row, x.len() / k);
     if out.len() != n_rows * n_tokens {
-        return Err(KernelError::Shape(format!("output holds {} values, need {n_tokens}×{n_rows}", out.len())));
+        return Err(KernelError::Shape(format!(
+            "output holds {} values, need {n_tokens}×{n_rows}",
+            out.len()
+        )));
     }
     // Each activation row is quantised once and reused against every weight row.
     let act_blocks = k / B::Act::BLOCK_SIZE;
@@ -329,9 +397,18 @@ fn matmul_typed<B: Kernels>(path: KernelPath, w: &[u8], x: &[f32], k: usize, out
     let (scales, parts) = (B::Act::scales(&acts), signed_parts::<B>(path, &acts));
     let act_row = |t: usize| {
         let blocks = t * act_blocks..(t + 1) * act_blocks;
-        ScaledRow { blocks: &acts[blocks.clone()], scales: scales.get(blocks.clone()).unwrap_or_default(), parts: parts.get(blocks).unwrap_or_default() }
+        ScaledRow {
+            blocks: &acts[blocks.clone()],
+            scales: scales.get(blocks.clone()).unwrap_or_default(),
+            parts: parts.get(blocks).unwrap_or_default(),
+        }
     };
-    let (dots_1, dots_2, dots_4, dots_tile) = (B::band_fn::<1>(path), B::band_fn::<2>(path), B::band_fn::<4>(path), B::band_fn::<TILE>(path));
+    let (dots_1, dots_2, dots_4, dots_tile) = (
+        B::band_fn::<1>(path),
+        B::band_fn::<2>(path),
+        B::band_fn::<4>(path),
+        B::band_fn::<TILE>(path),
+    );
     // Whole tiles, then what is left (a batch of 2 to 7 decode steps, a prompt's tail) in at most
     // one tile of 4 and one of 2, so that it still shares each weight block's unpacking.
     let tiled = n_tokens / TILE * TILE;
@@ -344,7 +421,14 @@ fn matmul_typed<B: Kernels>(path: KernelPath, w: &[u8], x: &[f32], k: usize, out
             ($dots:expr, $n:expr, $tokens:expr) => {
                 for t0 in $tokens.step_by($n) {
                     let ys = std::array::from_fn(|i| act_row(t0 + i));
-                    band_tile($dots, w_band, blocks_per_row, ys, rows.clone(), &mut out[t0 * n_rows..(t0 + $n) * n_rows]);
+                    band_tile(
+                        $dots,
+                        w_band,
+                        blocks_per_row,
+                        ys,
+                        rows.clone(),
+                        &mut out[t0 * n_rows..(t0 + $n) * n_rows],
+                    );
                 }
             };
         }
@@ -353,7 +437,12 @@ fn matmul_typed<B: Kernels>(path: KernelPath, w: &[u8], x: &[f32], k: usize, out
         tiles!(dots_2, 2, fours..twos);
         // Tokens left over (decode's one): the rows' sums go straight to the output.
         for t in twos..n_tokens {
-            dots_1(w_band, blocks_per_row, [act_row(t)], bytemuck::cast_slice_mut(&mut out[t * n_rows..][rows.clone()]));
+            dots_1(
+                w_band,
+                blocks_per_row,
+                [act_row(t)],
+                bytemuck::cast_slice_mut(&mut out[t * n_rows..][rows.clone()]),
+            );
         }
     }
     Ok(())
@@ -361,7 +450,14 @@ fn matmul_typed<B: Kernels>(path: KernelPath, w: &[u8], x: &[f32], k: usize, out
 
 /// One band of weight rows (`rows` of the output) against `N` tokens, through the band's
 /// `N`-token kernel; `out` is (N, rows of the whole matrix), the tokens' output rows.
-fn band_tile<B: Kernels, const N: usize>(band_fn: BandFn<B, N>, w_band: &[B], blocks_per_row: usize, ys: [ScaledRow<B::Act>; N], rows: Range<usize>, out: &mut [f32]) {
+fn band_tile<B: Kernels, const N: usize>(
+    band_fn: BandFn<B, N>,
+    w_band: &[B],
+    blocks_per_row: usize,
+    ys: [ScaledRow<B::Act>; N],
+    rows: Range<usize>,
+    out: &mut [f32],
+) {
     let n_rows = out.len() / N;
     let mut sums = [[0.0; N]; ROW_BAND]; // (rows of the band, tokens of the tile)
     let sums = &mut sums[..rows.len()];
@@ -375,7 +471,14 @@ fn band_tile<B: Kernels, const N: usize>(band_fn: BandFn<B, N>, w_band: &[B], bl
 
 /// `out = x · wᵀ`: `w` is (n_rows, k) in format `ty`, `x` is (n_tokens, k) f32,
 /// `out` is (n_tokens, n_rows).
-pub fn matmul(path: KernelPath, ty: QuantType, w: &[u8], x: &[f32], k: usize, out: &mut [f32]) -> Result<(), KernelError> {
+pub fn matmul(
+    path: KernelPath,
+    ty: QuantType,
+    w: &[u8],
+    x: &[f32],
+    k: usize,
+    out: &mut [f32],
+) -> Result<(), KernelError> {
     with_block!(ty, matmul_typed, [
         F32 => f32, F16 => f16, BF16 => bf16, Q4_0 => BlockQ4_0, Q4_1 => BlockQ4_1, Q5_0 => BlockQ5_0,
         Q5_1 => BlockQ5_1, Q8_0 => BlockQ8_0, Q2K => BlockQ2K, Q3K => BlockQ3K, Q4K => BlockQ4K,

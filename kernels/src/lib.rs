@@ -6,8 +6,8 @@
 //!   [`QuantType`] on raw bytes (dequantise, quantise activations, dot, matmul).
 
 pub mod dispatch;
-pub mod quants;
 mod quant_type;
+pub mod quants;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;

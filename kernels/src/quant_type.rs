@@ -108,7 +108,8 @@ impl QuantType {
 
     /// Bytes for a row of `n` values, or `None` when `n` is not a whole number of blocks.
     pub fn row_bytes(self, n: usize) -> Option<usize> {
-        n.is_multiple_of(self.block_size()).then(|| n / self.block_size() * self.type_size())
+        n.is_multiple_of(self.block_size())
+            .then(|| n / self.block_size() * self.type_size())
     }
 
     /// Byte offsets of the f16 scale fields (`d`, `m`, `dmin`) in one block: what must hold

@@ -83,7 +83,10 @@ fn dot_biased(xu: v128, y: v128, bias: i8) -> v128 {
 fn dot_biased_32(xu: [v128; 2], y: [v128; 2], bias: i8) -> v128 {
     #[cfg(target_feature = "relaxed-simd")]
     {
-        i32x4_extadd_pairwise_i16x8(i16x8_add(pairs_biased(xu[0], y[0], bias), pairs_biased(xu[1], y[1], bias)))
+        i32x4_extadd_pairwise_i16x8(i16x8_add(
+            pairs_biased(xu[0], y[0], bias),
+            pairs_biased(xu[1], y[1], bias),
+        ))
     }
     #[cfg(not(target_feature = "relaxed-simd"))]
     {
@@ -311,7 +314,9 @@ fn settled(v: v128) -> v128 {
 #[inline]
 fn legacy_dot<X: Legacy, const N: usize>(x: &[X], ys: [ScaledRow<X::Act>; N]) -> [f32; N] {
     let signed_parts = X::BIAS.is_none() && TAKES_SIGNED_PARTS;
-    assert!(ys.iter().all(|y| y.blocks.len() == x.len() && y.scales.len() == x.len() && (!signed_parts || y.parts.len() == x.len())));
+    assert!(ys.iter().all(|y| y.blocks.len() == x.len()
+        && y.scales.len() == x.len()
+        && (!signed_parts || y.parts.len() == x.len())));
     let parts = |n: usize, blocks: Range<usize>| if signed_parts { &ys[n].parts[blocks] } else { &[] };
     let mut acc = [f32x4_splat(0.0); N];
     let mut offsets = [0.0; N];
@@ -326,8 +331,20 @@ fn legacy_dot<X: Legacy, const N: usize>(x: &[X], ys: [ScaledRow<X::Act>; N]) ->
             let yb = &ys[n].blocks[4 * g..4 * g + 4];
             let scales = f32x4_mul(dx, load(bytemuck::cast_slice(&ys[n].scales[4 * g..4 * g + 4])));
             let yp = parts(n, 4 * g..4 * g + 4);
-            let terms = four(|b| settled(f32x4_mul(splat_lane(scales, b), f32x4_convert_i32x4(block_sum::<X>(values.map_or_else(|| xs[b].values(), |v| v[b]), &yb[b], yp.get(b))))));
-            acc[n] = f32x4_add(f32x4_add(f32x4_add(f32x4_add(acc[n], terms[0]), terms[1]), terms[2]), terms[3]);
+            let terms = four(|b| {
+                settled(f32x4_mul(
+                    splat_lane(scales, b),
+                    f32x4_convert_i32x4(block_sum::<X>(
+                        values.map_or_else(|| xs[b].values(), |v| v[b]),
+                        &yb[b],
+                        yp.get(b),
+                    )),
+                ))
+            });
+            acc[n] = f32x4_add(
+                f32x4_add(f32x4_add(f32x4_add(acc[n], terms[0]), terms[1]), terms[2]),
+                terms[3],
+            );
             if let Some(offset) = X::OFFSET {
                 offsets[n] += (0..4).map(|b| offset(&xs[b], &yb[b])).sum::<f32>();
             }
@@ -338,7 +355,13 @@ fn legacy_dot<X: Legacy, const N: usize>(x: &[X], ys: [ScaledRow<X::Act>; N]) ->
         for n in 0..N {
             let y = &ys[n].blocks[i];
             let scale = f32x4_splat(f32_of(*x[i].d()) * ys[n].scales[i]);
-            acc[n] = f32x4_add(acc[n], f32x4_mul(scale, f32x4_convert_i32x4(block_sum::<X>(values, y, parts(n, i..i + 1).first()))));
+            acc[n] = f32x4_add(
+                acc[n],
+                f32x4_mul(
+                    scale,
+                    f32x4_convert_i32x4(block_sum::<X>(values, y, parts(n, i..i + 1).first())),
+                ),
+            );
             if let Some(offset) = X::OFFSET {
                 offsets[n] += offset(&x[i], y);
             }
@@ -425,12 +448,20 @@ pub fn vec_dot_q8_0<const N: usize>(x: &[BlockQ8_0], ys: [ScaledRow<BlockQ8_0>; 
 /// of 16, each with its scale, unsigned (0..=63) and worth their value minus `bias`. Each
 /// sub-block is unpacked once and used `N` times.
 #[inline]
-fn scaled_sum_16<const N: usize>(values: impl Fn(usize) -> v128, bias: i8, scales: impl Fn(usize) -> i32, ys: [&BlockQ8K; N]) -> [i32; N] {
+fn scaled_sum_16<const N: usize>(
+    values: impl Fn(usize) -> v128,
+    bias: i8,
+    scales: impl Fn(usize) -> i32,
+    ys: [&BlockQ8K; N],
+) -> [i32; N] {
     let mut sumi = [i32x4_splat(0); N];
     steps_of_16(1, |k| {
         let (v, scale) = (values(k), i32x4_splat(scales(k)));
         for (sum, y) in sumi.iter_mut().zip(ys) {
-            *sum = settled(i32x4_add(*sum, i32x4_mul(dot_biased(v, load_i8(&y.qs[k * 16..]), bias), scale)));
+            *sum = settled(i32x4_add(
+                *sum,
+                i32x4_mul(dot_biased(v, load_i8(&y.qs[k * 16..]), bias), scale),
+            ));
         }
     });
     sumi.map(hsum_i32)
@@ -439,7 +470,11 @@ fn scaled_sum_16<const N: usize>(values: impl Fn(usize) -> v128, bias: i8, scale
 /// [`scaled_sum_16`] for formats whose scales cover 32 values (Q4_K, Q5_K): values 0..=31, no
 /// bias; each pair of 16-value halves is summed as one ([`dot_biased_32`]) and scaled once.
 #[inline]
-fn scaled_sum_32<const N: usize>(values: impl Fn(usize) -> [v128; 2], scales: impl Fn(usize) -> i32, ys: [&BlockQ8K; N]) -> [i32; N] {
+fn scaled_sum_32<const N: usize>(
+    values: impl Fn(usize) -> [v128; 2],
+    scales: impl Fn(usize) -> i32,
+    ys: [&BlockQ8K; N],
+) -> [i32; N] {
     let mut sumi = [i32x4_splat(0); N];
     steps_of_16(2, |k| {
         let j = k / 2;
@@ -536,7 +571,12 @@ fn k4_nibbles(qs: &[u8; 128], k: usize) -> v128 {
 }
 
 pub fn vec_dot_q4_k<const N: usize>(x: &[BlockQ4K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
-    k4_dot(x, ys, |x| (f32_of(x.d), f32_of(x.dmin), x.scales_and_mins()), |x, k| k4_nibbles(&x.qs, k))
+    k4_dot(
+        x,
+        ys,
+        |x| (f32_of(x.d), f32_of(x.dmin), x.scales_and_mins()),
+        |x, k| k4_nibbles(&x.qs, k),
+    )
 }
 
 pub fn vec_dot_q5_k<const N: usize>(x: &[BlockQ5K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
@@ -554,7 +594,11 @@ pub fn vec_dot_q6_k<const N: usize>(x: &[BlockQ6K], ys: [&[BlockQ8K]; N]) -> [f3
         let values = |k: usize| {
             let (half, m, part) = (k / 8, (k % 8) / 2, k % 2);
             let ql = load(&x.ql[half * 64 + (m % 2) * 32 + part * 16..]);
-            let low = if m < 2 { v128_and(ql, u8x16_splat(0x0f)) } else { u8x16_shr(ql, 4) };
+            let low = if m < 2 {
+                v128_and(ql, u8x16_splat(0x0f))
+            } else {
+                u8x16_shr(ql, 4)
+            };
             let qh = load(&x.qh[half * 32 + part * 16..]);
             let high = i8x16_shl(v128_and(u8x16_shr(qh, 2 * m as u32), u8x16_splat(3)), 4);
             v128_or(low, high)
@@ -596,7 +640,12 @@ fn float_dot<T: Copy + Into<f64>>(x: &[T], y: &[T], load4: impl Fn(&[T]) -> v128
     let mut acc = [f32x4_splat(0.0); 4];
     let (x16, y16) = (x.chunks_exact(16), y.chunks_exact(16));
     let (x4, y4) = (x16.remainder().chunks_exact(4), y16.remainder().chunks_exact(4));
-    let tail: f64 = x4.remainder().iter().zip(y4.remainder()).map(|(a, b)| (*a).into() * (*b).into()).sum();
+    let tail: f64 = x4
+        .remainder()
+        .iter()
+        .zip(y4.remainder())
+        .map(|(a, b)| (*a).into() * (*b).into())
+        .sum();
     for (a, b) in x16.zip(y16) {
         for (i, acc) in acc.iter_mut().enumerate() {
             *acc = f32x4_add(*acc, f32x4_mul(load4(&a[4 * i..]), load4(&b[4 * i..])));

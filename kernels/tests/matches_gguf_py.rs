@@ -20,7 +20,11 @@ fn fixtures() -> Vec<Case> {
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/quant-fixtures")));
     let index = std::fs::read_to_string(dir.join("index.tsv")).unwrap_or_else(|e| {
-        panic!("no quantisation fixtures in {} ({e}); run tests/run, or python3 tests/quant_fixtures.py MODEL {}", dir.display(), dir.display())
+        panic!(
+            "no quantisation fixtures in {} ({e}); run tests/run, or python3 tests/quant_fixtures.py MODEL {}",
+            dir.display(),
+            dir.display()
+        )
     });
     index
         .lines()
@@ -47,7 +51,10 @@ fn aligned(bytes: &[u8]) -> Vec<u64> {
 }
 
 fn f32s(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
 }
 
 #[test]
@@ -61,16 +68,28 @@ fn dequantize_matches_gguf_py_bit_for_bit() {
         dequantize(c.ty, data, &mut out).unwrap_or_else(|e| panic!("{}: {e}", c.name));
         let expected = f32s(&c.expected);
         for (i, (got, want)) in out.iter().zip(&expected).enumerate() {
-            assert_eq!(got.to_bits(), want.to_bits(), "{} ({}) value {i}: {got} vs gguf-py {want}", c.name, c.ty);
+            assert_eq!(
+                got.to_bits(),
+                want.to_bits(),
+                "{} ({}) value {i}: {got} vs gguf-py {want}",
+                c.name,
+                c.ty
+            );
         }
         seen.insert((c.name.split('-').next().unwrap().to_string(), c.ty.name()));
     }
     // Every format on random blocks, and every type the reference model uses on its real tensors.
     for ty in QuantType::ALL.iter().filter(|t| **t != QuantType::F32) {
-        assert!(seen.contains(&("random".to_string(), ty.name())), "no random-block case for {ty}");
+        assert!(
+            seen.contains(&("random".to_string(), ty.name())),
+            "no random-block case for {ty}"
+        );
     }
     for ty in ["F32", "Q8_0", "Q5_0", "Q4_K", "Q6_K"] {
-        assert!(seen.contains(&("model".to_string(), ty)), "no model tensor of type {ty}");
+        assert!(
+            seen.contains(&("model".to_string(), ty)),
+            "no model tensor of type {ty}"
+        );
     }
 }
 

@@ -45,9 +45,15 @@ fn random_weights(rng: &mut SmallRng, ty: QuantType, n: usize, scale: Option<f32
     rng.fill(bytes);
     let value = |rng: &mut SmallRng| scale.unwrap_or_else(|| rng.random_range(-2.0f32..2.0));
     match ty {
-        QuantType::F32 => bytes.chunks_exact_mut(4).for_each(|c| c.copy_from_slice(&value(rng).to_le_bytes())),
-        QuantType::F16 => bytes.chunks_exact_mut(2).for_each(|c| c.copy_from_slice(&f16::from_f32(value(rng)).to_le_bytes())),
-        QuantType::BF16 => bytes.chunks_exact_mut(2).for_each(|c| c.copy_from_slice(&bf16::from_f32(value(rng)).to_le_bytes())),
+        QuantType::F32 => bytes
+            .chunks_exact_mut(4)
+            .for_each(|c| c.copy_from_slice(&value(rng).to_le_bytes())),
+        QuantType::F16 => bytes
+            .chunks_exact_mut(2)
+            .for_each(|c| c.copy_from_slice(&f16::from_f32(value(rng)).to_le_bytes())),
+        QuantType::BF16 => bytes
+            .chunks_exact_mut(2)
+            .for_each(|c| c.copy_from_slice(&bf16::from_f32(value(rng)).to_le_bytes())),
         _ => {
             for block in bytes.chunks_exact_mut(ty.type_size()) {
                 for &off in ty.f16_scale_offsets() {
@@ -89,12 +95,18 @@ fn every_path_matches_scalar_within_1e5() {
             let a = quantized(ty, &x);
             let reference = vec_dot(KernelPath::SCALAR, ty, w.bytes(), a.bytes()).unwrap();
             // Scale for the tolerance: Σ|w·a|, so cancellation does not shrink it to nothing.
-            let (wf, af) = (dequantized(ty, w.bytes(), N), dequantized(ty.vec_dot_type().unwrap(), a.bytes(), N));
+            let (wf, af) = (
+                dequantized(ty, w.bytes(), N),
+                dequantized(ty.vec_dot_type().unwrap(), a.bytes(), N),
+            );
             let magnitude: f64 = wf.iter().zip(&af).map(|(w, a)| (*w as f64 * *a as f64).abs()).sum();
             for path in KernelPath::available() {
                 let got = vec_dot(path, ty, w.bytes(), a.bytes()).unwrap();
                 let err = (got as f64 - reference as f64).abs();
-                assert!(err <= 1e-5 * magnitude.max(1e-30), "{ty} on {path}, trial {trial}: {got} vs scalar {reference} (scale {magnitude})");
+                assert!(
+                    err <= 1e-5 * magnitude.max(1e-30),
+                    "{ty} on {path}, trial {trial}: {got} vs scalar {reference} (scale {magnitude})"
+                );
             }
         }
     }
@@ -119,7 +131,11 @@ fn integer_sums_are_exact_on_every_path() {
             let reference = vec_dot(KernelPath::SCALAR, ty, w.bytes(), a.bytes()).unwrap();
             assert_eq!(reference.fract(), 0.0, "{ty}: {reference}");
             for path in KernelPath::available() {
-                assert_eq!(vec_dot(path, ty, w.bytes(), a.bytes()).unwrap(), reference, "{ty} on {path}");
+                assert_eq!(
+                    vec_dot(path, ty, w.bytes(), a.bytes()).unwrap(),
+                    reference,
+                    "{ty} on {path}"
+                );
             }
         }
     }
@@ -129,8 +145,13 @@ fn integer_sums_are_exact_on_every_path() {
 /// for bit, in matmul tiles too (the engine's output must not depend on which CPU ran it).
 #[test]
 fn x86_simd_paths_agree_bit_for_bit() {
-    let simd: Vec<KernelPath> = KernelPath::available().into_iter().filter(|p| *p != KernelPath::SCALAR).collect();
-    let Some((&first, others)) = simd.split_first() else { return };
+    let simd: Vec<KernelPath> = KernelPath::available()
+        .into_iter()
+        .filter(|p| *p != KernelPath::SCALAR)
+        .collect();
+    let Some((&first, others)) = simd.split_first() else {
+        return;
+    };
     let mut rng = SmallRng::seed_from_u64(5);
     let (k, rows, tokens) = (N, 3, 7); // tiles of 4 and 2, one token
     for ty in WEIGHT_TYPES {
@@ -153,16 +174,34 @@ fn x86_simd_paths_agree_bit_for_bit() {
 fn matmul_quantises_activations_as_the_scalar_code_does() {
     let k = 128;
     let mut w = Aligned::new(QuantType::Q8_0.row_bytes(k * k).unwrap());
-    for (r, row) in w.bytes_mut().chunks_exact_mut(QuantType::Q8_0.row_bytes(k).unwrap()).enumerate() {
+    for (r, row) in w
+        .bytes_mut()
+        .chunks_exact_mut(QuantType::Q8_0.row_bytes(k).unwrap())
+        .enumerate()
+    {
         let block = &mut row[r / 32 * 34..][..34];
         block[..2].copy_from_slice(&f16::from_f32(1.0).to_le_bytes());
         block[2 + r % 32] = 1;
     }
     let mut rng = SmallRng::seed_from_u64(6);
     let tokens: Vec<Vec<f32>> = vec![
-        (0..k).map(|i| if i % 32 == 0 { 127.0 } else { (i as f32 - 64.0) + 0.5 }).collect(),
-        (0..k).map(|i| if i < 32 { 0.0 } else if i % 2 == 0 { -0.0 } else { 1e-30 * i as f32 }).collect(),
-        (0..k).map(|i| f32::from_bits((i as f32 + 0.5).to_bits() + (i % 3) as u32 - 1)).collect(),
+        (0..k)
+            .map(|i| if i % 32 == 0 { 127.0 } else { (i as f32 - 64.0) + 0.5 })
+            .collect(),
+        (0..k)
+            .map(|i| {
+                if i < 32 {
+                    0.0
+                } else if i % 2 == 0 {
+                    -0.0
+                } else {
+                    1e-30 * i as f32
+                }
+            })
+            .collect(),
+        (0..k)
+            .map(|i| f32::from_bits((i as f32 + 0.5).to_bits() + (i % 3) as u32 - 1))
+            .collect(),
         random_activations(&mut rng, k),
         random_activations(&mut rng, k).iter().map(|v| v * 1e6).collect(),
     ];
@@ -173,7 +212,11 @@ fn matmul_quantises_activations_as_the_scalar_code_does() {
         for (t, row) in tokens.iter().enumerate() {
             let expected = dequantized(QuantType::Q8_0, quantized(QuantType::Q8_0, row).bytes(), k);
             let got = &out[t * k..(t + 1) * k];
-            assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), expected.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "token {t} on {path}");
+            assert_eq!(
+                got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                expected.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "token {t} on {path}"
+            );
         }
     }
 }
@@ -185,7 +228,10 @@ fn scalar_dot_equals_dot_of_dequantized_values() {
         let w = random_weights(&mut rng, ty, N, None);
         let x = random_activations(&mut rng, N);
         let a = quantized(ty, &x);
-        let (wf, af) = (dequantized(ty, w.bytes(), N), dequantized(ty.vec_dot_type().unwrap(), a.bytes(), N));
+        let (wf, af) = (
+            dequantized(ty, w.bytes(), N),
+            dequantized(ty.vec_dot_type().unwrap(), a.bytes(), N),
+        );
         let expected: f64 = wf.iter().zip(&af).map(|(w, a)| *w as f64 * *a as f64).sum();
         let magnitude: f64 = wf.iter().zip(&af).map(|(w, a)| (*w as f64 * *a as f64).abs()).sum();
         let got = vec_dot(KernelPath::SCALAR, ty, w.bytes(), a.bytes()).unwrap() as f64;
@@ -209,7 +255,8 @@ fn matmul_is_a_vec_dot_per_row_and_token() {
             for t in 0..tokens {
                 let a = quantized(ty, &x[t * k..(t + 1) * k]);
                 for r in 0..rows {
-                    let expected = vec_dot(path, ty, &w.bytes()[r * row_bytes..(r + 1) * row_bytes], a.bytes()).unwrap();
+                    let expected =
+                        vec_dot(path, ty, &w.bytes()[r * row_bytes..(r + 1) * row_bytes], a.bytes()).unwrap();
                     assert_eq!(out[t * rows + r], expected, "{ty} on {path}, token {t}, row {r}");
                 }
             }
@@ -225,7 +272,15 @@ fn shape_and_format_errors_are_reported_not_panicked() {
     assert!(vec_dot(KernelPath::SCALAR, QuantType::Q4K, &w.bytes()[1..], a.bytes()).is_err());
     assert!(vec_dot(KernelPath::SCALAR, QuantType::Q8K, a.bytes(), a.bytes()).is_err());
     let mut out = vec![0.0; 3];
-    assert!(matmul(KernelPath::SCALAR, QuantType::Q4K, w.bytes(), &[0.0; 256], 256, &mut out).is_err());
+    assert!(matmul(
+        KernelPath::SCALAR,
+        QuantType::Q4K,
+        w.bytes(),
+        &[0.0; 256],
+        256,
+        &mut out
+    )
+    .is_err());
     assert!(quantize_activations(QuantType::Q4_0, &[0.0; 32], &mut [0u8; 18]).is_err());
 }
 
@@ -235,7 +290,10 @@ fn the_best_path_is_simd_where_the_target_has_it() {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     assert_eq!(best, "simd128");
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") && std::is_x86_feature_detected!("f16c") {
+    if std::is_x86_feature_detected!("avx2")
+        && std::is_x86_feature_detected!("fma")
+        && std::is_x86_feature_detected!("f16c")
+    {
         use std::is_x86_feature_detected as has;
         let vnni = has!("avx512f") && has!("avx512vl") && has!("avx512bw") && has!("avx512vnni");
         assert_eq!(best, if vnni { "avx512vnni" } else { "avx2" });
@@ -255,7 +313,10 @@ fn f16_dequantises_to_halfs_values() {
         dequantize(QuantType::F16, bytemuck::cast_slice(src), &mut out).unwrap();
         for (&h, &v) in src.iter().zip(&out) {
             let expected = f16::from_bits(h).to_f32();
-            assert!(v.to_bits() == expected.to_bits() || v.is_nan() && expected.is_nan(), "{h:#06x}: {v} ≠ {expected}");
+            assert!(
+                v.to_bits() == expected.to_bits() || v.is_nan() && expected.is_nan(),
+                "{h:#06x}: {v} ≠ {expected}"
+            );
         }
     }
     assert!(dequantize(QuantType::F16, &[0; 4], &mut [0.0; 3]).is_err());
@@ -281,8 +342,15 @@ fn weighted_sums_match_scalar_on_every_path() {
             let got = weighted(path, &weights, &rows, stride, n);
             for (d, (g, r)) in got.iter().zip(&reference).enumerate() {
                 // Σ|w·v| bounds the error of each order of rounding.
-                let magnitude: f32 = weights.iter().enumerate().map(|(j, w)| (w * rows[j * stride + d]).abs()).sum();
-                assert!((g - r).abs() <= 1e-5 * magnitude, "{path}, {n} of {stride}, value {d}: {g} vs scalar {r}");
+                let magnitude: f32 = weights
+                    .iter()
+                    .enumerate()
+                    .map(|(j, w)| (w * rows[j * stride + d]).abs())
+                    .sum();
+                assert!(
+                    (g - r).abs() <= 1e-5 * magnitude,
+                    "{path}, {n} of {stride}, value {d}: {g} vs scalar {r}"
+                );
             }
         }
     }
@@ -301,14 +369,24 @@ fn zero_weights_around_a_span_change_no_weighted_sum() {
     for path in KernelPath::available() {
         let alone = weighted(path, &weights[span.clone()], &rows[span.start * stride..], stride, n);
         let padded = weighted(path, &weights, &rows, stride, n);
-        assert_eq!(alone.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), padded.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{path}");
+        assert_eq!(
+            alone.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            padded.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "{path}"
+        );
     }
 }
 
 #[test]
 fn weighted_sum_refuses_rows_that_do_not_fit() {
     let mut out = vec![0.0; 8];
-    assert!(weighted_sum(KernelPath::SCALAR, &[1.0; 3], &[0.0; 23], 8, &mut out).is_err(), "3 rows of 8 need 24 values");
-    assert!(weighted_sum(KernelPath::SCALAR, &[1.0; 2], &[0.0; 64], 4, &mut out).is_err(), "rows of 8 values 4 apart overlap");
+    assert!(
+        weighted_sum(KernelPath::SCALAR, &[1.0; 3], &[0.0; 23], 8, &mut out).is_err(),
+        "3 rows of 8 need 24 values"
+    );
+    assert!(
+        weighted_sum(KernelPath::SCALAR, &[1.0; 2], &[0.0; 64], 4, &mut out).is_err(),
+        "rows of 8 values 4 apart overlap"
+    );
     assert!(weighted_sum(KernelPath::best(), &[1.0; 3], &[0.0; 24], 8, &mut out).is_ok());
 }

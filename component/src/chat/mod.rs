@@ -13,13 +13,18 @@ pub struct Message {
 
 impl Message {
     pub fn new(role: &str, content: &str) -> Message {
-        Message { role: role.into(), content: content.into() }
+        Message {
+            role: role.into(),
+            content: content.into(),
+        }
     }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ChatError {
-    #[error("the model has no chat template (tokenizer.chat_template) and Rill has none built in for architecture {0:?}")]
+    #[error(
+        "the model has no chat template (tokenizer.chat_template) and Rill has none built in for architecture {0:?}"
+    )]
     Missing(String),
     #[error("chat template: {0}")]
     Template(String),
@@ -47,8 +52,11 @@ impl ChatTemplate {
         let mut env = Environment::new();
         // Templates written for Python's Jinja call str methods (.strip(), .startswith(), ...).
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> Result<String, Error> { Err(Error::new(ErrorKind::InvalidOperation, msg)) });
-        env.add_template_owned("chat", text).map_err(|e| ChatError::Template(e.to_string()))?;
+        env.add_function("raise_exception", |msg: String| -> Result<String, Error> {
+            Err(Error::new(ErrorKind::InvalidOperation, msg))
+        });
+        env.add_template_owned("chat", text)
+            .map_err(|e| ChatError::Template(e.to_string()))?;
         Ok(ChatTemplate { env, bos, eos, source })
     }
 
@@ -58,7 +66,10 @@ impl ChatTemplate {
         if messages.is_empty() {
             return Err(ChatError::Template("no messages".into()));
         }
-        let tmpl = self.env.get_template("chat").map_err(|e| ChatError::Template(e.to_string()))?;
+        let tmpl = self
+            .env
+            .get_template("chat")
+            .map_err(|e| ChatError::Template(e.to_string()))?;
         tmpl.render(context! { messages, add_generation_prompt, bos_token => self.bos, eos_token => self.eos })
             .map_err(|e| ChatError::Template(format!("{e:#}")))
     }

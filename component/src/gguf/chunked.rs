@@ -29,7 +29,13 @@ pub struct ChunkedReader {
 impl ChunkedReader {
     /// `file_len`, when known, lets the header be checked against the whole file's size.
     pub fn new(file_len: Option<u64>) -> ChunkedReader {
-        ChunkedReader { buf: Vec::new(), file_len, header: None, retry_at: 0, ends: Vec::new() }
+        ChunkedReader {
+            buf: Vec::new(),
+            file_len,
+            header: None,
+            retry_at: 0,
+            ends: Vec::new(),
+        }
     }
 
     /// Appends the next bytes of the file.
@@ -37,19 +43,29 @@ impl ChunkedReader {
         let seen = self.buf.len() as u64 + chunk.len() as u64;
         if let Some(len) = self.file_len {
             if seen > len {
-                return Err(GgufError::invalid("file", seen, format!("more bytes than the announced {len}")));
+                return Err(GgufError::invalid(
+                    "file",
+                    seen,
+                    format!("more bytes than the announced {len}"),
+                ));
             }
         }
         let reserve = match self.file_len {
             Some(len) => len as usize - self.buf.len(),
             None => chunk.len(),
         };
-        self.buf.try_reserve(reserve).map_err(|_| GgufError::OutOfMemory { bytes: (self.buf.len() + reserve) as u64 })?;
+        self.buf.try_reserve(reserve).map_err(|_| GgufError::OutOfMemory {
+            bytes: (self.buf.len() + reserve) as u64,
+        })?;
         self.buf.extend_from_slice(chunk);
         if self.header.is_none() && seen >= self.retry_at {
             match parse::parse_header(&self.buf, self.file_len) {
                 Ok(header) => {
-                    self.ends = header.tensors.iter().map(|t| header.data_offset + t.offset + t.n_bytes).collect();
+                    self.ends = header
+                        .tensors
+                        .iter()
+                        .map(|t| header.data_offset + t.offset + t.n_bytes)
+                        .collect();
                     self.ends.sort_unstable();
                     self.header = Some(header);
                 }
@@ -83,9 +99,12 @@ impl ChunkedReader {
         };
         let have = self.buf.len() as u64;
         parse::check_tensor_ranges(&header.tensors, header.data_offset, Some(have)).map_err(|e| match e {
-            GgufError::Invalid { field, offset, .. } => {
-                GgufError::Truncated { field, offset, needed: header.file_len(), available: have }
-            }
+            GgufError::Invalid { field, offset, .. } => GgufError::Truncated {
+                field,
+                offset,
+                needed: header.file_len(),
+                available: have,
+            },
             e => e,
         })?;
         Ok((header, self.buf))

@@ -5,7 +5,12 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq)]
 pub enum GgufError {
     /// The bytes end before `field` does. When reading incrementally, more bytes may fix it.
-    Truncated { field: String, offset: u64, needed: u64, available: u64 },
+    Truncated {
+        field: String,
+        offset: u64,
+        needed: u64,
+        available: u64,
+    },
     /// A value is present but not acceptable.
     Invalid { field: String, offset: u64, reason: String },
     /// A metadata key is missing or has the wrong type (typed accessors).
@@ -16,7 +21,11 @@ pub enum GgufError {
 
 impl GgufError {
     pub(crate) fn invalid(field: impl Into<String>, offset: u64, reason: impl Into<String>) -> Self {
-        GgufError::Invalid { field: field.into(), offset, reason: reason.into() }
+        GgufError::Invalid {
+            field: field.into(),
+            offset,
+            reason: reason.into(),
+        }
     }
 
     /// True when more bytes could make the same input parse.

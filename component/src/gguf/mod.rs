@@ -56,12 +56,13 @@ impl Gguf {
     pub fn tensor_bytes<'a>(&self, t: &TensorInfo, file: &'a [u8]) -> Result<&'a [u8], GgufError> {
         let start = self.data_offset + t.offset;
         let end = start + t.n_bytes;
-        file.get(start as usize..end as usize).ok_or_else(|| GgufError::Truncated {
-            field: format!("tensor {:?} data", t.name),
-            offset: start,
-            needed: end,
-            available: file.len() as u64,
-        })
+        file.get(start as usize..end as usize)
+            .ok_or_else(|| GgufError::Truncated {
+                field: format!("tensor {:?} data", t.name),
+                offset: start,
+                needed: end,
+                available: file.len() as u64,
+            })
     }
 
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
@@ -73,12 +74,20 @@ impl Gguf {
     }
 
     fn typed<'a, T>(&'a self, key: &str, what: &str, f: impl Fn(&'a Value) -> Option<T>) -> Result<T, GgufError> {
-        let v = self.get(key).ok_or_else(|| GgufError::Metadata { key: key.into(), reason: "missing".into() })?;
-        f(v).ok_or_else(|| GgufError::Metadata { key: key.into(), reason: format!("expected {what}, found {v} ({:?})", v.value_type()) })
+        let v = self.get(key).ok_or_else(|| GgufError::Metadata {
+            key: key.into(),
+            reason: "missing".into(),
+        })?;
+        f(v).ok_or_else(|| GgufError::Metadata {
+            key: key.into(),
+            reason: format!("expected {what}, found {v} ({:?})", v.value_type()),
+        })
     }
 
     pub fn u32(&self, key: &str) -> Result<u32, GgufError> {
-        self.typed(key, "an integer that fits in u32", |v| v.as_u64().and_then(|n| u32::try_from(n).ok()))
+        self.typed(key, "an integer that fits in u32", |v| {
+            v.as_u64().and_then(|n| u32::try_from(n).ok())
+        })
     }
 
     pub fn u64(&self, key: &str) -> Result<u64, GgufError> {
@@ -121,7 +130,11 @@ impl Gguf {
 
     /// `{architecture}.{suffix}` read by `read` when present: `Ok(None)` when it is missing, an
     /// error when it has the wrong type (a malformed value must not pass for a default).
-    pub fn arch_opt<'a, T>(&'a self, suffix: &str, read: impl Fn(&'a Gguf, &str) -> Result<T, GgufError>) -> Result<Option<T>, GgufError> {
+    pub fn arch_opt<'a, T>(
+        &'a self,
+        suffix: &str,
+        read: impl Fn(&'a Gguf, &str) -> Result<T, GgufError>,
+    ) -> Result<Option<T>, GgufError> {
         let key = self.arch_key(suffix)?;
         if self.get(&key).is_none() {
             return Ok(None);
@@ -143,6 +156,10 @@ impl Gguf {
 
     /// Bytes the header and data take: the file length a complete file has.
     pub fn file_len(&self) -> u64 {
-        self.tensors.iter().map(|t| self.data_offset + t.offset + t.n_bytes).max().unwrap_or(self.data_offset)
+        self.tensors
+            .iter()
+            .map(|t| self.data_offset + t.offset + t.n_bytes)
+            .max()
+            .unwrap_or(self.data_offset)
     }
 }

@@ -42,11 +42,20 @@ impl<'a> Cursor<'a> {
         let needed = offset.saturating_add(n);
         if let Some(len) = self.file_len {
             if needed > len {
-                return Err(GgufError::invalid(field, offset, format!("needs {n} bytes but the file ends at byte {len}")));
+                return Err(GgufError::invalid(
+                    field,
+                    offset,
+                    format!("needs {n} bytes but the file ends at byte {len}"),
+                ));
             }
         }
         if needed > self.bytes.len() as u64 {
-            return Err(GgufError::Truncated { field: field.to_string(), offset, needed, available: self.bytes.len() as u64 });
+            return Err(GgufError::Truncated {
+                field: field.to_string(),
+                offset,
+                needed,
+                available: self.bytes.len() as u64,
+            });
         }
         let out = &self.bytes[self.pos..needed as usize];
         self.pos = needed as usize;
@@ -70,7 +79,11 @@ impl<'a> Cursor<'a> {
         let offset = self.offset();
         let n = self.u64(field)?;
         if n > cap || n.saturating_mul(min_size) > self.room() {
-            return Err(GgufError::invalid(field, offset, format!("count {n} cannot fit in the bytes that follow")));
+            return Err(GgufError::invalid(
+                field,
+                offset,
+                format!("count {n} cannot fit in the bytes that follow"),
+            ));
         }
         Ok(n)
     }
@@ -83,7 +96,11 @@ impl<'a> Cursor<'a> {
         let offset = self.offset();
         let len = self.u64(field)?;
         if len > MAX_STRING_LEN {
-            return Err(GgufError::invalid(field, offset, format!("string length {len} is over the {MAX_STRING_LEN}-byte limit")));
+            return Err(GgufError::invalid(
+                field,
+                offset,
+                format!("string length {len} is over the {MAX_STRING_LEN}-byte limit"),
+            ));
         }
         let bytes = self.take(len, field)?;
         std::str::from_utf8(bytes)
@@ -113,7 +130,13 @@ impl<'a> Cursor<'a> {
                 match self.fixed::<1>(field)?[0] {
                     0 => Value::Bool(false),
                     1 => Value::Bool(true),
-                    b => return Err(GgufError::invalid(field, offset, format!("bool byte {b} is neither 0 nor 1"))),
+                    b => {
+                        return Err(GgufError::invalid(
+                            field,
+                            offset,
+                            format!("bool byte {b} is neither 0 nor 1"),
+                        ))
+                    }
                 }
             }
             ValueType::String => Value::String(self.string(field)?),
@@ -125,7 +148,11 @@ impl<'a> Cursor<'a> {
     fn array(&mut self, field: &str, depth: u32) -> Result<Array, GgufError> {
         let offset = self.offset();
         if depth >= MAX_ARRAY_DEPTH {
-            return Err(GgufError::invalid(field, offset, format!("arrays nested deeper than {MAX_ARRAY_DEPTH}")));
+            return Err(GgufError::invalid(
+                field,
+                offset,
+                format!("arrays nested deeper than {MAX_ARRAY_DEPTH}"),
+            ));
         }
         let elem = self.value_type(field)?;
         let n = self.count(field, elem.min_size(), MAX_ARRAY_LEN)?;
@@ -133,7 +160,12 @@ impl<'a> Cursor<'a> {
         macro_rules! packed {
             ($variant:ident, $t:ty) => {{
                 let bytes = self.take(n * elem.min_size(), field)?;
-                Array::$variant(bytes.chunks_exact(std::mem::size_of::<$t>()).map(|b| <$t>::from_le_bytes(b.try_into().unwrap())).collect())
+                Array::$variant(
+                    bytes
+                        .chunks_exact(std::mem::size_of::<$t>())
+                        .map(|b| <$t>::from_le_bytes(b.try_into().unwrap()))
+                        .collect(),
+                )
             }};
         }
         Ok(match elem {
@@ -151,7 +183,11 @@ impl<'a> Cursor<'a> {
                 let at = self.offset();
                 let bytes = self.take(n, field)?;
                 if let Some(i) = bytes.iter().position(|&b| b > 1) {
-                    return Err(GgufError::invalid(field, at + i as u64, format!("bool byte {} is neither 0 nor 1", bytes[i])));
+                    return Err(GgufError::invalid(
+                        field,
+                        at + i as u64,
+                        format!("bool byte {} is neither 0 nor 1", bytes[i]),
+                    ));
                 }
                 Array::Bool(bytes.iter().map(|&b| b == 1).collect())
             }
@@ -214,7 +250,11 @@ impl<'a> Cursor<'a> {
         let dims_offset = self.offset();
         let n_dims = self.u32(&format!("{field} n_dims"))?;
         if n_dims == 0 || n_dims > MAX_DIMS {
-            return Err(GgufError::invalid(format!("{field} n_dims"), dims_offset, format!("{n_dims} dimensions (1 to {MAX_DIMS} allowed)")));
+            return Err(GgufError::invalid(
+                format!("{field} n_dims"),
+                dims_offset,
+                format!("{n_dims} dimensions (1 to {MAX_DIMS} allowed)"),
+            ));
         }
         let shape_offset = self.offset();
         let mut shape = Vec::with_capacity(n_dims as usize);
@@ -225,16 +265,31 @@ impl<'a> Cursor<'a> {
             .iter()
             .try_fold(1u64, |acc, &d| acc.checked_mul(d))
             .filter(|&n| n <= i64::MAX as u64)
-            .ok_or_else(|| GgufError::invalid(format!("{field} shape"), shape_offset, format!("{shape:?} has more elements than fit in 63 bits")))?;
+            .ok_or_else(|| {
+                GgufError::invalid(
+                    format!("{field} shape"),
+                    shape_offset,
+                    format!("{shape:?} has more elements than fit in 63 bits"),
+                )
+            })?;
         let type_offset = self.offset();
         let type_id = self.u32(&format!("{field} type"))?;
-        let ty = QuantType::from_ggml_id(type_id)
-            .ok_or_else(|| GgufError::invalid(format!("{field} type"), type_offset, format!("unknown or unsupported tensor type id {type_id}")))?;
+        let ty = QuantType::from_ggml_id(type_id).ok_or_else(|| {
+            GgufError::invalid(
+                format!("{field} type"),
+                type_offset,
+                format!("unknown or unsupported tensor type id {type_id}"),
+            )
+        })?;
         if shape[0] % ty.block_size() as u64 != 0 {
             return Err(GgufError::invalid(
                 format!("{field} shape"),
                 shape_offset,
-                format!("row length {} is not a multiple of the {ty} block size {}", shape[0], ty.block_size()),
+                format!(
+                    "row length {} is not a multiple of the {ty} block size {}",
+                    shape[0],
+                    ty.block_size()
+                ),
             ));
         }
         let n_bytes = (n_elements / ty.block_size() as u64)
@@ -243,28 +298,59 @@ impl<'a> Cursor<'a> {
         let offset_offset = self.offset();
         let offset = self.u64(&format!("{field} offset"))?;
         if offset % alignment != 0 {
-            return Err(GgufError::invalid(format!("{field} offset"), offset_offset, format!("data offset {offset} is not a multiple of the alignment {alignment}")));
+            return Err(GgufError::invalid(
+                format!("{field} offset"),
+                offset_offset,
+                format!("data offset {offset} is not a multiple of the alignment {alignment}"),
+            ));
         }
-        Ok(TensorInfo { name, shape, ty, offset, n_bytes, n_elements })
+        Ok(TensorInfo {
+            name,
+            shape,
+            ty,
+            offset,
+            n_bytes,
+            n_elements,
+        })
     }
 }
 
 /// Parses the header from `bytes`, a prefix of a file of `file_len` bytes when known.
 /// A `Truncated` error means the prefix is too short; any other error is final.
 pub fn parse_header(bytes: &[u8], file_len: Option<u64>) -> Result<Gguf, GgufError> {
-    let mut c = Cursor { bytes, pos: 0, file_len };
+    let mut c = Cursor {
+        bytes,
+        pos: 0,
+        file_len,
+    };
     let magic = c.fixed::<4>("magic")?;
     if &magic != MAGIC {
-        return Err(GgufError::invalid("magic", 0, format!("expected \"GGUF\", found {magic:02x?}: not a GGUF file")));
+        return Err(GgufError::invalid(
+            "magic",
+            0,
+            format!("expected \"GGUF\", found {magic:02x?}: not a GGUF file"),
+        ));
     }
     let version = c.u32("version")?;
     match version {
         2 | 3 => {}
-        1 => return Err(GgufError::invalid("version", 4, "GGUF version 1 (32-bit counts) is not supported; re-convert the model")),
+        1 => {
+            return Err(GgufError::invalid(
+                "version",
+                4,
+                "GGUF version 1 (32-bit counts) is not supported; re-convert the model",
+            ))
+        }
         v if v.swap_bytes() == 2 || v.swap_bytes() == 3 => {
             return Err(GgufError::invalid("version", 4, "big-endian GGUF is not supported"));
         }
-        v => return Err(GgufError::invalid("version", 4, format!("unsupported version {v} (2 and 3 are supported)"))),
+        v => {
+            return Err(GgufError::invalid(
+                "version",
+                4,
+                format!("unsupported version {v} (2 and 3 are supported)"),
+            ))
+        }
     }
     // Smallest tensor info: name length, n_dims, one dim, type, offset; smallest key-value: key length, type, one byte.
     let tensor_count = c.count("tensor_count", 8 + 4 + 8 + 4 + 8, MAX_ARRAY_LEN)?;
@@ -276,7 +362,11 @@ pub fn parse_header(bytes: &[u8], file_len: Option<u64>) -> Result<Gguf, GgufErr
         let key_offset = c.offset();
         let key = c.string(&format!("metadata[{i}].key"))?;
         if !keys.insert(key.clone()) {
-            return Err(GgufError::invalid(format!("metadata key {key:?}"), key_offset, "duplicate key"));
+            return Err(GgufError::invalid(
+                format!("metadata key {key:?}"),
+                key_offset,
+                "duplicate key",
+            ));
         }
         let ty = c.value_type(&key)?;
         let value = c.value(ty, &key)?;
@@ -287,7 +377,11 @@ pub fn parse_header(bytes: &[u8], file_len: Option<u64>) -> Result<Gguf, GgufErr
         None => DEFAULT_ALIGNMENT,
         Some((_, Value::U32(a))) if a.is_power_of_two() => *a as u64,
         Some((_, v)) => {
-            return Err(GgufError::invalid("general.alignment", 0, format!("must be a power-of-two u32, found {v} ({:?})", v.value_type())));
+            return Err(GgufError::invalid(
+                "general.alignment",
+                0,
+                format!("must be a power-of-two u32, found {v} ({:?})", v.value_type()),
+            ));
         }
     };
 
@@ -297,7 +391,11 @@ pub fn parse_header(bytes: &[u8], file_len: Option<u64>) -> Result<Gguf, GgufErr
         let at = c.offset();
         let info = c.tensor_info(i, alignment)?;
         if !names.insert(info.name.clone()) {
-            return Err(GgufError::invalid(format!("tensor {:?}", info.name), at, "duplicate tensor name"));
+            return Err(GgufError::invalid(
+                format!("tensor {:?}", info.name),
+                at,
+                "duplicate tensor name",
+            ));
         }
         tensors.push(info);
     }
@@ -305,7 +403,13 @@ pub fn parse_header(bytes: &[u8], file_len: Option<u64>) -> Result<Gguf, GgufErr
     let header_end = c.offset();
     let data_offset = header_end.div_ceil(alignment) * alignment;
     check_tensor_ranges(&tensors, data_offset, file_len)?;
-    Ok(Gguf { version, metadata, tensors, alignment, data_offset })
+    Ok(Gguf {
+        version,
+        metadata,
+        tensors,
+        alignment,
+        data_offset,
+    })
 }
 
 /// Tensor data must not overlap and, when the file length is known, must lie inside the file.
@@ -315,14 +419,21 @@ pub fn check_tensor_ranges(tensors: &[TensorInfo], data_offset: u64, file_len: O
         let start = data_offset.checked_add(t.offset);
         let end = start.and_then(|s| s.checked_add(t.n_bytes));
         let (Some(start), Some(end)) = (start, end) else {
-            return Err(GgufError::invalid(format!("tensor {:?} offset", t.name), data_offset, "data range overflows"));
+            return Err(GgufError::invalid(
+                format!("tensor {:?} offset", t.name),
+                data_offset,
+                "data range overflows",
+            ));
         };
         if let Some(len) = file_len {
             if end > len {
                 return Err(GgufError::invalid(
                     format!("tensor {:?} data", t.name),
                     start,
-                    format!("{} bytes from byte {start} run past the end of the {len}-byte file", t.n_bytes),
+                    format!(
+                        "{} bytes from byte {start} run past the end of the {len}-byte file",
+                        t.n_bytes
+                    ),
                 ));
             }
         }
@@ -331,7 +442,11 @@ pub fn check_tensor_ranges(tensors: &[TensorInfo], data_offset: u64, file_len: O
     ranges.sort_unstable();
     for w in ranges.windows(2) {
         if w[1].0 < w[0].1 {
-            return Err(GgufError::invalid(format!("tensor {:?} data", w[1].2), w[1].0, format!("overlaps tensor {:?}", w[0].2)));
+            return Err(GgufError::invalid(
+                format!("tensor {:?} data", w[1].2),
+                w[1].0,
+                format!("overlaps tensor {:?}", w[0].2),
+            ));
         }
     }
     Ok(())

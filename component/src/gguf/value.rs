@@ -24,7 +24,9 @@ pub enum ValueType {
 impl ValueType {
     pub fn from_id(id: u32) -> Option<Self> {
         use ValueType::*;
-        [U8, I8, U16, I16, U32, I32, F32, Bool, String, Array, U64, I64, F64].into_iter().find(|t| *t as u32 == id)
+        [U8, I8, U16, I16, U32, I32, F32, Bool, String, Array, U64, I64, F64]
+            .into_iter()
+            .find(|t| *t as u32 == id)
     }
 
     /// Bytes one value takes on disk: exact for fixed-size types, the minimum for strings

@@ -62,7 +62,12 @@ impl std::str::FromStr for RopeScalingOptions {
     type Err = String;
     /// `KIND:FACTOR[:ORIGINAL_CONTEXT]`, e.g. `yarn:4` or `linear:2:8192`.
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?} is not a RoPE scaling: KIND:FACTOR[:ORIGINAL_CONTEXT] with KIND one of {}", RopeScalingKind::NAMES.join(", "));
+        let bad = || {
+            format!(
+                "{s:?} is not a RoPE scaling: KIND:FACTOR[:ORIGINAL_CONTEXT] with KIND one of {}",
+                RopeScalingKind::NAMES.join(", ")
+            )
+        };
         let mut parts = s.split(':');
         let kind = parts.next().and_then(RopeScalingKind::from_name).ok_or_else(bad)?;
         let factor = parts.next().map_or(Ok(1.0), str::parse).map_err(|_| bad())?;
@@ -70,7 +75,11 @@ impl std::str::FromStr for RopeScalingOptions {
         if parts.next().is_some() {
             return Err(bad());
         }
-        Ok(RopeScalingOptions { kind, factor, original_context })
+        Ok(RopeScalingOptions {
+            kind,
+            factor,
+            original_context,
+        })
     }
 }
 
@@ -81,20 +90,39 @@ pub struct LoadOptions {
 }
 
 /// The file's RoPE scaling (`{arch}.rope.scaling.*`, as llama.cpp reads them), or the one asked for.
-fn rope_scaling(g: &Gguf, trained_context: usize, asked: Option<&RopeScalingOptions>) -> Result<RopeScaling, ConfigError> {
+fn rope_scaling(
+    g: &Gguf,
+    trained_context: usize,
+    asked: Option<&RopeScalingOptions>,
+) -> Result<RopeScaling, ConfigError> {
     let kind = match g.arch_opt("rope.scaling.type", Gguf::str)? {
         None => RopeScalingKind::None,
-        Some(name) => RopeScalingKind::from_name(name).ok_or_else(|| ConfigError::Unsupported(format!("RoPE scaling {name:?} (supported: {})", RopeScalingKind::NAMES.join(", "))))?,
+        Some(name) => RopeScalingKind::from_name(name).ok_or_else(|| {
+            ConfigError::Unsupported(format!(
+                "RoPE scaling {name:?} (supported: {})",
+                RopeScalingKind::NAMES.join(", ")
+            ))
+        })?,
     };
     let file = RopeScaling {
         kind,
-        factor: g.arch_opt("rope.scaling.factor", Gguf::f32)?.filter(|&f| f != 0.0).unwrap_or(1.0),
-        original_context: g.arch_opt("rope.scaling.original_context_length", Gguf::u32)?.map_or(trained_context, |n| n as usize),
+        factor: g
+            .arch_opt("rope.scaling.factor", Gguf::f32)?
+            .filter(|&f| f != 0.0)
+            .unwrap_or(1.0),
+        original_context: g
+            .arch_opt("rope.scaling.original_context_length", Gguf::u32)?
+            .map_or(trained_context, |n| n as usize),
         attn_factor: g.arch_opt("rope.scaling.attn_factor", Gguf::f32)?.unwrap_or(1.0),
     };
     Ok(match asked {
         None => file,
-        Some(a) => RopeScaling { kind: a.kind, factor: a.factor, original_context: a.original_context.unwrap_or(file.original_context), attn_factor: file.attn_factor },
+        Some(a) => RopeScaling {
+            kind: a.kind,
+            factor: a.factor,
+            original_context: a.original_context.unwrap_or(file.original_context),
+            attn_factor: file.attn_factor,
+        },
     })
 }
 
@@ -105,7 +133,10 @@ impl Config {
         let u = |k: &str| -> Result<usize, ConfigError> { Ok(g.arch_u32(k)? as usize) };
         let dim = u("embedding_length")?;
         let n_heads = u("attention.head_count")?;
-        let head_dim = g.arch_u32("attention.key_length").map(|v| v as usize).unwrap_or(dim / n_heads.max(1));
+        let head_dim = g
+            .arch_u32("attention.key_length")
+            .map(|v| v as usize)
+            .unwrap_or(dim / n_heads.max(1));
         let vocab_size = g.array("tokenizer.ggml.tokens")?.len();
         let trained_context = u("context_length")?;
         let rope_scaling = rope_scaling(g, trained_context, options.rope_scaling.as_ref())?;
@@ -137,15 +168,30 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |what: String| Err(ConfigError::Invalid(what));
-        if self.n_layers == 0 || self.dim == 0 || self.n_heads == 0 || self.n_kv_heads == 0 || self.head_dim == 0 || self.ffn_dim == 0 {
+        if self.n_layers == 0
+            || self.dim == 0
+            || self.n_heads == 0
+            || self.n_kv_heads == 0
+            || self.head_dim == 0
+            || self.ffn_dim == 0
+        {
             return bad(format!("zero-sized hyperparameter in {self:?}"));
         }
         if !self.n_heads.is_multiple_of(self.n_kv_heads) {
-            return bad(format!("{} heads do not share {} KV heads evenly", self.n_heads, self.n_kv_heads));
+            return bad(format!(
+                "{} heads do not share {} KV heads evenly",
+                self.n_heads, self.n_kv_heads
+            ));
         }
         let r = &self.rope_scaling;
-        if !(r.factor.is_finite() && r.factor >= 1.0) || !(r.attn_factor.is_finite() && r.attn_factor > 0.0) || r.original_context == 0 {
-            return bad(format!("RoPE scaling factor {} (must be ≥ 1), attention factor {}, original context {}", r.factor, r.attn_factor, r.original_context));
+        if !(r.factor.is_finite() && r.factor >= 1.0)
+            || !(r.attn_factor.is_finite() && r.attn_factor > 0.0)
+            || r.original_context == 0
+        {
+            return bad(format!(
+                "RoPE scaling factor {} (must be ≥ 1), attention factor {}, original context {}",
+                r.factor, r.attn_factor, r.original_context
+            ));
         }
         if !self.head_dim.is_multiple_of(2) {
             return bad(format!("head dimension {} is odd (RoPE rotates pairs)", self.head_dim));

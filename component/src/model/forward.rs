@@ -33,7 +33,8 @@ pub enum ForwardError {
 /// all-position logits) must not abort the engine.
 fn zeros(len: usize) -> Result<Vec<f32>, ForwardError> {
     let mut v = Vec::new();
-    v.try_reserve_exact(len).map_err(|_| ForwardError::OutOfMemory(len * 4))?;
+    v.try_reserve_exact(len)
+        .map_err(|_| ForwardError::OutOfMemory(len * 4))?;
     v.resize(len, 0.0);
     Ok(v)
 }
@@ -65,7 +66,10 @@ impl Model {
                 return Err(ForwardError::Empty);
             }
             if s.cache.len() + s.tokens.len() > s.cache.capacity() {
-                return Err(ForwardError::ContextOverflow { needed: s.cache.len() + s.tokens.len(), capacity: s.cache.capacity() });
+                return Err(ForwardError::ContextOverflow {
+                    needed: s.cache.len() + s.tokens.len(),
+                    capacity: s.cache.capacity(),
+                });
             }
             if let Some(&bad) = s.tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
                 return Err(ForwardError::BadToken(bad, c.vocab_size));
@@ -77,7 +81,10 @@ impl Model {
         }
         let heads_per_kv = c.n_heads / c.n_kv_heads;
         // Row `r` of the batch is token `r - first_row[i]` of sequence `i`.
-        let first_row: Vec<usize> = seqs.iter().scan(0, |row, s| Some(std::mem::replace(row, *row + s.tokens.len()))).collect();
+        let first_row: Vec<usize> = seqs
+            .iter()
+            .scan(0, |row, s| Some(std::mem::replace(row, *row + s.tokens.len())))
+            .collect();
         let n: usize = seqs.iter().map(|s| s.tokens.len()).sum();
         let longest = seqs.iter().map(|s| s.cache.len() + s.tokens.len()).max().unwrap_or(0);
 
@@ -110,7 +117,11 @@ impl Model {
             if let Some(w) = &layer.k_norm {
                 rms_norm(&mut k, w, c.rms_eps);
             }
-            let rope = if c.is_global(l) { &self.rope_global } else { &self.rope_local };
+            let rope = if c.is_global(l) {
+                &self.rope_global
+            } else {
+                &self.rope_local
+            };
             for (s, &row0) in seqs.iter_mut().zip(&first_row) {
                 // Causal; a sliding-window layer sees the last `window` positions, itself included.
                 let layout = s.cache.layout().clone();
@@ -118,8 +129,19 @@ impl Model {
                 let pos0 = s.cache.len();
                 let rows = row0..row0 + s.tokens.len();
                 for (t, r) in rows.clone().enumerate() {
-                    rope.apply([&mut q[r * c.q_dim()..(r + 1) * c.q_dim()], &mut k[r * c.kv_dim()..(r + 1) * c.kv_dim()]], pos0 + t);
-                    s.cache.store(l, pos0 + t, &k[r * c.kv_dim()..(r + 1) * c.kv_dim()], &v[r * c.kv_dim()..(r + 1) * c.kv_dim()]);
+                    rope.apply(
+                        [
+                            &mut q[r * c.q_dim()..(r + 1) * c.q_dim()],
+                            &mut k[r * c.kv_dim()..(r + 1) * c.kv_dim()],
+                        ],
+                        pos0 + t,
+                    );
+                    s.cache.store(
+                        l,
+                        pos0 + t,
+                        &k[r * c.kv_dim()..(r + 1) * c.kv_dim()],
+                        &v[r * c.kv_dim()..(r + 1) * c.kv_dim()],
+                    );
                 }
                 let seen = first_visible(pos0)..pos0 + s.tokens.len(); // every position some token of this sequence sees
                 let n_seen = seen.len();
@@ -129,8 +151,8 @@ impl Model {
                 for (t, r) in rows.enumerate() {
                     let p = pos0 + t;
                     let visible = first_visible(p) - seen.start..p + 1 - seen.start; // of the seen positions
-                    // A KV head's query heads together: their scores against its visible keys in
-                    // one matmul, then each head's weighted sum of the visible values.
+                                                                                     // A KV head's query heads together: their scores against its visible keys in
+                                                                                     // one matmul, then each head's weighted sum of the visible values.
                     for g in 0..c.n_kv_heads {
                         let heads = g * heads_per_kv..(g + 1) * heads_per_kv;
                         let q_g = &q[r * c.q_dim() + heads.start * hd..][..heads.len() * hd]; // (heads, hd)
@@ -141,7 +163,13 @@ impl Model {
                         for (h, head_scores) in heads.zip(scores.chunks_exact_mut(visible.len())) {
                             head_scores.iter_mut().for_each(|v| *v *= c.attention_scale);
                             softmax(head_scores);
-                            weighted_rows(self.path, head_scores, v_g, c.kv_dim(), &mut att[r * c.q_dim() + h * hd..][..hd]);
+                            weighted_rows(
+                                self.path,
+                                head_scores,
+                                v_g,
+                                c.kv_dim(),
+                                &mut att[r * c.q_dim() + h * hd..][..hd],
+                            );
                         }
                     }
                 }

@@ -50,7 +50,10 @@ pub struct KvMemory {
 
 impl Default for KvMemory {
     fn default() -> Self {
-        KvMemory { used: AtomicUsize::new(0), budget: AtomicUsize::new(usize::MAX) }
+        KvMemory {
+            used: AtomicUsize::new(0),
+            budget: AtomicUsize::new(usize::MAX),
+        }
     }
 }
 
@@ -71,7 +74,11 @@ impl KvMemory {
 
     /// Counts `bytes` more, if they fit the budget.
     fn take(&self, bytes: usize) -> bool {
-        self.used.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| used.checked_add(bytes).filter(|&u| u <= self.budget())).is_ok()
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(bytes).filter(|&u| u <= self.budget())
+            })
+            .is_ok()
     }
 
     fn give_back(&self, bytes: usize) {
@@ -113,7 +120,16 @@ impl KvLayout {
                 (s, *count - 1)
             })
             .collect();
-        Some(KvLayout { ty, kv_dim, row_bytes, layers, n_global, n_local, window, memory })
+        Some(KvLayout {
+            ty,
+            kv_dim,
+            row_bytes,
+            layers,
+            n_global,
+            n_local,
+            window,
+            memory,
+        })
     }
 
     /// Bytes of one block's part holding `n_layers` layers: keys and values.
@@ -163,7 +179,11 @@ impl Part {
             Some(v)
         };
         match (zeroed(), zeroed()) {
-            (Some(k), Some(v)) => Ok(Part { k, v, memory: memory.clone() }),
+            (Some(k), Some(v)) => Ok(Part {
+                k,
+                v,
+                memory: memory.clone(),
+            }),
             _ => {
                 memory.give_back(bytes);
                 Err(NoKvMemory(bytes))
@@ -193,8 +213,15 @@ pub struct Block {
 impl Block {
     fn new(layout: &KvLayout) -> Result<Block, NoKvMemory> {
         let part = |n_layers| Part::new(layout.part_bytes(n_layers), &layout.memory).map(Arc::new);
-        let local = if layout.n_local > 0 { Some(part(layout.n_local)?) } else { None };
-        Ok(Block { global: part(layout.n_global)?, local })
+        let local = if layout.n_local > 0 {
+            Some(part(layout.n_local)?)
+        } else {
+            None
+        };
+        Ok(Block {
+            global: part(layout.n_global)?,
+            local,
+        })
     }
 
     /// Bytes this block holds.
@@ -214,13 +241,23 @@ pub struct KvCache {
 impl KvCache {
     /// An empty cache for up to `capacity` positions.
     pub fn new(layout: Arc<KvLayout>, capacity: usize) -> KvCache {
-        KvCache { layout, blocks: Vec::new(), capacity, len: 0 }
+        KvCache {
+            layout,
+            blocks: Vec::new(),
+            capacity,
+            len: 0,
+        }
     }
 
     /// A cache that starts with `blocks` (a shared prefix, whole blocks) already filled.
     pub fn with_prefix(layout: Arc<KvLayout>, capacity: usize, blocks: Vec<Block>) -> KvCache {
         let len = blocks.len() * BLOCK;
-        let mut cache = KvCache { layout, blocks, capacity, len };
+        let mut cache = KvCache {
+            layout,
+            blocks,
+            capacity,
+            len,
+        };
         cache.slide();
         cache
     }
@@ -245,7 +282,14 @@ impl KvCache {
     /// sliding-window layers').
     pub fn bytes(&self) -> (usize, usize) {
         let global = self.blocks.iter().map(|b| b.global.bytes()).sum();
-        (global, self.blocks.iter().filter_map(|b| b.local.as_ref()).map(|p| p.bytes()).sum())
+        (
+            global,
+            self.blocks
+                .iter()
+                .filter_map(|b| b.local.as_ref())
+                .map(|p| p.bytes())
+                .sum(),
+        )
     }
 
     /// The full blocks, `i`-th holding positions `i·BLOCK..(i+1)·BLOCK` (to share them).
@@ -293,7 +337,9 @@ impl KvCache {
 
     /// Drops the sliding part of every block wholly before what the next token sees.
     fn slide(&mut self) {
-        let Some(start) = self.layout.window_start(self.len) else { return };
+        let Some(start) = self.layout.window_start(self.len) else {
+            return;
+        };
         for block in &mut self.blocks[..start / BLOCK] {
             block.local = None;
         }
@@ -303,7 +349,14 @@ impl KvCache {
     fn rows(&self, l: usize, b: usize) -> (&Part, usize) {
         let (sliding, index) = self.layout.layers[l];
         let block = &self.blocks[b];
-        let part = if sliding { block.local.as_deref().expect("a sliding part that is still in the window") } else { &block.global };
+        let part = if sliding {
+            block
+                .local
+                .as_deref()
+                .expect("a sliding part that is still in the window")
+        } else {
+            &block.global
+        };
         (part, index * BLOCK * self.layout.row_bytes)
     }
 
@@ -314,13 +367,21 @@ impl KvCache {
         let (sliding, index) = self.layout.layers[l];
         let (ty, row_bytes) = (self.layout.ty.quant_type(), self.layout.row_bytes);
         let block = &mut self.blocks[pos / BLOCK];
-        let part = if sliding { block.local.as_mut().expect("a sliding part that is still in the window") } else { &mut block.global };
+        let part = if sliding {
+            block
+                .local
+                .as_mut()
+                .expect("a sliding part that is still in the window")
+        } else {
+            &mut block.global
+        };
         // Positions past `len` are in blocks no other sequence shares (only full blocks are shared).
         let part = Arc::get_mut(part).expect("the block being filled is this sequence's own");
         let at = (index * BLOCK + pos % BLOCK) * row_bytes;
         for (rows, src) in [(&mut part.k, k), (&mut part.v, v)] {
             let bytes: &mut [u8] = bytemuck::cast_slice_mut(rows);
-            quantize_activations(ty, src, &mut bytes[at..at + row_bytes]).expect("rows of kv_dim values fit the layout");
+            quantize_activations(ty, src, &mut bytes[at..at + row_bytes])
+                .expect("rows of kv_dim values fit the layout");
         }
     }
 
@@ -334,15 +395,20 @@ impl KvCache {
         }
         let (n, ty, row_bytes) = (positions.len(), self.layout.ty.quant_type(), self.layout.row_bytes);
         let mut rows = vec![0f32; BLOCK.min(n) * kv_dim]; // (positions of one block, kv_dim)
-        self.each_run(l, positions, |p| &p.k, |j0, bytes| {
-            let rows = &mut rows[..bytes.len() / row_bytes * kv_dim];
-            dequantize(ty, bytes, rows).expect("rows of kv_dim values fit the layout");
-            for (j, row) in (j0..).zip(rows.chunks_exact(kv_dim)) {
-                for (g, head) in row.chunks_exact(head_dim).enumerate() {
-                    out[(g * n + j) * head_dim..][..head_dim].copy_from_slice(head);
+        self.each_run(
+            l,
+            positions,
+            |p| &p.k,
+            |j0, bytes| {
+                let rows = &mut rows[..bytes.len() / row_bytes * kv_dim];
+                dequantize(ty, bytes, rows).expect("rows of kv_dim values fit the layout");
+                for (j, row) in (j0..).zip(rows.chunks_exact(kv_dim)) {
+                    for (g, head) in row.chunks_exact(head_dim).enumerate() {
+                        out[(g * n + j) * head_dim..][..head_dim].copy_from_slice(head);
+                    }
                 }
-            }
-        });
+            },
+        );
     }
 
     /// Values of positions `positions` of layer `l`, as f32: (positions, kv_dim) into `out`.
@@ -361,7 +427,13 @@ impl KvCache {
 
     /// `f(j, bytes)` for each run of `positions` that lies in one block: `j` is the run's first
     /// index within `positions`, `bytes` its rows in the cache's format.
-    fn each_run(&self, l: usize, positions: Range<usize>, which: impl Fn(&Part) -> &Vec<u16>, mut f: impl FnMut(usize, &[u8])) {
+    fn each_run(
+        &self,
+        l: usize,
+        positions: Range<usize>,
+        which: impl Fn(&Part) -> &Vec<u16>,
+        mut f: impl FnMut(usize, &[u8]),
+    ) {
         let row_bytes = self.layout.row_bytes;
         let mut pos = positions.start;
         while pos < positions.end {
@@ -369,7 +441,10 @@ impl KvCache {
             let n = (BLOCK - first).min(positions.end - pos); // positions in this block
             let (part, row0) = self.rows(l, b);
             let bytes: &[u8] = bytemuck::cast_slice(which(part));
-            f(pos - positions.start, &bytes[row0 + first * row_bytes..][..n * row_bytes]);
+            f(
+                pos - positions.start,
+                &bytes[row0 + first * row_bytes..][..n * row_bytes],
+            );
             pos += n;
         }
     }
@@ -389,7 +464,8 @@ mod tests {
     fn keys_come_head_by_head_and_values_row_by_row() {
         // Two KV heads of 4 values; positions 30..40 cross a block boundary.
         let (head_dim, kv_dim, n) = (4, 8, 40);
-        let layout = Arc::new(KvLayout::new(KvType::F16, kv_dim, &[false], 512, Arc::new(KvMemory::default())).unwrap());
+        let layout =
+            Arc::new(KvLayout::new(KvType::F16, kv_dim, &[false], 512, Arc::new(KvMemory::default())).unwrap());
         let mut cache = KvCache::new(layout, 64);
         cache.reserve(n).unwrap();
         for p in 0..n {
@@ -406,8 +482,16 @@ mod tests {
         for (j, p) in positions.clone().enumerate() {
             for i in 0..kv_dim {
                 let (g, d) = (i / head_dim, i % head_dim);
-                assert_eq!(keys[(g * positions.len() + j) * head_dim + d], key(p, i), "key head {g}, position {p}, value {d}");
-                assert_eq!(values[j * kv_dim + i], -key(p, i), "value row of position {p}, value {i}");
+                assert_eq!(
+                    keys[(g * positions.len() + j) * head_dim + d],
+                    key(p, i),
+                    "key head {g}, position {p}, value {d}"
+                );
+                assert_eq!(
+                    values[j * kv_dim + i],
+                    -key(p, i),
+                    "value row of position {p}, value {i}"
+                );
             }
         }
         // One KV head: its keys are the rows themselves.

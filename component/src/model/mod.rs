@@ -12,9 +12,9 @@ mod rope;
 mod weights;
 
 pub use config::{Architecture, Config, ConfigError, LoadOptions, RopeScalingOptions};
-pub use rope::{Rope, RopeScaling, RopeScalingKind};
 pub use forward::{ForwardError, Logits, SeqInput};
 pub use kv_cache::{Block, KvCache, KvLayout, KvMemory, KvType, NoKvMemory, BLOCK};
+pub use rope::{Rope, RopeScaling, RopeScalingKind};
 pub use weights::{Matrix, WeightError};
 
 use crate::gguf::Gguf;
@@ -24,19 +24,19 @@ use weights::Loader;
 
 /// One transformer block's weights. Optional norms are the ones only some architectures have.
 pub struct Layer {
-    pub attn_norm: Vec<f32>,   // (dim)
-    pub wq: Matrix,            // (q_dim, dim)
-    pub wk: Matrix,            // (kv_dim, dim)
-    pub wv: Matrix,            // (kv_dim, dim)
-    pub q_norm: Option<Vec<f32>>, // (head_dim) Gemma 3: RMSNorm of each query head
-    pub k_norm: Option<Vec<f32>>, // (head_dim)
-    pub wo: Matrix,            // (dim, q_dim)
+    pub attn_norm: Vec<f32>,              // (dim)
+    pub wq: Matrix,                       // (q_dim, dim)
+    pub wk: Matrix,                       // (kv_dim, dim)
+    pub wv: Matrix,                       // (kv_dim, dim)
+    pub q_norm: Option<Vec<f32>>,         // (head_dim) Gemma 3: RMSNorm of each query head
+    pub k_norm: Option<Vec<f32>>,         // (head_dim)
+    pub wo: Matrix,                       // (dim, q_dim)
     pub post_attn_norm: Option<Vec<f32>>, // (dim) Gemma: norm of the attention output
-    pub ffn_norm: Vec<f32>,    // (dim)
-    pub w_gate: Matrix,        // (ffn_dim, dim)
-    pub w_up: Matrix,          // (ffn_dim, dim)
-    pub w_down: Matrix,        // (dim, ffn_dim)
-    pub post_ffn_norm: Option<Vec<f32>>, // (dim)
+    pub ffn_norm: Vec<f32>,               // (dim)
+    pub w_gate: Matrix,                   // (ffn_dim, dim)
+    pub w_up: Matrix,                     // (ffn_dim, dim)
+    pub w_down: Matrix,                   // (dim, ffn_dim)
+    pub post_ffn_norm: Option<Vec<f32>>,  // (dim)
 }
 
 pub struct Model {
@@ -72,7 +72,13 @@ impl Model {
         let layers = (0..c.n_layers)
             .map(|l| {
                 let name = |t: &str| format!("blk.{l}.{t}.weight");
-                let optional = |t: &str, len| if gguf.tensor(&name(t)).is_some() { w.vector(&name(t), len).map(Some) } else { Ok(None) };
+                let optional = |t: &str, len| {
+                    if gguf.tensor(&name(t)).is_some() {
+                        w.vector(&name(t), len).map(Some)
+                    } else {
+                        Ok(None)
+                    }
+                };
                 Ok(Layer {
                     attn_norm: w.vector(&name("attn_norm"), dim)?,
                     wq: w.matrix(&name("attn_q"), q, dim)?,
@@ -99,10 +105,32 @@ impl Model {
         let sliding: Vec<bool> = (0..c.n_layers).map(|l| !c.is_global(l)).collect();
         let window = c.sliding_window.unwrap_or(0);
         let kv_memory = Arc::new(KvMemory::default());
-        let kv_layouts = [KvType::F16, KvType::Q8_0].into_iter().filter_map(|ty| KvLayout::new(ty, c.kv_dim(), &sliding, window, kv_memory.clone())).map(Arc::new).collect();
+        let kv_layouts = [KvType::F16, KvType::Q8_0]
+            .into_iter()
+            .filter_map(|ty| KvLayout::new(ty, c.kv_dim(), &sliding, window, kv_memory.clone()))
+            .map(Arc::new)
+            .collect();
         let rope_global = Rope::new(hd, c.rope_base_global, &c.rope_scaling);
-        let rope_local = Rope::new(hd, c.rope_base_local, &RopeScaling { attn_factor: c.rope_scaling.attn_factor, ..RopeScaling::none(c.rope_scaling.original_context) });
-        Ok(Model { output_norm: w.vector("output_norm.weight", dim)?, config: c, path, token_embd, layers, output, rope_global, rope_local, kv_layouts, kv_memory })
+        let rope_local = Rope::new(
+            hd,
+            c.rope_base_local,
+            &RopeScaling {
+                attn_factor: c.rope_scaling.attn_factor,
+                ..RopeScaling::none(c.rope_scaling.original_context)
+            },
+        );
+        Ok(Model {
+            output_norm: w.vector("output_norm.weight", dim)?,
+            config: c,
+            path,
+            token_embd,
+            layers,
+            output,
+            rope_global,
+            rope_local,
+            kv_layouts,
+            kv_memory,
+        })
     }
 
     /// Where a cache of type `ty` keeps each layer; `None` when `ty` cannot hold this
@@ -117,6 +145,9 @@ impl Model {
     /// An empty KV cache of type `ty` for up to `capacity` positions (at most the model's
     /// context length).
     pub fn new_cache(&self, ty: KvType, capacity: usize) -> Option<KvCache> {
-        Some(KvCache::new(self.kv_layout(ty)?, capacity.min(self.config.context_length)))
+        Some(KvCache::new(
+            self.kv_layout(ty)?,
+            capacity.min(self.config.context_length),
+        ))
     }
 }

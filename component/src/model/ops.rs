@@ -38,7 +38,8 @@ fn exp(x: f32) -> f32 {
     let n = t - ROUND;
     // ln 2 in two parts, so r = x − n·ln 2 stays exact to f32 precision.
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    let p = ((((1.987_569_1e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r + 0.5;
+    let p =
+        ((((1.987_569_1e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r + 0.5;
     let e_r = p * r * r + r + 1.0;
     let two_n = f32::from_bits(t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127) << 23);
     e_r * two_n
@@ -107,7 +108,10 @@ mod tests {
                 // The f32 rounding of 2u (its ulp is ~1e-7·|2u|) becomes a relative error of e^(−2u).
                 let two_u = 1.6 * (x as f64 + 0.044715 * (x as f64).powi(3));
                 let tolerance = 2e-7 * (4.0 + two_u.abs());
-                assert!(((got as f64 - expected as f64) / expected as f64).abs() <= tolerance, "gelu({x})·{u}: {got} vs {expected}");
+                assert!(
+                    ((got as f64 - expected as f64) / expected as f64).abs() <= tolerance,
+                    "gelu({x})·{u}: {got} vs {expected}"
+                );
             }
         }
     }

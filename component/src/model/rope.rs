@@ -42,7 +42,12 @@ pub struct RopeScaling {
 
 impl RopeScaling {
     pub fn none(original_context: usize) -> RopeScaling {
-        RopeScaling { kind: RopeScalingKind::None, factor: 1.0, original_context, attn_factor: 1.0 }
+        RopeScaling {
+            kind: RopeScalingKind::None,
+            factor: 1.0,
+            original_context,
+            attn_factor: 1.0,
+        }
     }
 
     /// The context these positions reach: the original times the factor when scaled.
@@ -81,7 +86,10 @@ impl Rope {
         let extrapolated: Box<dyn Fn(usize) -> f32> = match scaling.kind {
             RopeScalingKind::Yarn => {
                 // The pair index at which a pair turns `rotations` times over the original context.
-                let dim_at = |rotations: f32| head_dim as f32 * (scaling.original_context as f32 / (rotations * 2.0 * std::f32::consts::PI)).ln() / (2.0 * base.ln());
+                let dim_at = |rotations: f32| {
+                    head_dim as f32 * (scaling.original_context as f32 / (rotations * 2.0 * std::f32::consts::PI)).ln()
+                        / (2.0 * base.ln())
+                };
                 let low = dim_at(BETA_FAST).floor().max(0.0);
                 let high = dim_at(BETA_SLOW).ceil().min(head_dim as f32 - 1.0);
                 Box::new(move |i| 1.0 - ((i as f32 - low) / (high - low).max(0.001)).clamp(0.0, 1.0))
@@ -99,7 +107,11 @@ impl Rope {
             RopeScalingKind::Yarn => 1.0 + 0.1 * scaling.factor.ln(),
             _ => 1.0,
         };
-        Rope { head_dim, freqs, mscale: magnitude * scaling.attn_factor }
+        Rope {
+            head_dim,
+            freqs,
+            mscale: magnitude * scaling.attn_factor,
+        }
     }
 
     /// Rotates each `head_dim`-wide head of each of `rows` (a token's queries and its key) to
@@ -149,7 +161,12 @@ mod tests {
     }
 
     fn scaling(kind: RopeScalingKind, factor: f32) -> RopeScaling {
-        RopeScaling { kind, factor, original_context: 32768, attn_factor: 1.0 }
+        RopeScaling {
+            kind,
+            factor,
+            original_context: 32768,
+            attn_factor: 1.0,
+        }
     }
 
     #[test]
@@ -183,13 +200,20 @@ mod tests {
         let linear = Rope::new(HD, BASE, &scaling(RopeScalingKind::Linear, 4.0));
         let mscale = 1.0 + 0.1 * 4f32.ln();
         assert_eq!(yarn.freqs[0], plain.freqs[0], "the fastest pair is not interpolated");
-        assert_eq!(yarn.freqs[HD / 2 - 1], linear.freqs[HD / 2 - 1], "the slowest pair is fully interpolated");
+        assert_eq!(
+            yarn.freqs[HD / 2 - 1],
+            linear.freqs[HD / 2 - 1],
+            "the slowest pair is fully interpolated"
+        );
         // Between, a pair's frequency never rises as the pairs slow down, and lies between the two.
         for i in 0..HD / 2 {
             assert!(yarn.freqs[i] <= plain.freqs[i] && yarn.freqs[i] >= linear.freqs[i] * 0.999_999);
         }
         assert!((yarn.mscale - mscale).abs() < 1e-6);
         let (y, p) = (rotated(&yarn, 0), rotated(&plain, 0));
-        assert!((y[5] - p[5] * mscale).abs() < 1e-5, "at position 0 only the magnitude changes");
+        assert!(
+            (y[5] - p[5] * mscale).abs() < 1e-5,
+            "at position 0 only the magnitude changes"
+        );
     }
 }

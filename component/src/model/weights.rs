@@ -9,7 +9,11 @@ pub enum WeightError {
     #[error("tensor {0:?} is missing")]
     Missing(String),
     #[error("tensor {name:?} has shape {shape:?}, expected {expected:?}")]
-    Shape { name: String, shape: Vec<u64>, expected: Vec<u64> },
+    Shape {
+        name: String,
+        shape: Vec<u64>,
+        expected: Vec<u64>,
+    },
     #[error("tensor {name:?}: {reason}")]
     Data { name: String, reason: String },
 }
@@ -50,9 +54,16 @@ pub struct Loader<'a> {
 
 impl Loader<'_> {
     fn info(&self, name: &str, expected: &[u64]) -> Result<&TensorInfo, WeightError> {
-        let t = self.gguf.tensor(name).ok_or_else(|| WeightError::Missing(name.to_string()))?;
+        let t = self
+            .gguf
+            .tensor(name)
+            .ok_or_else(|| WeightError::Missing(name.to_string()))?;
         if t.shape != expected {
-            return Err(WeightError::Shape { name: name.into(), shape: t.shape.clone(), expected: expected.to_vec() });
+            return Err(WeightError::Shape {
+                name: name.into(),
+                shape: t.shape.clone(),
+                expected: expected.to_vec(),
+            });
         }
         Ok(t)
     }
@@ -61,13 +72,26 @@ impl Loader<'_> {
     pub fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Matrix, WeightError> {
         let t = self.info(name, &[cols as u64, rows as u64])?;
         let start = (self.gguf.data_offset + t.offset) as usize;
-        let m = Matrix { name: name.into(), ty: t.ty, rows, cols, file: self.file.clone(), start, len: t.n_bytes as usize };
+        let m = Matrix {
+            name: name.into(),
+            ty: t.ty,
+            rows,
+            cols,
+            file: self.file.clone(),
+            start,
+            len: t.n_bytes as usize,
+        };
         // Check once that the kernels accept the bytes (alignment, format), so matmul can't fail later.
         let mut probe = vec![0.0; cols];
-        dequantize(t.ty, &m.bytes()[..t.n_bytes as usize / rows], &mut probe)
-            .map_err(|e| WeightError::Data { name: name.into(), reason: e.to_string() })?;
+        dequantize(t.ty, &m.bytes()[..t.n_bytes as usize / rows], &mut probe).map_err(|e| WeightError::Data {
+            name: name.into(),
+            reason: e.to_string(),
+        })?;
         if t.ty.vec_dot_type().is_none() {
-            return Err(WeightError::Data { name: name.into(), reason: format!("{} cannot be a weight format", t.ty) });
+            return Err(WeightError::Data {
+                name: name.into(),
+                reason: format!("{} cannot be a weight format", t.ty),
+            });
         }
         Ok(m)
     }
@@ -75,9 +99,15 @@ impl Loader<'_> {
     /// A vector (norm weights), dequantised to f32.
     pub fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>, WeightError> {
         let t = self.info(name, &[len as u64])?;
-        let bytes = self.gguf.tensor_bytes(t, &self.file).map_err(|e| WeightError::Data { name: name.into(), reason: e.to_string() })?;
+        let bytes = self.gguf.tensor_bytes(t, &self.file).map_err(|e| WeightError::Data {
+            name: name.into(),
+            reason: e.to_string(),
+        })?;
         let mut out = vec![0.0; len];
-        dequantize(t.ty, bytes, &mut out).map_err(|e| WeightError::Data { name: name.into(), reason: e.to_string() })?;
+        dequantize(t.ty, bytes, &mut out).map_err(|e| WeightError::Data {
+            name: name.into(),
+            reason: e.to_string(),
+        })?;
         Ok(out)
     }
 }

@@ -48,17 +48,25 @@ pub struct Bpe {
 
 impl Bpe {
     pub fn new(pre: &str, merges: impl Iterator<Item = String>) -> Result<Bpe, TokenizerError> {
-        let pattern = pre_tokenizer_pattern(pre)
-            .ok_or_else(|| TokenizerError::Unsupported(format!("gpt2 with pre-tokenizer {pre:?} (supported: {SUPPORTED_PRE})")))?;
+        let pattern = pre_tokenizer_pattern(pre).ok_or_else(|| {
+            TokenizerError::Unsupported(format!("gpt2 with pre-tokenizer {pre:?} (supported: {SUPPORTED_PRE})"))
+        })?;
         let pre = Regex::new(pattern).map_err(|e| TokenizerError::Metadata(format!("pre-tokenizer regex: {e}")))?;
         let mut ranks = HashMap::new();
         for (rank, m) in merges.enumerate() {
-            let (a, b) = m.split_once(' ').ok_or_else(|| TokenizerError::Metadata(format!("tokenizer.ggml.merges[{rank}] = {m:?} is not \"left right\"")))?;
+            let (a, b) = m.split_once(' ').ok_or_else(|| {
+                TokenizerError::Metadata(format!("tokenizer.ggml.merges[{rank}] = {m:?} is not \"left right\""))
+            })?;
             ranks.entry((a.to_string(), b.to_string())).or_insert(rank);
         }
         let byte_to_char = byte_to_char();
         let char_to_byte = byte_to_char.iter().enumerate().map(|(b, &c)| (c, b as u8)).collect();
-        Ok(Bpe { pre, ranks, byte_to_char, char_to_byte })
+        Ok(Bpe {
+            pre,
+            ranks,
+            byte_to_char,
+            char_to_byte,
+        })
     }
 
     pub fn encode(&self, tok: &Tokenizer, text: &str, out: &mut Vec<TokenId>) {
@@ -107,7 +115,9 @@ impl Bpe {
 
     /// The bytes a byte-level token's text stands for.
     pub fn decode_token(&self, text: &str) -> Vec<u8> {
-        text.chars().map(|c| self.char_to_byte.get(&c).copied().unwrap_or(b'?')).collect()
+        text.chars()
+            .map(|c| self.char_to_byte.get(&c).copied().unwrap_or(b'?'))
+            .collect()
     }
 }
 

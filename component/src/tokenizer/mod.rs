@@ -91,27 +91,49 @@ impl Tokenizer {
             "gpt2" => {
                 let merges = match g.array("tokenizer.ggml.merges").map_err(meta)? {
                     Array::String(m) => m.iter().map(str::to_string).collect::<Vec<_>>(),
-                    a => return Err(TokenizerError::Metadata(format!("tokenizer.ggml.merges: expected strings, found {:?}", a.element_type()))),
+                    a => {
+                        return Err(TokenizerError::Metadata(format!(
+                            "tokenizer.ggml.merges: expected strings, found {:?}",
+                            a.element_type()
+                        )))
+                    }
                 };
                 let pre = g.str("tokenizer.ggml.pre").unwrap_or("default");
                 Algorithm::BytePairs(bpe::Bpe::new(pre, merges.into_iter())?)
             }
-            m => return Err(TokenizerError::Unsupported(format!("model {m:?} (supported: \"llama\" SentencePiece, \"gpt2\" byte-level BPE)"))),
+            m => {
+                return Err(TokenizerError::Unsupported(format!(
+                    "model {m:?} (supported: \"llama\" SentencePiece, \"gpt2\" byte-level BPE)"
+                )))
+            }
         };
         let is_spm = matches!(algorithm, Algorithm::SentencePiece);
         let tokens: Vec<String> = match g.array("tokenizer.ggml.tokens").map_err(meta)? {
             Array::String(s) => s.iter().map(str::to_string).collect(),
-            a => return Err(TokenizerError::Metadata(format!("tokenizer.ggml.tokens: expected strings, found {:?}", a.element_type()))),
+            a => {
+                return Err(TokenizerError::Metadata(format!(
+                    "tokenizer.ggml.tokens: expected strings, found {:?}",
+                    a.element_type()
+                )))
+            }
         };
         let n = tokens.len();
         let scores = match g.array("tokenizer.ggml.scores") {
             Ok(Array::F32(s)) if s.len() == n => s.clone(),
-            Ok(_) => return Err(TokenizerError::Metadata(format!("tokenizer.ggml.scores: expected {n} f32 values"))),
+            Ok(_) => {
+                return Err(TokenizerError::Metadata(format!(
+                    "tokenizer.ggml.scores: expected {n} f32 values"
+                )))
+            }
             Err(_) => vec![0.0; n],
         };
         let kinds = match g.array("tokenizer.ggml.token_type") {
             Ok(Array::I32(t)) if t.len() == n => t.iter().map(|&t| TokenKind::from_id(t)).collect(),
-            Ok(_) => return Err(TokenizerError::Metadata(format!("tokenizer.ggml.token_type: expected {n} i32 values"))),
+            Ok(_) => {
+                return Err(TokenizerError::Metadata(format!(
+                    "tokenizer.ggml.token_type: expected {n} i32 values"
+                )))
+            }
             Err(_) => vec![TokenKind::Normal; n],
         };
         let id_key = |key: &str| -> Result<Option<TokenId>, TokenizerError> {
@@ -119,7 +141,9 @@ impl Tokenizer {
                 None => Ok(None),
                 Some(v) => match v.as_u64() {
                     Some(id) if (id as usize) < n => Ok(Some(id as TokenId)),
-                    _ => Err(TokenizerError::Metadata(format!("{key} = {v} is not a token id below {n}"))),
+                    _ => Err(TokenizerError::Metadata(format!(
+                        "{key} = {v} is not a token id below {n}"
+                    ))),
                 },
             }
         };
@@ -131,7 +155,9 @@ impl Tokenizer {
         let mut specials: Vec<(String, TokenId, bool)> = kinds
             .iter()
             .enumerate()
-            .filter(|(i, k)| matches!(k, TokenKind::Control | TokenKind::UserDefined | TokenKind::Unknown) && !tokens[*i].is_empty())
+            .filter(|(i, k)| {
+                matches!(k, TokenKind::Control | TokenKind::UserDefined | TokenKind::Unknown) && !tokens[*i].is_empty()
+            })
             .map(|(i, k)| (tokens[i].clone(), i as TokenId, *k != TokenKind::UserDefined))
             .collect();
         specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
@@ -139,8 +165,11 @@ impl Tokenizer {
         for (b, slot) in byte_tokens.iter_mut().enumerate() {
             *slot = ids.get(&format!("<0x{b:02X}>")).copied();
         }
-        let eot = id_key("tokenizer.ggml.eot_token_id")?
-            .or_else(|| ["<end_of_turn>", "<|eot_id|>", "<|im_end|>", "<|end|>"].iter().find_map(|t| ids.get(*t).copied()));
+        let eot = id_key("tokenizer.ggml.eot_token_id")?.or_else(|| {
+            ["<end_of_turn>", "<|eot_id|>", "<|im_end|>", "<|end|>"]
+                .iter()
+                .find_map(|t| ids.get(*t).copied())
+        });
         Ok(Tokenizer {
             bos: id_key("tokenizer.ggml.bos_token_id")?,
             eos: id_key("tokenizer.ggml.eos_token_id")?,
@@ -191,7 +220,9 @@ impl Tokenizer {
                         escaped.push_str(&t.replace(' ', SPACE_MARK));
                         spm::encode(self, &escaped, &mut out);
                     }
-                    Algorithm::BytePairs(bpe) if self.add_space_prefix && first => bpe.encode(self, &format!(" {t}"), &mut out),
+                    Algorithm::BytePairs(bpe) if self.add_space_prefix && first => {
+                        bpe.encode(self, &format!(" {t}"), &mut out)
+                    }
                     Algorithm::BytePairs(bpe) => bpe.encode(self, t, &mut out),
                 },
             }
@@ -207,7 +238,10 @@ impl Tokenizer {
             if *is_control && !parse_special {
                 continue;
             }
-            if !fragments.iter().any(|f| matches!(f, Fragment::Text(t) if t.contains(special.as_str()))) {
+            if !fragments
+                .iter()
+                .any(|f| matches!(f, Fragment::Text(t) if t.contains(special.as_str())))
+            {
                 continue;
             }
             let mut next = Vec::with_capacity(fragments.len() + 2);
@@ -236,7 +270,10 @@ impl Tokenizer {
     /// The bytes token `id` stands for: `▁` as space, `<0xXX>` as that byte; control tokens
     /// are empty unless `special`.
     pub fn token_bytes(&self, id: TokenId, special: bool) -> Result<Vec<u8>, TokenizerError> {
-        let text = self.tokens.get(id as usize).ok_or(TokenizerError::UnknownId(id, self.tokens.len()))?;
+        let text = self
+            .tokens
+            .get(id as usize)
+            .ok_or(TokenizerError::UnknownId(id, self.tokens.len()))?;
         Ok(match self.kinds[id as usize] {
             TokenKind::Byte => parse_byte_token(text).map(|b| vec![b]).unwrap_or_default(),
             TokenKind::Control | TokenKind::Unknown | TokenKind::Unused if !special => Vec::new(),

@@ -46,7 +46,12 @@ pub fn encode(tok: &Tokenizer, text: &str, out: &mut Vec<TokenId>) {
     let mut symbols: Vec<Symbol> = text
         .char_indices()
         .enumerate()
-        .map(|(i, (start, c))| Symbol { start, len: c.len_utf8(), prev: i.checked_sub(1), next: None })
+        .map(|(i, (start, c))| Symbol {
+            start,
+            len: c.len_utf8(),
+            prev: i.checked_sub(1),
+            next: None,
+        })
         .collect();
     let n = symbols.len();
     for (i, s) in symbols.iter_mut().enumerate() {
@@ -59,7 +64,11 @@ pub fn encode(tok: &Tokenizer, text: &str, out: &mut Vec<TokenId>) {
         let (a, b) = (symbols[l], symbols[r]);
         let piece = &text[a.start..b.start + b.len];
         if let Some(id) = tok.id(piece) {
-            queue.push(Bigram { score: tok.scores[id as usize], left: l, len: piece.len() });
+            queue.push(Bigram {
+                score: tok.scores[id as usize],
+                left: l,
+                len: piece.len(),
+            });
         }
     };
     for i in 1..n {

@@ -39,7 +39,9 @@ impl StreamDecoder {
                 return text;
             }
         };
-        let text = std::str::from_utf8(&self.pending[..valid_up_to]).expect("checked").to_string();
+        let text = std::str::from_utf8(&self.pending[..valid_up_to])
+            .expect("checked")
+            .to_string();
         self.pending.drain(..valid_up_to);
         text
     }
@@ -51,7 +53,15 @@ fn incomplete_tail_start(bytes: &[u8]) -> usize {
         let i = bytes.len() - back;
         let b = bytes[i];
         if b & 0xc0 != 0x80 {
-            let need = if b >= 0xf0 { 4 } else if b >= 0xe0 { 3 } else if b >= 0xc0 { 2 } else { 1 };
+            let need = if b >= 0xf0 {
+                4
+            } else if b >= 0xe0 {
+                3
+            } else if b >= 0xc0 {
+                2
+            } else {
+                1
+            };
             return if need > back { i } else { bytes.len() };
         }
     }

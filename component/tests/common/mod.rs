@@ -20,10 +20,17 @@ fn lexical(path: &str) -> PathBuf {
 
 /// The reference model (fetched by `rill pull` in tests/run; `RILL_MODEL` overrides the path).
 pub fn model_path() -> PathBuf {
-    let path = std::env::var("RILL_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| lexical(concat!(env!("CARGO_MANIFEST_DIR"), "/../models/gemma-3-270m-q4_k_m.gguf")));
-    assert!(path.exists(), "reference model missing at {}: run `cargo run -p rill -- pull --dir models` (or tests/run)", path.display());
+    let path = std::env::var("RILL_MODEL").map(PathBuf::from).unwrap_or_else(|_| {
+        lexical(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../models/gemma-3-270m-q4_k_m.gguf"
+        ))
+    });
+    assert!(
+        path.exists(),
+        "reference model missing at {}: run `cargo run -p rill -- pull --dir models` (or tests/run)",
+        path.display()
+    );
     path
 }
 
@@ -38,7 +45,9 @@ pub struct Writer {
 
 impl Writer {
     pub fn new(version: u32, tensor_count: u64, kv_count: u64) -> Writer {
-        let mut w = Writer { bytes: b"GGUF".to_vec() };
+        let mut w = Writer {
+            bytes: b"GGUF".to_vec(),
+        };
         w.u32(version).u64(tensor_count).u64(kv_count);
         w
     }

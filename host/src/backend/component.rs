@@ -3,13 +3,13 @@
 //! token events.
 
 use super::{Backend, EngineFailure, FailureKind, KvMemory, Outcome, PromptInput, SeqHandle};
-use std::collections::HashMap;
 use anyhow::{anyhow, Context};
 use bindings::rill::llm::types;
 use indicatif::{ProgressBar, ProgressStyle};
 use rill_engine::engine::{FinishReason, Timings, Usage};
 use rill_engine::model::{KvType, LoadOptions, RopeScalingKind};
 use rill_engine::{ContextPolicy, GenerateParams, TokenEvent, TokenLogprob};
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
@@ -57,7 +57,10 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -86,7 +89,10 @@ fn load_options(options: &LoadOptions) -> types::LoadOptions {
 
 impl ComponentBackend {
     fn generation_resource(&self, h: SeqHandle) -> anyhow::Result<ResourceAny> {
-        self.generations.get(&h).copied().ok_or_else(|| anyhow!("no generation {h}"))
+        self.generations
+            .get(&h)
+            .copied()
+            .ok_or_else(|| anyhow!("no generation {h}"))
     }
 }
 
@@ -102,7 +108,11 @@ impl types::Error {
             types::Error::Internal(m) => (FailureKind::Internal, "internal error", m),
         };
         // The engine's messages already start with their kind.
-        let message = if msg.starts_with(name) { msg } else { format!("{name}: {msg}") };
+        let message = if msg.starts_with(name) {
+            msg
+        } else {
+            format!("{name}: {msg}")
+        };
         EngineFailure::Reported { kind, message }.into()
     }
 }
@@ -129,7 +139,10 @@ fn instantiate(memory_limit: usize) -> anyhow::Result<(Store<State>, bindings::E
     let state = State {
         wasi: WasiCtxBuilder::new().inherit_stderr().build(),
         table: ResourceTable::new(),
-        limits: MemoryLimiter { limits: StoreLimitsBuilder::new().memory_size(memory_limit).build(), memory_bytes: 0 },
+        limits: MemoryLimiter {
+            limits: StoreLimitsBuilder::new().memory_size(memory_limit).build(),
+            memory_bytes: 0,
+        },
     };
     let mut store = Store::new(&wt, state);
     store.limiter(|s| &mut s.limits);
@@ -142,7 +155,10 @@ fn instantiate(memory_limit: usize) -> anyhow::Result<(Store<State>, bindings::E
 /// What the engine component reports about itself: (kernel path, simd128, relaxed-simd).
 pub fn capabilities() -> anyhow::Result<(String, bool, bool)> {
     let (mut store, engine) = instantiate(64 << 20)?;
-    let c = engine.rill_llm_inference().call_get_capabilities(&mut store).map_err(trapped)?;
+    let c = engine
+        .rill_llm_inference()
+        .call_get_capabilities(&mut store)
+        .map_err(trapped)?;
     Ok((c.kernel_path, c.simd128, c.relaxed_simd))
 }
 
@@ -163,25 +179,44 @@ impl ComponentBackend {
         let (mut store, engine) = instantiate(limit)?;
 
         let api = engine.rill_llm_inference();
-        let loader = api.loader().call_constructor(&mut store, Some(file_len)).map_err(trapped)?;
+        let loader = api
+            .loader()
+            .call_constructor(&mut store, Some(file_len))
+            .map_err(trapped)?;
         let bar = ProgressBar::new(file_len).with_style(
             ProgressStyle::with_template("loading {msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}").unwrap(),
         );
         bar.set_message(model.file_name().unwrap_or_default().to_string_lossy().into_owned());
         let mut chunk = vec![0u8; CHUNK];
         loop {
-            let n = file.read(&mut chunk).with_context(|| format!("reading {}", model.display()))?;
+            let n = file
+                .read(&mut chunk)
+                .with_context(|| format!("reading {}", model.display()))?;
             if n == 0 {
                 break;
             }
-            api.loader().call_push(&mut store, loader, &chunk[..n]).map_err(trapped)?.map_err(|e| e.into_anyhow())?;
+            api.loader()
+                .call_push(&mut store, loader, &chunk[..n])
+                .map_err(trapped)?
+                .map_err(|e| e.into_anyhow())?;
             bar.inc(n as u64);
         }
         bar.finish_and_clear();
-        let model_res = api.loader().call_finish(&mut store, loader, load_options(options)).map_err(trapped)?;
+        let model_res = api
+            .loader()
+            .call_finish(&mut store, loader, load_options(options))
+            .map_err(trapped)?;
         loader.resource_drop(&mut store).map_err(trapped)?;
-        let model_res = model_res.map_err(|e| e.into_anyhow()).with_context(|| format!("loading {}", model.display()))?;
-        Ok(ComponentBackend { store, engine, model: model_res, generations: HashMap::new(), next_handle: 0 })
+        let model_res = model_res
+            .map_err(|e| e.into_anyhow())
+            .with_context(|| format!("loading {}", model.display()))?;
+        Ok(ComponentBackend {
+            store,
+            engine,
+            model: model_res,
+            generations: HashMap::new(),
+            next_handle: 0,
+        })
     }
 }
 
@@ -210,34 +245,64 @@ impl Backend for ComponentBackend {
     }
 
     fn kv_memory(&mut self) -> anyhow::Result<KvMemory> {
-        let m = self.engine.rill_llm_inference().model().call_kv_memory(&mut self.store, self.model).map_err(trapped)?;
-        Ok(KvMemory { used: m.used, budget: m.budget, prefix_cache: m.prefix_cache })
+        let m = self
+            .engine
+            .rill_llm_inference()
+            .model()
+            .call_kv_memory(&mut self.store, self.model)
+            .map_err(trapped)?;
+        Ok(KvMemory {
+            used: m.used,
+            budget: m.budget,
+            prefix_cache: m.prefix_cache,
+        })
     }
 
     fn set_kv_budget(&mut self, bytes: u64) -> anyhow::Result<()> {
-        self.engine.rill_llm_inference().model().call_set_kv_budget(&mut self.store, self.model, bytes).map_err(trapped)
+        self.engine
+            .rill_llm_inference()
+            .model()
+            .call_set_kv_budget(&mut self.store, self.model, bytes)
+            .map_err(trapped)
     }
 
     fn set_prompt_chunk(&mut self, tokens: usize) -> anyhow::Result<()> {
         let tokens = tokens.try_into().unwrap_or(u32::MAX);
-        self.engine.rill_llm_inference().model().call_set_prompt_chunk(&mut self.store, self.model, tokens).map_err(trapped)
+        self.engine
+            .rill_llm_inference()
+            .model()
+            .call_set_prompt_chunk(&mut self.store, self.model, tokens)
+            .map_err(trapped)
     }
 
     fn tokenize(&mut self, text: &str, add_bos: bool, parse_special: bool) -> anyhow::Result<Vec<u32>> {
         let api = self.engine.rill_llm_inference();
-        api.model().call_tokenize(&mut self.store, self.model, text, add_bos, parse_special).map_err(trapped)
+        api.model()
+            .call_tokenize(&mut self.store, self.model, text, add_bos, parse_special)
+            .map_err(trapped)
     }
 
     fn top_logits(&mut self, tokens: &[u32], top: usize) -> anyhow::Result<Vec<Vec<(u32, f32)>>> {
         let api = self.engine.rill_llm_inference();
-        api.model().call_logits(&mut self.store, self.model, tokens, top as u32).map_err(trapped)?.map_err(|e| e.into_anyhow())
+        api.model()
+            .call_logits(&mut self.store, self.model, tokens, top as u32)
+            .map_err(trapped)?
+            .map_err(|e| e.into_anyhow())
     }
 
     fn start(&mut self, prompt: PromptInput, params: GenerateParams) -> anyhow::Result<SeqHandle> {
         let api = self.engine.rill_llm_inference();
         let prompt = match prompt {
             PromptInput::Text(t) => types::Prompt::Text(t.to_string()),
-            PromptInput::Chat(messages) => types::Prompt::Chat(messages.iter().map(|m| types::Message { role: m.role.clone(), content: m.content.clone() }).collect()),
+            PromptInput::Chat(messages) => types::Prompt::Chat(
+                messages
+                    .iter()
+                    .map(|m| types::Message {
+                        role: m.role.clone(),
+                        content: m.content.clone(),
+                    })
+                    .collect(),
+            ),
             PromptInput::Tokens(t) => types::Prompt::Tokens(t.to_vec()),
         };
         let s = &params.sampling;
@@ -269,7 +334,11 @@ impl Backend for ComponentBackend {
             logprobs: params.logprobs,
             top_logprobs: params.top_logprobs as u32,
         };
-        let generation = api.model().call_generate(&mut self.store, self.model, &prompt, &wit_params).map_err(trapped)?.map_err(|e| e.into_anyhow())?;
+        let generation = api
+            .model()
+            .call_generate(&mut self.store, self.model, &prompt, &wit_params)
+            .map_err(trapped)?
+            .map_err(|e| e.into_anyhow())?;
         self.next_handle += 1;
         self.generations.insert(self.next_handle, generation);
         Ok(self.next_handle)
@@ -278,21 +347,49 @@ impl Backend for ComponentBackend {
     fn next(&mut self, h: SeqHandle, max_events: usize) -> anyhow::Result<Option<Vec<TokenEvent>>> {
         let generation = self.generation_resource(h)?;
         let g = self.engine.rill_llm_inference().generation();
-        let events = g.call_next(&mut self.store, generation, max_events.try_into().unwrap_or(u32::MAX)).map_err(trapped)?.map_err(|e| e.into_anyhow())?;
-        if events.is_empty() && g.call_finish_reason(&mut self.store, generation).map_err(trapped)?.is_some() {
+        let events = g
+            .call_next(&mut self.store, generation, max_events.try_into().unwrap_or(u32::MAX))
+            .map_err(trapped)?
+            .map_err(|e| e.into_anyhow())?;
+        if events.is_empty()
+            && g.call_finish_reason(&mut self.store, generation)
+                .map_err(trapped)?
+                .is_some()
+        {
             return Ok(None);
         }
-        let logprob = |t: types::TokenLogprob| TokenLogprob { id: t.id, bytes: t.bytes, logprob: t.logprob };
-        Ok(Some(events.into_iter().map(|e| TokenEvent { id: e.id, text: e.text, logprob: e.logprob.map(logprob), top_logprobs: e.top_logprobs.into_iter().map(logprob).collect() }).collect()))
+        let logprob = |t: types::TokenLogprob| TokenLogprob {
+            id: t.id,
+            bytes: t.bytes,
+            logprob: t.logprob,
+        };
+        Ok(Some(
+            events
+                .into_iter()
+                .map(|e| TokenEvent {
+                    id: e.id,
+                    text: e.text,
+                    logprob: e.logprob.map(logprob),
+                    top_logprobs: e.top_logprobs.into_iter().map(logprob).collect(),
+                })
+                .collect(),
+        ))
     }
 
     fn cancel(&mut self, h: SeqHandle) -> anyhow::Result<()> {
         let generation = self.generation_resource(h)?;
-        self.engine.rill_llm_inference().generation().call_cancel(&mut self.store, generation).map_err(trapped)
+        self.engine
+            .rill_llm_inference()
+            .generation()
+            .call_cancel(&mut self.store, generation)
+            .map_err(trapped)
     }
 
     fn finish(&mut self, h: SeqHandle) -> anyhow::Result<Outcome> {
-        let generation = self.generations.remove(&h).ok_or_else(|| anyhow!("no generation {h}"))?;
+        let generation = self
+            .generations
+            .remove(&h)
+            .ok_or_else(|| anyhow!("no generation {h}"))?;
         let g = self.engine.rill_llm_inference().generation();
         let usage = g.call_usage(&mut self.store, generation).map_err(trapped)?;
         let timings = g.call_timings(&mut self.store, generation).map_err(trapped)?;
@@ -307,7 +404,11 @@ impl Backend for ComponentBackend {
                 preemptions: usage.preemptions as usize,
                 context_shifts: usage.context_shifts as usize,
             },
-            timings: Timings { prompt: ms(timings.prompt_ms), decode: ms(timings.decode_ms), time_to_first_token: ms(timings.time_to_first_token_ms) },
+            timings: Timings {
+                prompt: ms(timings.prompt_ms),
+                decode: ms(timings.decode_ms),
+                time_to_first_token: ms(timings.time_to_first_token_ms),
+            },
             finish: finish.map(|f| match f {
                 types::FinishReason::Stop => FinishReason::Stop,
                 types::FinishReason::Length => FinishReason::Length,

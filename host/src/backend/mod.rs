@@ -60,7 +60,10 @@ impl From<EngineError> for EngineFailure {
             EngineError::ContextOverflow(_) => FailureKind::ContextOverflow,
             EngineError::OutOfMemory(_) => FailureKind::OutOfMemory,
         };
-        EngineFailure::Reported { kind, message: e.to_string() }
+        EngineFailure::Reported {
+            kind,
+            message: e.to_string(),
+        }
     }
 }
 
@@ -116,7 +119,12 @@ pub trait Backend {
 
     /// Runs one generation to its end, handing each token event to `on_event` as it arrives;
     /// an error from `on_event` cancels it.
-    fn generate(&mut self, prompt: PromptInput, params: GenerateParams, on_event: &mut dyn FnMut(TokenEvent) -> anyhow::Result<()>) -> anyhow::Result<Outcome> {
+    fn generate(
+        &mut self,
+        prompt: PromptInput,
+        params: GenerateParams,
+        on_event: &mut dyn FnMut(TokenEvent) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Outcome> {
         let h = self.start(prompt, params)?;
         let run = |backend: &mut Self, on_event: &mut dyn FnMut(TokenEvent) -> anyhow::Result<()>| {
             while let Some(events) = backend.next(h, 1)? {
@@ -147,7 +155,12 @@ pub enum BackendKind {
 
 /// Loads `model` on a backend, built with `options`; `memory_limit` (bytes) caps the
 /// component's memory.
-pub fn open(kind: BackendKind, model: &Path, options: &LoadOptions, memory_limit: Option<usize>) -> anyhow::Result<Box<dyn Backend>> {
+pub fn open(
+    kind: BackendKind,
+    model: &Path,
+    options: &LoadOptions,
+    memory_limit: Option<usize>,
+) -> anyhow::Result<Box<dyn Backend>> {
     Ok(match kind {
         BackendKind::Component => Box::new(component::ComponentBackend::load(model, options, memory_limit)?),
         BackendKind::Native => Box::new(native::NativeBackend::load(model, options)?),

@@ -1,9 +1,9 @@
 //! The engine crate running natively in this process.
 
 use super::{Backend, EngineFailure, KvMemory, Outcome, PromptInput, SeqHandle};
+use anyhow::Context;
 use rill_engine::model::LoadOptions;
 use rill_engine::scheduler::Scheduler;
-use anyhow::Context;
 use rill_engine::{Engine, GenerateParams, Prompt, TokenEvent};
 use rill_kernels::KernelPath;
 use std::path::Path;
@@ -17,8 +17,12 @@ pub struct NativeBackend {
 impl NativeBackend {
     pub fn load(model: &Path, options: &LoadOptions) -> anyhow::Result<NativeBackend> {
         let file = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
-        let engine = Engine::load(file, KernelPath::best(), options).with_context(|| format!("loading {}", model.display()))?;
-        Ok(NativeBackend { engine: Arc::new(engine), scheduler: Scheduler::default() })
+        let engine =
+            Engine::load(file, KernelPath::best(), options).with_context(|| format!("loading {}", model.display()))?;
+        Ok(NativeBackend {
+            engine: Arc::new(engine),
+            scheduler: Scheduler::default(),
+        })
     }
 }
 
@@ -33,11 +37,18 @@ impl Backend for NativeBackend {
 
     fn kv_memory(&mut self) -> anyhow::Result<KvMemory> {
         let (used, budget, prefix_cache) = self.engine.kv_memory();
-        Ok(KvMemory { used: used as u64, budget: budget.try_into().unwrap_or(u64::MAX), prefix_cache: prefix_cache as u64 })
+        Ok(KvMemory {
+            used: used as u64,
+            budget: budget.try_into().unwrap_or(u64::MAX),
+            prefix_cache: prefix_cache as u64,
+        })
     }
 
     fn set_kv_budget(&mut self, bytes: u64) -> anyhow::Result<()> {
-        self.engine.model.kv_memory.set_budget(bytes.try_into().unwrap_or(usize::MAX));
+        self.engine
+            .model
+            .kv_memory
+            .set_budget(bytes.try_into().unwrap_or(usize::MAX));
         Ok(())
     }
 
@@ -56,8 +67,14 @@ impl Backend for NativeBackend {
 
     fn start(&mut self, prompt: PromptInput, params: GenerateParams) -> anyhow::Result<SeqHandle> {
         let tokens = match prompt {
-            PromptInput::Text(t) => self.engine.prompt_tokens(&Prompt::Text(t)).map_err(EngineFailure::from)?,
-            PromptInput::Chat(messages) => self.engine.prompt_tokens(&Prompt::Chat(messages)).map_err(EngineFailure::from)?,
+            PromptInput::Text(t) => self
+                .engine
+                .prompt_tokens(&Prompt::Text(t))
+                .map_err(EngineFailure::from)?,
+            PromptInput::Chat(messages) => self
+                .engine
+                .prompt_tokens(&Prompt::Chat(messages))
+                .map_err(EngineFailure::from)?,
             PromptInput::Tokens(t) => t.to_vec(),
         };
         let generation = self.engine.generate(tokens, params).map_err(EngineFailure::from)?;
@@ -71,12 +88,22 @@ impl Backend for NativeBackend {
     }
 
     fn cancel(&mut self, h: SeqHandle) -> anyhow::Result<()> {
-        self.scheduler.get_mut(h).ok_or_else(|| anyhow::anyhow!("no generation {h}"))?.cancel();
+        self.scheduler
+            .get_mut(h)
+            .ok_or_else(|| anyhow::anyhow!("no generation {h}"))?
+            .cancel();
         Ok(())
     }
 
     fn finish(&mut self, h: SeqHandle) -> anyhow::Result<Outcome> {
-        let g = self.scheduler.remove(h).ok_or_else(|| anyhow::anyhow!("no generation {h}"))?;
-        Ok(Outcome { usage: g.usage(), timings: g.timings(), finish: g.finish_reason() })
+        let g = self
+            .scheduler
+            .remove(h)
+            .ok_or_else(|| anyhow::anyhow!("no generation {h}"))?;
+        Ok(Outcome {
+            usage: g.usage(),
+            timings: g.timings(),
+            finish: g.finish_reason(),
+        })
     }
 }

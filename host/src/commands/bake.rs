@@ -9,7 +9,9 @@ use anyhow::{anyhow, Context};
 use std::path::Path;
 
 pub fn bake(model: &Path, out: &Path) -> anyhow::Result<()> {
-    let model = model.canonicalize().with_context(|| format!("opening {}", model.display()))?;
+    let model = model
+        .canonicalize()
+        .with_context(|| format!("opening {}", model.display()))?;
     let engine = wasmtime::Engine::new(&wasmtime::Config::new()).map_err(|e| anyhow!("configuring wasmtime: {e:#}"))?;
     let mut store = wasmtime::Store::new(&engine, WorkerState::new(Some(&model))?);
     // The snapshot copies the whole memory (the model with it) out through component calls.
@@ -22,8 +24,17 @@ pub fn bake(model: &Path, out: &Path) -> anyhow::Result<()> {
     eprintln!("rill bake: loading {} into the worker …", model.display());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (baked, _) = runtime
-        .block_on(wizer.run_component(&mut store, edge::EDGE_WASM, async |store, component| linker.instantiate_async(store, component).await))
-        .map_err(|e| anyhow!("the worker could not load {} (its message is above): {e:#}", model.display()))?;
+        .block_on(
+            wizer.run_component(&mut store, edge::EDGE_WASM, async |store, component| {
+                linker.instantiate_async(store, component).await
+            }),
+        )
+        .map_err(|e| {
+            anyhow!(
+                "the worker could not load {} (its message is above): {e:#}",
+                model.display()
+            )
+        })?;
     std::fs::write(out, &baked).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("rill bake: wrote {} ({} MB)", out.display(), baked.len() >> 20);
     Ok(())
@@ -32,6 +43,10 @@ pub fn bake(model: &Path, out: &Path) -> anyhow::Result<()> {
 /// `rill bake --no-model`: the worker as built, for hosts that give it the model's folder.
 pub fn write_plain(out: &Path) -> anyhow::Result<()> {
     std::fs::write(out, edge::EDGE_WASM).with_context(|| format!("writing {}", out.display()))?;
-    eprintln!("rill bake: wrote {} ({} MB, no model: preopen the model's folder as /models)", out.display(), edge::EDGE_WASM.len() >> 20);
+    eprintln!(
+        "rill bake: wrote {} ({} MB, no model: preopen the model's folder as /models)",
+        out.display(),
+        edge::EDGE_WASM.len() >> 20
+    );
     Ok(())
 }

@@ -72,7 +72,11 @@ impl Spread {
     fn of(samples: Vec<f64>) -> Spread {
         let min = samples.iter().copied().fold(f64::INFINITY, f64::min);
         let max = samples.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        Spread { min, median: crate::regression::median(samples).unwrap_or(f64::NAN), max }
+        Spread {
+            min,
+            median: crate::regression::median(samples).unwrap_or(f64::NAN),
+            max,
+        }
     }
 
     fn json(&self) -> Value {
@@ -132,8 +136,16 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
         tg.push(args.gen_tokens as f64 / run.total.as_secs_f64());
     }
     calibration.push(crate::calibration::measure());
-    let (pp, tg, ttft, calibration) = (Spread::of(pp), Spread::of(tg), Spread::of(ttft), Spread::of(calibration));
-    let prefix = args.prefix_tokens.map(|n| bench_prefix(backend, n, args.repeats, params(1))).transpose()?;
+    let (pp, tg, ttft, calibration) = (
+        Spread::of(pp),
+        Spread::of(tg),
+        Spread::of(ttft),
+        Spread::of(calibration),
+    );
+    let prefix = args
+        .prefix_tokens
+        .map(|n| bench_prefix(backend, n, args.repeats, params(1)))
+        .transpose()?;
     let kernels = backend.kernel_path()?;
     let backend_name = backend.name();
 
@@ -144,8 +156,16 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
         figure("ttft_ms", ttft.median, Better::Lower),
         figure("load_ms", load.as_secs_f64() * 1e3, Better::Lower),
         figure("calibration_mmac_s", calibration.median, Better::Higher),
-        figure(&format!("{pp_name}_vs_calibration"), pp.median / calibration.median, Better::Higher),
-        figure(&format!("{tg_name}_vs_calibration"), tg.median / calibration.median, Better::Higher),
+        figure(
+            &format!("{pp_name}_vs_calibration"),
+            pp.median / calibration.median,
+            Better::Higher,
+        ),
+        figure(
+            &format!("{tg_name}_vs_calibration"),
+            tg.median / calibration.median,
+            Better::Higher,
+        ),
     ];
     if let Some(bytes) = backend.memory_bytes() {
         figures.push(figure("memory_mib", bytes as f64 / (1 << 20) as f64, Better::Lower));
@@ -155,10 +175,26 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
         figures.push(figure("prefix_ttft_ms_computed", p.uncached.median, Better::Lower));
     }
     if let Some(p) = &peer {
-        figures.push(figure(&format!("peer_{pp_name}_tok_s"), p.prompt.median, Better::Higher));
-        figures.push(figure(&format!("peer_{tg_name}_tok_s"), p.decode.median, Better::Higher));
-        figures.push(figure(&format!("{pp_name}_vs_peer"), pp.median / p.prompt.median, Better::Higher));
-        figures.push(figure(&format!("{tg_name}_vs_peer"), tg.median / p.decode.median, Better::Higher));
+        figures.push(figure(
+            &format!("peer_{pp_name}_tok_s"),
+            p.prompt.median,
+            Better::Higher,
+        ));
+        figures.push(figure(
+            &format!("peer_{tg_name}_tok_s"),
+            p.decode.median,
+            Better::Higher,
+        ));
+        figures.push(figure(
+            &format!("{pp_name}_vs_peer"),
+            pp.median / p.prompt.median,
+            Better::Higher,
+        ));
+        figures.push(figure(
+            &format!("{tg_name}_vs_peer"),
+            tg.median / p.decode.median,
+            Better::Higher,
+        ));
     }
     let run = super::bench_history::describe(backend, model, "single", figures)?;
     match args.format {
@@ -194,15 +230,25 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
             row(&format!("  {tg_name} tok/s"), &tg);
             row(&format!("  first token ms ({pp_name})"), &ttft);
             if let Some(p) = &prefix {
-                row(&format!("  first token ms, {}-token prefix computed", p.tokens), &p.uncached);
+                row(
+                    &format!("  first token ms, {}-token prefix computed", p.tokens),
+                    &p.uncached,
+                );
                 row("  … same prefix cached", &p.cached);
-                println!("  cached / computed (medians): {:.2}×", p.cached.median / p.uncached.median);
+                println!(
+                    "  cached / computed (medians): {:.2}×",
+                    p.cached.median / p.uncached.median
+                );
             }
             if let Some(p) = &peer {
                 println!("{}, {} thread(s)", p.name, args.threads);
                 row(&format!("  {pp_name} tok/s"), &p.prompt);
                 row(&format!("  {tg_name} tok/s"), &p.decode);
-                println!("ratio rill / peer (medians): {pp_name} {:.2}×, {tg_name} {:.2}×", pp.median / p.prompt.median, tg.median / p.decode.median);
+                println!(
+                    "ratio rill / peer (medians): {pp_name} {:.2}×, {tg_name} {:.2}×",
+                    pp.median / p.prompt.median,
+                    tg.median / p.decode.median
+                );
             }
         }
     }
@@ -210,7 +256,11 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
 }
 
 fn figure(name: &str, value: f64, better: Better) -> Figure {
-    Figure { name: name.to_string(), value, better }
+    Figure {
+        name: name.to_string(),
+        value,
+        better,
+    }
 }
 
 fn bench_concurrency(backend: &mut dyn Backend, model: &Path, args: &BenchArgs) -> anyhow::Result<()> {
@@ -223,15 +273,30 @@ fn bench_concurrency(backend: &mut dyn Backend, model: &Path, args: &BenchArgs) 
     let peer = match &args.peer_server {
         Some(bin) => {
             let slots = args.concurrency.iter().copied().max().unwrap_or(1);
-            let server = super::peer_server::PeerServer::start(bin, model, args.threads, slots, args.prompt_tokens + args.gen_tokens + 16)?;
+            let server = super::peer_server::PeerServer::start(
+                bin,
+                model,
+                args.threads,
+                slots,
+                args.prompt_tokens + args.gen_tokens + 16,
+            )?;
             server.level(1, warm_up, 2)?;
-            Some(args.concurrency.iter().map(|&n| server.level(n, &prompt, args.gen_tokens)).collect::<anyhow::Result<Vec<_>>>()?)
+            Some(
+                args.concurrency
+                    .iter()
+                    .map(|&n| server.level(n, &prompt, args.gen_tokens))
+                    .collect::<anyhow::Result<Vec<_>>>()?,
+            )
         }
         None => None,
     };
     super::bench_batch::level(backend, 1, warm_up, 2)?;
     let calibration_before = crate::calibration::measure();
-    let levels = args.concurrency.iter().map(|&n| super::bench_batch::level(backend, n, &prompt, args.gen_tokens)).collect::<anyhow::Result<Vec<_>>>()?;
+    let levels = args
+        .concurrency
+        .iter()
+        .map(|&n| super::bench_batch::level(backend, n, &prompt, args.gen_tokens))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let calibration = (calibration_before + crate::calibration::measure()) / 2.0;
     let limit = super::bench_batch::settled_limit(&levels, args.target_itl_ms as f64);
     let mut figures = vec![figure("calibration_mmac_s", calibration, Better::Higher)];
@@ -239,9 +304,17 @@ fn bench_concurrency(backend: &mut dyn Backend, model: &Path, args: &BenchArgs) 
         let n = l.streams;
         figures.push(figure(&format!("c{n}_tok_s"), l.aggregate, Better::Higher));
         figures.push(figure(&format!("c{n}_itl_ms_p95"), l.inter_token_ms.p95, Better::Lower));
-        figures.push(figure(&format!("c{n}_vs_calibration"), l.aggregate / calibration, Better::Higher));
+        figures.push(figure(
+            &format!("c{n}_vs_calibration"),
+            l.aggregate / calibration,
+            Better::Higher,
+        ));
         if let Some(p) = &peer {
-            figures.push(figure(&format!("c{n}_vs_peer"), l.aggregate / p[i].aggregate, Better::Higher));
+            figures.push(figure(
+                &format!("c{n}_vs_peer"),
+                l.aggregate / p[i].aggregate,
+                Better::Higher,
+            ));
         }
     }
     let run = super::bench_history::describe(backend, model, "concurrency", figures)?;
@@ -258,13 +331,29 @@ fn bench_concurrency(backend: &mut dyn Backend, model: &Path, args: &BenchArgs) 
             println!("{out}");
         }
         Format::Text => {
-            println!("rill    {} backend, kernels {}, 1 thread, prompt {} tokens, {} tokens per stream", backend.name(), backend.kernel_path()?, args.prompt_tokens, args.gen_tokens);
+            println!(
+                "rill    {} backend, kernels {}, 1 thread, prompt {} tokens, {} tokens per stream",
+                backend.name(),
+                backend.kernel_path()?,
+                args.prompt_tokens,
+                args.gen_tokens
+            );
             super::bench_batch::print(&levels);
-            println!("batch size for a {} ms inter-token target (p95): {limit} stream(s)", args.target_itl_ms);
+            println!(
+                "batch size for a {} ms inter-token target (p95): {limit} stream(s)",
+                args.target_itl_ms
+            );
             if let Some(p) = &peer {
-                println!("peer    llama.cpp (llama-server), {} thread(s), one slot per stream", args.threads);
+                println!(
+                    "peer    llama.cpp (llama-server), {} thread(s), one slot per stream",
+                    args.threads
+                );
                 super::bench_batch::print(p);
-                let ratios: Vec<String> = levels.iter().zip(p).map(|(r, p)| format!("{} streams {:.2}×", r.streams, r.aggregate / p.aggregate)).collect();
+                let ratios: Vec<String> = levels
+                    .iter()
+                    .zip(p)
+                    .map(|(r, p)| format!("{} streams {:.2}×", r.streams, r.aggregate / p.aggregate))
+                    .collect();
                 println!("ratio rill / peer, aggregate decode: {}", ratios.join(", "));
             }
         }
@@ -293,9 +382,20 @@ struct PrefixRun {
 
 /// Each repeat: a prompt of `tokens` new tokens plus a question, then the same tokens with
 /// another question (the prefix cache serves the shared whole blocks).
-fn bench_prefix(backend: &mut dyn Backend, tokens: usize, repeats: usize, params: GenerateParams) -> anyhow::Result<PrefixRun> {
-    let params = GenerateParams { context: tokens + 64, ..params };
-    let questions = [backend.tokenize(" What happened next?", false, false)?, backend.tokenize(" Who lived there?", false, false)?];
+fn bench_prefix(
+    backend: &mut dyn Backend,
+    tokens: usize,
+    repeats: usize,
+    params: GenerateParams,
+) -> anyhow::Result<PrefixRun> {
+    let params = GenerateParams {
+        context: tokens + 64,
+        ..params
+    };
+    let questions = [
+        backend.tokenize(" What happened next?", false, false)?,
+        backend.tokenize(" Who lived there?", false, false)?,
+    ];
     let (mut uncached, mut cached) = (Vec::new(), Vec::new());
     for r in 0..repeats {
         // Variants far from the pp test's, so nothing before this repeat shares its start.
@@ -304,7 +404,11 @@ fn bench_prefix(backend: &mut dyn Backend, tokens: usize, repeats: usize, params
         uncached.push(timed(backend, &first, params.clone())?.first_token.as_secs_f64() * 1e3);
         cached.push(timed(backend, &second, params.clone())?.first_token.as_secs_f64() * 1e3);
     }
-    Ok(PrefixRun { tokens, uncached: Spread::of(uncached), cached: Spread::of(cached) })
+    Ok(PrefixRun {
+        tokens,
+        uncached: Spread::of(uncached),
+        cached: Spread::of(cached),
+    })
 }
 
 struct Run {
@@ -331,14 +435,21 @@ fn timed(backend: &mut dyn Backend, prompt: &[u32], params: GenerateParams) -> a
     if events != expected {
         bail!("the engine produced {events} tokens where {expected} were asked for");
     }
-    Ok(Run { prompt: outcome.timings.prompt, first_token: first_token.unwrap_or(total), total })
+    Ok(Run {
+        prompt: outcome.timings.prompt,
+        first_token: first_token.unwrap_or(total),
+        total,
+    })
 }
 
 /// Test builds can plant a regression: `RILL_FAULT_TOKEN_DELAY_MS` makes every token that
 /// much later, as a slower engine would (the `--check` test needs a real one to catch).
 fn plant_slowdown() {
     #[cfg(feature = "fault-injection")]
-    if let Some(ms) = std::env::var("RILL_FAULT_TOKEN_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(ms) = std::env::var("RILL_FAULT_TOKEN_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         std::thread::sleep(Duration::from_millis(ms));
     }
 }
@@ -347,15 +458,35 @@ fn plant_slowdown() {
 fn run_peer(llama_bench: &Path, model: &Path, args: &BenchArgs) -> anyhow::Result<Peer> {
     let mut cmd = std::process::Command::new(llama_bench);
     cmd.arg("-m").arg(model);
-    cmd.args(["-p", &args.prompt_tokens.to_string(), "-n", &args.gen_tokens.to_string()]);
-    cmd.args(["-t", &args.threads.to_string(), "-r", &args.repeats.to_string(), "-o", "json"]);
+    cmd.args([
+        "-p",
+        &args.prompt_tokens.to_string(),
+        "-n",
+        &args.gen_tokens.to_string(),
+    ]);
+    cmd.args([
+        "-t",
+        &args.threads.to_string(),
+        "-r",
+        &args.repeats.to_string(),
+        "-o",
+        "json",
+    ]);
     with_library_path(&mut cmd, llama_bench)?;
     eprintln!("rill: running {} …", llama_bench.display());
-    let out = cmd.output().with_context(|| format!("running {}", llama_bench.display()))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {}", llama_bench.display()))?;
     if !out.status.success() {
-        bail!("{} failed ({}): {}", llama_bench.display(), out.status, String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{} failed ({}): {}",
+            llama_bench.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
-    parse_llama_bench(&out.stdout, args.prompt_tokens, args.gen_tokens).with_context(|| format!("reading the report of {}", llama_bench.display()))
+    parse_llama_bench(&out.stdout, args.prompt_tokens, args.gen_tokens)
+        .with_context(|| format!("reading the report of {}", llama_bench.display()))
 }
 
 /// A llama.cpp build with shared libraries keeps them beside its binaries: `cmd` (running
@@ -363,7 +494,11 @@ fn run_peer(llama_bench: &Path, model: &Path, args: &BenchArgs) -> anyhow::Resul
 pub fn with_library_path(cmd: &mut std::process::Command, binary: &Path) -> anyhow::Result<()> {
     if let Some(dir) = binary.parent() {
         let mut paths = vec![dir.to_path_buf()];
-        paths.extend(std::env::var_os("LD_LIBRARY_PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default());
+        paths.extend(
+            std::env::var_os("LD_LIBRARY_PATH")
+                .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+                .unwrap_or_default(),
+        );
         cmd.env("LD_LIBRARY_PATH", std::env::join_paths(paths)?);
     }
     Ok(())
@@ -378,16 +513,27 @@ fn parse_llama_bench(stdout: &[u8], prompt_tokens: usize, gen_tokens: usize) -> 
             .iter()
             .find(|t| t["n_prompt"] == n_prompt && t["n_gen"] == n_gen)
             .with_context(|| format!("no test with n_prompt {n_prompt}, n_gen {n_gen}"))?;
-        let ts: Option<Vec<f64>> = test["samples_ts"].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect());
+        let ts: Option<Vec<f64>> = test["samples_ts"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_f64).collect());
         match ts {
             Some(ts) if !ts.is_empty() => Ok(Spread::of(ts)),
             _ => bail!("the test has no samples_ts"),
         }
     };
     // Builds from a source package report their commit as "unknown".
-    let commit = tests.first().and_then(|t| t["build_commit"].as_str()).filter(|c| *c != "unknown");
-    let name = commit.map_or("llama.cpp (llama-bench)".into(), |c| format!("llama.cpp {c} (llama-bench)"));
-    Ok(Peer { name, prompt: samples(prompt_tokens, 0)?, decode: samples(0, gen_tokens)? })
+    let commit = tests
+        .first()
+        .and_then(|t| t["build_commit"].as_str())
+        .filter(|c| *c != "unknown");
+    let name = commit.map_or("llama.cpp (llama-bench)".into(), |c| {
+        format!("llama.cpp {c} (llama-bench)")
+    });
+    Ok(Peer {
+        name,
+        prompt: samples(prompt_tokens, 0)?,
+        decode: samples(0, gen_tokens)?,
+    })
 }
 
 #[cfg(test)]

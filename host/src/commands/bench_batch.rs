@@ -26,8 +26,16 @@ impl Level {
 /// Runs `streams` greedy generations of `gen_tokens` tokens each from `prompt`, pulling them
 /// round robin as a server does.
 pub fn level(backend: &mut dyn Backend, streams: usize, prompt: &[u32], gen_tokens: usize) -> anyhow::Result<Level> {
-    let params = GenerateParams { sampling: SamplingParams::greedy(), max_tokens: gen_tokens, ignore_eos: true, context: prompt.len() + gen_tokens + 1, ..GenerateParams::default() };
-    let handles = (0..streams).map(|_| backend.start(PromptInput::Tokens(prompt), params.clone())).collect::<anyhow::Result<Vec<_>>>()?;
+    let params = GenerateParams {
+        sampling: SamplingParams::greedy(),
+        max_tokens: gen_tokens,
+        ignore_eos: true,
+        context: prompt.len() + gen_tokens + 1,
+        ..GenerateParams::default()
+    };
+    let handles = (0..streams)
+        .map(|_| backend.start(PromptInput::Tokens(prompt), params.clone()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     // Per stream: arrival time of each token.
     let mut arrivals: Vec<Vec<Instant>> = vec![Vec::new(); streams];
     let mut running: Vec<bool> = vec![true; streams];
@@ -51,8 +59,16 @@ pub fn level(backend: &mut dyn Backend, streams: usize, prompt: &[u32], gen_toke
 impl Level {
     /// The figures of streams whose tokens arrived at `arrivals` (one list per stream).
     pub fn from_arrivals(arrivals: &[Vec<Instant>]) -> anyhow::Result<Level> {
-        let steady_from = arrivals.iter().filter_map(|a| a.first().copied()).max().ok_or_else(|| anyhow::anyhow!("no tokens"))?;
-        let end = arrivals.iter().filter_map(|a| a.last().copied()).max().unwrap_or(steady_from);
+        let steady_from = arrivals
+            .iter()
+            .filter_map(|a| a.first().copied())
+            .max()
+            .ok_or_else(|| anyhow::anyhow!("no tokens"))?;
+        let end = arrivals
+            .iter()
+            .filter_map(|a| a.last().copied())
+            .max()
+            .unwrap_or(steady_from);
         let mut gaps_ms = Vec::new();
         let mut tokens = 0;
         for a in arrivals {
@@ -62,20 +78,40 @@ impl Level {
             }
         }
         let seconds = (end - steady_from).as_secs_f64();
-        Ok(Level { streams: arrivals.len(), aggregate: if seconds > 0.0 { tokens as f64 / seconds } else { 0.0 }, inter_token_ms: Latency::of(&gaps_ms) })
+        Ok(Level {
+            streams: arrivals.len(),
+            aggregate: if seconds > 0.0 { tokens as f64 / seconds } else { 0.0 },
+            inter_token_ms: Latency::of(&gaps_ms),
+        })
     }
 }
 
 /// The most streams whose p95 inter-token latency meets `target_ms`: where `rill serve`'s
 /// adaptive batch size (`--target-itl-ms`) settles on this machine (1 when none does).
 pub fn settled_limit(levels: &[Level], target_ms: f64) -> usize {
-    levels.iter().filter(|l| l.inter_token_ms.p95 <= target_ms).map(|l| l.streams).max().unwrap_or(1)
+    levels
+        .iter()
+        .filter(|l| l.inter_token_ms.p95 <= target_ms)
+        .map(|l| l.streams)
+        .max()
+        .unwrap_or(1)
 }
 
 pub fn print(levels: &[Level]) {
-    println!("{:<10}{:>18}{:>14}{:>12}{:>12}{:>12}", "streams", "decode tok/s (all)", "per stream", "ITL p50 ms", "ITL p95 ms", "vs 1 stream");
+    println!(
+        "{:<10}{:>18}{:>14}{:>12}{:>12}{:>12}",
+        "streams", "decode tok/s (all)", "per stream", "ITL p50 ms", "ITL p95 ms", "vs 1 stream"
+    );
     let base = levels.first().map_or(1.0, |l| l.aggregate / l.streams as f64);
     for l in levels {
-        println!("{:<10}{:>18.2}{:>14.2}{:>12.1}{:>12.1}{:>11.2}×", l.streams, l.aggregate, l.aggregate / l.streams as f64, l.inter_token_ms.p50, l.inter_token_ms.p95, l.aggregate / base);
+        println!(
+            "{:<10}{:>18.2}{:>14.2}{:>12.1}{:>12.1}{:>11.2}×",
+            l.streams,
+            l.aggregate,
+            l.aggregate / l.streams as f64,
+            l.inter_token_ms.p50,
+            l.inter_token_ms.p95,
+            l.aggregate / base
+        );
     }
 }

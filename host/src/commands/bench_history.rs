@@ -52,7 +52,8 @@ pub fn is_checked(name: &str) -> bool {
 
 /// Two runs measured the same things the same way.
 pub fn comparable(a: &Run, b: &Run) -> bool {
-    (&a.kind, &a.backend, &a.host, &a.model, &a.quant, &a.cpu) == (&b.kind, &b.backend, &b.host, &b.model, &b.quant, &b.cpu)
+    (&a.kind, &a.backend, &a.host, &a.model, &a.quant, &a.cpu)
+        == (&b.kind, &b.backend, &b.host, &b.model, &b.quant, &b.cpu)
         && figure_names(a) == figure_names(b)
 }
 
@@ -84,7 +85,10 @@ struct BaselineFigure {
 /// and how they were measured.
 pub fn describe(backend: &mut dyn Backend, model: &Path, kind: &str, figures: Vec<Figure>) -> anyhow::Result<Run> {
     let (host, runtime) = match backend.name() {
-        "component" => ("rill", format!("wasmtime {}", crate::backend::component::WASMTIME_VERSION)),
+        "component" => (
+            "rill",
+            format!("wasmtime {}", crate::backend::component::WASMTIME_VERSION),
+        ),
         other => (other, format!("native {}", std::env::consts::ARCH)),
     };
     Ok(Run {
@@ -96,7 +100,9 @@ pub fn describe(backend: &mut dyn Backend, model: &Path, kind: &str, figures: Ve
         cpu: super::info::cpu_class(),
         backend: backend.name().into(),
         kernel_path: backend.kernel_path()?,
-        model: model.file_name().map_or_else(|| model.display().to_string(), |n| n.to_string_lossy().into_owned()),
+        model: model
+            .file_name()
+            .map_or_else(|| model.display().to_string(), |n| n.to_string_lossy().into_owned()),
         quant: super::info::model_plan(model)?.quant,
         kind: kind.into(),
         figures,
@@ -120,7 +126,14 @@ pub fn after_run(run: &Run, model: &Path, args: &HistoryArgs) -> anyhow::Result<
         }
     }
     if let Some(file) = &args.check {
-        check(run, file, Thresholds { min_change: args.threshold, ..Thresholds::default() })?;
+        check(
+            run,
+            file,
+            Thresholds {
+                min_change: args.threshold,
+                ..Thresholds::default()
+            },
+        )?;
     }
     Ok(())
 }
@@ -136,8 +149,17 @@ fn write_baseline(store: &Store, run: &Run, n: usize, out: &Path) -> anyhow::Res
         .iter()
         .filter(|f| is_checked(&f.name))
         .map(|f| {
-            let values: Vec<f64> = recent.iter().flat_map(|r| r.figures.iter().filter(|g| g.name == f.name).map(|g| g.value)).collect();
-            (f.name.clone(), BaselineFigure { baseline: Baseline::of(&values).expect("comparable runs have every figure"), better: f.better })
+            let values: Vec<f64> = recent
+                .iter()
+                .flat_map(|r| r.figures.iter().filter(|g| g.name == f.name).map(|g| g.value))
+                .collect();
+            (
+                f.name.clone(),
+                BaselineFigure {
+                    baseline: Baseline::of(&values).expect("comparable runs have every figure"),
+                    better: f.better,
+                },
+            )
         })
         .collect();
     let file = BaselineFile {
@@ -149,33 +171,60 @@ fn write_baseline(store: &Store, run: &Run, n: usize, out: &Path) -> anyhow::Res
         model: run.model.clone(),
         figures,
     };
-    std::fs::write(out, serde_json::to_string_pretty(&file)? + "\n").with_context(|| format!("writing {}", out.display()))?;
-    eprintln!("rill bench: wrote the baseline of {} runs to {}", recent.len(), out.display());
+    std::fs::write(out, serde_json::to_string_pretty(&file)? + "\n")
+        .with_context(|| format!("writing {}", out.display()))?;
+    eprintln!(
+        "rill bench: wrote the baseline of {} runs to {}",
+        recent.len(),
+        out.display()
+    );
     Ok(())
 }
 
 fn check(run: &Run, file: &Path, thresholds: Thresholds) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(file).with_context(|| format!("reading the baseline {}", file.display()))?;
-    let baseline: BaselineFile = serde_json::from_str(&text).with_context(|| format!("reading the baseline {}", file.display()))?;
+    let baseline: BaselineFile =
+        serde_json::from_str(&text).with_context(|| format!("reading the baseline {}", file.display()))?;
     if baseline.cpu != run.cpu {
         eprintln!("rill bench --check: note: the baseline was made on {:?}, this is {:?} (the checked figures are relative to this machine's calibration)", baseline.cpu, run.cpu);
     }
     let mut regressions = Vec::new();
-    println!("check against {} ({} runs at {})", file.display(), baseline.figures.values().next().map_or(0, |f| f.baseline.runs), baseline.git_commit);
-    println!("{:<28}{:>12}{:>12}{:>9}{:>8}{:>12}", "figure", "this run", "baseline", "change", "z", "confidence");
+    println!(
+        "check against {} ({} runs at {})",
+        file.display(),
+        baseline.figures.values().next().map_or(0, |f| f.baseline.runs),
+        baseline.git_commit
+    );
+    println!(
+        "{:<28}{:>12}{:>12}{:>9}{:>8}{:>12}",
+        "figure", "this run", "baseline", "change", "z", "confidence"
+    );
     for (name, expected) in &baseline.figures {
         let Some(Figure { value, .. }) = run.figures.iter().find(|f| &f.name == name) else {
-            bail!("this run has no figure {name}: run the bench as the baseline's command did: {}", baseline.command);
+            bail!(
+                "this run has no figure {name}: run the bench as the baseline's command did: {}",
+                baseline.command
+            );
         };
         let v = regression::compare(name, *value, expected.baseline, expected.better, thresholds);
         let flag = if v.regression { "  REGRESSION" } else { "" };
-        println!("{name:<28}{:>12.4}{:>12.4}{:>8.1}%{:>8.1}{:>11.1}%{flag}", v.value, v.baseline.median, v.change * 100.0, v.z, v.confidence * 100.0);
+        println!(
+            "{name:<28}{:>12.4}{:>12.4}{:>8.1}%{:>8.1}{:>11.1}%{flag}",
+            v.value,
+            v.baseline.median,
+            v.change * 100.0,
+            v.z,
+            v.confidence * 100.0
+        );
         if v.regression {
             regressions.push(v);
         }
     }
     if !regressions.is_empty() {
-        let list: Vec<String> = regressions.iter().map(|v| format!("{} {:+.1}% (z {:.1})", v.figure, v.change * 100.0, v.z)).collect();
+        let list: Vec<String> = regressions
+            .iter()
+            .map(|v| format!("{} {:+.1}% (z {:.1})", v.figure, v.change * 100.0, v.z))
+            .collect();
         bail!("performance regression against {}: {}", file.display(), list.join(", "));
     }
     Ok(())
@@ -217,8 +266,13 @@ pub fn latest_against_history(runs: &[Run], window: usize, thresholds: Threshold
         }
         let judged = earlier.len() >= MIN_HISTORY;
         for f in run.figures.iter().filter(|f| is_checked(&f.name)) {
-            let values: Vec<f64> = earlier.iter().flat_map(|r| r.figures.iter().filter(|g| g.name == f.name).map(|g| g.value)).collect();
-            let Some(baseline) = Baseline::of(&values) else { continue };
+            let values: Vec<f64> = earlier
+                .iter()
+                .flat_map(|r| r.figures.iter().filter(|g| g.name == f.name).map(|g| g.value))
+                .collect();
+            let Some(baseline) = Baseline::of(&values) else {
+                continue;
+            };
             let mut verdict = regression::compare(&f.name, f.value, baseline, f.better, thresholds);
             verdict.regression &= judged;
             verdicts.push(HistoryVerdict {
@@ -255,8 +309,16 @@ mod tests {
             quant: "Q4_K_M".into(),
             kind: "single".into(),
             figures: vec![
-                Figure { name: "tg64_tok_s".into(), value: ratio * 100.0, better: Better::Higher },
-                Figure { name: "tg64_vs_calibration".into(), value: ratio, better: Better::Higher },
+                Figure {
+                    name: "tg64_tok_s".into(),
+                    value: ratio * 100.0,
+                    better: Better::Higher,
+                },
+                Figure {
+                    name: "tg64_vs_calibration".into(),
+                    value: ratio,
+                    better: Better::Higher,
+                },
             ],
         }
     }
@@ -264,9 +326,18 @@ mod tests {
     #[test]
     fn the_latest_run_of_each_kind_is_judged_by_its_ratios_against_the_runs_like_it() {
         let noise = [1.0, 1.03, 0.98, 1.01, 0.99, 1.02];
-        let mut runs: Vec<Run> = noise.iter().enumerate().map(|(t, n)| run(t as u64, "component", 0.5 * n)).collect();
+        let mut runs: Vec<Run> = noise
+            .iter()
+            .enumerate()
+            .map(|(t, n)| run(t as u64, "component", 0.5 * n))
+            .collect();
         // Native runs, at another level, never mix with the component's.
-        runs.extend(noise.iter().enumerate().map(|(t, n)| run(100 + t as u64, "native", 0.9 * n)));
+        runs.extend(
+            noise
+                .iter()
+                .enumerate()
+                .map(|(t, n)| run(100 + t as u64, "native", 0.9 * n)),
+        );
         runs.push(run(200, "component", 0.4)); // planted: 20% down
         let verdicts = latest_against_history(&runs, 10, Thresholds::default());
         // One checked figure per kind of run (bare tok/s are not judged).
@@ -285,7 +356,9 @@ mod tests {
         let verdicts = latest_against_history(&runs, 10, Thresholds::default());
         assert_eq!(verdicts.len(), 1);
         // 20% down, but one earlier run is no baseline to flag it against.
-        assert!(!verdicts[0].judged && !verdicts[0].verdict.regression && (verdicts[0].verdict.change + 0.2).abs() < 1e-9);
+        assert!(
+            !verdicts[0].judged && !verdicts[0].verdict.regression && (verdicts[0].verdict.change + 0.2).abs() < 1e-9
+        );
         assert!(latest_against_history(&runs[..1], 10, Thresholds::default()).is_empty());
     }
 }

@@ -34,7 +34,17 @@ fn x86_features() -> Vec<&'static str> {
         macro_rules! probe {
             ($($f:tt),*) => {$( if std::is_x86_feature_detected!($f) { found.push($f); } )*};
         }
-        probe!("sse4.2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vnni", "avxvnni");
+        probe!(
+            "sse4.2",
+            "avx",
+            "avx2",
+            "fma",
+            "f16c",
+            "avx512f",
+            "avx512bw",
+            "avx512vnni",
+            "avxvnni"
+        );
     }
     found
 }
@@ -49,7 +59,10 @@ pub fn cpu_name() -> String {
 /// and llama.cpp runs twice as fast with it, so runs compare only within one such class.
 pub fn cpu_class() -> String {
     let features = x86_features();
-    match ["avx512vnni", "avx512f", "avx2", "avx"].into_iter().find(|f| features.contains(f)) {
+    match ["avx512vnni", "avx512f", "avx2", "avx"]
+        .into_iter()
+        .find(|f| features.contains(f))
+    {
         Some(widest) => format!("{} ({widest})", cpu_name()),
         None => cpu_name(),
     }
@@ -103,24 +116,44 @@ pub fn model_plan(path: &Path) -> anyhow::Result<ModelPlan> {
         if n == 0 {
             anyhow::bail!("{}: the file ends inside its header", path.display());
         }
-        reader.push(&chunk[..n]).with_context(|| format!("reading {}", path.display()))?;
+        reader
+            .push(&chunk[..n])
+            .with_context(|| format!("reading {}", path.display()))?;
     };
-    let config = ModelConfig::from_gguf(header, &Default::default()).with_context(|| format!("reading {}", path.display()))?;
-    let quant = header.u32("general.file_type").ok().map_or_else(|| "unknown".into(), |t| file_type_name(t).map_or_else(|| format!("type {t}"), str::to_string));
-    Ok(ModelPlan { path: path.to_path_buf(), architecture: header.architecture()?.to_string(), file_bytes, kv_bytes_per_token: config.kv_bytes_per_token(), quant })
+    let config =
+        ModelConfig::from_gguf(header, &Default::default()).with_context(|| format!("reading {}", path.display()))?;
+    let quant = header.u32("general.file_type").ok().map_or_else(
+        || "unknown".into(),
+        |t| file_type_name(t).map_or_else(|| format!("type {t}"), str::to_string),
+    );
+    Ok(ModelPlan {
+        path: path.to_path_buf(),
+        architecture: header.architecture()?.to_string(),
+        file_bytes,
+        kv_bytes_per_token: config.kv_bytes_per_token(),
+        quant,
+    })
 }
 
 pub fn info(format: Format, config: &Config, models_dir: &Path) -> anyhow::Result<()> {
     let cpu = cpu_name();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let memory_kib: u64 = proc_field("/proc/meminfo", "MemTotal").and_then(|v| v.trim_end_matches(" kB").parse().ok()).unwrap_or(0);
+    let memory_kib: u64 = proc_field("/proc/meminfo", "MemTotal")
+        .and_then(|v| v.trim_end_matches(" kB").parse().ok())
+        .unwrap_or(0);
     let features = x86_features();
     let (component_path, simd128, relaxed_simd) = component::capabilities()?;
     let native_path = KernelPath::best().name();
     let context = config.generation.context;
     // The model is described only when it is on disk: `info` never downloads.
-    let plan = models::locate(&config.model, models_dir).map(|p| model_plan(&p)).transpose()?;
-    let memory_limit = |p: &ModelPlan| config.memory_limit_mib.map_or(component::default_memory_limit(p.file_bytes), |m| (m as usize) << 20);
+    let plan = models::locate(&config.model, models_dir)
+        .map(|p| model_plan(&p))
+        .transpose()?;
+    let memory_limit = |p: &ModelPlan| {
+        config
+            .memory_limit_mib
+            .map_or(component::default_memory_limit(p.file_bytes), |m| (m as usize) << 20)
+    };
     match format {
         Format::Json => {
             let model = plan.as_ref().map(|p| {
@@ -144,23 +177,54 @@ pub fn info(format: Format, config: &Config, models_dir: &Path) -> anyhow::Resul
         }
         Format::Text => {
             let mib = |b: usize| b as f64 / (1 << 20) as f64;
-            println!("cpu:            {cpu}, {cores} logical cores, {:.1} GiB memory", memory_kib as f64 / (1 << 20) as f64);
-            println!("x86 features:   {}", if features.is_empty() { "none detected".into() } else { features.join(" ") });
-            println!("component:      kernels {component_path} (simd128 {}, relaxed-simd {}), 1 thread", yes(simd128), yes(relaxed_simd));
+            println!(
+                "cpu:            {cpu}, {cores} logical cores, {:.1} GiB memory",
+                memory_kib as f64 / (1 << 20) as f64
+            );
+            println!(
+                "x86 features:   {}",
+                if features.is_empty() {
+                    "none detected".into()
+                } else {
+                    features.join(" ")
+                }
+            );
+            println!(
+                "component:      kernels {component_path} (simd128 {}, relaxed-simd {}), 1 thread",
+                yes(simd128),
+                yes(relaxed_simd)
+            );
             println!("native backend: kernels {native_path}, 1 thread");
             println!("context:        {context} positions");
             match &plan {
                 Some(p) => {
-                    println!("model:          {} ({} {}, {:.0} MiB)", p.path.display(), p.architecture, p.quant, mib(p.file_bytes as usize));
-                    println!("KV cache:       {:.1} KiB per position, {:.0} MiB at {context} positions", p.kv_bytes_per_token as f64 / 1024.0, mib(p.kv_bytes_per_token * context));
+                    println!(
+                        "model:          {} ({} {}, {:.0} MiB)",
+                        p.path.display(),
+                        p.architecture,
+                        p.quant,
+                        mib(p.file_bytes as usize)
+                    );
+                    println!(
+                        "KV cache:       {:.1} KiB per position, {:.0} MiB at {context} positions",
+                        p.kv_bytes_per_token as f64 / 1024.0,
+                        mib(p.kv_bytes_per_token * context)
+                    );
                     println!("memory limit:   {:.0} MiB for the component", mib(memory_limit(p)));
                 }
-                None => println!("model:          {} (not on disk yet; `rill pull` fetches it)", config.model),
+                None => println!(
+                    "model:          {} (not on disk yet; `rill pull` fetches it)",
+                    config.model
+                ),
             }
         }
     }
     Ok(())
 }
 fn yes(b: bool) -> &'static str {
-    if b { "yes" } else { "no" }
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
 }

@@ -104,7 +104,11 @@ impl GenerationFlags {
 /// Runs with `generation` (the config with the flags applied, already validated).
 pub fn run(backend: &mut dyn Backend, args: RunArgs, generation: &Generation) -> anyhow::Result<()> {
     let messages = [Message::new("user", &args.prompt)];
-    let prompt = if args.chat { PromptInput::Chat(&messages) } else { PromptInput::Text(&args.prompt) };
+    let prompt = if args.chat {
+        PromptInput::Chat(&messages)
+    } else {
+        PromptInput::Text(&args.prompt)
+    };
     let params = GenerateParams {
         sampling: generation.sampling(),
         max_tokens: generation.max_tokens,

@@ -21,7 +21,12 @@ pub fn check(matrix: &mut Matrix, model: &Path) -> anyhow::Result<Reference> {
     let reference = match load(matrix, &host, BackendKind::Component, model) {
         Some(mut component) => {
             let reference = reference(component.as_mut());
-            let streamed = reference.as_ref().map(|r| format!("{TOKENS} tokens streamed: {:?}; the reference for the other hosts", r.pieces.concat()));
+            let streamed = reference.as_ref().map(|r| {
+                format!(
+                    "{TOKENS} tokens streamed: {:?}; the reference for the other hosts",
+                    r.pieces.concat()
+                )
+            });
             matrix.record(&host, "stream", streamed.map_err(|e| anyhow!("{e:#}")));
             reference
         }
@@ -29,7 +34,13 @@ pub fn check(matrix: &mut Matrix, model: &Path) -> anyhow::Result<Reference> {
     };
     match backend::component::capabilities() {
         Ok((kernels, simd128, relaxed)) => {
-            let feature = |on: bool, name: &str| if on { Ok(format!("kernels {kernels}")) } else { Err(anyhow!("{name} not available (kernels {kernels})")) };
+            let feature = |on: bool, name: &str| {
+                if on {
+                    Ok(format!("kernels {kernels}"))
+                } else {
+                    Err(anyhow!("{name} not available (kernels {kernels})"))
+                }
+            };
             matrix.record(&host, "simd128", feature(simd128, "simd128"));
             matrix.record(&host, "relaxed-simd", feature(relaxed, "relaxed SIMD"));
         }
@@ -37,7 +48,9 @@ pub fn check(matrix: &mut Matrix, model: &Path) -> anyhow::Result<Reference> {
     }
     if let Some(mut native) = load(matrix, NATIVE, BackendKind::Native, model) {
         let checked = match &reference {
-            Ok(reference) => greedy(native.as_mut()).and_then(|(_, pieces)| reference.check_streamed(&pieces.concat(), pieces.len())),
+            Ok(reference) => {
+                greedy(native.as_mut()).and_then(|(_, pieces)| reference.check_streamed(&pieces.concat(), pieces.len()))
+            }
             Err(e) => Err(anyhow!("not checked: no reference ({e:#})")),
         };
         matrix.record(NATIVE, "stream", checked);
@@ -62,7 +75,12 @@ fn load(matrix: &mut Matrix, host: &str, kind: BackendKind, model: &Path) -> Opt
 
 /// The greedy reply to [`PROMPT`]: its token ids and their text pieces, one per event.
 fn greedy(engine: &mut dyn Backend) -> anyhow::Result<(Vec<u32>, Vec<String>)> {
-    let params = GenerateParams { sampling: SamplingParams::greedy(), max_tokens: TOKENS, ignore_eos: true, ..GenerateParams::default() };
+    let params = GenerateParams {
+        sampling: SamplingParams::greedy(),
+        max_tokens: TOKENS,
+        ignore_eos: true,
+        ..GenerateParams::default()
+    };
     let (mut ids, mut pieces) = (Vec::new(), Vec::new());
     engine.generate(PromptInput::Text(PROMPT), params, &mut |event| {
         ids.push(event.id);

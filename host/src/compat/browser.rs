@@ -35,11 +35,16 @@ pub fn check(matrix: &mut Matrix, tools: &Tools, model: &Path, reference: &Refer
     }
     let mut site = match &tools.jco {
         Some(jco) => Site::start(jco, model, work),
-        None => Err(anyhow!("jco, which transpiles the component for browsers, was not found")),
+        None => Err(anyhow!(
+            "jco, which transpiles the component for browsers, was not found"
+        )),
     };
     for (kind, tool) in browsers {
         let host = kind.host(tool);
-        let facts = site.as_mut().map_err(|e| anyhow!("{e:#}")).and_then(|site| site.visit(kind, tool, work));
+        let facts = site
+            .as_mut()
+            .map_err(|e| anyhow!("{e:#}"))
+            .and_then(|site| site.visit(kind, tool, work));
         match facts {
             Ok(facts) => record(matrix, &host, &facts, reference),
             Err(e) => matrix.record_not_checked(&host, &FEATURES, &format!("{e:#}")),
@@ -67,7 +72,14 @@ impl Browser {
         match self {
             Browser::Chromium => {
                 // Root in CI and a closed network: no sandbox, nothing fetched in the background.
-                cmd.args(["--headless", "--no-sandbox", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]);
+                cmd.args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                ]);
                 // WebGPU where Chromium has an adapter for it (off by default on Linux).
                 cmd.args(["--enable-unsafe-webgpu", "--enable-features=Vulkan"]);
                 cmd.arg(format!("--user-data-dir={}", profile.display()));
@@ -86,7 +98,13 @@ fn record(matrix: &mut Matrix, host: &str, facts: &Value, reference: &Reference)
     let error = facts["error"].as_str();
     let failed = |what: &str| anyhow!("{what}: {}", error.unwrap_or("no reason given"));
     let loaded = facts["loaded"].as_str();
-    matrix.record(host, "load", loaded.map(str::to_string).ok_or_else(|| failed("the component did not load")));
+    matrix.record(
+        host,
+        "load",
+        loaded
+            .map(str::to_string)
+            .ok_or_else(|| failed("the component did not load")),
+    );
     let generated = &facts["generated"];
     let stream = match (loaded, generated["text"].as_str()) {
         (None, _) => Err(anyhow!("not checked: the model did not load")),
@@ -94,7 +112,11 @@ fn record(matrix: &mut Matrix, host: &str, facts: &Value, reference: &Reference)
         (Some(_), Some(text)) => reference.check_streamed(text, generated["events"].as_u64().unwrap_or(0) as usize),
     };
     matrix.record(host, "stream", stream);
-    let kernels = facts["kernels"].as_str().map_or("the engine did not start".to_string(), |k| format!("engine kernels {k}"));
+    let kernels = facts["kernels"]
+        .as_str()
+        .map_or("the engine did not start".to_string(), |k| {
+            format!("engine kernels {k}")
+        });
     let simd = |key: &str, name: &str| match facts[key].as_bool() {
         Some(true) => Ok(format!("WebAssembly.validate accepts {name}; {kernels}")),
         _ => Err(anyhow!("WebAssembly.validate rejects {name}")),
@@ -104,9 +126,16 @@ fn record(matrix: &mut Matrix, host: &str, facts: &Value, reference: &Reference)
     let webgpu = &facts["webgpu"];
     let adapter = webgpu["adapter"].as_str();
     let webgpu = match adapter {
-        None => Err(anyhow!("no WebGPU adapter: {}", webgpu["why"].as_str().unwrap_or("the page did not get that far"))),
-        Some(adapter) if facts["kernels"].as_str().is_some_and(|k| k.contains("webgpu")) => Ok(format!("adapter {adapter}; {kernels}")),
-        Some(adapter) => Err(anyhow!("adapter {adapter}, but the engine has no WebGPU kernels ({kernels})")),
+        None => Err(anyhow!(
+            "no WebGPU adapter: {}",
+            webgpu["why"].as_str().unwrap_or("the page did not get that far")
+        )),
+        Some(adapter) if facts["kernels"].as_str().is_some_and(|k| k.contains("webgpu")) => {
+            Ok(format!("adapter {adapter}; {kernels}"))
+        }
+        Some(adapter) => Err(anyhow!(
+            "adapter {adapter}, but the engine has no WebGPU kernels ({kernels})"
+        )),
     };
     matrix.record(host, "WebGPU", webgpu);
 }
@@ -132,7 +161,12 @@ impl Site {
         let engine = transpile(jco, work)?;
         let model = bytes::Bytes::from(std::fs::read(model).with_context(|| format!("reading {}", model.display()))?);
         let (answers, received) = mpsc::channel();
-        let files = Files { engine, shim: jco.shim.join("dist/browser"), model, answers };
+        let files = Files {
+            engine,
+            shim: jco.shim.join("dist/browser"),
+            model,
+            answers,
+        };
         let app = Router::new()
             .route("/", get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE) }))
             .route("/check.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], SCRIPT) }))
@@ -143,16 +177,26 @@ impl Site {
             .route("/log", post(|line: String| async move { eprintln!("rill compat: [browser] {line}") }))
             .route("/result", post(|State(f): State<Files>, Json(facts): Json<Value>| async move { f.answers.send(facts).map_err(|_| StatusCode::GONE) }))
             .with_state(files);
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let url = format!("http://{}/", listener.local_addr()?);
         runtime.spawn(async move { axum::serve(listener, app).await });
-        Ok(Site { url, answers: received, _runtime: runtime })
+        Ok(Site {
+            url,
+            answers: received,
+            _runtime: runtime,
+        })
     }
 
     /// Opens the page in `browser` and waits for what it saw.
     fn visit(&mut self, browser: Browser, tool: &Tool, work: &Path) -> anyhow::Result<Value> {
-        let profile = work.join(format!("profile-{}", tool.path.file_name().unwrap_or_default().to_string_lossy()));
+        let profile = work.join(format!(
+            "profile-{}",
+            tool.path.file_name().unwrap_or_default().to_string_lossy()
+        ));
         std::fs::create_dir_all(&profile)?;
         let mut cmd = browser.command(tool, &self.url, &profile);
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
@@ -169,7 +213,14 @@ fn transpile(jco: &Jco, work: &Path) -> anyhow::Result<PathBuf> {
     let component = work.join("engine.wasm");
     std::fs::write(&component, crate::backend::component::ENGINE_WASM)?;
     let out = work.join("engine");
-    let status = Command::new(&jco.tool.path).arg("transpile").arg(&component).arg("-o").arg(&out).args(["--name", "engine", "--quiet"]).stdout(Stdio::null()).status()?;
+    let status = Command::new(&jco.tool.path)
+        .arg("transpile")
+        .arg(&component)
+        .arg("-o")
+        .arg(&out)
+        .args(["--name", "engine", "--quiet"])
+        .stdout(Stdio::null())
+        .status()?;
     if !status.success() {
         bail!("jco transpile failed ({status})");
     }

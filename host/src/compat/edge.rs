@@ -24,8 +24,14 @@ impl Host<'_> {
     fn name(&self) -> String {
         match self {
             // "wasmtime 49.0.3 (f96eabaa1 2026-10-14)" → "wasmtime serve 49.0.3"
-            Host::WasmtimeServe(wasmtime) => format!("wasmtime serve {}", wasmtime.version.split_whitespace().nth(1).unwrap_or(&wasmtime.version)),
-            Host::RillServeWorker => format!("rill serve --worker (wasmtime {})", crate::backend::component::WASMTIME_VERSION),
+            Host::WasmtimeServe(wasmtime) => format!(
+                "wasmtime serve {}",
+                wasmtime.version.split_whitespace().nth(1).unwrap_or(&wasmtime.version)
+            ),
+            Host::RillServeWorker => format!(
+                "rill serve --worker (wasmtime {})",
+                crate::backend::component::WASMTIME_VERSION
+            ),
             Host::JcoServe(jco) => format!("jco {} serve (Node.js {})", jco.tool.version, jco.node),
         }
     }
@@ -33,20 +39,37 @@ impl Host<'_> {
     /// Starts this host serving `worker`; with `model`, its folder is preopened as /models.
     fn serve(&self, worker: &Path, model: Option<&Path>, work: &Path) -> anyhow::Result<ChildServer> {
         let port = free_port()?;
-        let folder_and_file = model.map(|m| (m.parent().unwrap_or(Path::new("/")), m.file_name().unwrap_or_default().to_string_lossy()));
+        let folder_and_file = model.map(|m| {
+            (
+                m.parent().unwrap_or(Path::new("/")),
+                m.file_name().unwrap_or_default().to_string_lossy(),
+            )
+        });
         let cmd = match self {
             Host::WasmtimeServe(wasmtime) => {
                 let mut cmd = Command::new(&wasmtime.path);
-                cmd.args(["serve", "-W", "simd=y,relaxed-simd=y", "-S", "cli", "--addr", &format!("127.0.0.1:{port}")]);
+                cmd.args([
+                    "serve",
+                    "-W",
+                    "simd=y,relaxed-simd=y",
+                    "-S",
+                    "cli",
+                    "--addr",
+                    &format!("127.0.0.1:{port}"),
+                ]);
                 if let Some((folder, file)) = &folder_and_file {
-                    cmd.arg("--dir").arg(format!("{}::/models", folder.display())).arg("--env").arg(format!("RILL_MODEL=/models/{file}"));
+                    cmd.arg("--dir")
+                        .arg(format!("{}::/models", folder.display()))
+                        .arg("--env")
+                        .arg(format!("RILL_MODEL=/models/{file}"));
                 }
                 cmd.arg(worker);
                 cmd
             }
             Host::RillServeWorker => {
                 let mut cmd = Command::new(std::env::current_exe()?);
-                cmd.args(["serve", "--no-record", "--port", &port.to_string(), "--worker"]).arg(worker);
+                cmd.args(["serve", "--no-record", "--port", &port.to_string(), "--worker"])
+                    .arg(worker);
                 if let Some(model) = model {
                     cmd.arg("--model").arg(model);
                 }
@@ -55,7 +78,9 @@ impl Host<'_> {
             Host::JcoServe(jco) => {
                 let mut cmd = Command::new(&jco.tool.path);
                 // A fresh instance per request, in a pool of worker threads (the edge platform model).
-                cmd.arg("serve").arg(worker).args(["--host", "127.0.0.1", "--port", &port.to_string()]);
+                cmd.arg("serve")
+                    .arg(worker)
+                    .args(["--host", "127.0.0.1", "--port", &port.to_string()]);
                 cmd.args(["--isolate-requests", "worker", "--isolate-worker-pool-size", "2"]);
                 if node_needs_relaxed_simd_flag(&jco.node) {
                     // jco passes JCO_RUN_ARGS to the node it starts.
@@ -82,13 +107,22 @@ pub fn check(matrix: &mut Matrix, tools: &Tools, model: &Path, reference: &Refer
     }
     let plain = work.join("worker.wasm");
     let baked = work.join("baked.wasm");
-    let plain_written = std::fs::write(&plain, crate::edge::EDGE_WASM).with_context(|| format!("writing {}", plain.display()));
+    let plain_written =
+        std::fs::write(&plain, crate::edge::EDGE_WASM).with_context(|| format!("writing {}", plain.display()));
     let baked_written = crate::commands::bake::bake(model, &baked);
     for host in hosts {
         let name = host.name();
-        match plain_written.as_ref().map_err(|e| anyhow!("{e:#}")).and_then(|_| host.serve(&plain, Some(model), work)) {
+        match plain_written
+            .as_ref()
+            .map_err(|e| anyhow!("{e:#}"))
+            .and_then(|_| host.serve(&plain, Some(model), work))
+        {
             Ok(server) => {
-                matrix.record(&name, "load", served_model(&server.url).map(|id| format!("the plain worker loaded {id} from a preopened folder")));
+                matrix.record(
+                    &name,
+                    "load",
+                    served_model(&server.url).map(|id| format!("the plain worker loaded {id} from a preopened folder")),
+                );
                 match streamed_completion(&server.url) {
                     Ok((text, events)) => {
                         matrix.record(&name, "SSE", sse_events(events));
@@ -100,10 +134,17 @@ pub fn check(matrix: &mut Matrix, tools: &Tools, model: &Path, reference: &Refer
             Err(e) => matrix.record_not_checked(&name, &["load", "SSE", "stream"], &format!("{e:#}")),
         }
         let baked_check = match &baked_written {
-            Ok(()) => host.serve(&baked, None, work).and_then(|server| streamed_completion(&server.url)).and_then(|(text, events)| reference.check_streamed(&text, events)),
+            Ok(()) => host
+                .serve(&baked, None, work)
+                .and_then(|server| streamed_completion(&server.url))
+                .and_then(|(text, events)| reference.check_streamed(&text, events)),
             Err(e) => Err(anyhow!("not checked: rill bake failed: {e:#}")),
         };
-        matrix.record(&name, "baked worker", baked_check.map(|d| format!("a worker baked from the model: {d}")));
+        matrix.record(
+            &name,
+            "baked worker",
+            baked_check.map(|d| format!("a worker baked from the model: {d}")),
+        );
     }
 }
 
@@ -116,7 +157,11 @@ fn sse_events(events: usize) -> anyhow::Result<String> {
 
 /// Node.js before 21 (V8 before 11.4) runs relaxed SIMD only behind a flag.
 fn node_needs_relaxed_simd_flag(node_version: &str) -> bool {
-    let major = node_version.trim_start_matches('v').split('.').next().and_then(|m| m.parse::<u32>().ok());
+    let major = node_version
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok());
     major.is_some_and(|m| m < 21)
 }
 
@@ -125,7 +170,11 @@ fn node_needs_relaxed_simd_flag(node_version: &str) -> bool {
 /// imports the very shim file jco's component uses, so both see one set of preopens.
 fn preopen_module(jco: &Jco, folder: &Path, work: &Path) -> anyhow::Result<std::path::PathBuf> {
     let filesystem = jco.shim.join("dist/nodejs/filesystem.js");
-    let js = format!("import {{ _addPreopen }} from {};\n_addPreopen('/models', {});\n", serde_json::json!(format!("file://{}", filesystem.display())), serde_json::json!(folder));
+    let js = format!(
+        "import {{ _addPreopen }} from {};\n_addPreopen('/models', {});\n",
+        serde_json::json!(format!("file://{}", filesystem.display())),
+        serde_json::json!(folder)
+    );
     let path = work.join("preopen-models.mjs");
     std::fs::write(&path, js)?;
     Ok(path)

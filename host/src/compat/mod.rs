@@ -73,8 +73,17 @@ impl Matrix {
             Ok(detail) => (true, detail),
             Err(e) => (false, format!("{e:#}")),
         };
-        println!("{host:<40}{feature:<14}{:<6}{detail}", if passed { "pass" } else { "FAIL" });
-        self.results.push(CompatResult { time: self.time, host: host.into(), feature: feature.into(), passed, detail });
+        println!(
+            "{host:<40}{feature:<14}{:<6}{detail}",
+            if passed { "pass" } else { "FAIL" }
+        );
+        self.results.push(CompatResult {
+            time: self.time,
+            host: host.into(),
+            feature: feature.into(),
+            passed,
+            detail,
+        });
     }
 
     /// Records each of `features` as failed because `why` (a check they all needed failed).
@@ -107,7 +116,10 @@ pub use tools::HOSTS;
 /// The checks of this host's own backends only (a few seconds, nothing started): what
 /// `rill bench --record` puts in a store that has no matrix yet.
 pub fn in_process(model: &Path) -> Vec<CompatResult> {
-    let mut matrix = Matrix { time: crate::store::now(), results: Vec::new() };
+    let mut matrix = Matrix {
+        time: crate::store::now(),
+        results: Vec::new(),
+    };
     if let Err(e) = backends::check(&mut matrix, model) {
         eprintln!("rill: {e:#}");
     }
@@ -118,7 +130,10 @@ pub fn in_process(model: &Path) -> Vec<CompatResult> {
 pub fn compat(model: &Path, db: &Path, only: &[String]) -> anyhow::Result<()> {
     let model = model.canonicalize()?;
     let work = WorkDir::new()?;
-    let mut matrix = Matrix { time: crate::store::now(), results: Vec::new() };
+    let mut matrix = Matrix {
+        time: crate::store::now(),
+        results: Vec::new(),
+    };
     let reference = backends::check(&mut matrix, &model)?;
     let tools = tools::Tools::find(only);
     if tools.rill_serve {
@@ -127,6 +142,10 @@ pub fn compat(model: &Path, db: &Path, only: &[String]) -> anyhow::Result<()> {
     edge::check(&mut matrix, &tools, &model, &reference, &work.0);
     browser::check(&mut matrix, &tools, &model, &reference, &work.0);
     Store::open(db, crate::store::DEFAULT_RETENTION)?.record_compat(&matrix.results)?;
-    eprintln!("rill compat: recorded {} checks in {}", matrix.results.len(), db.display());
+    eprintln!(
+        "rill compat: recorded {} checks in {}",
+        matrix.results.len(),
+        db.display()
+    );
     Ok(())
 }

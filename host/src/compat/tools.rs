@@ -46,8 +46,15 @@ impl Tools {
             jco_serve: wanted("jco"),
             wasmtime: tool(on_path(&["wasmtime"]).filter(|_| wanted("wasmtime"))),
             // The browsers need jco too: it transpiles the component for them.
-            jco: ["jco", "chromium", "firefox"].iter().any(|h| wanted(h)).then(jco).flatten(),
-            chromium: tool(on_path(&["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"]).filter(|_| wanted("chromium"))),
+            jco: ["jco", "chromium", "firefox"]
+                .iter()
+                .any(|h| wanted(h))
+                .then(jco)
+                .flatten(),
+            chromium: tool(
+                on_path(&["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"])
+                    .filter(|_| wanted("chromium")),
+            ),
             firefox: tool(on_path(&["firefox", "firefox-esr"]).filter(|_| wanted("firefox"))),
         };
         let seen = |name: &str, tool: Option<&Tool>| match tool {
@@ -64,7 +71,9 @@ impl Tools {
 
 fn on_path(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).flat_map(|dir| names.iter().map(move |name| dir.join(name))).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .flat_map(|dir| names.iter().map(move |name| dir.join(name)))
+        .find(|p| p.is_file())
 }
 
 fn tool(path: Option<PathBuf>) -> Option<Tool> {
@@ -75,17 +84,33 @@ fn tool(path: Option<PathBuf>) -> Option<Tool> {
 
 /// The first line `program --version` prints, when it runs.
 fn version(program: &Path) -> Option<String> {
-    let out = Command::new(program).arg("--version").output().ok().filter(|o| o.status.success())?;
-    String::from_utf8_lossy(&out.stdout).lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_string)
+    let out = Command::new(program)
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_string)
 }
 
 fn jco() -> Option<Jco> {
-    let path = on_path(&["jco"]).or_else(|| Some(PathBuf::from(REPO_JCO)).filter(|p| p.is_file()))?.canonicalize().ok()?;
+    let path = on_path(&["jco"])
+        .or_else(|| Some(PathBuf::from(REPO_JCO)).filter(|p| p.is_file()))?
+        .canonicalize()
+        .ok()?;
     let tool = tool(Some(path))?;
     let node = version(Path::new("node"))?;
     // The shim jco itself would load, found the way Node finds it from jco's own files.
     let resolve = "console.log(require.resolve('@bytecodealliance/preview2-shim/cli', { paths: [process.argv[1]] }))";
-    let out = Command::new("node").args(["-e", resolve]).arg(&tool.path).output().ok().filter(|o| o.status.success())?;
+    let out = Command::new("node")
+        .args(["-e", resolve])
+        .arg(&tool.path)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
     let cli = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     // …/preview2-shim/dist/nodejs/cli.js
     let shim = cli.ancestors().nth(3)?.to_path_buf();

@@ -44,10 +44,22 @@ impl Db {
 pub fn router<S: Clone + Send + Sync + 'static>(db: Db) -> Router<S> {
     Router::new()
         .route("/dashboard", get(|| async { Redirect::permanent("/dashboard/") }))
-        .route("/dashboard/", get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE) }))
-        .route("/dashboard/app.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], APP_JS) }))
-        .route("/dashboard/uPlot.iife.min.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], UPLOT_JS) }))
-        .route("/dashboard/uPlot.min.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], UPLOT_CSS) }))
+        .route(
+            "/dashboard/",
+            get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE) }),
+        )
+        .route(
+            "/dashboard/app.js",
+            get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], APP_JS) }),
+        )
+        .route(
+            "/dashboard/uPlot.iife.min.js",
+            get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], UPLOT_JS) }),
+        )
+        .route(
+            "/dashboard/uPlot.min.css",
+            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], UPLOT_CSS) }),
+        )
         .route("/dashboard/api/runs", get(runs))
         .route("/dashboard/api/serve", get(serve_minutes))
         .route("/dashboard/api/matrix", get(matrix))
@@ -63,8 +75,14 @@ pub fn serve(db: PathBuf, host: &str, port: u16) -> anyhow::Result<()> {
     let app = router(db.clone()).route("/", get(|| async { Redirect::temporary("/dashboard/") }));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind((host, port)).await.with_context(|| format!("listening on {host}:{port}"))?;
-        eprintln!("rill dashboard: the store {}, the page /dashboard/, listening on http://{}", db.0.display(), listener.local_addr()?);
+        let listener = tokio::net::TcpListener::bind((host, port))
+            .await
+            .with_context(|| format!("listening on {host}:{port}"))?;
+        eprintln!(
+            "rill dashboard: the store {}, the page /dashboard/, listening on http://{}",
+            db.0.display(),
+            listener.local_addr()?
+        );
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
@@ -76,7 +94,11 @@ pub fn serve(db: PathBuf, host: &str, port: u16) -> anyhow::Result<()> {
 
 /// A store failure as a 500 with the reason (the page shows it).
 fn failure(e: anyhow::Error) -> Response {
-    (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": format!("{e:#}") }))).into_response()
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({ "error": format!("{e:#}") })),
+    )
+        .into_response()
 }
 
 fn reply(result: anyhow::Result<Value>) -> Response {
@@ -89,7 +111,8 @@ async fn runs(State(db): State<Db>) -> Response {
         Ok(Value::Array(
             runs.into_iter()
                 .map(|r| {
-                    let figures: serde_json::Map<String, Value> = r.figures.iter().map(|f| (f.name.clone(), json!(f.value))).collect();
+                    let figures: serde_json::Map<String, Value> =
+                        r.figures.iter().map(|f| (f.name.clone(), json!(f.value))).collect();
                     let mut v = serde_json::to_value(&r).expect("a run serialises");
                     v["figures"] = Value::Object(figures);
                     v
@@ -110,6 +133,10 @@ async fn matrix(State(db): State<Db>) -> Response {
 async fn regressions(State(db): State<Db>) -> Response {
     reply((|| {
         let runs = db.open()?.runs()?;
-        Ok(serde_json::to_value(bench_history::latest_against_history(&runs, HISTORY_WINDOW, Thresholds::default()))?)
+        Ok(serde_json::to_value(bench_history::latest_against_history(
+            &runs,
+            HISTORY_WINDOW,
+            Thresholds::default(),
+        ))?)
     })())
 }

@@ -31,24 +31,38 @@ impl WorkerState {
         let mut wasi = WasiCtxBuilder::new();
         wasi.inherit_stderr();
         if let Some(model) = model {
-            let (dir, name) = (model.parent().unwrap_or(Path::new(".")), model.file_name().unwrap_or_default());
+            let (dir, name) = (
+                model.parent().unwrap_or(Path::new(".")),
+                model.file_name().unwrap_or_default(),
+            );
             wasi.preopened_dir(dir, MODELS_DIR, FsPerms::ReadOnly)
                 .map_err(|e| anyhow!("preopening {}: {e:#}", dir.display()))?;
             wasi.env("RILL_MODEL", format!("{MODELS_DIR}/{}", name.to_string_lossy()));
         }
-        Ok(WorkerState { wasi: wasi.build(), http: WasiHttpCtx::new(), table: ResourceTable::new() })
+        Ok(WorkerState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+        })
     }
 }
 
 impl WasiView for WorkerState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for WorkerState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: wasmtime_wasi_http::default_hooks() }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: wasmtime_wasi_http::default_hooks(),
+        }
     }
 }
 
@@ -56,6 +70,7 @@ impl WasiHttpView for WorkerState {
 pub fn linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<WorkerState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!("linking WASI: {e:#}"))?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(|e| anyhow!("linking wasi:http: {e:#}"))?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+        .map_err(|e| anyhow!("linking wasi:http: {e:#}"))?;
     Ok(linker)
 }

@@ -40,14 +40,25 @@ pub fn serve(worker: &Path, model: Option<PathBuf>, host: &str, port: u16, max_i
     let mut config = wasmtime::Config::new();
     config.epoch_interruption(true);
     let engine = wasmtime::Engine::new(&config).map_err(|e| anyhow!("configuring wasmtime: {e:#}"))?;
-    let name = worker.file_stem().map_or_else(|| "worker".into(), |s| s.to_string_lossy().into_owned());
-    eprintln!("rill serve: compiling {} (cached after the first time)", worker.display());
-    let component = crate::compiled::component(&engine, &name, &wasm).with_context(|| format!("loading {}", worker.display()))?;
+    let name = worker
+        .file_stem()
+        .map_or_else(|| "worker".into(), |s| s.to_string_lossy().into_owned());
+    eprintln!(
+        "rill serve: compiling {} (cached after the first time)",
+        worker.display()
+    );
+    let component =
+        crate::compiled::component(&engine, &name, &wasm).with_context(|| format!("loading {}", worker.display()))?;
     drop(wasm);
     let pre = linker(&engine)?
         .instantiate_pre(&component)
         .and_then(ProxyPre::new)
-        .map_err(|e| anyhow!("{} is not a wasi:http/proxy component this host can run: {e:#}", worker.display()))?;
+        .map_err(|e| {
+            anyhow!(
+                "{} is not a wasi:http/proxy component this host can run: {e:#}",
+                worker.display()
+            )
+        })?;
     if let Some(model) = &model {
         // The first request would find out; say it now.
         WorkerState::new(Some(model)).with_context(|| format!("giving the worker {}", model.display()))?;
@@ -56,11 +67,24 @@ pub fn serve(worker: &Path, model: Option<PathBuf>, host: &str, port: u16, max_i
         std::thread::sleep(YIELD_EVERY);
         engine.increment_epoch();
     });
-    let server = Arc::new(WorkerServer { pre, model, instances: Arc::new(Semaphore::new(max_instances.max(1))) });
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let server = Arc::new(WorkerServer {
+        pre,
+        model,
+        instances: Arc::new(Semaphore::new(max_instances.max(1))),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind((host, port)).await.with_context(|| format!("listening on {host}:{port}"))?;
-        eprintln!("rill serve: worker {} listening on http://{}", worker.display(), listener.local_addr()?);
+        let listener = tokio::net::TcpListener::bind((host, port))
+            .await
+            .with_context(|| format!("listening on {host}:{port}"))?;
+        eprintln!(
+            "rill serve: worker {} listening on http://{}",
+            worker.display(),
+            listener.local_addr()?
+        );
         loop {
             let (client, _) = tokio::select! {
                 accepted = listener.accept() => accepted.context("accepting a connection")?,
@@ -73,7 +97,10 @@ pub fn serve(worker: &Path, model: Option<PathBuf>, host: &str, port: u16, max_i
                     async move { Ok::<_, std::convert::Infallible>(server.handle(request).await) }
                 });
                 // A client that hangs up mid-response is its own business.
-                let _ = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(client), service).await;
+                let _ = http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(client), service)
+                    .await;
             });
         }
     })
@@ -89,7 +116,10 @@ impl WorkerServer {
         }
     }
 
-    async fn start(&self, request: hyper::Request<hyper::body::Incoming>) -> anyhow::Result<hyper::Response<HyperOutgoingBody>> {
+    async fn start(
+        &self,
+        request: hyper::Request<hyper::body::Incoming>,
+    ) -> anyhow::Result<hyper::Response<HyperOutgoingBody>> {
         let permit = self.instances.clone().acquire_owned().await?;
         let mut store = Store::new(self.pre.engine(), WorkerState::new(self.model.as_deref())?);
         store.epoch_deadline_async_yield_and_update(1);
@@ -100,7 +130,10 @@ impl WorkerServer {
         let instance = tokio::spawn(async move {
             let _permit = permit;
             let proxy = pre.instantiate_async(&mut store).await?;
-            proxy.wasi_http_incoming_handler().call_handle(&mut store, request, out).await
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, request, out)
+                .await
         });
         match receiver.await {
             Ok(Ok(response)) => Ok(response),
@@ -116,6 +149,12 @@ impl WorkerServer {
 }
 
 fn error_response(e: &ApiError) -> hyper::Response<HyperOutgoingBody> {
-    let body = Full::new(Bytes::from(e.body().to_string())).map_err(|never| match never {}).boxed_unsync();
-    hyper::Response::builder().status(e.status).header("content-type", "application/json").body(body).expect("a valid status and header")
+    let body = Full::new(Bytes::from(e.body().to_string()))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    hyper::Response::builder()
+        .status(e.status)
+        .header("content-type", "application/json")
+        .body(body)
+        .expect("a valid status and header")
 }

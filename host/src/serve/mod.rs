@@ -95,12 +95,25 @@ pub fn serve(args: ServeArgs, config: Config, model: PathBuf) -> anyhow::Result<
     let model_id = if crate::models::known(&config.model).is_some() {
         config.model.clone()
     } else {
-        model.file_stem().map_or_else(|| config.model.clone(), |s| s.to_string_lossy().into_owned())
+        model
+            .file_stem()
+            .map_or_else(|| config.model.clone(), |s| s.to_string_lossy().into_owned())
     };
     let g = &config.generation;
-    let defaults = GenerateParams { sampling: g.sampling(), max_tokens: g.max_tokens, context: g.context, on_full_context: g.on_full_context, kv_type: g.kv_type, ..GenerateParams::default() };
+    let defaults = GenerateParams {
+        sampling: g.sampling(),
+        max_tokens: g.max_tokens,
+        context: g.context,
+        on_full_context: g.on_full_context,
+        kv_type: g.kv_type,
+        ..GenerateParams::default()
+    };
     let metrics = Arc::new(metrics::Metrics::new());
-    eprintln!("rill serve: loading {} on the {:?} backend", model.display(), config.backend);
+    eprintln!(
+        "rill serve: loading {} on the {:?} backend",
+        model.display(),
+        config.backend
+    );
     let kv_budget = args.kv_budget_mib.map(|mib| mib << 20);
     let backend_name = format!("{:?}", config.backend).to_lowercase();
     let open = move || {
@@ -111,29 +124,55 @@ pub fn serve(args: ServeArgs, config: Config, model: PathBuf) -> anyhow::Result<
         Ok(backend)
     };
     let target_itl = (args.target_itl_ms > 0).then(|| std::time::Duration::from_millis(args.target_itl_ms));
-    let engine = worker::start(open, args.queue, batch_control::BatchControl::new(target_itl, args.max_batch), metrics.clone())?;
+    let engine = worker::start(
+        open,
+        args.queue,
+        batch_control::BatchControl::new(target_itl, args.max_batch),
+        metrics.clone(),
+    )?;
     let state = Arc::new(AppState {
         engine,
         metrics,
-        model: ServedModel { id: model_id, defaults, created: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) },
+        model: ServedModel {
+            id: model_id,
+            defaults,
+            created: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        },
         api_key: args.api_key.filter(|k| !k.is_empty()),
         body_limit: args.max_body_kib << 10,
         requests: AtomicU64::new(0),
     });
     let db = args.db.clone().unwrap_or_else(crate::store::default_path);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port)).await.with_context(|| format!("listening on {}:{}", args.host, args.port))?;
+        let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+            .await
+            .with_context(|| format!("listening on {}:{}", args.host, args.port))?;
         if !args.no_record {
-            tokio::spawn(minutes::record(state.metrics.clone(), db.clone(), state.model.id.clone(), backend_name));
+            tokio::spawn(minutes::record(
+                state.metrics.clone(),
+                db.clone(),
+                state.model.id.clone(),
+                backend_name,
+            ));
         }
-        eprintln!("rill serve: model {} listening on http://{}", state.model.id, listener.local_addr()?);
+        eprintln!(
+            "rill serve: model {} listening on http://{}",
+            state.model.id,
+            listener.local_addr()?
+        );
         let app = router(state).merge(crate::dashboard::router(crate::dashboard::Db::new(db)));
-        axum::serve(listener, app).with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("serving")
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .context("serving")
     })
 }
 
@@ -156,7 +195,11 @@ fn router(state: Arc<AppState>) -> Router {
 /// 401 unless the request carries the configured key (`Authorization: Bearer KEY`).
 async fn require_key(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     if let Some(key) = &state.api_key {
-        let given = request.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        let given = request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
         if given != Some(key.as_str()) {
             return http::error_response(&ApiError::unauthorized());
         }

@@ -14,7 +14,11 @@ use tokio::sync::Notify;
 /// How a generation ended.
 #[derive(Clone, Debug)]
 pub enum End {
-    Done { finish: Finish, usage: Usage, timings: rill_api::Timings },
+    Done {
+        finish: Finish,
+        usage: Usage,
+        timings: rill_api::Timings,
+    },
     Failed(ApiError),
 }
 
@@ -42,7 +46,12 @@ struct State {
 
 impl TokenStream {
     pub fn new(arrived: Instant) -> TokenStream {
-        TokenStream { arrived, state: Mutex::default(), notify: Notify::new(), cancelled: AtomicBool::new(false) }
+        TokenStream {
+            arrived,
+            state: Mutex::default(),
+            notify: Notify::new(),
+            cancelled: AtomicBool::new(false),
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -114,7 +123,10 @@ mod tests {
     use super::*;
 
     fn token(text: &str) -> TokenOut {
-        TokenOut { text: text.into(), ..TokenOut::default() }
+        TokenOut {
+            text: text.into(),
+            ..TokenOut::default()
+        }
     }
 
     #[tokio::test]
@@ -145,7 +157,10 @@ mod tests {
 
     #[test]
     fn dropping_the_connection_cancels_an_unfinished_stream_only() {
-        let (running, done) = (std::sync::Arc::new(TokenStream::new(Instant::now())), std::sync::Arc::new(TokenStream::new(Instant::now())));
+        let (running, done) = (
+            std::sync::Arc::new(TokenStream::new(Instant::now())),
+            std::sync::Arc::new(TokenStream::new(Instant::now())),
+        );
         done.finish(End::Failed(ApiError::internal("x")));
         drop((CancelOnDrop(running.clone()), CancelOnDrop(done.clone())));
         assert!(running.is_cancelled() && !done.is_cancelled());

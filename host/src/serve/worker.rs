@@ -6,10 +6,10 @@ use super::batch_control::BatchControl;
 use super::metrics::Metrics;
 use super::stream::{End, TokenStream};
 use crate::backend::{is_trap, Backend, EngineFailure, FailureKind, PromptInput, SeqHandle};
-use std::collections::VecDeque;
 use rill_api::{ApiError, Finish, PromptSpec, TokenClock, TokenOut};
 use rill_engine::scheduler::DEFAULT_PROMPT_CHUNK;
 use rill_engine::{EngineError, GenerateParams};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -55,23 +55,39 @@ impl EngineHandle {
 
 /// Starts the engine thread with an instance from `open`, which also rebuilds it after a trap.
 /// `batch` decides how many generations run at once. Fails if the first instance cannot be built.
-pub fn start(open: impl Fn() -> anyhow::Result<Box<dyn Backend>> + Send + 'static, queue: usize, batch: BatchControl, metrics: Arc<Metrics>) -> anyhow::Result<EngineHandle> {
+pub fn start(
+    open: impl Fn() -> anyhow::Result<Box<dyn Backend>> + Send + 'static,
+    queue: usize,
+    batch: BatchControl,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<EngineHandle> {
     let (jobs, rx) = sync_channel(queue);
     let queued = Arc::new(AtomicUsize::new(0));
     let (loaded, first_load) = sync_channel(1);
     let (m, q) = (metrics.clone(), queued.clone());
     // The instance is built on the thread that uses it: a wasmtime store stays on one thread.
-    std::thread::Builder::new().name("rill-engine".into()).spawn(move || match open() {
-        Ok(backend) => {
-            let _ = loaded.send(Ok(()));
-            m.prompt_chunk.set(DEFAULT_PROMPT_CHUNK as i64);
-            let worker = Worker { open: Box::new(open), backend, metrics: m, queued: q, batch, active: Vec::new(), waiting: VecDeque::new(), prompt_chunk: DEFAULT_PROMPT_CHUNK };
-            worker.run(rx)
-        }
-        Err(e) => {
-            let _ = loaded.send(Err(e));
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("rill-engine".into())
+        .spawn(move || match open() {
+            Ok(backend) => {
+                let _ = loaded.send(Ok(()));
+                m.prompt_chunk.set(DEFAULT_PROMPT_CHUNK as i64);
+                let worker = Worker {
+                    open: Box::new(open),
+                    backend,
+                    metrics: m,
+                    queued: q,
+                    batch,
+                    active: Vec::new(),
+                    waiting: VecDeque::new(),
+                    prompt_chunk: DEFAULT_PROMPT_CHUNK,
+                };
+                worker.run(rx)
+            }
+            Err(e) => {
+                let _ = loaded.send(Err(e));
+            }
+        })?;
     first_load.recv()??;
     Ok(EngineHandle { jobs, queued, metrics })
 }
@@ -128,7 +144,11 @@ impl Worker {
             // for all, the others find their token waiting. Its duration is the streams'
             // inter-token latency, which sets how many may run at once.
             let (round, streams) = (Instant::now(), self.active.len());
-            let reading = self.active.iter().filter(|a| a.clock.time_to_first_token().is_none()).count();
+            let reading = self
+                .active
+                .iter()
+                .filter(|a| a.clock.time_to_first_token().is_none())
+                .count();
             if reading > 0 {
                 self.use_prompt_chunk(self.batch.prompt_chunk(reading < streams));
             }
@@ -180,10 +200,14 @@ impl Worker {
             let Some(job) = self.waiting.pop_front() else { return };
             if job.stream.is_cancelled() {
                 self.metrics.cancelled.inc();
-                job.stream.finish(End::Failed(ApiError::invalid("cancelled before it started", None).with_code("cancelled")));
+                job.stream.finish(End::Failed(
+                    ApiError::invalid("cancelled before it started", None).with_code("cancelled"),
+                ));
                 continue;
             }
-            self.metrics.queue_seconds.observe(job.stream.arrived.elapsed().as_secs_f64());
+            self.metrics
+                .queue_seconds
+                .observe(job.stream.arrived.elapsed().as_secs_f64());
             #[cfg(feature = "fault-injection")]
             let trap = job.trap_after.map(|n| (n, self.backend.arm_trap()));
             #[cfg(feature = "fault-injection")]
@@ -231,7 +255,9 @@ impl Worker {
             let handle = a.handle;
             return match self.backend.cancel(handle).and_then(|_| self.backend.finish(handle)) {
                 Err(e) if is_trap(&e) => Pulled::Trapped(format!("{e:#}")),
-                _ => Pulled::Ended(End::Failed(ApiError::invalid("cancelled by the client", None).with_code("cancelled"))),
+                _ => Pulled::Ended(End::Failed(
+                    ApiError::invalid("cancelled by the client", None).with_code("cancelled"),
+                )),
             };
         }
         let events = match self.backend.next(a.handle, 16) {
@@ -257,12 +283,18 @@ impl Worker {
                     self.metrics.minutes.gap(gap);
                 }
                 None => {
-                    self.metrics.time_to_first_token_seconds.observe((now - a.job.stream.arrived).as_secs_f64());
+                    self.metrics
+                        .time_to_first_token_seconds
+                        .observe((now - a.job.stream.arrived).as_secs_f64());
                     self.metrics.minutes.first_token(now - a.job.stream.arrived);
                 }
             }
             a.tokens += 1;
-            a.job.stream.push(TokenOut { text: event.text, logprob: event.logprob, top_logprobs: event.top_logprobs });
+            a.job.stream.push(TokenOut {
+                text: event.text,
+                logprob: event.logprob,
+                top_logprobs: event.top_logprobs,
+            });
         }
         #[cfg(feature = "fault-injection")]
         if let Some((n, trigger)) = &a.trap {
@@ -282,10 +314,16 @@ impl Worker {
         self.metrics.cached_prompt_tokens.inc_by(usage.cached_tokens as u64);
         self.metrics.preemptions.inc_by(usage.preemptions as u64);
         self.metrics.completion_tokens.inc_by(usage.completion_tokens as u64);
-        self.metrics.minutes.tokens(usage.prompt_tokens as u64, usage.completion_tokens as u64);
-        self.metrics.prompt_tokens_per_second.observe(timings.prompt_tokens_per_second);
+        self.metrics
+            .minutes
+            .tokens(usage.prompt_tokens as u64, usage.completion_tokens as u64);
+        self.metrics
+            .prompt_tokens_per_second
+            .observe(timings.prompt_tokens_per_second);
         if timings.decode_ms > 0.0 {
-            self.metrics.decode_tokens_per_second.observe(timings.decode_tokens_per_second);
+            self.metrics
+                .decode_tokens_per_second
+                .observe(timings.decode_tokens_per_second);
         }
         let finish = Finish::of(outcome.finish);
         End::Done { finish, usage, timings }
@@ -304,7 +342,9 @@ impl Worker {
     }
 
     fn trap_error(&self, message: &str) -> ApiError {
-        ApiError::internal(format!("the engine failed on this request (it trapped: {message}); it has been restarted, retry"))
+        ApiError::internal(format!(
+            "the engine failed on this request (it trapped: {message}); it has been restarted, retry"
+        ))
     }
 
     /// The instance trapped: every running generation ends with the error, and a fresh
@@ -342,7 +382,13 @@ impl Worker {
 }
 
 fn is_out_of_memory(e: &anyhow::Error) -> bool {
-    matches!(e.downcast_ref(), Some(EngineFailure::Reported { kind: FailureKind::OutOfMemory, .. }))
+    matches!(
+        e.downcast_ref(),
+        Some(EngineFailure::Reported {
+            kind: FailureKind::OutOfMemory,
+            ..
+        })
+    )
 }
 
 /// What the client is told about an engine failure.

@@ -83,39 +83,82 @@ async fn connection(socket: WebSocket, state: Arc<AppState>) {
 }
 
 fn error_frame(id: Option<String>, e: &ApiError) -> Message {
-    Message::Text(json!({ "type": "error", "id": id, "error": e.object() }).to_string().into())
+    Message::Text(
+        json!({ "type": "error", "id": id, "error": e.object() })
+            .to_string()
+            .into(),
+    )
 }
 
 /// Acts on one client frame; errors carry the id they concern.
-fn handle(state: &Arc<AppState>, text: &str, running: &Running, frames: &mpsc::Sender<Message>) -> Result<(), (Option<String>, ApiError)> {
+fn handle(
+    state: &Arc<AppState>,
+    text: &str,
+    running: &Running,
+    frames: &mpsc::Sender<Message>,
+) -> Result<(), (Option<String>, ApiError)> {
     let arrived = Instant::now();
-    let mut frame: serde_json::Map<String, Value> = serde_json::from_str(text).map_err(|e| (None, ApiError::invalid(format!("the frame is not a JSON object: {e}"), None)))?;
+    let mut frame: serde_json::Map<String, Value> = serde_json::from_str(text).map_err(|e| {
+        (
+            None,
+            ApiError::invalid(format!("the frame is not a JSON object: {e}"), None),
+        )
+    })?;
     let id = match frame.remove("id") {
         Some(Value::String(s)) => s,
         Some(Value::Number(n)) => n.to_string(),
-        _ => return Err((None, ApiError::invalid("every frame needs an `id` (string or number)", Some("id")))),
+        _ => {
+            return Err((
+                None,
+                ApiError::invalid("every frame needs an `id` (string or number)", Some("id")),
+            ))
+        }
     };
     let fail = |e: ApiError| (Some(id.clone()), e);
     match frame.remove("type").as_ref().and_then(Value::as_str) {
         Some("cancel") => {
             let stream = running.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned();
-            stream.ok_or_else(|| fail(ApiError::invalid(format!("no generation `{id}` is running"), Some("id"))))?.cancel();
+            stream
+                .ok_or_else(|| {
+                    fail(ApiError::invalid(
+                        format!("no generation `{id}` is running"),
+                        Some("id"),
+                    ))
+                })?
+                .cancel();
             Ok(())
         }
         Some("generate") => {
-            let endpoint = if frame.contains_key("messages") { Endpoint::Chat } else { Endpoint::Completion };
+            let endpoint = if frame.contains_key("messages") {
+                Endpoint::Chat
+            } else {
+                Endpoint::Completion
+            };
             frame.remove("stream");
-            let request = state.model.parse(endpoint, Value::Object(frame).to_string().as_bytes()).map_err(fail)?;
+            let request = state
+                .model
+                .parse(endpoint, Value::Object(frame).to_string().as_bytes())
+                .map_err(fail)?;
             let stream = Arc::new(TokenStream::new(arrived));
             {
                 let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
                 if r.contains_key(&id) {
-                    return Err(fail(ApiError::invalid(format!("generation `{id}` is already running"), Some("id"))));
+                    return Err(fail(ApiError::invalid(
+                        format!("generation `{id}` is already running"),
+                        Some("id"),
+                    )));
                 }
                 r.insert(id.clone(), stream.clone());
             }
-            let submitted = state.engine.submit(Job { prompt: request.prompt, params: request.params, stream: stream.clone(), trap_after: None });
-            state.metrics.count_request("ws", submitted.as_ref().map_or_else(|e| e.status, |_| 200));
+            let submitted = state.engine.submit(Job {
+                prompt: request.prompt,
+                params: request.params,
+                stream: stream.clone(),
+                trap_after: None,
+            });
+            state
+                .metrics
+                .count_request("ws", submitted.as_ref().map_or_else(|e| e.status, |_| 200));
             if let Err(e) = submitted {
                 running.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
                 return Err(fail(e));
@@ -123,12 +166,21 @@ fn handle(state: &Arc<AppState>, text: &str, running: &Running, frames: &mpsc::S
             tokio::spawn(forward(id, stream, request.logprobs, running.clone(), frames.clone()));
             Ok(())
         }
-        other => Err(fail(ApiError::invalid(format!("unknown frame type {other:?}: expected \"generate\" or \"cancel\""), Some("type")))),
+        other => Err(fail(ApiError::invalid(
+            format!("unknown frame type {other:?}: expected \"generate\" or \"cancel\""),
+            Some("type"),
+        ))),
     }
 }
 
 /// Sends one generation's tokens, coalesced to the pace the client reads at, then its end.
-async fn forward(id: String, stream: Arc<TokenStream>, logprobs: bool, running: Running, frames: mpsc::Sender<Message>) {
+async fn forward(
+    id: String,
+    stream: Arc<TokenStream>,
+    logprobs: bool,
+    running: Running,
+    frames: mpsc::Sender<Message>,
+) {
     let mut index = 0;
     loop {
         let frame = match stream.next().await {
@@ -136,7 +188,11 @@ async fn forward(id: String, stream: Arc<TokenStream>, logprobs: bool, running: 
                 let text: String = tokens.iter().map(|t| t.text.as_str()).collect();
                 let mut f = json!({ "type": "token", "id": id, "index": index, "tokens": tokens.len(), "text": text });
                 if logprobs {
-                    f["logprobs"] = tokens.iter().filter_map(|t| t.logprob.as_ref()).map(rill_api::logprob_json).collect();
+                    f["logprobs"] = tokens
+                        .iter()
+                        .filter_map(|t| t.logprob.as_ref())
+                        .map(rill_api::logprob_json)
+                        .collect();
                 }
                 index += tokens.len();
                 f

@@ -20,7 +20,9 @@ impl Server {
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
         let model = super::model();
         let mut cmd = super::rill_command();
-        cmd.args(["serve", "--port", "0", "--model", &model]).args(args).envs(env.iter().copied());
+        cmd.args(["serve", "--port", "0", "--model", &model])
+            .args(args)
+            .envs(env.iter().copied());
         Server::spawn(cmd, "rill serve", "listening on http://")
     }
 
@@ -41,7 +43,9 @@ impl Server {
                 }
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|_| panic!("{name} did not start listening"));
+        let addr = rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("{name} did not start listening"));
         Server { child, addr }
     }
 
@@ -53,7 +57,11 @@ impl Server {
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
         let mut conn = TcpStream::connect(&self.addr).unwrap();
         conn.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n", self.addr, body.len());
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
         if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
             head += "Content-Type: application/json\r\n";
         }
@@ -89,13 +97,22 @@ impl Server {
         let start = Instant::now();
         while start.elapsed() < limit {
             let text = self.get("/metrics").body;
-            if expected.iter().all(|&(name, value)| metric_in(&text, name) == Some(value)) {
+            if expected
+                .iter()
+                .all(|&(name, value)| metric_in(&text, name) == Some(value))
+            {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         let text = self.get("/metrics").body;
-        eprintln!("metrics never became {expected:?}; last: {:?}", expected.iter().map(|(n, _)| (n, metric_in(&text, n))).collect::<Vec<_>>());
+        eprintln!(
+            "metrics never became {expected:?}; last: {:?}",
+            expected
+                .iter()
+                .map(|(n, _)| (n, metric_in(&text, n)))
+                .collect::<Vec<_>>()
+        );
         false
     }
 
@@ -126,12 +143,19 @@ impl Reply {
         let head = String::from_utf8_lossy(&raw[..split]).into_owned();
         let mut lines = head.lines();
         let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-        let headers: Vec<(String, String)> = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
         let mut body = raw[split + 4..].to_vec();
         if headers.iter().any(|(k, v)| k == "transfer-encoding" && v == "chunked") {
             body = dechunk(&body);
         }
-        Reply { status, headers, body: String::from_utf8_lossy(&body).into_owned() }
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -146,7 +170,9 @@ impl Reply {
     pub fn assert_error(&self, status: u16, says: &str) -> serde_json::Value {
         assert_eq!(self.status, status, "{}", self.body);
         let error = self.json()["error"].clone();
-        let message = error["message"].as_str().unwrap_or_else(|| panic!("no error message: {}", self.body));
+        let message = error["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error message: {}", self.body));
         assert!(message.contains(says), "the error should mention {says:?}: {message}");
         assert!(error["type"].is_string(), "{}", self.body);
         error
@@ -154,7 +180,11 @@ impl Reply {
 }
 
 fn metric_in(text: &str, name: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.trim().parse().unwrap()))
+    text.lines().find_map(|l| {
+        l.strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .map(|v| v.trim().parse().unwrap())
+    })
 }
 
 fn dechunk(mut body: &[u8]) -> Vec<u8> {

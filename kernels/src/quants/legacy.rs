@@ -230,7 +230,10 @@ impl ActivationBlock for BlockQ8_0 {
     fn from_float(x: &[f32], out: &mut [Self]) {
         for (b, x) in out.iter_mut().zip(x.chunks_exact(QK)) {
             let (d, qs) = quantize_q8(x);
-            *b = BlockQ8_0 { d: f16::from_f32(d), qs };
+            *b = BlockQ8_0 {
+                d: f16::from_f32(d),
+                qs,
+            };
         }
     }
 
@@ -240,7 +243,13 @@ impl ActivationBlock for BlockQ8_0 {
 
     fn signed_parts(blocks: &[Self]) -> Vec<SignedParts> {
         let part = |b: &Self, sign: i8| b.qs.map(|q| (q as i16 * sign as i16).max(0) as u8);
-        blocks.iter().map(|b| SignedParts { positive: part(b, 1), negative: part(b, -1) }).collect()
+        blocks
+            .iter()
+            .map(|b| SignedParts {
+                positive: part(b, 1),
+                negative: part(b, -1),
+            })
+            .collect()
     }
 }
 
@@ -249,7 +258,11 @@ impl ActivationBlock for BlockQ8_1 {
         for (b, x) in out.iter_mut().zip(x.chunks_exact(QK)) {
             let (d, qs) = quantize_q8(x);
             let sum: i32 = qs.iter().map(|&q| q as i32).sum();
-            *b = BlockQ8_1 { d: f16::from_f32(d), s: f16::from_f32(sum as f32 * d), qs };
+            *b = BlockQ8_1 {
+                d: f16::from_f32(d),
+                s: f16::from_f32(sum as f32 * d),
+                qs,
+            };
         }
     }
 
@@ -269,7 +282,10 @@ mod tests {
         let blocks: Vec<BlockQ8_0> = (-128..128)
             .collect::<Vec<i32>>()
             .chunks(32)
-            .map(|q| BlockQ8_0 { d: f16::ONE, qs: std::array::from_fn(|i| q[i] as i8) })
+            .map(|q| BlockQ8_0 {
+                d: f16::ONE,
+                qs: std::array::from_fn(|i| q[i] as i8),
+            })
             .collect();
         for (b, p) in blocks.iter().zip(BlockQ8_0::signed_parts(&blocks)) {
             for i in 0..32 {
@@ -284,10 +300,17 @@ mod tests {
         let halves = (-300..=300).map(|i| i as f32 / 2.0);
         let near_halves = (-300..=300).flat_map(|i| {
             let h = i as f32 / 2.0;
-            [f32::from_bits(h.to_bits().wrapping_sub(1)), f32::from_bits(h.to_bits() + 1)]
+            [
+                f32::from_bits(h.to_bits().wrapping_sub(1)),
+                f32::from_bits(h.to_bits() + 1),
+            ]
         });
         let spread = (0..100_000).map(|i| (i as f32 * 0.0137).sin() * 130.0);
-        for v in halves.chain(near_halves).chain(spread).chain([0.0, -0.0, 0.49999997, -0.49999997, 8_388_609.0]) {
+        for v in halves
+            .chain(near_halves)
+            .chain(spread)
+            .chain([0.0, -0.0, 0.49999997, -0.49999997, 8_388_609.0])
+        {
             assert_eq!(round_half_away(v).to_bits(), v.round().to_bits(), "{v}");
         }
     }
