@@ -509,6 +509,10 @@ pub struct Generation {
 
 impl Generation {
     /// The next token event, or `None` when the generation has finished.
+    #[expect(
+        clippy::should_implement_trait,
+        reason = "the WIT generation resource's `next`, which returns a Result, not an Iterator item"
+    )]
     pub fn next(&mut self) -> Result<Option<TokenEvent>, EngineError> {
         loop {
             match Generation::step(&mut [&mut *self], usize::MAX)

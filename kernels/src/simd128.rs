@@ -563,7 +563,7 @@ fn k4_dot<X, const N: usize>(
 fn k4_nibbles(qs: &[u8; 128], k: usize) -> v128 {
     let j = k / 2;
     let q = load(&qs[(j / 2) * 32 + (k % 2) * 16..]);
-    if j % 2 == 0 {
+    if j.is_multiple_of(2) {
         v128_and(q, u8x16_splat(0x0f))
     } else {
         u8x16_shr(q, 4)

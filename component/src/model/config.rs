@@ -184,10 +184,12 @@ impl Config {
             ));
         }
         let r = &self.rope_scaling;
-        if !(r.factor.is_finite() && r.factor >= 1.0)
-            || !(r.attn_factor.is_finite() && r.attn_factor > 0.0)
-            || r.original_context == 0
-        {
+        let valid = r.factor.is_finite()
+            && r.factor >= 1.0
+            && r.attn_factor.is_finite()
+            && r.attn_factor > 0.0
+            && r.original_context > 0;
+        if !valid {
             return bad(format!(
                 "RoPE scaling factor {} (must be ≥ 1), attention factor {}, original context {}",
                 r.factor, r.attn_factor, r.original_context

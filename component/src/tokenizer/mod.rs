@@ -61,7 +61,7 @@ const SPACE_MARK: &str = "\u{2581}";
 /// How text between special tokens becomes tokens.
 enum Algorithm {
     SentencePiece,
-    BytePairs(bpe::Bpe),
+    BytePairs(Box<bpe::Bpe>),
 }
 
 pub struct Tokenizer {
@@ -99,7 +99,7 @@ impl Tokenizer {
                     }
                 };
                 let pre = g.str("tokenizer.ggml.pre").unwrap_or("default");
-                Algorithm::BytePairs(bpe::Bpe::new(pre, merges.into_iter())?)
+                Algorithm::BytePairs(Box::new(bpe::Bpe::new(pre, merges.into_iter())?))
             }
             m => {
                 return Err(TokenizerError::Unsupported(format!(
