@@ -1,9 +1,11 @@
 //! The forward pass, top to bottom: embeddings, then per layer attention and feed-forward
 //! blocks with residual connections, then the final norm and the output projection.
-//! A batch of `n` consecutive tokens goes through each matmul together.
+//! The tokens of every sequence in the batch (`n` in all) go through each matmul together.
+//! Written once, against the operations of a [`Device`].
 
-use super::ops::{geglu, matmul_f32, rms_norm, softmax, weighted_rows};
-use super::{KvCache, Model};
+use super::cpu::Cpu;
+use super::device::{Device, Scratch};
+use super::{Config, KvCache, Model};
 use crate::tokenizer::TokenId;
 
 /// Which positions' logits the caller wants.
@@ -29,16 +31,6 @@ pub enum ForwardError {
     OutOfMemory(usize),
 }
 
-/// A zeroed buffer of `len` floats, or an error when memory is exhausted: a long prompt (or
-/// all-position logits) must not abort the engine.
-fn zeros(len: usize) -> Result<Vec<f32>, ForwardError> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(len)
-        .map_err(|_| ForwardError::OutOfMemory(len * 4))?;
-    v.resize(len, 0.0);
-    Ok(v)
-}
-
 /// One sequence's part of a batched forward pass: the tokens it adds, at the positions after
 /// those already in its cache, and which logits it wants back.
 pub struct SeqInput<'a> {
@@ -59,176 +51,134 @@ impl Model {
     /// included) reads its weights once for all their tokens; attention stays per sequence,
     /// over its own cache. Returns each sequence's logits, as [`Model::forward`] does.
     pub fn forward_batch(&self, seqs: &mut [SeqInput]) -> Result<Vec<Vec<f32>>, ForwardError> {
-        let c = &self.config;
-        let (dim, hd) = (c.dim, c.head_dim);
-        for s in seqs.iter() {
-            if s.tokens.is_empty() {
-                return Err(ForwardError::Empty);
-            }
-            if s.cache.len() + s.tokens.len() > s.cache.capacity() {
-                return Err(ForwardError::ContextOverflow {
-                    needed: s.cache.len() + s.tokens.len(),
-                    capacity: s.cache.capacity(),
-                });
-            }
-            if let Some(&bad) = s.tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
-                return Err(ForwardError::BadToken(bad, c.vocab_size));
-            }
-        }
-        for s in seqs.iter_mut() {
-            let end = s.cache.len() + s.tokens.len();
-            s.cache.reserve(end).map_err(|e| ForwardError::OutOfMemory(e.0))?;
-        }
-        let heads_per_kv = c.n_heads / c.n_kv_heads;
-        // Row `r` of the batch is token `r - first_row[i]` of sequence `i`.
-        let first_row: Vec<usize> = seqs
-            .iter()
-            .scan(0, |row, s| Some(std::mem::replace(row, *row + s.tokens.len())))
-            .collect();
-        let n: usize = seqs.iter().map(|s| s.tokens.len()).sum();
-        let longest = seqs.iter().map(|s| s.cache.len() + s.tokens.len()).max().unwrap_or(0);
-
-        let mut x = zeros(n * dim)?; // (n, dim) the residual stream
-        for (row, &t) in x.chunks_exact_mut(dim).zip(seqs.iter().flat_map(|s| s.tokens)) {
-            self.token_embd.row(t as usize, row);
-            row.iter_mut().for_each(|v| *v *= c.embedding_scale);
-        }
-        let mut xb = zeros(n * dim)?; // (n, dim) normed input of a block
-        let mut q = zeros(n * c.q_dim())?; // (n, n_heads·head_dim)
-        let mut k = zeros(n * c.kv_dim())?; // (n, n_kv_heads·head_dim)
-        let mut v = zeros(n * c.kv_dim())?;
-        let mut att = zeros(n * c.q_dim())?; // (n, q_dim) attention output per head
-        let mut scores = zeros(heads_per_kv * longest)?; // (heads of one KV head, positions) a token's attention weights
-        let mut keys = zeros(longest * c.kv_dim())?; // (n_kv_heads, positions, head_dim) a cache's keys in f32
-        let mut values = zeros(longest * c.kv_dim())?; // (positions, kv_dim) its values
-        let mut gate = zeros(n * c.ffn_dim)?; // (n, ffn_dim)
-        let mut up = zeros(n * c.ffn_dim)?;
-
-        for (l, layer) in self.layers.iter().enumerate() {
-            // Attention block.
-            xb.copy_from_slice(&x);
-            rms_norm(&mut xb, &layer.attn_norm, c.rms_eps);
-            layer.wq.matmul(self.path, &xb, &mut q);
-            layer.wk.matmul(self.path, &xb, &mut k);
-            layer.wv.matmul(self.path, &xb, &mut v);
-            if let Some(w) = &layer.q_norm {
-                rms_norm(&mut q, w, c.rms_eps);
-            }
-            if let Some(w) = &layer.k_norm {
-                rms_norm(&mut k, w, c.rms_eps);
-            }
-            let rope = if c.is_global(l) {
-                &self.rope_global
-            } else {
-                &self.rope_local
-            };
-            for (s, &row0) in seqs.iter_mut().zip(&first_row) {
-                // Causal; a sliding-window layer sees the last `window` positions, itself included.
-                let layout = s.cache.layout().clone();
-                let first_visible = |p: usize| layout.first_visible(l, p);
-                let pos0 = s.cache.len();
-                let rows = row0..row0 + s.tokens.len();
-                for (t, r) in rows.clone().enumerate() {
-                    rope.apply(
-                        [
-                            &mut q[r * c.q_dim()..(r + 1) * c.q_dim()],
-                            &mut k[r * c.kv_dim()..(r + 1) * c.kv_dim()],
-                        ],
-                        pos0 + t,
-                    );
-                    s.cache.store(
-                        l,
-                        pos0 + t,
-                        &k[r * c.kv_dim()..(r + 1) * c.kv_dim()],
-                        &v[r * c.kv_dim()..(r + 1) * c.kv_dim()],
-                    );
-                }
-                let seen = first_visible(pos0)..pos0 + s.tokens.len(); // every position some token of this sequence sees
-                let n_seen = seen.len();
-                let (keys, values) = (&mut keys[..n_seen * c.kv_dim()], &mut values[..n_seen * c.kv_dim()]);
-                s.cache.keys_by_head(l, seen.clone(), hd, keys);
-                s.cache.values_f32(l, seen.clone(), values);
-                for (t, r) in rows.enumerate() {
-                    let p = pos0 + t;
-                    let visible = first_visible(p) - seen.start..p + 1 - seen.start; // of the seen positions
-                                                                                     // A KV head's query heads together: their scores against its visible keys in
-                                                                                     // one matmul, then each head's weighted sum of the visible values.
-                    for g in 0..c.n_kv_heads {
-                        let heads = g * heads_per_kv..(g + 1) * heads_per_kv;
-                        let q_g = &q[r * c.q_dim() + heads.start * hd..][..heads.len() * hd]; // (heads, hd)
-                        let k_g = &keys[(g * n_seen + visible.start) * hd..(g * n_seen + visible.end) * hd]; // (visible, hd)
-                        let scores = &mut scores[..heads.len() * visible.len()]; // (heads, visible)
-                        matmul_f32(self.path, k_g, q_g, hd, scores);
-                        let v_g = &values[visible.start * c.kv_dim() + g * hd..]; // rows of (visible, kv_dim), this head's hd of each
-                        for (h, head_scores) in heads.zip(scores.chunks_exact_mut(visible.len())) {
-                            head_scores.iter_mut().for_each(|v| *v *= c.attention_scale);
-                            softmax(head_scores);
-                            weighted_rows(
-                                self.path,
-                                head_scores,
-                                v_g,
-                                c.kv_dim(),
-                                &mut att[r * c.q_dim() + h * hd..][..hd],
-                            );
-                        }
-                    }
-                }
-            }
-            layer.wo.matmul(self.path, &att, &mut xb);
-            if let Some(w) = &layer.post_attn_norm {
-                rms_norm(&mut xb, w, c.rms_eps);
-            }
-            x.iter_mut().zip(&xb).for_each(|(x, o)| *x += o);
-
-            // Feed-forward block: down(gelu(gate(x)) · up(x)).
-            xb.copy_from_slice(&x);
-            rms_norm(&mut xb, &layer.ffn_norm, c.rms_eps);
-            layer.w_gate.matmul(self.path, &xb, &mut gate);
-            layer.w_up.matmul(self.path, &xb, &mut up);
-            geglu(&mut gate, &up);
-            layer.w_down.matmul(self.path, &gate, &mut xb);
-            if let Some(w) = &layer.post_ffn_norm {
-                rms_norm(&mut xb, w, c.rms_eps);
-            }
-            x.iter_mut().zip(&xb).for_each(|(x, o)| *x += o);
-        }
-        for s in seqs.iter_mut() {
-            s.cache.advance(s.tokens.len());
-        }
-
-        // The rows whose logits are wanted, gathered so the output projection runs once.
-        let wanted: Vec<std::ops::Range<usize>> = seqs
-            .iter()
-            .zip(&first_row)
-            .map(|(s, &row0)| match s.want {
-                Logits::Last => row0 + s.tokens.len() - 1..row0 + s.tokens.len(),
-                Logits::All => row0..row0 + s.tokens.len(),
-                Logits::None => row0..row0,
-            })
-            .collect();
-        let n_out: usize = wanted.iter().map(|r| r.len()).sum();
-        if n_out == 0 {
-            return Ok(seqs.iter().map(|_| Vec::new()).collect());
-        }
-        let mut rows = zeros(n_out * dim)?; // (n_out, dim)
-        for (dst, r) in rows.chunks_exact_mut(dim).zip(wanted.iter().flat_map(|r| r.clone())) {
-            dst.copy_from_slice(&x[r * dim..(r + 1) * dim]);
-        }
-        rms_norm(&mut rows, &self.output_norm, c.rms_eps);
-        let mut logits = zeros(n_out * c.vocab_size)?; // (n_out, vocab)
-        self.output.matmul(self.path, &rows, &mut logits);
-        if seqs.len() == 1 {
-            return Ok(vec![logits]);
-        }
-        let mut out = Vec::with_capacity(seqs.len());
-        let mut at = 0;
-        for r in &wanted {
-            let len = r.len() * c.vocab_size;
-            let mut one = zeros(len)?;
-            one.copy_from_slice(&logits[at..at + len]);
-            out.push(one);
-            at += len;
-        }
-        Ok(out)
+        let mut scratch = self.scratch.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        forward(&Cpu { path: self.path }, self, seqs, &mut scratch)
     }
+}
+
+/// The forward pass on `device`, its activations in `s`.
+fn forward<D: Device>(
+    device: &D,
+    model: &Model,
+    seqs: &mut [SeqInput],
+    s: &mut Scratch<D>,
+) -> Result<Vec<Vec<f32>>, ForwardError> {
+    let c = &model.config;
+    check(c, seqs)?;
+    for seq in seqs.iter_mut() {
+        let end = seq.cache.len() + seq.tokens.len();
+        seq.cache.reserve(end).map_err(|e| ForwardError::OutOfMemory(e.0))?;
+    }
+    let n: usize = seqs.iter().map(|s| s.tokens.len()).sum();
+    for (t, width) in [
+        (&mut s.x, c.dim),
+        (&mut s.xb, c.dim),
+        (&mut s.q, c.q_dim()),
+        (&mut s.k, c.kv_dim()),
+        (&mut s.v, c.kv_dim()),
+        (&mut s.att, c.q_dim()),
+        (&mut s.gate, c.ffn_dim),
+        (&mut s.up, c.ffn_dim),
+    ] {
+        device.resize(t, n * width)?;
+    }
+    let tokens: Vec<TokenId> = seqs.iter().flat_map(|s| s.tokens.iter().copied()).collect(); // (n)
+    let positions: Vec<usize> = seqs
+        .iter()
+        .flat_map(|s| s.cache.len()..s.cache.len() + s.tokens.len())
+        .collect(); // (n)
+
+    device.embed(&model.token_embd, &tokens, c.embedding_scale, &mut s.x);
+    for (l, layer) in model.layers.iter().enumerate() {
+        // Attention block.
+        device.rms_norm(&s.x, &layer.attn_norm, c.rms_eps, &mut s.xb);
+        device.matmul(&layer.wq, &s.xb, &mut s.q);
+        device.matmul(&layer.wk, &s.xb, &mut s.k);
+        device.matmul(&layer.wv, &s.xb, &mut s.v);
+        if let Some(w) = &layer.q_norm {
+            device.rms_norm_in_place(&mut s.q, w, c.rms_eps);
+        }
+        if let Some(w) = &layer.k_norm {
+            device.rms_norm_in_place(&mut s.k, w, c.rms_eps);
+        }
+        let rope = if c.is_global(l) {
+            &model.rope_global
+        } else {
+            &model.rope_local
+        };
+        device.rope(rope, &positions, &mut s.q, &mut s.k);
+        device.attention(c, l, seqs, &s.q, &s.k, &s.v, &mut s.attention, &mut s.att)?;
+        device.matmul(&layer.wo, &s.att, &mut s.xb);
+        if let Some(w) = &layer.post_attn_norm {
+            device.rms_norm_in_place(&mut s.xb, w, c.rms_eps);
+        }
+        device.add(&mut s.x, &s.xb);
+
+        // Feed-forward block: down(gelu(gate(x)) · up(x)).
+        device.rms_norm(&s.x, &layer.ffn_norm, c.rms_eps, &mut s.xb);
+        device.matmul(&layer.w_gate, &s.xb, &mut s.gate);
+        device.matmul(&layer.w_up, &s.xb, &mut s.up);
+        device.geglu(&mut s.gate, &s.up);
+        device.matmul(&layer.w_down, &s.gate, &mut s.xb);
+        if let Some(w) = &layer.post_ffn_norm {
+            device.rms_norm_in_place(&mut s.xb, w, c.rms_eps);
+        }
+        device.add(&mut s.x, &s.xb);
+    }
+    for seq in seqs.iter_mut() {
+        seq.cache.advance(seq.tokens.len());
+    }
+
+    // The rows whose logits are wanted, gathered so the output projection runs once.
+    let mut wanted = Vec::new(); // (n_out) batch rows
+    let mut counts = Vec::with_capacity(seqs.len()); // how many of them each sequence wants
+    let mut row0 = 0;
+    for seq in seqs.iter() {
+        let rows = row0..row0 + seq.tokens.len();
+        row0 = rows.end;
+        let start = match seq.want {
+            Logits::Last => rows.end - 1,
+            Logits::All => rows.start,
+            Logits::None => rows.end,
+        };
+        wanted.extend(start..rows.end);
+        counts.push(rows.end - start);
+    }
+    if wanted.is_empty() {
+        return Ok(seqs.iter().map(|_| Vec::new()).collect());
+    }
+    device.resize(&mut s.rows, wanted.len() * c.dim)?;
+    device.resize(&mut s.logits, wanted.len() * c.vocab_size)?;
+    device.gather_rows(&s.x, c.dim, &wanted, &mut s.rows);
+    device.rms_norm_in_place(&mut s.rows, &model.output_norm, c.rms_eps);
+    device.matmul(&model.output, &s.rows, &mut s.logits);
+    let mut at = 0;
+    counts
+        .into_iter()
+        .map(|count| {
+            let range = at * c.vocab_size..(at + count) * c.vocab_size;
+            at += count;
+            device.read(&s.logits, range)
+        })
+        .collect()
+}
+
+/// Refuses a batch the model cannot run: an empty sequence, one that outgrows its cache, or a
+/// token outside the vocabulary.
+fn check(c: &Config, seqs: &[SeqInput]) -> Result<(), ForwardError> {
+    for s in seqs {
+        if s.tokens.is_empty() {
+            return Err(ForwardError::Empty);
+        }
+        if s.cache.len() + s.tokens.len() > s.cache.capacity() {
+            return Err(ForwardError::ContextOverflow {
+                needed: s.cache.len() + s.tokens.len(),
+                capacity: s.cache.capacity(),
+            });
+        }
+        if let Some(&bad) = s.tokens.iter().find(|&&t| t as usize >= c.vocab_size) {
+            return Err(ForwardError::BadToken(bad, c.vocab_size));
+        }
+    }
+    Ok(())
 }

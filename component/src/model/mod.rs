@@ -4,7 +4,10 @@
 //! (norm placement, activation, RoPE bases, sliding windows) comes from [`Config`] and from
 //! which optional tensors a layer has.
 
+mod attention;
 mod config;
+mod cpu;
+mod device;
 mod forward;
 mod kv_cache;
 mod ops;
@@ -12,6 +15,8 @@ mod rope;
 mod weights;
 
 pub use config::{Architecture, Config, ConfigError, LoadOptions, RopeScalingOptions};
+pub use cpu::Cpu;
+pub use device::{Device, Scratch};
 pub use forward::{ForwardError, Logits, SeqInput};
 pub use kv_cache::{Block, KvCache, KvLayout, KvMemory, KvType, NoKvMemory, BLOCK};
 pub use rope::{Rope, RopeScaling, RopeScalingKind};
@@ -19,7 +24,7 @@ pub use weights::{Matrix, WeightError};
 
 use crate::gguf::Gguf;
 use rill_kernels::KernelPath;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use weights::Loader;
 
 /// One transformer block's weights. Optional norms are the ones only some architectures have.
@@ -53,6 +58,8 @@ pub struct Model {
     kv_layouts: Vec<Arc<KvLayout>>,
     /// What the KV blocks of all its caches hold, and may hold.
     pub kv_memory: Arc<KvMemory>,
+    /// The forward pass's activations, kept from one step to the next (steps run one at a time).
+    scratch: Mutex<Scratch<Cpu>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +137,7 @@ impl Model {
             rope_local,
             kv_layouts,
             kv_memory,
+            scratch: Mutex::default(),
         })
     }
 

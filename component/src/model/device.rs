@@ -1,0 +1,104 @@
+//! The seam between the forward pass and what computes it.
+//!
+//! The forward pass (`forward.rs`) is written once, against the operations of [`Device`]; a way
+//! of computing implements them. The CPU kernels (`cpu.rs`) are one implementation. A GPU device
+//! (activations in buffers on the card, WGSL kernels) and a sharded one (each engine instance
+//! holding a slice of every matrix's rows, the slices joined by a host collective) slot in
+//! beside it without a second forward pass.
+//!
+//! Activations are [`Device::Tensor`]s: row-major f32 matrices where the device keeps them,
+//! sized per step by [`Device::resize`] and kept between steps in a [`Scratch`]. Weights are the
+//! model's ([`Matrix`], norm vectors); a device that keeps its own copies resolves them to those.
+
+use super::forward::{ForwardError, SeqInput};
+use super::{Config, Matrix, Rope};
+use crate::tokenizer::TokenId;
+
+pub trait Device {
+    /// A row-major f32 matrix of activations.
+    type Tensor: Default;
+    /// What attention keeps between steps besides the activations.
+    type AttentionScratch: Default;
+
+    /// Makes `t` hold `len` values, growing its storage only when it holds fewer, so that steps
+    /// no larger than an earlier one allocate nothing. Running out of memory is an error, never
+    /// an abort: a long prompt must not take the engine down.
+    fn resize(&self, t: &mut Self::Tensor, len: usize) -> Result<(), ForwardError>;
+
+    /// `out` (tokens, dim): each token's row of `table`, times `scale`.
+    fn embed(&self, table: &Matrix, tokens: &[TokenId], scale: f32, out: &mut Self::Tensor);
+
+    /// `out` (n, w.rows) = `x` (n, w.cols) · wᵀ, over the weight's own format.
+    fn matmul(&self, w: &Matrix, x: &Self::Tensor, out: &mut Self::Tensor);
+
+    /// `out` = RMSNorm of each `w.len()`-wide row of `x`, scaled by `w`.
+    fn rms_norm(&self, x: &Self::Tensor, w: &[f32], eps: f32, out: &mut Self::Tensor);
+
+    /// The same in place (per-head Q/K norms, post-block norms).
+    fn rms_norm_in_place(&self, x: &mut Self::Tensor, w: &[f32], eps: f32);
+
+    /// Rotates row `r` of `q` (n, q_dim) and of `k` (n, kv_dim) to position `positions[r]`.
+    fn rope(&self, rope: &Rope, positions: &[usize], q: &mut Self::Tensor, k: &mut Self::Tensor);
+
+    /// Layer `l`'s attention for every sequence of the batch: stores the keys `k` and values `v`
+    /// (n, kv_dim) of each sequence's new tokens in its cache, then writes into `out` (n, q_dim)
+    /// each token's attention over the positions it sees (causal; a sliding-window layer sees its
+    /// window). Rows are the sequences' tokens in order.
+    fn attention(
+        &self,
+        config: &Config,
+        l: usize,
+        seqs: &mut [SeqInput],
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        scratch: &mut Self::AttentionScratch,
+        out: &mut Self::Tensor,
+    ) -> Result<(), ForwardError>;
+
+    /// The gated feed-forward activation in place: `gate = gelu(gate) · up`.
+    fn geglu(&self, gate: &mut Self::Tensor, up: &Self::Tensor);
+
+    /// `x += y`, element by element (the residual connections).
+    fn add(&self, x: &mut Self::Tensor, y: &Self::Tensor);
+
+    /// `out` (rows.len(), width): the listed rows of `x`, in order.
+    fn gather_rows(&self, x: &Self::Tensor, width: usize, rows: &[usize], out: &mut Self::Tensor);
+
+    /// Values `range` of `t`, where the caller can read them (the logits).
+    fn read(&self, t: &Self::Tensor, range: std::ops::Range<usize>) -> Result<Vec<f32>, ForwardError>;
+}
+
+/// The activations of a step, kept between steps so that a step no larger than an earlier one
+/// allocates nothing. Shapes are per step, for `n` tokens in the batch.
+pub struct Scratch<D: Device> {
+    pub x: D::Tensor,      // (n, dim) the residual stream
+    pub xb: D::Tensor,     // (n, dim) a block's normed input, then its output
+    pub q: D::Tensor,      // (n, n_heads·head_dim)
+    pub k: D::Tensor,      // (n, n_kv_heads·head_dim)
+    pub v: D::Tensor,      // (n, n_kv_heads·head_dim)
+    pub att: D::Tensor,    // (n, q_dim) attention's output per head
+    pub gate: D::Tensor,   // (n, ffn_dim)
+    pub up: D::Tensor,     // (n, ffn_dim)
+    pub rows: D::Tensor,   // (n_out, dim) the rows whose logits are wanted
+    pub logits: D::Tensor, // (n_out, vocab)
+    pub attention: D::AttentionScratch,
+}
+
+impl<D: Device> Default for Scratch<D> {
+    fn default() -> Self {
+        Scratch {
+            x: D::Tensor::default(),
+            xb: D::Tensor::default(),
+            q: D::Tensor::default(),
+            k: D::Tensor::default(),
+            v: D::Tensor::default(),
+            att: D::Tensor::default(),
+            gate: D::Tensor::default(),
+            up: D::Tensor::default(),
+            rows: D::Tensor::default(),
+            logits: D::Tensor::default(),
+            attention: D::AttentionScratch::default(),
+        }
+    }
+}
