@@ -511,7 +511,7 @@ impl Generation {
     /// The next token event, or `None` when the generation has finished.
     #[expect(
         clippy::should_implement_trait,
-        reason = "the WIT generation resource's `next`, which returns a Result, not an Iterator item"
+        reason = "a fallible pull (a Result of an Option), which Iterator cannot express"
     )]
     pub fn next(&mut self) -> Result<Option<TokenEvent>, EngineError> {
         loop {
@@ -809,7 +809,7 @@ impl Generation {
         }
     }
 
-    /// Stops the generation: `next` returns `None` from now on.
+    /// Stops the generation: it takes no more steps, and `next` returns `None`.
     pub fn cancel(&mut self) {
         if self.finish.is_none() {
             self.set_finished(FinishReason::Cancelled);

@@ -6,7 +6,7 @@ use crate::engine::{ContextPolicy, Engine, EngineError, FinishReason, GeneratePa
 use crate::gguf::ChunkedReader;
 use crate::model::{KvType, LoadOptions, RopeScalingKind, RopeScalingOptions};
 use crate::sampler::SamplingParams;
-use crate::scheduler::{Scheduler, SeqId};
+use crate::scheduler::{End, Scheduler, SeqId, StepLimits};
 use exports::rill::llm::inference::{self, Guest, GuestGeneration, GuestLoader, GuestModel};
 use rill::llm::types;
 use rill_kernels::KernelPath;
@@ -97,7 +97,7 @@ impl GuestLoader for Loader {
 
 pub struct Model {
     engine: Arc<Engine>,
-    /// The model's live generations, stepped together (see the WIT's `generation.next`).
+    /// The model's live generations, stepped together (see the WIT's `model.step`).
     scheduler: Rc<RefCell<Scheduler>>,
 }
 
@@ -142,8 +142,28 @@ impl GuestModel for Model {
             .set_budget(bytes.try_into().unwrap_or(usize::MAX));
     }
 
-    fn set_prompt_chunk(&self, tokens: u32) {
-        self.scheduler.borrow_mut().prompt_chunk = (tokens as usize).max(1);
+    fn step(&self, limits: types::StepLimits) -> Vec<types::Stepped> {
+        let limits = StepLimits {
+            generations: limits.generations as usize,
+            prompt_tokens: limits.prompt_tokens as usize,
+        };
+        let stepped = self.scheduler.borrow_mut().step(limits);
+        stepped
+            .into_iter()
+            .map(|s| types::Stepped {
+                generation: s.id,
+                event: s.event.map(|e| types::TokenEvent {
+                    id: e.id,
+                    text: e.text,
+                    logprob: e.logprob.map(wit_logprob),
+                    top_logprobs: e.top_logprobs.into_iter().map(wit_logprob).collect(),
+                }),
+                end: s.end.map(|end| match end {
+                    End::Finished(reason) => types::End::Finished(wit_finish_reason(reason)),
+                    End::Failed(e) => types::End::Failed(e.into()),
+                }),
+            })
+            .collect()
     }
 
     fn tokenize(&self, text: String, add_bos: bool, parse_special: bool) -> Vec<u32> {
@@ -220,6 +240,14 @@ impl GuestModel for Model {
     }
 }
 
+fn wit_finish_reason(r: FinishReason) -> types::FinishReason {
+    match r {
+        FinishReason::Stop => types::FinishReason::Stop,
+        FinishReason::Length => types::FinishReason::Length,
+        FinishReason::Cancelled => types::FinishReason::Cancelled,
+    }
+}
+
 fn wit_logprob(t: crate::TokenLogprob) -> types::TokenLogprob {
     types::TokenLogprob {
         id: t.id,
@@ -251,17 +279,8 @@ impl Drop for GenerationResource {
 }
 
 impl GuestGeneration for GenerationResource {
-    fn next(&self, max_events: u32) -> Result<Vec<types::TokenEvent>, types::Error> {
-        let events = self.scheduler.borrow_mut().next(self.id, max_events as usize)?;
-        Ok(events
-            .into_iter()
-            .map(|e| types::TokenEvent {
-                id: e.id,
-                text: e.text,
-                logprob: e.logprob.map(wit_logprob),
-                top_logprobs: e.top_logprobs.into_iter().map(wit_logprob).collect(),
-            })
-            .collect())
+    fn id(&self) -> u64 {
+        self.id
     }
 
     fn cancel(&self) {
@@ -292,10 +311,6 @@ impl GuestGeneration for GenerationResource {
     }
 
     fn finish_reason(&self) -> Option<types::FinishReason> {
-        self.with(Generation::finish_reason).map(|r| match r {
-            FinishReason::Stop => types::FinishReason::Stop,
-            FinishReason::Length => types::FinishReason::Length,
-            FinishReason::Cancelled => types::FinishReason::Cancelled,
-        })
+        self.with(Generation::finish_reason).map(wit_finish_reason)
     }
 }

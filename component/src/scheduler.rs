@@ -1,61 +1,74 @@
-//! Continuous batching: the live generations of one engine advance together. Pulling any of
-//! them runs one batched step for every generation that is waiting for tokens (one pass over
-//! the weights for all), and keeps the others' events until they are pulled. New generations
-//! join between steps; prompts are read in chunks interleaved with the others' decoding.
+//! Continuous batching: the live generations of one engine advance together, one batched step
+//! at a time (one pass over the weights for all of them). The caller decides how much a step
+//! takes on ([`StepLimits`]: the host's adaptive batch size and prompt chunk are policy); the
+//! scheduler runs it (mechanism): the oldest live generations first, their prompts read in
+//! chunks between the others' tokens, and it says what the step did for each.
 
-use crate::engine::{EngineError, Generation, Step, TokenEvent};
-use std::collections::{BTreeMap, VecDeque};
+use crate::engine::{EngineError, FinishReason, Generation, Step, TokenEvent};
+use std::collections::BTreeMap;
 
-/// Identifies a generation within its scheduler.
+/// Identifies a generation within its scheduler; they start in the order of their ids.
 pub type SeqId = u64;
 
-pub struct Scheduler {
-    slots: BTreeMap<SeqId, Slot>,
-    next_id: SeqId,
-    /// Most generations in one step.
-    pub max_batch: usize,
-    /// Most prompt tokens read in one step, over all generations.
-    pub prompt_chunk: usize,
-}
-
-/// Prompt tokens a step reads by default: long prompts take few steps, and a step stays
-/// within a few hundred tokens of work.
+/// Prompt tokens a step reads when the caller has no better figure: long prompts take few
+/// steps, and a step stays within a few hundred tokens of work.
 pub const DEFAULT_PROMPT_CHUNK: usize = 256;
 
-/// A generation stops being stepped while this many of its events wait to be pulled: one that
-/// nobody reads pauses instead of buffering without bound.
-const MAX_BUFFERED: usize = 16;
+/// How much one step may take on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepLimits {
+    /// Most generations the step advances (at least 1): the oldest live ones.
+    pub generations: usize,
+    /// Most prompt tokens it reads over all of them (at least 1), the oldest generations first.
+    pub prompt_tokens: usize,
+}
+
+impl StepLimits {
+    /// One generation at a time, prompts in the default chunk (a caller running one generation).
+    pub const ONE: StepLimits = StepLimits {
+        generations: 1,
+        prompt_tokens: DEFAULT_PROMPT_CHUNK,
+    };
+}
+
+/// What a step did for one generation.
+#[derive(Debug)]
+pub struct Stepped {
+    pub id: SeqId,
+    /// The token it made; none while its prompt is read, or when it ended without one.
+    pub event: Option<TokenEvent>,
+    /// Set when it ended in this step (after `event`, when there is one).
+    pub end: Option<End>,
+}
+
+/// How a generation ended.
+#[derive(Clone, Debug)]
+pub enum End {
+    Finished(FinishReason),
+    Failed(EngineError),
+}
+
+#[derive(Default)]
+pub struct Scheduler {
+    generations: BTreeMap<SeqId, Slot>,
+    next_id: SeqId,
+}
 
 struct Slot {
     generation: Generation,
-    events: VecDeque<TokenEvent>,
-    /// Its last step said it had finished.
-    finished: bool,
-    error: Option<EngineError>,
-}
-
-impl Default for Scheduler {
-    fn default() -> Self {
-        Scheduler {
-            slots: BTreeMap::new(),
-            next_id: 0,
-            max_batch: 16,
-            prompt_chunk: DEFAULT_PROMPT_CHUNK,
-        }
-    }
+    /// A step failed it; it takes no more steps.
+    failed: bool,
 }
 
 impl Scheduler {
     pub fn add(&mut self, generation: Generation) -> SeqId {
         let id = self.next_id;
         self.next_id += 1;
-        self.slots.insert(
+        self.generations.insert(
             id,
             Slot {
                 generation,
-                events: VecDeque::new(),
-                finished: false,
-                error: None,
+                failed: false,
             },
         );
         id
@@ -63,88 +76,59 @@ impl Scheduler {
 
     /// Drops a generation (and its KV cache).
     pub fn remove(&mut self, id: SeqId) -> Option<Generation> {
-        self.slots.remove(&id).map(|s| s.generation)
+        self.generations.remove(&id).map(|s| s.generation)
     }
 
     pub fn get(&self, id: SeqId) -> Option<&Generation> {
-        self.slots.get(&id).map(|s| &s.generation)
+        self.generations.get(&id).map(|s| &s.generation)
     }
 
     pub fn get_mut(&mut self, id: SeqId) -> Option<&mut Generation> {
-        self.slots.get_mut(&id).map(|s| &mut s.generation)
+        self.generations.get_mut(&id).map(|s| &mut s.generation)
     }
 
     /// Generations that still produce tokens.
     pub fn active(&self) -> usize {
-        self.slots.values().filter(|s| !s.finished && s.error.is_none()).count()
+        self.generations.values().filter(|s| s.is_live()).count()
     }
 
-    /// Up to `max_events` of `id`'s events; when none is waiting, runs one batched step first.
-    /// An empty list means no event yet (its prompt is still being read) or, once its finish
-    /// reason is set, that it has finished. One step per call keeps every generation's tokens
-    /// flowing to its reader while a long prompt is read in chunks.
-    pub fn next(&mut self, id: SeqId, max_events: usize) -> Result<Vec<TokenEvent>, EngineError> {
-        for stepped in [false, true] {
-            let slot = self
-                .slots
-                .get_mut(&id)
-                .ok_or_else(|| EngineError::InvalidArgument(format!("no generation {id}")))?;
-            if !slot.events.is_empty() {
-                let n = slot.events.len().min(max_events.max(1));
-                return Ok(slot.events.drain(..n).collect());
-            }
-            if let Some(e) = slot.error.take() {
-                slot.finished = true;
-                return Err(e);
-            }
-            if slot.finished || stepped {
-                break;
-            }
-            self.step(id);
-        }
-        Ok(Vec::new())
-    }
-
-    /// One batched step: `first` and up to `max_batch - 1` other runnable generations.
-    fn step(&mut self, first: SeqId) {
-        let runnable = |s: &Slot| !s.finished && s.error.is_none() && s.events.len() < MAX_BUFFERED;
-        let mut ids: Vec<SeqId> = vec![first];
-        ids.extend(
-            self.slots
-                .iter()
-                .filter(|&(&id, s)| id != first && runnable(s))
-                .map(|(&id, _)| id)
-                .take(self.max_batch.max(1) - 1),
-        );
-        let mut picked: Vec<(SeqId, &mut Slot)> = self
-            .slots
+    /// One batched step for the oldest live generations, within `limits`. Each generation that
+    /// took part gets one entry, in the order they started: its token, if it made one, and its
+    /// end, if it ended (reported once; it takes no more steps). Nothing is kept for later: what
+    /// a step made is in what it returns. No live generation: an empty list.
+    pub fn step(&mut self, limits: StepLimits) -> Vec<Stepped> {
+        let (ids, mut batch): (Vec<SeqId>, Vec<&mut Generation>) = self
+            .generations
             .iter_mut()
-            .filter(|(id, _)| ids.contains(id))
-            .map(|(&id, s)| (id, s))
-            .collect();
-        // `first` leads, so it gets the prompt budget before the others.
-        picked.sort_by_key(|(id, _)| *id != first);
-        let mut gens: Vec<&mut Generation> = Vec::with_capacity(picked.len());
-        let mut rest: Vec<(&mut VecDeque<TokenEvent>, &mut bool, &mut Option<EngineError>)> =
-            Vec::with_capacity(picked.len());
-        for (_, slot) in picked {
-            let Slot {
-                generation,
-                events,
-                finished,
-                error,
-            } = slot;
-            gens.push(generation);
-            rest.push((events, finished, error));
+            .filter(|(_, s)| s.is_live())
+            .take(limits.generations.max(1))
+            .map(|(&id, s)| (id, &mut s.generation))
+            .unzip();
+        if batch.is_empty() {
+            return Vec::new();
         }
-        let results = Generation::step(&mut gens, self.prompt_chunk);
-        for ((events, finished, error), result) in rest.into_iter().zip(results) {
-            match result {
-                Ok(Step::Token(e)) => events.push_back(e),
-                Ok(Step::Reading) => {}
-                Ok(Step::Finished) => *finished = true,
-                Err(e) => *error = Some(e),
-            }
-        }
+        let results = Generation::step(&mut batch, limits.prompt_tokens.max(1));
+        ids.into_iter()
+            .zip(results)
+            .map(|(id, result)| {
+                let slot = self.generations.get_mut(&id).expect("stepped just now");
+                let (event, end) = match result {
+                    Ok(Step::Token(event)) => (Some(event), slot.generation.finish_reason().map(End::Finished)),
+                    Ok(Step::Reading) => (None, None),
+                    Ok(Step::Finished) => (None, slot.generation.finish_reason().map(End::Finished)),
+                    Err(e) => {
+                        slot.failed = true;
+                        (None, Some(End::Failed(e)))
+                    }
+                };
+                Stepped { id, event, end }
+            })
+            .collect()
+    }
+}
+
+impl Slot {
+    fn is_live(&self) -> bool {
+        !self.failed && self.generation.finish_reason().is_none()
     }
 }

@@ -4,8 +4,9 @@
 
 mod common;
 
+use rill_engine::engine::FinishReason;
 use rill_engine::model::LoadOptions;
-use rill_engine::scheduler::Scheduler;
+use rill_engine::scheduler::{End, Scheduler, SeqId, StepLimits};
 use rill_engine::{Engine, GenerateParams, Prompt};
 use rill_kernels::KernelPath;
 use std::sync::Arc;
@@ -37,89 +38,90 @@ fn alone(engine: &Arc<Engine>, prompt: &str, max_tokens: usize) -> Trace {
         .collect()
 }
 
+/// Steps `scheduler` within `limits` until no generation is live; each generation's trace.
+fn run(scheduler: &mut Scheduler, ids: &[SeqId], limits: StepLimits) -> Vec<Trace> {
+    let mut traces: Vec<Trace> = vec![Vec::new(); ids.len()];
+    while scheduler.active() > 0 {
+        for stepped in scheduler.step(limits) {
+            let trace = &mut traces[ids.iter().position(|&id| id == stepped.id).unwrap()];
+            trace.extend(stepped.event.map(|e| (e.id, e.logprob.unwrap().logprob)));
+        }
+    }
+    traces
+}
+
+fn start(engine: &Arc<Engine>, scheduler: &mut Scheduler, prompt: &str, max_tokens: usize) -> SeqId {
+    let tokens = engine.prompt_tokens(&Prompt::Text(prompt)).unwrap();
+    scheduler.add(engine.generate(tokens, params(max_tokens)).unwrap())
+}
+
 #[test]
 fn batched_generations_equal_each_one_alone() {
     let engine = engine();
     let expected: Vec<Trace> = PROMPTS.iter().map(|p| alone(&engine, p, 10)).collect();
-
     let mut scheduler = Scheduler::default();
-    scheduler.prompt_chunk = 5;
-    let ids: Vec<_> = PROMPTS
-        .iter()
-        .map(|p| {
-            scheduler.add(
-                engine
-                    .generate(engine.prompt_tokens(&Prompt::Text(p)).unwrap(), params(10))
-                    .unwrap(),
-            )
-        })
-        .collect();
-    let mut traces: Vec<Trace> = vec![Vec::new(); ids.len()];
-    // Round robin, one event per pull: each pull that finds nothing buffered steps everyone.
-    while traces.iter().zip(&expected).any(|(t, e)| t.len() < e.len()) {
-        for (id, trace) in ids.iter().zip(traces.iter_mut()) {
-            trace.extend(
-                scheduler
-                    .next(*id, 1)
-                    .unwrap()
-                    .into_iter()
-                    .map(|e| (e.id, e.logprob.unwrap().logprob)),
-            );
+    let ids: Vec<SeqId> = PROMPTS.iter().map(|p| start(&engine, &mut scheduler, p, 10)).collect();
+    // Prompts read 5 tokens a step in all, between the others' tokens.
+    let limits = StepLimits {
+        generations: 3,
+        prompt_tokens: 5,
+    };
+    assert_eq!(run(&mut scheduler, &ids, limits), expected);
+    for id in ids {
+        let g = scheduler.get(id).unwrap();
+        assert_eq!(g.finish_reason(), Some(FinishReason::Length));
+        assert_eq!(g.usage().completion_tokens, 10);
+    }
+    assert!(scheduler.step(limits).is_empty(), "nothing left to step");
+}
+
+#[test]
+fn a_step_takes_the_oldest_generations_up_to_its_limit() {
+    let engine = engine();
+    let mut scheduler = Scheduler::default();
+    let first = start(&engine, &mut scheduler, PROMPTS[0], 5);
+    let second = start(&engine, &mut scheduler, PROMPTS[2], 5);
+    let one = StepLimits {
+        generations: 1,
+        ..StepLimits::ONE
+    };
+    // The first runs alone to its end, reported once, with its last token; then the second.
+    let mut order = Vec::new();
+    while scheduler.active() > 0 {
+        let stepped = scheduler.step(one);
+        assert_eq!(stepped.len(), 1);
+        order.push(stepped[0].id);
+        if stepped[0].id == first && stepped[0].end.is_some() {
+            assert!(matches!(stepped[0].end, Some(End::Finished(FinishReason::Length))));
         }
     }
-    assert_eq!(traces, expected);
-    for id in ids {
+    let switch = order.iter().position(|&id| id == second).unwrap();
+    assert!(order[..switch].iter().all(|&id| id == first) && order[switch..].iter().all(|&id| id == second));
+    assert_eq!(scheduler.get(second).unwrap().usage().completion_tokens, 5);
+}
+
+#[test]
+fn a_step_reads_at_most_its_prompt_tokens_so_others_keep_flowing() {
+    let engine = engine();
+    let mut scheduler = Scheduler::default();
+    let short = start(&engine, &mut scheduler, "Hi", 20);
+    let long_prompt = PROMPTS[1].repeat(4);
+    let long = start(&engine, &mut scheduler, &long_prompt, 2);
+    let limits = StepLimits {
+        generations: 2,
+        prompt_tokens: 4,
+    };
+    // The short prompt fits the first step's budget; the long one takes several steps, and the
+    // short one gets a token from each of them.
+    for step in 0..4 {
+        let stepped = scheduler.step(limits);
+        assert_eq!(stepped.iter().map(|s| s.id).collect::<Vec<_>>(), [short, long]);
+        assert!(stepped[0].event.is_some(), "step {step}: a token for the short one");
         assert!(
-            scheduler.next(id, 1).unwrap().is_empty() && scheduler.get(id).unwrap().finish_reason().is_some(),
-            "finished"
-        );
-        assert_eq!(scheduler.get(id).unwrap().usage().completion_tokens, 10);
-    }
-}
-
-#[test]
-fn a_generation_nobody_pulls_pauses_while_the_others_run() {
-    let engine = engine();
-    let mut scheduler = Scheduler::default();
-    let tokens = engine.prompt_tokens(&Prompt::Text(PROMPTS[0])).unwrap();
-    let pulled = scheduler.add(engine.generate(tokens.clone(), params(40)).unwrap());
-    let ignored = scheduler.add(engine.generate(tokens, params(40)).unwrap());
-    let mut n = 0;
-    while scheduler.get(pulled).unwrap().finish_reason().is_none() {
-        n += scheduler.next(pulled, 1).unwrap().len();
-    }
-    assert_eq!(n, 40);
-    let waiting = scheduler.next(ignored, 100).unwrap();
-    assert!(
-        !waiting.is_empty() && waiting.len() <= 16,
-        "it stopped at its buffer limit: {} events waited",
-        waiting.len()
-    );
-    assert_eq!(scheduler.active(), 1);
-}
-
-#[test]
-fn a_pull_runs_one_step_so_others_keep_flowing_while_a_long_prompt_is_read() {
-    let engine = engine();
-    let mut scheduler = Scheduler::default();
-    scheduler.prompt_chunk = 4;
-    let short = scheduler.add(
-        engine
-            .generate(engine.prompt_tokens(&Prompt::Text("Hi")).unwrap(), params(20))
-            .unwrap(),
-    );
-    let long_prompt = engine.prompt_tokens(&Prompt::Text(&PROMPTS[1].repeat(4))).unwrap();
-    assert!(long_prompt.len() > 20);
-    let long = scheduler.add(engine.generate(long_prompt, params(2)).unwrap());
-    // The short prompt fits the first step's budget; the long one takes several steps.
-    assert_eq!(scheduler.next(short, 1).unwrap().len(), 1);
-    for _ in 0..3 {
-        assert!(scheduler.next(long, 1).unwrap().is_empty(), "still reading its prompt");
-        assert!(scheduler.get(long).unwrap().finish_reason().is_none());
-        assert_eq!(
-            scheduler.next(short, 1).unwrap().len(),
-            1,
-            "the short one got a token from that step"
+            stepped[1].event.is_none() && stepped[1].end.is_none(),
+            "step {step}: still reading"
         );
     }
+    let read = scheduler.get(long).unwrap().usage();
+    assert_eq!(read.completion_tokens, 0);
 }

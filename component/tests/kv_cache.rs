@@ -5,6 +5,7 @@ mod common;
 
 use rill_engine::gguf::Gguf;
 use rill_engine::model::{KvType, LoadOptions, Logits, Model, BLOCK};
+use rill_engine::scheduler::{End, Scheduler, StepLimits, DEFAULT_PROMPT_CHUNK};
 use rill_engine::{ContextPolicy, Engine, EngineError, GenerateParams, Prompt};
 use rill_kernels::KernelPath;
 use std::sync::Arc;
@@ -145,26 +146,23 @@ fn under_a_kv_budget_younger_generations_are_preempted_and_recomputed_without_ch
     let engine = self::engine();
     let (global, sliding) = engine.model.kv_layout(KvType::F16).unwrap().block_bytes();
     engine.model.kv_memory.set_budget(9 * (global + sliding));
-    let mut scheduler = rill_engine::scheduler::Scheduler::default();
+    let mut scheduler = Scheduler::default();
     let ids: Vec<_> = prompts
         .iter()
         .map(|p| scheduler.add(engine.generate(p.clone(), params.clone()).unwrap()))
         .collect();
     let mut traces = vec![Vec::new(); ids.len()];
-    while ids
-        .iter()
-        .any(|id| scheduler.get(*id).unwrap().finish_reason().is_none())
-    {
-        for (id, t) in ids.iter().zip(traces.iter_mut()) {
-            t.extend(
-                scheduler
-                    .next(*id, 16)
-                    .unwrap()
-                    .into_iter()
-                    .map(|e| (e.id, e.logprob.unwrap().logprob)),
-            );
-            assert!(engine.model.kv_memory.used() <= engine.model.kv_memory.budget());
+    let limits = StepLimits {
+        generations: 3,
+        prompt_tokens: DEFAULT_PROMPT_CHUNK,
+    };
+    while scheduler.active() > 0 {
+        for stepped in scheduler.step(limits) {
+            let trace = &mut traces[ids.iter().position(|&id| id == stepped.id).unwrap()];
+            trace.extend(stepped.event.map(|e| (e.id, e.logprob.unwrap().logprob)));
+            assert!(stepped.end.is_none() || matches!(stepped.end, Some(End::Finished(_))));
         }
+        assert!(engine.model.kv_memory.used() <= engine.model.kv_memory.budget());
     }
     assert_eq!(traces, alone);
     let preemptions: Vec<usize> = ids

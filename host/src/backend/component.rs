@@ -2,12 +2,13 @@
 //! in wasmtime: compiled once and cached on disk, fed the GGUF file in chunks, pumped for
 //! token events.
 
-use super::{Backend, EngineFailure, FailureKind, KvMemory, Outcome, PromptInput, SeqHandle};
+use super::{Backend, EngineFailure, FailureKind, KvMemory, Outcome, Progress, PromptInput, SeqHandle};
 use anyhow::{anyhow, Context};
 use bindings::rill::llm::types;
 use indicatif::{ProgressBar, ProgressStyle};
 use rill_engine::engine::{FinishReason, Timings, Usage};
 use rill_engine::model::{KvType, LoadOptions, RopeScalingKind};
+use rill_engine::scheduler::StepLimits;
 use rill_engine::{ContextPolicy, GenerateParams, TokenEvent, TokenLogprob};
 use std::collections::HashMap;
 use std::io::Read;
@@ -68,9 +69,8 @@ pub struct ComponentBackend {
     store: Store<State>,
     engine: bindings::Engine,
     model: ResourceAny,
-    /// Live generations, by the handle the host knows them by.
+    /// Live generations, by their `id` (the host's handle).
     generations: HashMap<SeqHandle, ResourceAny>,
-    next_handle: SeqHandle,
 }
 
 fn load_options(options: &LoadOptions) -> types::LoadOptions {
@@ -114,6 +114,14 @@ impl types::Error {
             format!("{name}: {msg}")
         };
         EngineFailure::Reported { kind, message }.into()
+    }
+}
+
+fn finish_reason(reason: types::FinishReason) -> FinishReason {
+    match reason {
+        types::FinishReason::Stop => FinishReason::Stop,
+        types::FinishReason::Length => FinishReason::Length,
+        types::FinishReason::Cancelled => FinishReason::Cancelled,
     }
 }
 
@@ -215,7 +223,6 @@ impl ComponentBackend {
             engine,
             model: model_res,
             generations: HashMap::new(),
-            next_handle: 0,
         })
     }
 }
@@ -263,15 +270,6 @@ impl Backend for ComponentBackend {
             .rill_llm_inference()
             .model()
             .call_set_kv_budget(&mut self.store, self.model, bytes)
-            .map_err(trapped)
-    }
-
-    fn set_prompt_chunk(&mut self, tokens: usize) -> anyhow::Result<()> {
-        let tokens = tokens.try_into().unwrap_or(u32::MAX);
-        self.engine
-            .rill_llm_inference()
-            .model()
-            .call_set_prompt_chunk(&mut self.store, self.model, tokens)
             .map_err(trapped)
     }
 
@@ -339,41 +337,43 @@ impl Backend for ComponentBackend {
             .call_generate(&mut self.store, self.model, &prompt, &wit_params)
             .map_err(trapped)?
             .map_err(|e| e.into_anyhow())?;
-        self.next_handle += 1;
-        self.generations.insert(self.next_handle, generation);
-        Ok(self.next_handle)
+        let id = api.generation().call_id(&mut self.store, generation).map_err(trapped)?;
+        self.generations.insert(id, generation);
+        Ok(id)
     }
 
-    fn next(&mut self, h: SeqHandle, max_events: usize) -> anyhow::Result<Option<Vec<TokenEvent>>> {
-        let generation = self.generation_resource(h)?;
-        let g = self.engine.rill_llm_inference().generation();
-        let events = g
-            .call_next(&mut self.store, generation, max_events.try_into().unwrap_or(u32::MAX))
-            .map_err(trapped)?
-            .map_err(|e| e.into_anyhow())?;
-        if events.is_empty()
-            && g.call_finish_reason(&mut self.store, generation)
-                .map_err(trapped)?
-                .is_some()
-        {
-            return Ok(None);
-        }
+    fn step(&mut self, limits: StepLimits) -> anyhow::Result<Vec<Progress>> {
+        let limits = types::StepLimits {
+            generations: limits.generations.try_into().unwrap_or(u32::MAX),
+            prompt_tokens: limits.prompt_tokens.try_into().unwrap_or(u32::MAX),
+        };
+        let stepped = self
+            .engine
+            .rill_llm_inference()
+            .model()
+            .call_step(&mut self.store, self.model, limits)
+            .map_err(trapped)?;
         let logprob = |t: types::TokenLogprob| TokenLogprob {
             id: t.id,
             bytes: t.bytes,
             logprob: t.logprob,
         };
-        Ok(Some(
-            events
-                .into_iter()
-                .map(|e| TokenEvent {
+        Ok(stepped
+            .into_iter()
+            .map(|s| Progress {
+                handle: s.generation,
+                event: s.event.map(|e| TokenEvent {
                     id: e.id,
                     text: e.text,
                     logprob: e.logprob.map(logprob),
                     top_logprobs: e.top_logprobs.into_iter().map(logprob).collect(),
-                })
-                .collect(),
-        ))
+                }),
+                end: s.end.map(|end| match end {
+                    types::End::Finished(reason) => Ok(finish_reason(reason)),
+                    types::End::Failed(e) => Err(e.into_anyhow()),
+                }),
+            })
+            .collect())
     }
 
     fn cancel(&mut self, h: SeqHandle) -> anyhow::Result<()> {
@@ -409,11 +409,7 @@ impl Backend for ComponentBackend {
                 decode: ms(timings.decode_ms),
                 time_to_first_token: ms(timings.time_to_first_token_ms),
             },
-            finish: finish.map(|f| match f {
-                types::FinishReason::Stop => FinishReason::Stop,
-                types::FinishReason::Length => FinishReason::Length,
-                types::FinishReason::Cancelled => FinishReason::Cancelled,
-            }),
+            finish: finish.map(finish_reason),
         })
     }
 }

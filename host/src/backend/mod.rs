@@ -8,6 +8,7 @@ use clap::ValueEnum;
 use rill_engine::chat::Message;
 use rill_engine::engine::{FinishReason, Timings, Usage};
 use rill_engine::model::LoadOptions;
+use rill_engine::scheduler::StepLimits;
 use rill_engine::{EngineError, GenerateParams, TokenEvent};
 use std::path::Path;
 
@@ -75,6 +76,15 @@ pub struct KvMemory {
     pub prefix_cache: u64,
 }
 
+/// What one batched step did for one generation (the WIT's `stepped`).
+pub struct Progress {
+    pub handle: SeqHandle,
+    /// The token it made; none while its prompt is read, or when it ended without one.
+    pub event: Option<TokenEvent>,
+    /// Set when it ended in this step: finished, or failed (it takes no more steps either way).
+    pub end: Option<anyhow::Result<FinishReason>>,
+}
+
 /// How a generation ended.
 pub struct Outcome {
     pub usage: Usage,
@@ -102,23 +112,21 @@ pub trait Backend {
     /// Caps it: past the cap the engine empties the prefix cache and preempts the latest
     /// started generations (they recompute later, unchanged) instead of failing.
     fn set_kv_budget(&mut self, bytes: u64) -> anyhow::Result<()>;
-    /// Most prompt tokens read in one batched step, over all generations.
-    fn set_prompt_chunk(&mut self, tokens: usize) -> anyhow::Result<()>;
     fn tokenize(&mut self, text: &str, add_bos: bool, parse_special: bool) -> anyhow::Result<Vec<u32>>;
     fn top_logits(&mut self, tokens: &[u32], top: usize) -> anyhow::Result<Vec<Vec<(u32, f32)>>>;
-    /// Starts a generation. Generations started and not yet finished advance together: a
-    /// `next` that finds none of its events waiting runs one batched step for all of them.
+    /// Starts a generation; `step` advances it, with the others started and not yet ended.
     fn start(&mut self, prompt: PromptInput, params: GenerateParams) -> anyhow::Result<SeqHandle>;
-    /// Up to `max_events` more events of `h` (possibly none yet, while its prompt is read);
-    /// `None` once it has finished.
-    fn next(&mut self, h: SeqHandle, max_events: usize) -> anyhow::Result<Option<Vec<TokenEvent>>>;
-    /// Stops `h`: its next `next` returns an empty list.
+    /// One batched step for the oldest live generations within `limits` (the WIT's
+    /// `model.step`): an entry for each that took part, in the order they started. An error is
+    /// the instance failing (a trap), not a generation's.
+    fn step(&mut self, limits: StepLimits) -> anyhow::Result<Vec<Progress>>;
+    /// Stops `h`: it takes no more steps.
     fn cancel(&mut self, h: SeqHandle) -> anyhow::Result<()>;
     /// Frees `h` (and its KV cache), returning how it went.
     fn finish(&mut self, h: SeqHandle) -> anyhow::Result<Outcome>;
 
-    /// Runs one generation to its end, handing each token event to `on_event` as it arrives;
-    /// an error from `on_event` cancels it.
+    /// Runs one generation, alone, to its end, handing each token event to `on_event` as it
+    /// arrives; an error from `on_event` cancels it.
     fn generate(
         &mut self,
         prompt: PromptInput,
@@ -126,11 +134,16 @@ pub trait Backend {
         on_event: &mut dyn FnMut(TokenEvent) -> anyhow::Result<()>,
     ) -> anyhow::Result<Outcome> {
         let h = self.start(prompt, params)?;
-        let run = |backend: &mut Self, on_event: &mut dyn FnMut(TokenEvent) -> anyhow::Result<()>| {
-            while let Some(events) = backend.next(h, 1)? {
-                events.into_iter().try_for_each(&mut *on_event)?;
+        let run = |backend: &mut Self, on_event: &mut dyn FnMut(TokenEvent) -> anyhow::Result<()>| loop {
+            let Some(progress) = backend.step(StepLimits::ONE)?.into_iter().find(|p| p.handle == h) else {
+                anyhow::bail!("generation {h} was not stepped: another generation is live");
+            };
+            if let Some(event) = progress.event {
+                on_event(event)?;
             }
-            Ok(())
+            if let Some(end) = progress.end {
+                return end.map(|_| ());
+            }
         };
         if let Err(e) = run(self, on_event) {
             // A trapped instance cannot be entered again: report the trap itself.

@@ -1,10 +1,10 @@
 //! The engine crate running natively in this process.
 
-use super::{Backend, EngineFailure, KvMemory, Outcome, PromptInput, SeqHandle};
+use super::{Backend, EngineFailure, KvMemory, Outcome, Progress, PromptInput, SeqHandle};
 use anyhow::Context;
 use rill_engine::model::LoadOptions;
-use rill_engine::scheduler::Scheduler;
-use rill_engine::{Engine, GenerateParams, Prompt, TokenEvent};
+use rill_engine::scheduler::{End, Scheduler, StepLimits};
+use rill_engine::{Engine, GenerateParams, Prompt};
 use rill_kernels::KernelPath;
 use std::path::Path;
 use std::sync::Arc;
@@ -52,11 +52,6 @@ impl Backend for NativeBackend {
         Ok(())
     }
 
-    fn set_prompt_chunk(&mut self, tokens: usize) -> anyhow::Result<()> {
-        self.scheduler.prompt_chunk = tokens.max(1);
-        Ok(())
-    }
-
     fn tokenize(&mut self, text: &str, add_bos: bool, parse_special: bool) -> anyhow::Result<Vec<u32>> {
         Ok(self.engine.tokenizer.encode(text, add_bos, parse_special))
     }
@@ -81,10 +76,20 @@ impl Backend for NativeBackend {
         Ok(self.scheduler.add(generation))
     }
 
-    fn next(&mut self, h: SeqHandle, max_events: usize) -> anyhow::Result<Option<Vec<TokenEvent>>> {
-        let events = self.scheduler.next(h, max_events).map_err(EngineFailure::from)?;
-        let finished = events.is_empty() && self.scheduler.get(h).is_some_and(|g| g.finish_reason().is_some());
-        Ok((!finished).then_some(events))
+    fn step(&mut self, limits: StepLimits) -> anyhow::Result<Vec<Progress>> {
+        Ok(self
+            .scheduler
+            .step(limits)
+            .into_iter()
+            .map(|s| Progress {
+                handle: s.id,
+                event: s.event,
+                end: s.end.map(|end| match end {
+                    End::Finished(reason) => Ok(reason),
+                    End::Failed(e) => Err(EngineFailure::from(e).into()),
+                }),
+            })
+            .collect())
     }
 
     fn cancel(&mut self, h: SeqHandle) -> anyhow::Result<()> {

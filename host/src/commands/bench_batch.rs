@@ -4,6 +4,7 @@
 use crate::backend::{Backend, PromptInput};
 use rill_api::Latency;
 use rill_engine::sampler::SamplingParams;
+use rill_engine::scheduler::{StepLimits, DEFAULT_PROMPT_CHUNK};
 use rill_engine::GenerateParams;
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -23,8 +24,8 @@ impl Level {
     }
 }
 
-/// Runs `streams` greedy generations of `gen_tokens` tokens each from `prompt`, pulling them
-/// round robin as a server does.
+/// Runs `streams` greedy generations of `gen_tokens` tokens each from `prompt`, stepped together
+/// as a server steps them.
 pub fn level(backend: &mut dyn Backend, streams: usize, prompt: &[u32], gen_tokens: usize) -> anyhow::Result<Level> {
     let params = GenerateParams {
         sampling: SamplingParams::greedy(),
@@ -38,19 +39,22 @@ pub fn level(backend: &mut dyn Backend, streams: usize, prompt: &[u32], gen_toke
         .collect::<anyhow::Result<Vec<_>>>()?;
     // Per stream: arrival time of each token.
     let mut arrivals: Vec<Vec<Instant>> = vec![Vec::new(); streams];
-    let mut running: Vec<bool> = vec![true; streams];
-    while running.iter().any(|&r| r) {
-        for (i, &h) in handles.iter().enumerate() {
-            if !running[i] {
-                continue;
+    let limits = StepLimits {
+        generations: streams,
+        prompt_tokens: DEFAULT_PROMPT_CHUNK,
+    };
+    let mut running = streams;
+    while running > 0 {
+        let stepped = backend.step(limits)?;
+        let now = Instant::now();
+        for progress in stepped {
+            let i = handles.iter().position(|&h| h == progress.handle).expect("one of ours");
+            arrivals[i].extend(progress.event.map(|_| now));
+            if let Some(end) = progress.end {
+                end?;
+                backend.finish(progress.handle)?;
+                running -= 1;
             }
-            let Some(events) = backend.next(h, 64)? else {
-                running[i] = false;
-                backend.finish(h)?;
-                continue;
-            };
-            let now = Instant::now();
-            arrivals[i].extend(events.iter().map(|_| now));
         }
     }
     Level::from_arrivals(&arrivals)

@@ -7,7 +7,7 @@ use super::metrics::Metrics;
 use super::stream::{End, TokenStream};
 use crate::backend::{is_trap, Backend, EngineFailure, FailureKind, PromptInput, SeqHandle};
 use rill_api::{ApiError, Finish, PromptSpec, TokenClock, TokenOut};
-use rill_engine::scheduler::DEFAULT_PROMPT_CHUNK;
+use rill_engine::scheduler::{StepLimits, DEFAULT_PROMPT_CHUNK};
 use rill_engine::{EngineError, GenerateParams};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -118,14 +118,6 @@ struct Active {
     trap: Option<(usize, Box<dyn Fn() + Send>)>,
 }
 
-/// What pulling a generation's events came to.
-enum Pulled {
-    Running,
-    Ended(End),
-    /// The instance trapped: every generation in it is lost.
-    Trapped(String),
-}
-
 impl Worker {
     fn run(mut self, jobs: Receiver<Job>) {
         self.update_gauges();
@@ -140,8 +132,7 @@ impl Worker {
                 self.dequeued(job);
             }
             self.admit_waiting();
-            // One round: each generation is pulled once; the first pull runs the batched step
-            // for all, the others find their token waiting. Its duration is the streams'
+            // One batched step for every active generation. Its duration is the streams'
             // inter-token latency, which sets how many may run at once.
             let (round, streams) = (Instant::now(), self.active.len());
             let reading = self
@@ -152,21 +143,8 @@ impl Worker {
             if reading > 0 {
                 self.use_prompt_chunk(self.batch.prompt_chunk(reading < streams));
             }
-            let mut i = 0;
-            while i < self.active.len() {
-                match self.pull(i) {
-                    Pulled::Running => i += 1,
-                    Pulled::Ended(end) => {
-                        let a = self.active.remove(i);
-                        a.job.stream.finish(end);
-                        self.update_gauges();
-                        self.admit_waiting();
-                    }
-                    Pulled::Trapped(message) => {
-                        self.trapped(&message);
-                        break;
-                    }
-                }
+            if let Err(message) = self.step() {
+                self.trapped(&message);
             }
             let waiting = self.waiting.len() + self.queued.load(Ordering::SeqCst);
             self.batch.observe(round.elapsed(), streams, reading, waiting);
@@ -175,16 +153,10 @@ impl Worker {
         }
     }
 
-    /// Has the engine read at most `tokens` prompt tokens a step from now on.
+    /// Has each step read at most `tokens` prompt tokens from now on.
     fn use_prompt_chunk(&mut self, tokens: usize) {
-        if tokens == self.prompt_chunk {
-            return;
-        }
         self.prompt_chunk = tokens;
         self.metrics.prompt_chunk.set(tokens as i64);
-        if let Err(e) = self.backend.set_prompt_chunk(tokens) {
-            self.trapped(&format!("{e:#}")); // a setter fails only by trapping
-        }
     }
 
     /// A job left the queue.
@@ -247,62 +219,92 @@ impl Worker {
         }
     }
 
-    /// Takes the events of active generation `i` that are ready (running a step if none is).
-    fn pull(&mut self, i: usize) -> Pulled {
-        let a = &mut self.active[i];
-        if a.job.stream.is_cancelled() {
+    /// Ends the generations whose clients went away, then runs one batched step for the rest
+    /// and delivers what it made. An error is the instance trapping (every generation is lost).
+    fn step(&mut self) -> Result<(), String> {
+        let mut i = 0;
+        while i < self.active.len() {
+            if !self.active[i].job.stream.is_cancelled() {
+                i += 1;
+                continue;
+            }
             self.metrics.cancelled.inc();
-            let handle = a.handle;
-            return match self.backend.cancel(handle).and_then(|_| self.backend.finish(handle)) {
-                Err(e) if is_trap(&e) => Pulled::Trapped(format!("{e:#}")),
-                _ => Pulled::Ended(End::Failed(
-                    ApiError::invalid("cancelled by the client", None).with_code("cancelled"),
-                )),
-            };
+            let handle = self.active[i].handle;
+            if let Err(e) = self.backend.cancel(handle).and_then(|_| self.backend.finish(handle)) {
+                if is_trap(&e) {
+                    return Err(format!("{e:#}"));
+                }
+            }
+            let end = End::Failed(ApiError::invalid("cancelled by the client", None).with_code("cancelled"));
+            self.end(i, end);
         }
-        let events = match self.backend.next(a.handle, 16) {
-            Ok(Some(events)) => events,
-            Ok(None) => {
-                return match self.backend.finish(a.handle) {
-                    Ok(outcome) => Pulled::Ended(self.done(i, outcome)),
-                    Err(e) if is_trap(&e) => Pulled::Trapped(format!("{e:#}")),
-                    Err(e) => Pulled::Ended(End::Failed(failure(&e))),
-                };
-            }
-            Err(e) if is_trap(&e) => return Pulled::Trapped(format!("{e:#}")),
-            Err(e) => {
-                let _ = self.backend.finish(a.handle);
-                return Pulled::Ended(End::Failed(failure(&e)));
-            }
+        if self.active.is_empty() {
+            return Ok(());
+        }
+        let limits = StepLimits {
+            generations: self.active.len(),
+            prompt_tokens: self.prompt_chunk,
         };
+        let stepped = self.backend.step(limits).map_err(|e| format!("{e:#}"))?;
         let now = Instant::now();
-        for event in events {
-            match a.clock.token(now) {
-                Some(gap) => {
-                    self.metrics.inter_token_seconds.observe(gap.as_secs_f64());
-                    self.metrics.minutes.gap(gap);
-                }
-                None => {
-                    self.metrics
-                        .time_to_first_token_seconds
-                        .observe((now - a.job.stream.arrived).as_secs_f64());
-                    self.metrics.minutes.first_token(now - a.job.stream.arrived);
-                }
+        for progress in stepped {
+            let Some(i) = self.active.iter().position(|a| a.handle == progress.handle) else {
+                continue;
+            };
+            self.deliver(i, progress.event, now);
+            let ended = match progress.end {
+                None => continue,
+                Some(Ok(_)) => self
+                    .backend
+                    .finish(progress.handle)
+                    .map(|outcome| self.done(i, outcome)),
+                Some(Err(e)) => self.backend.finish(progress.handle).map(|_| End::Failed(failure(&e))),
+            };
+            match ended {
+                Ok(end) => self.end(i, end),
+                Err(e) if is_trap(&e) => return Err(format!("{e:#}")),
+                Err(e) => self.end(i, End::Failed(failure(&e))),
             }
-            a.tokens += 1;
-            a.job.stream.push(TokenOut {
-                text: event.text,
-                logprob: event.logprob,
-                top_logprobs: event.top_logprobs,
-            });
         }
+        Ok(())
+    }
+
+    /// Hands a step's token to active generation `i`'s stream, with its timing.
+    fn deliver(&mut self, i: usize, event: Option<rill_engine::TokenEvent>, now: Instant) {
+        let a = &mut self.active[i];
+        let Some(event) = event else { return };
+        match a.clock.token(now) {
+            Some(gap) => {
+                self.metrics.inter_token_seconds.observe(gap.as_secs_f64());
+                self.metrics.minutes.gap(gap);
+            }
+            None => {
+                self.metrics
+                    .time_to_first_token_seconds
+                    .observe((now - a.job.stream.arrived).as_secs_f64());
+                self.metrics.minutes.first_token(now - a.job.stream.arrived);
+            }
+        }
+        a.tokens += 1;
+        a.job.stream.push(TokenOut {
+            text: event.text,
+            logprob: event.logprob,
+            top_logprobs: event.top_logprobs,
+        });
         #[cfg(feature = "fault-injection")]
         if let Some((n, trigger)) = &a.trap {
             if a.tokens >= *n {
                 trigger();
             }
         }
-        Pulled::Running
+    }
+
+    /// Active generation `i` has ended: its stream gets `end`, and a waiting job may start.
+    fn end(&mut self, i: usize, end: End) {
+        let a = self.active.remove(i);
+        a.job.stream.finish(end);
+        self.update_gauges();
+        self.admit_waiting();
     }
 
     /// The end of a generation that ran to completion, with its telemetry.
@@ -367,8 +369,6 @@ impl Worker {
             match (self.open)() {
                 Ok(b) => {
                     self.backend = b;
-                    // Should this trap, the next call finds out and replaces the instance again.
-                    let _ = self.backend.set_prompt_chunk(self.prompt_chunk);
                     return;
                 }
                 Err(e) => {

@@ -55,10 +55,14 @@ function generate(model, reference) {
   const params = { sampling, maxTokens: reference.tokens, ignoreEos: true, stop: [], context: 256, onFullContext: { tag: "finish" }, kvType: "f16", logprobs: false, topLogprobs: 0 };
   const generation = model.generate({ tag: "text", val: reference.prompt }, params);
   const out = { text: "", events: 0 };
-  while (generation.finishReason() === undefined) {
-    for (const event of generation.next(1)) {
-      out.events += 1;
-      out.text += event.text;
+  for (let ended = false; !ended; ) {
+    for (const stepped of model.step({ generations: 1, promptTokens: 256 })) {
+      if (stepped.event !== undefined) {
+        out.events += 1;
+        out.text += stepped.event.text;
+      }
+      if (stepped.end?.tag === "failed") throw new Error(`generation failed: ${JSON.stringify(stepped.end.val)}`);
+      ended ||= stepped.end !== undefined;
     }
   }
   return out;
