@@ -3,7 +3,7 @@
 
 use crate::ApiError;
 use rill_engine::chat::Message;
-use rill_engine::sampler::SamplingParams;
+use rill_engine::sampler::{LogitBias, SamplingParams};
 use rill_engine::{GenerateParams, MAX_TOP_LOGPROBS};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -64,6 +64,7 @@ struct Body {
     min_p: Option<f32>,
     repeat_penalty: Option<f32>,
     ignore_eos: Option<bool>,
+    logit_bias: Option<LogitBias>,
     /// Everything else: ignored, unless it asks for something this server does not do.
     #[serde(flatten)]
     other: Map<String, Value>,
@@ -125,7 +126,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("tool_choice", "tool calls are not supported"),
     ("functions", "function calls are not supported"),
     ("function_call", "function calls are not supported"),
-    ("logit_bias", "logit_bias is not supported"),
     ("suffix", "suffix (insertion) is not supported"),
     ("audio", "audio output is not supported"),
     ("prediction", "predicted outputs are not supported"),
@@ -229,6 +229,7 @@ fn parse(endpoint: Endpoint, body: &[u8], defaults: &GenerateParams) -> Result<G
         presence_penalty: body.presence_penalty.unwrap_or(d.presence_penalty),
         penalty_last_n: d.penalty_last_n,
         seed: body.seed.unwrap_or(d.seed),
+        logit_bias: body.logit_bias.unwrap_or_else(|| d.logit_bias.clone()),
     };
     sampling
         .validate()
@@ -404,7 +405,7 @@ mod tests {
         let r = chat(r#"{"model":"m","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":[{"type":"text","text":"Hi"}]}],
             "max_completion_tokens":7,"temperature":0.5,"top_p":0.9,"seed":3,"stop":"\n","presence_penalty":0.1,"frequency_penalty":0.2,
             "n":1,"logprobs":true,"top_logprobs":2,"user":"u","stream":true,"stream_options":{"include_usage":true},
-            "top_k":5,"min_p":0.05,"repeat_penalty":1.1,"ignore_eos":true,"store":false}"#)
+            "top_k":5,"min_p":0.05,"repeat_penalty":1.1,"ignore_eos":true,"store":false,"logit_bias":{"818":-100,"2":3.5}}"#)
         .unwrap();
         assert_eq!(
             r.prompt,
@@ -424,6 +425,7 @@ mod tests {
             ),
             (0.5, 5, 3, 1.1)
         );
+        assert_eq!(p.sampling.logit_bias, LogitBias(vec![(2, 3.5), (818, -100.0)]));
         assert!(r.stream && r.include_usage && r.logprobs);
     }
 
@@ -469,6 +471,11 @@ mod tests {
             Some("top_logprobs")
         );
         assert_eq!(param(r#"{"prompt":"x"}"#).as_deref(), Some("prompt"));
+        for bias in [r#"{"818":-101}"#, r#"{"818":"a lot"}"#, r#"{"token":1}"#, r#"[1]"#] {
+            let body = format!(r#"{{"messages":[{{"role":"user","content":"x"}}],"logit_bias":{bias}}}"#);
+            let param = param(&body).unwrap_or_default();
+            assert!(param == "logit_bias" || param == "logit_bias.818", "{bias}: {param}");
+        }
         let e = parse_chat(
             b"{\"messages\":[{\"role\":\"user\",\"content\":\"\xff\"}]}",
             &GenerateParams::default(),

@@ -290,6 +290,12 @@ impl Engine {
             .sampling
             .validate()
             .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
+        let vocab_size = self.model.config.vocab_size;
+        if let Some(id) = params.sampling.logit_bias.unknown_token(vocab_size) {
+            return Err(EngineError::InvalidArgument(format!(
+                "logit_bias: token id {id} is outside the vocabulary of {vocab_size} tokens"
+            )));
+        }
         if params.top_logprobs > MAX_TOP_LOGPROBS {
             return Err(EngineError::InvalidArgument(format!(
                 "top_logprobs = {} is out of range: it must be 0..={MAX_TOP_LOGPROBS}",

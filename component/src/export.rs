@@ -5,7 +5,7 @@ use crate::chat::Message as ChatMessage;
 use crate::engine::{ContextPolicy, Engine, EngineError, FinishReason, GenerateParams, Generation, Prompt};
 use crate::gguf::ChunkedReader;
 use crate::model::{KvType, LoadOptions, RopeScalingKind, RopeScalingOptions};
-use crate::sampler::SamplingParams;
+use crate::sampler::{LogitBias, SamplingParams};
 use crate::scheduler::{End, Scheduler, SeqId, StepLimits};
 use exports::rill::llm::inference::{self, Guest, GuestGeneration, GuestLoader, GuestModel};
 use rill::llm::types;
@@ -210,6 +210,7 @@ impl GuestModel for Model {
                 presence_penalty: s.presence_penalty,
                 penalty_last_n: s.penalty_last_n as usize,
                 seed: s.seed,
+                logit_bias: LogitBias(s.logit_bias),
             },
             max_tokens: params.max_tokens as usize,
             ignore_eos: params.ignore_eos,

@@ -1,10 +1,12 @@
-//! Choosing the next token from logits, in llama.cpp's order: repetition penalties, top-k,
-//! top-p, min-p, temperature, then a draw from the seeded RNG (or the argmax when greedy).
+//! Choosing the next token from logits, in llama.cpp's order: logit biases, repetition
+//! penalties, top-k, top-p, min-p, temperature, then a draw from the seeded RNG (or the argmax
+//! when greedy).
 
 use crate::tokenizer::TokenId;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::HashMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::{BTreeMap, HashMap};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct SamplingParams {
@@ -24,6 +26,47 @@ pub struct SamplingParams {
     /// How many of the latest tokens the penalties look at.
     pub penalty_last_n: usize,
     pub seed: u64,
+    /// Added to these tokens' logits before anything else (OpenAI's `logit_bias`).
+    pub logit_bias: LogitBias,
+}
+
+/// Most a logit bias may add or take away: OpenAI's range, where ±100 bans or forces a token.
+pub const MAX_LOGIT_BIAS: f32 = 100.0;
+
+/// Token id → bias added to its logit, in id order. Written as a map from token ids to biases,
+/// with the ids as strings, as JSON and TOML keys must be: `{"818": -100}`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LogitBias(pub Vec<(TokenId, f32)>);
+
+impl<'de> Deserialize<'de> for LogitBias {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<LogitBias, D::Error> {
+        BTreeMap::<String, f32>::deserialize(d)?
+            .into_iter()
+            .map(|(key, bias)| match key.parse::<TokenId>() {
+                Ok(id) => Ok((id, bias)),
+                Err(_) => Err(serde::de::Error::custom(format!("{key:?} is not a token id"))),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(LogitBias::from_pairs)
+    }
+}
+
+impl Serialize for LogitBias {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(id, bias)| (id.to_string(), bias)))
+    }
+}
+
+impl LogitBias {
+    /// The biases of `pairs` in id order; of several for one id, the last.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (TokenId, f32)>) -> LogitBias {
+        LogitBias(pairs.into_iter().collect::<BTreeMap<_, _>>().into_iter().collect())
+    }
+
+    /// The first token id at or past `vocab_size`, if any.
+    pub fn unknown_token(&self, vocab_size: usize) -> Option<TokenId> {
+        self.0.iter().map(|&(id, _)| id).find(|&id| id as usize >= vocab_size)
+    }
 }
 
 impl Default for SamplingParams {
@@ -39,6 +82,7 @@ impl Default for SamplingParams {
             presence_penalty: 0.0,
             penalty_last_n: 64,
             seed: 0,
+            logit_bias: LogitBias::default(),
         }
     }
 }
@@ -81,7 +125,15 @@ impl SamplingParams {
             "presence_penalty",
             self.presence_penalty,
             "-2..=2",
-        )
+        )?;
+        self.logit_bias.0.iter().try_for_each(|&(_, bias)| {
+            check(
+                (-MAX_LOGIT_BIAS..=MAX_LOGIT_BIAS).contains(&bias),
+                "logit_bias",
+                bias,
+                "-100..=100",
+            )
+        })
     }
 }
 
@@ -118,6 +170,11 @@ impl Sampler {
 
     /// Picks the next token from `logits` (modified in place by the penalties).
     pub fn sample(&mut self, logits: &mut [f32]) -> TokenId {
+        for &(id, bias) in &self.params.logit_bias.0 {
+            if let Some(l) = logits.get_mut(id as usize) {
+                *l += bias;
+            }
+        }
         self.apply_penalties(logits);
         if self.params.temperature <= 0.0 {
             return argmax(logits);
@@ -417,7 +474,45 @@ mod tests {
     }
 
     #[test]
+    fn logit_bias_comes_before_everything_else() {
+        let mut l = vec![0.0; 4];
+        l[1] = 2.0;
+        l[2] = 1.9;
+        // -100 bans the most likely token, even greedily; +5 lifts the least likely past both.
+        let biased = |bias: &[(TokenId, f32)]| {
+            Sampler::new(SamplingParams {
+                logit_bias: LogitBias(bias.to_vec()),
+                ..SamplingParams::greedy()
+            })
+            .sample(&mut l.clone())
+        };
+        assert_eq!(biased(&[]), 1);
+        assert_eq!(biased(&[(1, -100.0)]), 2);
+        assert_eq!(biased(&[(3, 5.0)]), 3);
+        // An id past the logits is left alone here; the engine refuses it before sampling.
+        assert_eq!(biased(&[(9, 5.0)]), 1);
+        assert_eq!(LogitBias(vec![(3, 1.0), (9, 1.0)]).unknown_token(4), Some(9));
+    }
+
+    #[test]
+    fn logit_bias_is_a_map_of_token_ids() {
+        let b: LogitBias = serde_json::from_str(r#"{"818": -100, "2": 5.5}"#).unwrap();
+        assert_eq!(b, LogitBias(vec![(2, 5.5), (818, -100.0)]));
+        assert_eq!(serde_json::to_string(&b).unwrap(), r#"{"2":5.5,"818":-100.0}"#);
+        let e = serde_json::from_str::<LogitBias>(r#"{"hello": 1}"#).unwrap_err();
+        assert!(e.to_string().contains(r#""hello" is not a token id"#), "{e}");
+        assert!(serde_json::from_str::<LogitBias>(r#"{"-1": 1}"#).is_err());
+    }
+
+    #[test]
     fn params_are_range_checked() {
+        let bias = |b| SamplingParams {
+            logit_bias: LogitBias(vec![(5, b)]),
+            ..Default::default()
+        };
+        assert_eq!(bias(100.5).validate().unwrap_err().name, "logit_bias");
+        assert_eq!(bias(f32::NAN).validate().unwrap_err().name, "logit_bias");
+        assert!(bias(-100.0).validate().is_ok());
         assert_eq!(
             SamplingParams {
                 temperature: -1.0,

@@ -8,7 +8,7 @@
 use crate::backend::BackendKind;
 use anyhow::{bail, Context};
 use rill_engine::model::{KvType, LoadOptions, RopeScalingOptions};
-use rill_engine::sampler::SamplingParams;
+use rill_engine::sampler::{LogitBias, SamplingParams};
 use rill_engine::ContextPolicy;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -65,6 +65,8 @@ pub struct Generation {
     pub presence_penalty: f32,
     pub penalty_last_n: usize,
     pub seed: u64,
+    /// Token id → bias (-100..=100) added to its logit before sampling: `{ 818 = -100.0 }`.
+    pub logit_bias: LogitBias,
 }
 
 impl Default for Config {
@@ -97,6 +99,7 @@ impl Default for Generation {
             presence_penalty: s.presence_penalty,
             penalty_last_n: s.penalty_last_n,
             seed: s.seed,
+            logit_bias: s.logit_bias,
         }
     }
 }
@@ -113,6 +116,7 @@ impl Generation {
             presence_penalty: self.presence_penalty,
             penalty_last_n: self.penalty_last_n,
             seed: self.seed,
+            logit_bias: self.logit_bias.clone(),
         }
     }
 }

@@ -78,6 +78,48 @@ fn run_text_is_the_concatenated_pieces_and_stops_at_stop_strings() {
 }
 
 #[test]
+fn logit_bias_bans_or_forces_tokens_and_bad_biases_are_errors() {
+    let m = model();
+    let first_ids = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--model",
+            &m,
+            "--prompt",
+            "The capital of France is",
+            "--max-tokens",
+            "3",
+            "--temperature",
+            "0",
+            "--format",
+            "jsonl",
+        ];
+        args.extend_from_slice(extra);
+        ok_stdout(&args)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_u64())
+            .collect::<Vec<_>>()
+    };
+    let greedy = first_ids(&[]);
+    let banned = format!("{}=-100", greedy[0]);
+    let without_it = first_ids(&["--logit-bias", &banned]);
+    assert!(!without_it.contains(&greedy[0]), "{greedy:?} then {without_it:?}");
+    // A large enough bias forces a token, whatever the model prefers.
+    assert_eq!(first_ids(&["--logit-bias", "9259=100"]), [9259, 9259, 9259]);
+    for (bias, message) in [
+        ("999999=1", "logit_bias: token id 999999 is outside the vocabulary"),
+        ("818=200", "logit_bias = 200 is out of range"),
+    ] {
+        let args = ["run", "--model", &m, "--prompt", "x", "--logit-bias", bias];
+        assert_fails_saying(&rill(&args), &args, message);
+    }
+    // A flag that does not parse is clap's usage error (status 2).
+    let malformed = rill(&["run", "--prompt", "x", "--logit-bias", "818"]);
+    assert_eq!(malformed.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&malformed.stderr).contains("\"818\" is not ID=BIAS"));
+}
+
+#[test]
 fn seeded_sampling_repeats_and_chat_mode_runs() {
     let m = model();
     let args = [

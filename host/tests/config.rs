@@ -28,6 +28,16 @@ fn config_check_names_the_bad_key() {
             "[generation]\ntop_p = 1.5\n",
             "generation.top_p = 1.5 is out of range",
         ),
+        (
+            "bias.toml",
+            "[generation]\nlogit_bias = { 818 = 200.0 }\n",
+            "generation.logit_bias = 200 is out of range",
+        ),
+        (
+            "bias-key.toml",
+            "[generation.logit_bias]\nhello = 1.0\n",
+            "\"hello\" is not a token id",
+        ),
         ("memory.toml", "memory_limit_mib = 8192\n", "memory_limit_mib = 8192"),
         ("backend.toml", "backend = \"gpu\"\n", "unknown variant `gpu`"),
         ("syntax.toml", "model = \n", "line 1"),

@@ -121,6 +121,20 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
             Some("top_p"),
         ),
         (
+            "logit_bias out of range",
+            with("logit_bias", json!({ "818": 200 })),
+            400,
+            "logit_bias = 200 is out of range",
+            Some("logit_bias"),
+        ),
+        (
+            "logit_bias for a token outside the vocabulary",
+            with("logit_bias", json!({ "999999": 1 })),
+            400,
+            "logit_bias: token id 999999 is outside the vocabulary",
+            None,
+        ),
+        (
             "zero max_tokens",
             with("max_tokens", json!(0)),
             400,

@@ -315,6 +315,7 @@ impl Backend for ComponentBackend {
                 presence_penalty: s.presence_penalty,
                 penalty_last_n: s.penalty_last_n as u32,
                 seed: s.seed,
+                logit_bias: s.logit_bias.0.clone(),
             },
             max_tokens: params.max_tokens.try_into().unwrap_or(u32::MAX),
             ignore_eos: params.ignore_eos,

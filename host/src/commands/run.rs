@@ -6,6 +6,7 @@ use clap::{Args, ValueEnum};
 use rill_engine::chat::Message;
 use rill_engine::engine::FinishReason;
 use rill_engine::model::KvType;
+use rill_engine::sampler::LogitBias;
 use rill_engine::{ContextPolicy, GenerateParams};
 use serde_json::json;
 use std::io::Write;
@@ -68,6 +69,17 @@ pub struct GenerationFlags {
     /// KV cache storage: f16, or q8_0 (half the memory, a small drift in the logits).
     #[arg(long, value_parser = parse_kv_type)]
     kv_type: Option<KvType>,
+    /// Add BIAS (-100..=100) to token ID's logit before sampling; -100 all but bans it
+    /// (repeatable; replaces rill.toml's `generation.logit_bias`).
+    #[arg(long, value_name = "ID=BIAS", value_parser = parse_logit_bias, allow_hyphen_values = true)]
+    logit_bias: Vec<(u32, f32)>,
+}
+
+fn parse_logit_bias(s: &str) -> Result<(u32, f32), String> {
+    let (id, bias) = s.split_once('=').ok_or_else(|| format!("{s:?} is not ID=BIAS"))?;
+    let id = id.trim().parse().map_err(|_| format!("{id:?} is not a token id"))?;
+    let bias = bias.trim().parse().map_err(|_| format!("{bias:?} is not a number"))?;
+    Ok((id, bias))
 }
 
 fn parse_kv_type(s: &str) -> Result<KvType, String> {
@@ -98,6 +110,9 @@ impl GenerationFlags {
         set(self.context, &mut g.context);
         set(self.kv_type, &mut g.kv_type);
         set(self.on_full_context, &mut g.on_full_context);
+        if !self.logit_bias.is_empty() {
+            g.logit_bias = LogitBias::from_pairs(self.logit_bias.iter().copied());
+        }
     }
 }
 
