@@ -21,13 +21,12 @@ export!(Component);
 
 impl From<EngineError> for types::Error {
     fn from(e: EngineError) -> Self {
-        let msg = e.to_string();
         match e {
-            EngineError::InvalidModel(_) => types::Error::InvalidModel(msg),
-            EngineError::Unsupported(_) => types::Error::Unsupported(msg),
-            EngineError::InvalidArgument(_) => types::Error::InvalidArgument(msg),
-            EngineError::ContextOverflow(_) => types::Error::ContextOverflow(msg),
-            EngineError::OutOfMemory(_) => types::Error::OutOfMemory(msg),
+            EngineError::InvalidModel(m) => types::Error::InvalidModel(m),
+            EngineError::Unsupported(m) => types::Error::Unsupported(m),
+            EngineError::InvalidArgument(m) => types::Error::InvalidArgument(m),
+            EngineError::ContextOverflow(m) => types::Error::ContextOverflow(m),
+            EngineError::OutOfMemory(m) => types::Error::OutOfMemory(m),
         }
     }
 }

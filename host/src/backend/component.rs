@@ -2,14 +2,14 @@
 //! in wasmtime: compiled once and cached on disk, fed the GGUF file in chunks, pumped for
 //! token events.
 
-use super::{Backend, EngineFailure, FailureKind, KvMemory, Outcome, Progress, PromptInput, SeqHandle};
+use super::{no_generation, Backend, EngineFailure, EngineResult, KvMemory, Outcome, Progress, PromptInput, SeqHandle};
 use anyhow::{anyhow, Context};
 use bindings::rill::llm::types;
 use indicatif::{ProgressBar, ProgressStyle};
 use rill_engine::engine::{FinishReason, Timings, Usage};
 use rill_engine::model::{KvType, LoadOptions, RopeScalingKind};
 use rill_engine::scheduler::StepLimits;
-use rill_engine::{ContextPolicy, GenerateParams, TokenEvent, TokenLogprob};
+use rill_engine::{ContextPolicy, EngineError, GenerateParams, TokenEvent, TokenLogprob};
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
@@ -88,32 +88,24 @@ fn load_options(options: &LoadOptions) -> types::LoadOptions {
 }
 
 impl ComponentBackend {
-    fn generation_resource(&self, h: SeqHandle) -> anyhow::Result<ResourceAny> {
+    fn generation_resource(&self, h: SeqHandle) -> EngineResult<ResourceAny> {
         self.generations
             .get(&h)
             .copied()
-            .ok_or_else(|| anyhow!("no generation {h}"))
+            .ok_or_else(|| no_generation(h).into())
     }
 }
 
-impl types::Error {
-    fn into_anyhow(self) -> anyhow::Error {
-        let (kind, name, msg) = match self {
-            types::Error::InvalidModel(m) => (FailureKind::InvalidModel, "invalid model", m),
-            types::Error::Unsupported(m) => (FailureKind::Unsupported, "unsupported", m),
-            types::Error::InvalidArgument(m) => (FailureKind::InvalidArgument, "invalid argument", m),
-            types::Error::ContextOverflow(m) => (FailureKind::ContextOverflow, "context overflow", m),
-            types::Error::OutOfMemory(m) => (FailureKind::OutOfMemory, "out of memory", m),
-            types::Error::Cancelled(m) => (FailureKind::Cancelled, "cancelled", m),
-            types::Error::Internal(m) => (FailureKind::Internal, "internal error", m),
-        };
-        // The engine's messages already start with their kind.
-        let message = if msg.starts_with(name) {
-            msg
-        } else {
-            format!("{name}: {msg}")
-        };
-        EngineFailure::Reported { kind, message }.into()
+/// The WIT `error` is the engine's [`EngineError`], case for case.
+impl From<types::Error> for EngineError {
+    fn from(e: types::Error) -> EngineError {
+        match e {
+            types::Error::InvalidModel(m) => EngineError::InvalidModel(m),
+            types::Error::Unsupported(m) => EngineError::Unsupported(m),
+            types::Error::InvalidArgument(m) => EngineError::InvalidArgument(m),
+            types::Error::ContextOverflow(m) => EngineError::ContextOverflow(m),
+            types::Error::OutOfMemory(m) => EngineError::OutOfMemory(m),
+        }
     }
 }
 
@@ -126,8 +118,8 @@ fn finish_reason(reason: types::FinishReason) -> FinishReason {
 }
 
 /// A trap (or other wasmtime failure) is a bug in the engine: say so; the instance is then dropped.
-fn trapped(e: wasmtime::Error) -> anyhow::Error {
-    EngineFailure::Trapped(format!("{e:#}")).into()
+fn trapped(e: wasmtime::Error) -> EngineFailure {
+    EngineFailure::Trapped(format!("{e:#}"))
 }
 
 /// A fresh engine instance whose memory may grow to `memory_limit` bytes.
@@ -206,7 +198,7 @@ impl ComponentBackend {
             api.loader()
                 .call_push(&mut store, loader, &chunk[..n])
                 .map_err(trapped)?
-                .map_err(|e| e.into_anyhow())?;
+                .map_err(EngineError::from)?;
             bar.inc(n as u64);
         }
         bar.finish_and_clear();
@@ -216,7 +208,7 @@ impl ComponentBackend {
             .map_err(trapped)?;
         loader.resource_drop(&mut store).map_err(trapped)?;
         let model_res = model_res
-            .map_err(|e| e.into_anyhow())
+            .map_err(EngineError::from)
             .with_context(|| format!("loading {}", model.display()))?;
         Ok(ComponentBackend {
             store,
@@ -246,12 +238,12 @@ impl Backend for ComponentBackend {
         Box::new(move || engine.increment_epoch())
     }
 
-    fn kernel_path(&mut self) -> anyhow::Result<String> {
+    fn kernel_path(&mut self) -> EngineResult<String> {
         let api = self.engine.rill_llm_inference();
         Ok(api.call_get_capabilities(&mut self.store).map_err(trapped)?.kernel_path)
     }
 
-    fn kv_memory(&mut self) -> anyhow::Result<KvMemory> {
+    fn kv_memory(&mut self) -> EngineResult<KvMemory> {
         let m = self
             .engine
             .rill_llm_inference()
@@ -265,7 +257,7 @@ impl Backend for ComponentBackend {
         })
     }
 
-    fn set_kv_budget(&mut self, bytes: u64) -> anyhow::Result<()> {
+    fn set_kv_budget(&mut self, bytes: u64) -> EngineResult<()> {
         self.engine
             .rill_llm_inference()
             .model()
@@ -273,22 +265,22 @@ impl Backend for ComponentBackend {
             .map_err(trapped)
     }
 
-    fn tokenize(&mut self, text: &str, add_bos: bool, parse_special: bool) -> anyhow::Result<Vec<u32>> {
+    fn tokenize(&mut self, text: &str, add_bos: bool, parse_special: bool) -> EngineResult<Vec<u32>> {
         let api = self.engine.rill_llm_inference();
         api.model()
             .call_tokenize(&mut self.store, self.model, text, add_bos, parse_special)
             .map_err(trapped)
     }
 
-    fn top_logits(&mut self, tokens: &[u32], top: usize) -> anyhow::Result<Vec<Vec<(u32, f32)>>> {
+    fn top_logits(&mut self, tokens: &[u32], top: usize) -> EngineResult<Vec<Vec<(u32, f32)>>> {
         let api = self.engine.rill_llm_inference();
         api.model()
             .call_logits(&mut self.store, self.model, tokens, top as u32)
             .map_err(trapped)?
-            .map_err(|e| e.into_anyhow())
+            .map_err(|e| EngineError::from(e).into())
     }
 
-    fn start(&mut self, prompt: PromptInput, params: GenerateParams) -> anyhow::Result<SeqHandle> {
+    fn start(&mut self, prompt: PromptInput, params: GenerateParams) -> EngineResult<SeqHandle> {
         let api = self.engine.rill_llm_inference();
         let prompt = match prompt {
             PromptInput::Text(t) => types::Prompt::Text(t.to_string()),
@@ -337,13 +329,13 @@ impl Backend for ComponentBackend {
             .model()
             .call_generate(&mut self.store, self.model, &prompt, &wit_params)
             .map_err(trapped)?
-            .map_err(|e| e.into_anyhow())?;
+            .map_err(EngineError::from)?;
         let id = api.generation().call_id(&mut self.store, generation).map_err(trapped)?;
         self.generations.insert(id, generation);
         Ok(id)
     }
 
-    fn step(&mut self, limits: StepLimits) -> anyhow::Result<Vec<Progress>> {
+    fn step(&mut self, limits: StepLimits) -> EngineResult<Vec<Progress>> {
         let limits = types::StepLimits {
             generations: limits.generations.try_into().unwrap_or(u32::MAX),
             prompt_tokens: limits.prompt_tokens.try_into().unwrap_or(u32::MAX),
@@ -371,13 +363,13 @@ impl Backend for ComponentBackend {
                 }),
                 end: s.end.map(|end| match end {
                     types::End::Finished(reason) => Ok(finish_reason(reason)),
-                    types::End::Failed(e) => Err(e.into_anyhow()),
+                    types::End::Failed(e) => Err(e.into()),
                 }),
             })
             .collect())
     }
 
-    fn cancel(&mut self, h: SeqHandle) -> anyhow::Result<()> {
+    fn cancel(&mut self, h: SeqHandle) -> EngineResult<()> {
         let generation = self.generation_resource(h)?;
         self.engine
             .rill_llm_inference()
@@ -386,11 +378,11 @@ impl Backend for ComponentBackend {
             .map_err(trapped)
     }
 
-    fn finish(&mut self, h: SeqHandle) -> anyhow::Result<Outcome> {
+    fn finish(&mut self, h: SeqHandle) -> EngineResult<Outcome> {
         let generation = self
             .generations
             .remove(&h)
-            .ok_or_else(|| anyhow!("no generation {h}"))?;
+            .ok_or_else(|| no_generation(h))?;
         let g = self.engine.rill_llm_inference().generation();
         let usage = g.call_usage(&mut self.store, generation).map_err(trapped)?;
         let timings = g.call_timings(&mut self.store, generation).map_err(trapped)?;

@@ -24,48 +24,24 @@ pub enum PromptInput<'a> {
 /// A generation, as a backend knows it.
 pub type SeqHandle = u64;
 
-/// Whether `e` says the engine instance trapped (and must be replaced).
-pub fn is_trap(e: &anyhow::Error) -> bool {
-    matches!(e.downcast_ref(), Some(EngineFailure::Trapped(_)))
-}
-
-/// The kinds of failure the engine reports (the WIT `error` cases).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FailureKind {
-    InvalidModel,
-    Unsupported,
-    InvalidArgument,
-    ContextOverflow,
-    OutOfMemory,
-    Cancelled,
-    Internal,
-}
-
-/// A failure of the engine, kept typed inside `anyhow` so a server can map it to a status.
+/// Why a call into the engine failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineFailure {
-    /// The engine refused or failed the call; the instance is fine.
-    #[error("{message}")]
-    Reported { kind: FailureKind, message: String },
+    /// The engine refused or failed the call (the WIT `error`, the same kinds end to end); the
+    /// instance is fine.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
     /// The component trapped: the instance must be replaced.
     #[error("the engine component trapped: {0}")]
     Trapped(String),
 }
 
-impl From<EngineError> for EngineFailure {
-    fn from(e: EngineError) -> Self {
-        let kind = match e {
-            EngineError::InvalidModel(_) => FailureKind::InvalidModel,
-            EngineError::Unsupported(_) => FailureKind::Unsupported,
-            EngineError::InvalidArgument(_) => FailureKind::InvalidArgument,
-            EngineError::ContextOverflow(_) => FailureKind::ContextOverflow,
-            EngineError::OutOfMemory(_) => FailureKind::OutOfMemory,
-        };
-        EngineFailure::Reported {
-            kind,
-            message: e.to_string(),
-        }
-    }
+/// What a call into the engine returns.
+pub type EngineResult<T> = Result<T, EngineFailure>;
+
+/// A handle the backend does not know: the caller's mistake, reported as the engine would.
+fn no_generation(h: SeqHandle) -> EngineError {
+    EngineError::InvalidArgument(format!("no generation {h}"))
 }
 
 /// Bytes of KV cache: held, allowed, and held by the prefix cache.
@@ -82,7 +58,7 @@ pub struct Progress {
     /// The token it made; none while its prompt is read, or when it ended without one.
     pub event: Option<TokenEvent>,
     /// Set when it ended in this step: finished, or failed (it takes no more steps either way).
-    pub end: Option<anyhow::Result<FinishReason>>,
+    pub end: Option<Result<FinishReason, EngineError>>,
 }
 
 /// How a generation ended.
@@ -106,24 +82,24 @@ pub trait Backend {
         Box::new(|| {})
     }
     /// The kernels the engine uses: "simd128", "avx512vnni", "avx2" or "scalar".
-    fn kernel_path(&mut self) -> anyhow::Result<String>;
+    fn kernel_path(&mut self) -> EngineResult<String>;
     /// KV cache memory of the model's generations and prefix cache.
-    fn kv_memory(&mut self) -> anyhow::Result<KvMemory>;
+    fn kv_memory(&mut self) -> EngineResult<KvMemory>;
     /// Caps it: past the cap the engine empties the prefix cache and preempts the latest
     /// started generations (they recompute later, unchanged) instead of failing.
-    fn set_kv_budget(&mut self, bytes: u64) -> anyhow::Result<()>;
-    fn tokenize(&mut self, text: &str, add_bos: bool, parse_special: bool) -> anyhow::Result<Vec<u32>>;
-    fn top_logits(&mut self, tokens: &[u32], top: usize) -> anyhow::Result<Vec<Vec<(u32, f32)>>>;
+    fn set_kv_budget(&mut self, bytes: u64) -> EngineResult<()>;
+    fn tokenize(&mut self, text: &str, add_bos: bool, parse_special: bool) -> EngineResult<Vec<u32>>;
+    fn top_logits(&mut self, tokens: &[u32], top: usize) -> EngineResult<Vec<Vec<(u32, f32)>>>;
     /// Starts a generation; `step` advances it, with the others started and not yet ended.
-    fn start(&mut self, prompt: PromptInput, params: GenerateParams) -> anyhow::Result<SeqHandle>;
+    fn start(&mut self, prompt: PromptInput, params: GenerateParams) -> EngineResult<SeqHandle>;
     /// One batched step for the oldest live generations within `limits` (the WIT's
-    /// `model.step`): an entry for each that took part, in the order they started. An error is
-    /// the instance failing (a trap), not a generation's.
-    fn step(&mut self, limits: StepLimits) -> anyhow::Result<Vec<Progress>>;
+    /// `model.step`): an entry for each that took part, in the order they started. A
+    /// generation's failure is in its entry; an error here is the instance failing.
+    fn step(&mut self, limits: StepLimits) -> EngineResult<Vec<Progress>>;
     /// Stops `h`: it takes no more steps.
-    fn cancel(&mut self, h: SeqHandle) -> anyhow::Result<()>;
+    fn cancel(&mut self, h: SeqHandle) -> EngineResult<()>;
     /// Frees `h` (and its KV cache), returning how it went.
-    fn finish(&mut self, h: SeqHandle) -> anyhow::Result<Outcome>;
+    fn finish(&mut self, h: SeqHandle) -> EngineResult<Outcome>;
 
     /// Runs one generation, alone, to its end, handing each token event to `on_event` as it
     /// arrives; an error from `on_event` cancels it.
@@ -134,25 +110,26 @@ pub trait Backend {
         on_event: &mut dyn FnMut(TokenEvent) -> anyhow::Result<()>,
     ) -> anyhow::Result<Outcome> {
         let h = self.start(prompt, params)?;
-        let run = |backend: &mut Self, on_event: &mut dyn FnMut(TokenEvent) -> anyhow::Result<()>| loop {
-            let Some(progress) = backend.step(StepLimits::ONE)?.into_iter().find(|p| p.handle == h) else {
+        loop {
+            // A failing step is a trapped instance, which cannot be entered again.
+            let Some(progress) = self.step(StepLimits::ONE)?.into_iter().find(|p| p.handle == h) else {
                 anyhow::bail!("generation {h} was not stepped: another generation is live");
             };
             if let Some(event) = progress.event {
-                on_event(event)?;
+                if let Err(e) = on_event(event) {
+                    let _ = self.cancel(h).and_then(|_| self.finish(h));
+                    return Err(e);
+                }
             }
-            if let Some(end) = progress.end {
-                return end.map(|_| ());
+            match progress.end {
+                None => {}
+                Some(Ok(_)) => return Ok(self.finish(h)?),
+                Some(Err(e)) => {
+                    let _ = self.finish(h);
+                    return Err(EngineFailure::from(e).into());
+                }
             }
-        };
-        if let Err(e) = run(self, on_event) {
-            // A trapped instance cannot be entered again: report the trap itself.
-            if !is_trap(&e) {
-                let _ = self.cancel(h).and_then(|_| self.finish(h));
-            }
-            return Err(e);
         }
-        self.finish(h)
     }
 }
 

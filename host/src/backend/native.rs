@@ -1,6 +1,6 @@
 //! The engine crate running natively in this process.
 
-use super::{Backend, EngineFailure, KvMemory, Outcome, Progress, PromptInput, SeqHandle};
+use super::{no_generation, Backend, EngineResult, KvMemory, Outcome, Progress, PromptInput, SeqHandle};
 use anyhow::Context;
 use rill_engine::model::LoadOptions;
 use rill_engine::scheduler::{End, Scheduler, StepLimits};
@@ -31,11 +31,11 @@ impl Backend for NativeBackend {
         "native"
     }
 
-    fn kernel_path(&mut self) -> anyhow::Result<String> {
+    fn kernel_path(&mut self) -> EngineResult<String> {
         Ok(KernelPath::best().name().to_string())
     }
 
-    fn kv_memory(&mut self) -> anyhow::Result<KvMemory> {
+    fn kv_memory(&mut self) -> EngineResult<KvMemory> {
         let (used, budget, prefix_cache) = self.engine.kv_memory();
         Ok(KvMemory {
             used: used as u64,
@@ -44,7 +44,7 @@ impl Backend for NativeBackend {
         })
     }
 
-    fn set_kv_budget(&mut self, bytes: u64) -> anyhow::Result<()> {
+    fn set_kv_budget(&mut self, bytes: u64) -> EngineResult<()> {
         self.engine
             .model
             .kv_memory
@@ -52,31 +52,31 @@ impl Backend for NativeBackend {
         Ok(())
     }
 
-    fn tokenize(&mut self, text: &str, add_bos: bool, parse_special: bool) -> anyhow::Result<Vec<u32>> {
+    fn tokenize(&mut self, text: &str, add_bos: bool, parse_special: bool) -> EngineResult<Vec<u32>> {
         Ok(self.engine.tokenizer.encode(text, add_bos, parse_special))
     }
 
-    fn top_logits(&mut self, tokens: &[u32], top: usize) -> anyhow::Result<Vec<Vec<(u32, f32)>>> {
+    fn top_logits(&mut self, tokens: &[u32], top: usize) -> EngineResult<Vec<Vec<(u32, f32)>>> {
         Ok(self.engine.top_logits(tokens, top)?)
     }
 
-    fn start(&mut self, prompt: PromptInput, params: GenerateParams) -> anyhow::Result<SeqHandle> {
+    fn start(&mut self, prompt: PromptInput, params: GenerateParams) -> EngineResult<SeqHandle> {
         let tokens = match prompt {
             PromptInput::Text(t) => self
                 .engine
                 .prompt_tokens(&Prompt::Text(t))
-                .map_err(EngineFailure::from)?,
+                ?,
             PromptInput::Chat(messages) => self
                 .engine
                 .prompt_tokens(&Prompt::Chat(messages))
-                .map_err(EngineFailure::from)?,
+                ?,
             PromptInput::Tokens(t) => t.to_vec(),
         };
-        let generation = self.engine.generate(tokens, params).map_err(EngineFailure::from)?;
+        let generation = self.engine.generate(tokens, params)?;
         Ok(self.scheduler.add(generation))
     }
 
-    fn step(&mut self, limits: StepLimits) -> anyhow::Result<Vec<Progress>> {
+    fn step(&mut self, limits: StepLimits) -> EngineResult<Vec<Progress>> {
         Ok(self
             .scheduler
             .step(limits)
@@ -86,25 +86,25 @@ impl Backend for NativeBackend {
                 event: s.event,
                 end: s.end.map(|end| match end {
                     End::Finished(reason) => Ok(reason),
-                    End::Failed(e) => Err(EngineFailure::from(e).into()),
+                    End::Failed(e) => Err(e),
                 }),
             })
             .collect())
     }
 
-    fn cancel(&mut self, h: SeqHandle) -> anyhow::Result<()> {
+    fn cancel(&mut self, h: SeqHandle) -> EngineResult<()> {
         self.scheduler
             .get_mut(h)
-            .ok_or_else(|| anyhow::anyhow!("no generation {h}"))?
+            .ok_or_else(|| no_generation(h))?
             .cancel();
         Ok(())
     }
 
-    fn finish(&mut self, h: SeqHandle) -> anyhow::Result<Outcome> {
+    fn finish(&mut self, h: SeqHandle) -> EngineResult<Outcome> {
         let g = self
             .scheduler
             .remove(h)
-            .ok_or_else(|| anyhow::anyhow!("no generation {h}"))?;
+            .ok_or_else(|| no_generation(h))?;
         Ok(Outcome {
             usage: g.usage(),
             timings: g.timings(),

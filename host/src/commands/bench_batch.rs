@@ -36,7 +36,7 @@ pub fn level(backend: &mut dyn Backend, streams: usize, prompt: &[u32], gen_toke
     };
     let handles = (0..streams)
         .map(|_| backend.start(PromptInput::Tokens(prompt), params.clone()))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     // Per stream: arrival time of each token.
     let mut arrivals: Vec<Vec<Instant>> = vec![Vec::new(); streams];
     let limits = StepLimits {

@@ -5,7 +5,7 @@
 use super::batch_control::BatchControl;
 use super::metrics::Metrics;
 use super::stream::{End, TokenStream};
-use crate::backend::{is_trap, Backend, EngineFailure, FailureKind, PromptInput, SeqHandle};
+use crate::backend::{Backend, EngineFailure, PromptInput, SeqHandle};
 use rill_api::{ApiError, Finish, PromptSpec, TokenClock, TokenOut};
 use rill_engine::scheduler::{StepLimits, DEFAULT_PROMPT_CHUNK};
 use rill_engine::{EngineError, GenerateParams};
@@ -205,16 +205,16 @@ impl Worker {
                     self.update_gauges();
                 }
                 // Memory is taken by running generations: wait for one to end.
-                Err(e) if is_out_of_memory(&e) && !self.active.is_empty() => {
+                Err(EngineFailure::Engine(EngineError::OutOfMemory(_))) if !self.active.is_empty() => {
                     self.waiting.push_front(job);
                     return;
                 }
-                Err(e) if is_trap(&e) => {
-                    job.stream.finish(End::Failed(self.trap_error(&format!("{e:#}"))));
-                    self.trapped(&format!("{e:#}"));
+                Err(EngineFailure::Trapped(message)) => {
+                    job.stream.finish(End::Failed(self.trap_error(&message)));
+                    self.trapped(&message);
                     return;
                 }
-                Err(e) => job.stream.finish(End::Failed(failure(&e))),
+                Err(EngineFailure::Engine(e)) => job.stream.finish(End::Failed(ApiError::from(&e))),
             }
         }
     }
@@ -230,10 +230,10 @@ impl Worker {
             }
             self.metrics.cancelled.inc();
             let handle = self.active[i].handle;
-            if let Err(e) = self.backend.cancel(handle).and_then(|_| self.backend.finish(handle)) {
-                if is_trap(&e) {
-                    return Err(format!("{e:#}"));
-                }
+            if let Err(EngineFailure::Trapped(message)) =
+                self.backend.cancel(handle).and_then(|_| self.backend.finish(handle))
+            {
+                return Err(message);
             }
             let end = End::Failed(ApiError::invalid("cancelled by the client", None).with_code("cancelled"));
             self.end(i, end);
@@ -245,7 +245,7 @@ impl Worker {
             generations: self.active.len(),
             prompt_tokens: self.prompt_chunk,
         };
-        let stepped = self.backend.step(limits).map_err(|e| format!("{e:#}"))?;
+        let stepped = self.backend.step(limits).map_err(|e| e.to_string())?;
         let now = Instant::now();
         for progress in stepped {
             let Some(i) = self.active.iter().position(|a| a.handle == progress.handle) else {
@@ -258,12 +258,15 @@ impl Worker {
                     .backend
                     .finish(progress.handle)
                     .map(|outcome| self.done(i, outcome)),
-                Some(Err(e)) => self.backend.finish(progress.handle).map(|_| End::Failed(failure(&e))),
+                Some(Err(e)) => self
+                    .backend
+                    .finish(progress.handle)
+                    .map(|_| End::Failed(ApiError::from(&e))),
             };
             match ended {
                 Ok(end) => self.end(i, end),
-                Err(e) if is_trap(&e) => return Err(format!("{e:#}")),
-                Err(e) => self.end(i, End::Failed(failure(&e))),
+                Err(EngineFailure::Trapped(message)) => return Err(message),
+                Err(EngineFailure::Engine(e)) => self.end(i, End::Failed(ApiError::from(&e))),
             }
         }
         Ok(())
@@ -378,35 +381,5 @@ impl Worker {
                 }
             }
         }
-    }
-}
-
-fn is_out_of_memory(e: &anyhow::Error) -> bool {
-    matches!(
-        e.downcast_ref(),
-        Some(EngineFailure::Reported {
-            kind: FailureKind::OutOfMemory,
-            ..
-        })
-    )
-}
-
-/// What the client is told about an engine failure.
-fn failure(e: &anyhow::Error) -> ApiError {
-    match e.downcast_ref::<EngineFailure>() {
-        Some(EngineFailure::Reported { kind, message }) => {
-            let engine = |e: fn(String) -> EngineError| ApiError::from(&e(message.clone()));
-            match kind {
-                FailureKind::InvalidArgument => engine(EngineError::InvalidArgument),
-                FailureKind::Unsupported => engine(EngineError::Unsupported),
-                FailureKind::ContextOverflow => engine(EngineError::ContextOverflow),
-                FailureKind::OutOfMemory => engine(EngineError::OutOfMemory),
-                FailureKind::InvalidModel => engine(EngineError::InvalidModel),
-                FailureKind::Cancelled => ApiError::invalid(message.clone(), None).with_code("cancelled"),
-                FailureKind::Internal => ApiError::internal(message.clone()),
-            }
-        }
-        Some(EngineFailure::Trapped(message)) => ApiError::internal(format!("the engine trapped: {message}")),
-        None => ApiError::internal(format!("{e:#}")),
     }
 }
