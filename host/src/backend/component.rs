@@ -89,10 +89,7 @@ fn load_options(options: &LoadOptions) -> types::LoadOptions {
 
 impl ComponentBackend {
     fn generation_resource(&self, h: SeqHandle) -> EngineResult<ResourceAny> {
-        self.generations
-            .get(&h)
-            .copied()
-            .ok_or_else(|| no_generation(h).into())
+        self.generations.get(&h).copied().ok_or_else(|| no_generation(h).into())
     }
 }
 
@@ -379,10 +376,7 @@ impl Backend for ComponentBackend {
     }
 
     fn finish(&mut self, h: SeqHandle) -> EngineResult<Outcome> {
-        let generation = self
-            .generations
-            .remove(&h)
-            .ok_or_else(|| no_generation(h))?;
+        let generation = self.generations.remove(&h).ok_or_else(|| no_generation(h))?;
         let g = self.engine.rill_llm_inference().generation();
         let usage = g.call_usage(&mut self.store, generation).map_err(trapped)?;
         let timings = g.call_timings(&mut self.store, generation).map_err(trapped)?;

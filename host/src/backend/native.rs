@@ -62,14 +62,8 @@ impl Backend for NativeBackend {
 
     fn start(&mut self, prompt: PromptInput, params: GenerateParams) -> EngineResult<SeqHandle> {
         let tokens = match prompt {
-            PromptInput::Text(t) => self
-                .engine
-                .prompt_tokens(&Prompt::Text(t))
-                ?,
-            PromptInput::Chat(messages) => self
-                .engine
-                .prompt_tokens(&Prompt::Chat(messages))
-                ?,
+            PromptInput::Text(t) => self.engine.prompt_tokens(&Prompt::Text(t))?,
+            PromptInput::Chat(messages) => self.engine.prompt_tokens(&Prompt::Chat(messages))?,
             PromptInput::Tokens(t) => t.to_vec(),
         };
         let generation = self.engine.generate(tokens, params)?;
@@ -93,18 +87,12 @@ impl Backend for NativeBackend {
     }
 
     fn cancel(&mut self, h: SeqHandle) -> EngineResult<()> {
-        self.scheduler
-            .get_mut(h)
-            .ok_or_else(|| no_generation(h))?
-            .cancel();
+        self.scheduler.get_mut(h).ok_or_else(|| no_generation(h))?.cancel();
         Ok(())
     }
 
     fn finish(&mut self, h: SeqHandle) -> EngineResult<Outcome> {
-        let g = self
-            .scheduler
-            .remove(h)
-            .ok_or_else(|| no_generation(h))?;
+        let g = self.scheduler.remove(h).ok_or_else(|| no_generation(h))?;
         Ok(Outcome {
             usage: g.usage(),
             timings: g.timings(),

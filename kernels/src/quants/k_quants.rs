@@ -24,6 +24,7 @@ pub struct BlockQ2K {
     pub d: f16,
     pub dmin: f16,
 }
+const _: () = assert!(size_of::<BlockQ2K>() == 84, "the size of ggml's block_q2_K");
 
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 #[repr(C)]
@@ -35,6 +36,7 @@ pub struct BlockQ3K {
     pub scales: [u8; 12],
     pub d: f16,
 }
+const _: () = assert!(size_of::<BlockQ3K>() == 110, "the size of ggml's block_q3_K");
 
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 #[repr(C)]
@@ -45,6 +47,7 @@ pub struct BlockQ4K {
     pub scales: [u8; K_SCALE_SIZE],
     pub qs: [u8; QK_K / 2],
 }
+const _: () = assert!(size_of::<BlockQ4K>() == 144, "the size of ggml's block_q4_K");
 
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 #[repr(C)]
@@ -55,6 +58,7 @@ pub struct BlockQ5K {
     pub qh: [u8; QK_K / 8],
     pub qs: [u8; QK_K / 2],
 }
+const _: () = assert!(size_of::<BlockQ5K>() == 176, "the size of ggml's block_q5_K");
 
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 #[repr(C)]
@@ -66,6 +70,7 @@ pub struct BlockQ6K {
     pub scales: [i8; QK_K / 16],
     pub d: f16,
 }
+const _: () = assert!(size_of::<BlockQ6K>() == 210, "the size of ggml's block_q6_K");
 
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 #[repr(C)]
@@ -75,6 +80,7 @@ pub struct BlockQ8K {
     /// Sum of each 16 consecutive `qs`.
     pub bsums: [i16; QK_K / 16],
 }
+const _: () = assert!(size_of::<BlockQ8K>() == 292, "the size of ggml's block_q8_K");
 
 /// 2-bit fields as Q2_K and Q3_K lay them out: each 32 bytes of `qs` hold four runs of 32 values,
 /// at bit shifts 0, 2, 4, 6.

@@ -17,6 +17,7 @@ pub struct BlockQ4_0 {
     /// Value j in the low nibble of byte j, value j+16 in the high nibble.
     pub qs: [u8; QK / 2],
 }
+const _: () = assert!(size_of::<BlockQ4_0>() == 18, "the size of ggml's block_q4_0");
 
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 #[repr(C)]
@@ -25,6 +26,7 @@ pub struct BlockQ4_1 {
     pub m: f16,
     pub qs: [u8; QK / 2],
 }
+const _: () = assert!(size_of::<BlockQ4_1>() == 20, "the size of ggml's block_q4_1");
 
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 #[repr(C)]
@@ -34,6 +36,7 @@ pub struct BlockQ5_0 {
     pub qh: [u8; 4],
     pub qs: [u8; QK / 2],
 }
+const _: () = assert!(size_of::<BlockQ5_0>() == 22, "the size of ggml's block_q5_0");
 
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 #[repr(C)]
@@ -43,6 +46,7 @@ pub struct BlockQ5_1 {
     pub qh: [u8; 4],
     pub qs: [u8; QK / 2],
 }
+const _: () = assert!(size_of::<BlockQ5_1>() == 24, "the size of ggml's block_q5_1");
 
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 #[repr(C)]
@@ -50,6 +54,7 @@ pub struct BlockQ8_0 {
     pub d: f16,
     pub qs: [i8; QK],
 }
+const _: () = assert!(size_of::<BlockQ8_0>() == 34, "the size of ggml's block_q8_0");
 
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 #[repr(C)]
@@ -59,6 +64,7 @@ pub struct BlockQ8_1 {
     pub s: f16,
     pub qs: [i8; QK],
 }
+const _: () = assert!(size_of::<BlockQ8_1>() == 36, "the size of ggml's block_q8_1");
 
 /// The 4-bit values of a nibble-packed block, in order.
 fn nibbles(qs: &[u8; QK / 2]) -> [u8; QK] {
