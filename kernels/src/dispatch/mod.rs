@@ -33,33 +33,29 @@ pub enum KernelError {
 
 /// Views `bytes` as blocks of `B`.
 pub(super) fn blocks<B: Block>(bytes: &[u8]) -> Result<&[B], KernelError> {
-    let size = std::mem::size_of::<B>();
-    if !bytes.len().is_multiple_of(size) {
-        return Err(KernelError::Length {
-            ty: B::TYPE,
-            len: bytes.len(),
-            size,
-        });
-    }
-    bytemuck::try_cast_slice(bytes).map_err(|_| KernelError::Alignment {
-        ty: B::TYPE,
-        align: std::mem::align_of::<B>(),
-    })
+    whole_blocks::<B>(bytes.len())?;
+    bytemuck::try_cast_slice(bytes).map_err(|_| misaligned::<B>())
 }
 
 fn blocks_mut<B: Block>(bytes: &mut [u8]) -> Result<&mut [B], KernelError> {
+    whole_blocks::<B>(bytes.len())?;
+    bytemuck::try_cast_slice_mut(bytes).map_err(|_| misaligned::<B>())
+}
+
+fn whole_blocks<B: Block>(len: usize) -> Result<(), KernelError> {
     let size = std::mem::size_of::<B>();
-    if !bytes.len().is_multiple_of(size) {
-        return Err(KernelError::Length {
-            ty: B::TYPE,
-            len: bytes.len(),
-            size,
-        });
+    if len.is_multiple_of(size) {
+        Ok(())
+    } else {
+        Err(KernelError::Length { ty: B::TYPE, len, size })
     }
-    bytemuck::try_cast_slice_mut(bytes).map_err(|_| KernelError::Alignment {
+}
+
+fn misaligned<B: Block>() -> KernelError {
+    KernelError::Alignment {
         ty: B::TYPE,
         align: std::mem::align_of::<B>(),
-    })
+    }
 }
 
 /// Calls `$f::<Block>` for the block type of `$ty`; `$other` handles the types `$f` does not take.
