@@ -51,7 +51,7 @@ async function load(inference) {
 }
 
 function generate(model, reference) {
-  const sampling = { temperature: 0, topK: 0, topP: 1, minP: 0, repeatPenalty: 1, frequencyPenalty: 0, presencePenalty: 0, penaltyLastN: 64, seed: 0n };
+  const sampling = { temperature: 0, topK: 0, topP: 1, minP: 0, repeatPenalty: 1, frequencyPenalty: 0, presencePenalty: 0, penaltyLastN: 64, seed: 0n, logitBias: [] };
   const params = { sampling, maxTokens: reference.tokens, ignoreEos: true, stop: [], context: 256, onFullContext: { tag: "finish" }, kvType: "f16", logprobs: false, topLogprobs: 0 };
   const generation = model.generate({ tag: "text", val: reference.prompt }, params);
   const out = { text: "", events: 0 };
