@@ -148,17 +148,20 @@ fn forward<D: Device>(
         return Ok(seqs.iter().map(|_| Vec::new()).collect());
     }
     device.resize(&mut s.rows, wanted.len() * c.dim)?;
-    device.resize(&mut s.logits, wanted.len() * c.vocab_size)?;
+    // The step's output, not kept: all-position logits of a long input would otherwise stay
+    // held (n_out × vocab floats) for as long as the model lives.
+    let mut logits = D::Tensor::default(); // (n_out, vocab)
+    device.resize(&mut logits, wanted.len() * c.vocab_size)?;
     device.gather_rows(&s.x, c.dim, &wanted, &mut s.rows);
     device.rms_norm_in_place(&mut s.rows, &model.output_norm, c.rms_eps);
-    device.matmul(&model.output, &s.rows, &mut s.logits);
+    device.matmul(&model.output, &s.rows, &mut logits);
     let mut at = 0;
     counts
         .into_iter()
         .map(|count| {
             let range = at * c.vocab_size..(at + count) * c.vocab_size;
             at += count;
-            device.read(&s.logits, range)
+            device.read(&logits, range)
         })
         .collect()
 }
