@@ -32,19 +32,6 @@ fn main() {
     println!("cargo:rustc-env=RILL_ENGINE_WASM={}", engine.display());
     let worker = build_guest(&root, "rill-edge", &out.join("edge"));
     println!("cargo:rustc-env=RILL_EDGE_WASM={}", worker.display());
-    // The commit benchmark records carry (`unknown` outside a git checkout).
-    println!("cargo:rerun-if-changed={}", root.join(".git/logs/HEAD").display());
-    let commit = Command::new("git")
-        .current_dir(&root)
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success());
-    let commit = commit.map_or_else(
-        || "unknown".into(),
-        |o| String::from_utf8_lossy(&o.stdout).trim().to_string(),
-    );
-    println!("cargo:rustc-env=RILL_GIT_COMMIT={commit}");
 }
 
 /// Builds `package` for wasm32-wasip2 into `target_dir`; the path of its `.wasm`.

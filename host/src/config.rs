@@ -13,9 +13,6 @@ use rill_engine::ContextPolicy;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// The reference model's name: what `--model` means when it is not given.
-pub const DEFAULT_MODEL: &str = "gemma-3-270m-q4_k_m";
-
 /// The engine is a 32-bit Wasm component: its memory cannot exceed 4 GiB.
 const MAX_MEMORY_MIB: u64 = 4096;
 /// Below this not even the smallest model and its buffers fit.
@@ -72,7 +69,7 @@ pub struct Generation {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            model: DEFAULT_MODEL.into(),
+            model: crate::models::DEFAULT_MODEL.into(),
             models_dir: None,
             backend: BackendKind::Component,
             memory_limit_mib: None,
@@ -200,6 +197,26 @@ impl Config {
         LoadOptions {
             rope_scaling: self.rope_scaling,
         }
+    }
+
+    /// Where models are kept: `models_dir`, else `$XDG_CACHE_HOME/rill/models`.
+    pub fn models_dir(&self) -> PathBuf {
+        self.models_dir.clone().unwrap_or_else(crate::models::default_dir)
+    }
+
+    /// The configured model's file, fetched first if it is a known name not yet cached.
+    pub fn model_path(&self) -> anyhow::Result<PathBuf> {
+        crate::models::resolve(&self.model, &self.models_dir())
+    }
+
+    /// Loads the model file at `path` on the configured backend, within the memory limit.
+    pub fn open_backend(&self, path: &Path) -> anyhow::Result<Box<dyn crate::backend::Backend>> {
+        crate::backend::open(
+            self.backend,
+            path,
+            &self.load_options(),
+            self.memory_limit_mib.map(|m| (m as usize) << 20),
+        )
     }
 
     /// The config as `rill.toml` text.

@@ -1,5 +1,5 @@
 """Drives `rill serve` with the official `openai` package, as a user's program would, and
-prints what it got as JSON for host/tests/serve.rs to check.
+prints what it got as JSON for cli/tests/serve.rs to check.
 
 usage: openai_client.py BASE_URL MODEL
 """

@@ -1,16 +1,12 @@
 //! The `rill` subcommands, written against [`Backend`] so they run the same on either backend.
 
 pub mod bake;
-pub mod bench;
-pub mod bench_batch;
-pub mod bench_history;
 pub mod info;
-pub mod peer_server;
 pub mod run;
 
 use crate::backend::Backend;
-use crate::config::{Config, DEFAULT_MODEL};
-use crate::models;
+use crate::config::Config;
+use crate::models::{self, DEFAULT_MODEL};
 use anyhow::bail;
 use serde_json::json;
 use std::path::Path;

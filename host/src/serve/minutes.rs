@@ -1,12 +1,33 @@
-//! `rill serve`'s request telemetry, summed per minute for the metrics store (the dashboard's
-//! serve chart): requests, errors, tokens, and time-to-first-token and inter-token percentiles.
-//! The handlers and the engine thread add to the current minute; a task writes each finished
-//! minute to the store.
+//! `rill serve`'s request telemetry, summed per minute: requests, errors, tokens, and
+//! time-to-first-token and inter-token percentiles. The handlers and the engine thread add to
+//! the current minute; a task hands each finished minute to a [`MinuteSink`] (the lab's
+//! metrics store, which the dashboard's serve chart reads).
 
-use crate::store::{ServeMinute, Store};
-use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::Duration;
+use serde::Serialize;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// One minute of `rill serve`'s requests.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ServeMinute {
+    /// Unix time of the minute's start.
+    pub minute: u64,
+    pub model: String,
+    pub backend: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub ttft_ms_p50: Option<f64>,
+    pub ttft_ms_p95: Option<f64>,
+    pub itl_ms_p50: Option<f64>,
+    pub itl_ms_p95: Option<f64>,
+}
+
+/// Where finished minutes go. Called on a blocking thread, once a minute with traffic.
+pub trait MinuteSink: Send + Sync {
+    fn record(&self, minute: &ServeMinute) -> anyhow::Result<()>;
+}
 
 #[derive(Default)]
 pub struct Minutes {
@@ -76,28 +97,22 @@ fn percentile(samples: &[f64], q: f64) -> Option<f64> {
     (!s.is_empty()).then(|| s[((s.len() - 1) as f64 * q).round() as usize])
 }
 
-/// Writes each minute's row to the store at `db` at the minute's end, for the life of the
-/// server. A store that cannot be written is reported once per failure and costs nothing else.
-pub async fn record(
-    metrics: std::sync::Arc<crate::serve::metrics::Metrics>,
-    db: PathBuf,
-    model: String,
-    backend: String,
-) {
+/// Hands each minute's row to `sink` at the minute's end, for the life of the server. A sink
+/// that fails is reported once per failure and costs nothing else.
+pub(super) async fn record(minutes: Arc<Minutes>, sink: Arc<dyn MinuteSink>, model: String, backend: String) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
         tick.tick().await;
         // The row is filed under the minute that just ended.
-        let minute = crate::store::now().saturating_sub(60) / 60 * 60;
-        let Some(row) = metrics.minutes.take(minute, &model, &backend) else {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let minute = now.saturating_sub(60) / 60 * 60;
+        let Some(row) = minutes.take(minute, &model, &backend) else {
             continue;
         };
-        let db = db.clone();
-        let written =
-            tokio::task::spawn_blocking(move || Store::open(&db, crate::store::DEFAULT_RETENTION)?.record_minute(&row))
-                .await;
+        let sink = sink.clone();
+        let written = tokio::task::spawn_blocking(move || sink.record(&row)).await;
         if let Ok(Err(e)) = written {
             eprintln!("rill serve: could not record the last minute's telemetry: {e:#}");
         }

@@ -6,8 +6,8 @@
 
 mod batch_control;
 mod http;
-pub mod metrics;
-mod minutes;
+mod metrics;
+pub mod minutes;
 mod stream;
 mod worker;
 mod ws;
@@ -56,13 +56,6 @@ pub struct ServeArgs {
     /// Largest request body, in KiB.
     #[arg(long, default_value_t = 1024)]
     pub max_body_kib: usize,
-    /// The metrics store: per-minute request telemetry is recorded there, and /dashboard shows
-    /// it with the benchmark history (default: $XDG_DATA_HOME/rill/metrics.sqlite).
-    #[arg(long, value_name = "PATH")]
-    pub db: Option<PathBuf>,
-    /// Do not record per-minute telemetry in the metrics store.
-    #[arg(long)]
-    pub no_record: bool,
     /// Serve through this edge worker (a wasi:http/proxy component, e.g. from `rill bake`)
     /// instead: a fresh instance per request, as edge platforms run it. An explicit --model
     /// is given to it in a preopened folder (for a worker without a baked model).
@@ -71,6 +64,15 @@ pub struct ServeArgs {
     /// With --worker: most instances alive at once; more requests wait for one to end.
     #[arg(long, default_value_t = 8)]
     pub max_instances: usize,
+}
+
+/// What the server is given from outside the product: more routes (the lab's dashboard) and
+/// where each minute's telemetry goes (the lab's metrics store). The default serves the API
+/// alone and keeps no per-minute record.
+#[derive(Default)]
+pub struct Extras {
+    pub routes: Router,
+    pub minute_sink: Option<Arc<dyn minutes::MinuteSink>>,
 }
 
 /// What every handler shares.
@@ -91,7 +93,7 @@ impl AppState {
     }
 }
 
-pub fn serve(args: ServeArgs, config: Config, model: PathBuf) -> anyhow::Result<()> {
+pub fn serve(args: ServeArgs, config: Config, model: PathBuf, extras: Extras) -> anyhow::Result<()> {
     let model_id = if crate::models::known(&config.model).is_some() {
         config.model.clone()
     } else {
@@ -117,7 +119,7 @@ pub fn serve(args: ServeArgs, config: Config, model: PathBuf) -> anyhow::Result<
     let kv_budget = args.kv_budget_mib.map(|mib| mib << 20);
     let backend_name = format!("{:?}", config.backend).to_lowercase();
     let open = move || {
-        let mut backend = crate::open(&config, &model)?;
+        let mut backend = config.open_backend(&model)?;
         if let Some(bytes) = kv_budget {
             backend.set_kv_budget(bytes)?;
         }
@@ -144,7 +146,6 @@ pub fn serve(args: ServeArgs, config: Config, model: PathBuf) -> anyhow::Result<
         body_limit: args.max_body_kib << 10,
         requests: AtomicU64::new(0),
     });
-    let db = args.db.clone().unwrap_or_else(crate::store::default_path);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -153,10 +154,10 @@ pub fn serve(args: ServeArgs, config: Config, model: PathBuf) -> anyhow::Result<
         let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
             .await
             .with_context(|| format!("listening on {}:{}", args.host, args.port))?;
-        if !args.no_record {
+        if let Some(sink) = extras.minute_sink {
             tokio::spawn(minutes::record(
-                state.metrics.clone(),
-                db.clone(),
+                state.metrics.minutes.clone(),
+                sink,
                 state.model.id.clone(),
                 backend_name,
             ));
@@ -166,7 +167,7 @@ pub fn serve(args: ServeArgs, config: Config, model: PathBuf) -> anyhow::Result<
             state.model.id,
             listener.local_addr()?
         );
-        let app = router(state).merge(crate::dashboard::router(crate::dashboard::Db::new(db)));
+        let app = router(state).merge(extras.routes);
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;

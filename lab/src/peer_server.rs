@@ -2,7 +2,7 @@
 //! model with one slot per stream, sent the same prompt (token ids) for the same number of
 //! tokens, streamed over SSE, and measured the same way (token arrival times per stream).
 
-use super::bench_batch::Level;
+use crate::bench_batch::Level;
 use crate::child_server::{free_port, ChildServer};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
@@ -41,7 +41,7 @@ impl PeerServer {
             "--host",
             "127.0.0.1",
         ]);
-        super::bench::with_library_path(&mut cmd, llama_server)?;
+        crate::child_server::with_library_path(&mut cmd, llama_server)?;
         eprintln!(
             "rill: starting {} ({slots} slots, {threads} thread(s)) …",
             llama_server.display()

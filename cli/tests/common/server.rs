@@ -2,6 +2,7 @@
 //! port, and a plain HTTP/1.1 client that can send what well-behaved clients never do (invalid
 //! UTF-8, oversized bodies, half-read streams).
 
+use rill_lab::child_server::{kill_group, spawn_in_own_group};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -30,8 +31,7 @@ impl Server {
     /// `marker` followed by the address it listens on.
     pub fn spawn(mut cmd: Command, name: &'static str, marker: &'static str) -> Server {
         cmd.stderr(Stdio::piped()).stdout(Stdio::null());
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let mut child = spawn_in_own_group(&mut cmd).unwrap_or_else(|e| panic!("starting {name}: {e}"));
         let stderr = BufReader::new(child.stderr.take().unwrap());
         let (tx, rx) = mpsc::channel();
         // Keeps reading stderr for the life of the server (a full pipe would block it), echoing it.
@@ -125,9 +125,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         // The whole group: jco serve leaves its node process running when only it is killed.
-        // SAFETY: kill(2) on the group the child leads (see `spawn`); it touches no memory.
-        unsafe { libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL) };
-        let _ = self.child.wait();
+        kill_group(&mut self.child);
     }
 }
 

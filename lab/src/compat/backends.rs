@@ -3,10 +3,10 @@
 //! the native engine.
 
 use super::{Matrix, Reference, NEAR_TIE, PROMPT, TOKENS};
-use crate::backend::{self, Backend, BackendKind, PromptInput};
 use anyhow::anyhow;
 use rill_engine::sampler::SamplingParams;
 use rill_engine::GenerateParams;
+use rill_host::backend::{self, Backend, BackendKind, PromptInput};
 use std::path::Path;
 
 const NATIVE: &str = "rill (native)";

@@ -6,11 +6,11 @@
 //! `…_vs_peer`): bare times on shared machines move by tens of percent from one minute to the
 //! next; ratios from one run move much less.
 
-use crate::backend::Backend;
 use crate::regression::{self, Baseline, Better, Thresholds};
 use crate::store::{Figure, Run, Store};
 use anyhow::{bail, Context};
 use clap::Args;
+use rill_host::backend::Backend;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -87,7 +87,7 @@ pub fn describe(backend: &mut dyn Backend, model: &Path, kind: &str, figures: Ve
     let (host, runtime) = match backend.name() {
         "component" => (
             "rill",
-            format!("wasmtime {}", crate::backend::component::WASMTIME_VERSION),
+            format!("wasmtime {}", rill_host::backend::component::WASMTIME_VERSION),
         ),
         other => (other, format!("native {}", std::env::consts::ARCH)),
     };
@@ -97,13 +97,13 @@ pub fn describe(backend: &mut dyn Backend, model: &Path, kind: &str, figures: Ve
         version: env!("CARGO_PKG_VERSION").into(),
         host: host.into(),
         runtime,
-        cpu: super::info::cpu_class(),
+        cpu: rill_host::commands::info::cpu_class(),
         backend: backend.name().into(),
         kernel_path: backend.kernel_path()?,
         model: model
             .file_name()
             .map_or_else(|| model.display().to_string(), |n| n.to_string_lossy().into_owned()),
-        quant: super::info::model_plan(model)?.quant,
+        quant: rill_host::commands::info::model_plan(model)?.quant,
         kind: kind.into(),
         figures,
     })

@@ -30,7 +30,7 @@ impl Host<'_> {
             ),
             Host::RillServeWorker => format!(
                 "rill serve --worker (wasmtime {})",
-                crate::backend::component::WASMTIME_VERSION
+                rill_host::backend::component::WASMTIME_VERSION
             ),
             Host::JcoServe(jco) => format!("jco {} serve (Node.js {})", jco.tool.version, jco.node),
         }
@@ -108,8 +108,8 @@ pub fn check(matrix: &mut Matrix, tools: &Tools, model: &Path, reference: &Refer
     let plain = work.join("worker.wasm");
     let baked = work.join("baked.wasm");
     let plain_written =
-        std::fs::write(&plain, crate::edge::EDGE_WASM).with_context(|| format!("writing {}", plain.display()));
-    let baked_written = crate::commands::bake::bake(model, &baked);
+        std::fs::write(&plain, rill_host::edge::EDGE_WASM).with_context(|| format!("writing {}", plain.display()));
+    let baked_written = rill_host::commands::bake::bake(model, &baked);
     for host in hosts {
         let name = host.name();
         match plain_written

@@ -1,27 +1,17 @@
-//! `rill`: run the Rill engine from the command line.
-
-mod backend;
-mod calibration;
-mod child_server;
-mod commands;
-mod compat;
-mod compiled;
-mod config;
-mod dashboard;
-mod dirs;
-mod edge;
-mod models;
-mod regression;
-mod serve;
-mod store;
+//! `rill`: run the Rill engine from the command line. The commands are the host library's
+//! (`rill-host`) and the lab's (`rill-lab`); this file parses the command line, merges it with
+//! rill.toml, and hands each command its settings.
 
 use anyhow::Context;
-use backend::BackendKind;
 use clap::{Parser, Subcommand};
-use config::Config;
 use rill_engine::model::RopeScalingOptions;
+use rill_host::backend::BackendKind;
+use rill_host::config::Config;
+use rill_host::{commands, edge, serve};
+use rill_lab::{bench, compat, dashboard, store};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -82,13 +72,20 @@ enum Command {
         model: ModelArgs,
         #[command(flatten)]
         args: serve::ServeArgs,
+        /// The metrics store: per-minute request telemetry is recorded there, and /dashboard
+        /// shows it with the benchmark history (default: $XDG_DATA_HOME/rill/metrics.sqlite).
+        #[arg(long, value_name = "PATH")]
+        db: Option<PathBuf>,
+        /// Do not record per-minute telemetry in the metrics store.
+        #[arg(long)]
+        no_record: bool,
     },
     /// Measure prompt and decode speed, optionally side by side with llama.cpp's llama-bench.
     Bench {
         #[command(flatten)]
         model: ModelArgs,
         #[command(flatten)]
-        args: commands::bench::BenchArgs,
+        args: bench::BenchArgs,
     },
     /// Write the edge worker (a wasi:http/proxy component) with the model already loaded in
     /// its memory image, for hosts that start a fresh instance per request.
@@ -197,32 +194,13 @@ fn settings(
     Ok(config)
 }
 
-fn models_dir(config: &Config) -> PathBuf {
-    config.models_dir.clone().unwrap_or_else(models::default_dir)
-}
-
-/// The configured model's file, fetched first if it is a known name not yet cached.
-fn model_path(config: &Config) -> anyhow::Result<PathBuf> {
-    models::resolve(&config.model, &models_dir(config))
-}
-
-/// Loads the model file at `path` on the configured backend.
-fn open(config: &Config, path: &std::path::Path) -> anyhow::Result<Box<dyn backend::Backend>> {
-    backend::open(
-        config.backend,
-        path,
-        &config.load_options(),
-        config.memory_limit_mib.map(|m| (m as usize) << 20),
-    )
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config_path = cli.config.as_deref();
     let result = (|| match cli.command {
-        Command::Serve { model, args } if args.worker.is_some() => {
+        Command::Serve { model, args, .. } if args.worker.is_some() => {
             let config = settings(config_path, &model, None)?;
-            let worker_model = model.model.is_some().then(|| model_path(&config)).transpose()?;
+            let worker_model = model.model.is_some().then(|| config.model_path()).transpose()?;
             edge::serve::serve(
                 args.worker.as_deref().unwrap(),
                 worker_model,
@@ -231,22 +209,32 @@ fn main() -> ExitCode {
                 args.max_instances,
             )
         }
-        Command::Serve { model, args } => {
+        Command::Serve {
+            model,
+            args,
+            db,
+            no_record,
+        } => {
             let config = settings(config_path, &model, None)?;
-            let path = model_path(&config)?;
-            serve::serve(args, config, path)
+            let path = config.model_path()?;
+            let db = db.unwrap_or_else(store::default_path);
+            let extras = serve::Extras {
+                routes: dashboard::router(dashboard::Db::new(db.clone())),
+                minute_sink: (!no_record).then(|| Arc::new(store::MinuteRecorder(db)) as _),
+            };
+            serve::serve(args, config, path, extras)
         }
         Command::Run { model, args } => {
             let config = settings(config_path, &model, Some(&args.generation))?;
-            let mut backend = open(&config, &model_path(&config)?)?;
+            let mut backend = config.open_backend(&config.model_path()?)?;
             commands::run::run(backend.as_mut(), args, &config.generation)
         }
         Command::Bench { model, args } => {
             let config = settings(config_path, &model, None)?;
-            let path = model_path(&config)?;
+            let path = config.model_path()?;
             let start = Instant::now();
-            let mut backend = open(&config, &path)?;
-            commands::bench::bench(backend.as_mut(), start.elapsed(), &path, args)
+            let mut backend = config.open_backend(&path)?;
+            bench::bench(backend.as_mut(), start.elapsed(), &path, args)
         }
         Command::Bake {
             output, no_model: true, ..
@@ -257,20 +245,20 @@ fn main() -> ExitCode {
             no_model: false,
         } => {
             let config = settings(config_path, &model, None)?;
-            commands::bake::bake(&model_path(&config)?, &output)
+            commands::bake::bake(&config.model_path()?, &output)
         }
         Command::Compat { model, db, only } => {
             let config = settings(config_path, &model, None)?;
-            compat::compat(&model_path(&config)?, &db.unwrap_or_else(store::default_path), &only)
+            compat::compat(&config.model_path()?, &db.unwrap_or_else(store::default_path), &only)
         }
         Command::Dashboard { db, host, port } => dashboard::serve(db.unwrap_or_else(store::default_path), &host, port),
         Command::Pull { name, dir, list } => {
             let (config, _) = Config::load(config_path)?;
-            commands::pull(name.as_deref(), &dir.unwrap_or_else(|| models_dir(&config)), list)
+            commands::pull(name.as_deref(), &dir.unwrap_or_else(|| config.models_dir()), list)
         }
         Command::Info { model, format } => {
             let config = settings(config_path, &model, None)?;
-            commands::info::info(format, &config, &models_dir(&config))
+            commands::info::info(format, &config, &config.models_dir())
         }
         Command::Config {
             action: ConfigAction::Check { path },
@@ -292,12 +280,12 @@ fn main() -> ExitCode {
             text,
         } => {
             let config = settings(config_path, &model, None)?;
-            let mut backend = open(&config, &model_path(&config)?)?;
+            let mut backend = config.open_backend(&config.model_path()?)?;
             commands::tokenize(backend.as_mut(), !no_bos, parse_special, &text)
         }
         Command::Logits { model, tokens, top } => {
             let config = settings(config_path, &model, None)?;
-            let mut backend = open(&config, &model_path(&config)?)?;
+            let mut backend = config.open_backend(&config.model_path()?)?;
             commands::logits(backend.as_mut(), &tokens, top)
         }
     })();

@@ -3,13 +3,13 @@
 //! model in the same run, and the ratios between the two (bare times on shared machines are
 //! noise; ratios from one run are not).
 
-use crate::backend::{Backend, PromptInput};
 use crate::regression::Better;
 use crate::store::Figure;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use rill_engine::sampler::SamplingParams;
 use rill_engine::GenerateParams;
+use rill_host::backend::{Backend, PromptInput};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -56,7 +56,7 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     #[command(flatten)]
-    history: super::bench_history::HistoryArgs,
+    history: crate::bench_history::HistoryArgs,
 }
 
 /// min / median / max of repeated measurements.
@@ -196,12 +196,12 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
             Better::Higher,
         ));
     }
-    let run = super::bench_history::describe(backend, model, "single", figures)?;
+    let run = crate::bench_history::describe(backend, model, "single", figures)?;
     match args.format {
         Format::Json => {
             let mut out = json!({
                 "model": model.display().to_string(),
-                "cpu": crate::commands::info::cpu_class(),
+                "cpu": rill_host::commands::info::cpu_class(),
                 "time_unix": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs(),
                 "rill": {
                     "backend": backend_name, "kernel_path": kernels, "threads": 1, "repeats": args.repeats,
@@ -222,7 +222,7 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
         }
         Format::Text => {
             println!("model   {}", model.display());
-            println!("cpu     {}", crate::commands::info::cpu_class());
+            println!("cpu     {}", rill_host::commands::info::cpu_class());
             println!("rill    {backend_name} backend, kernels {kernels}, 1 thread, {} repeats, load {:.2} s, calibration {:.0} M multiply-adds/s", args.repeats, load.as_secs_f64(), calibration.median);
             println!("{:<40}{:>10}{:>10}{:>10}", "", "min", "median", "max");
             let row = |name: &str, s: &Spread| println!("{name:<40}{:>10.2}{:>10.2}{:>10.2}", s.min, s.median, s.max);
@@ -252,7 +252,7 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
             }
         }
     }
-    super::bench_history::after_run(&run, model, &args.history)
+    crate::bench_history::after_run(&run, model, &args.history)
 }
 
 fn figure(name: &str, value: f64, better: Better) -> Figure {
@@ -273,7 +273,7 @@ fn bench_concurrency(backend: &mut dyn Backend, model: &Path, args: &BenchArgs) 
     let peer = match &args.peer_server {
         Some(bin) => {
             let slots = args.concurrency.iter().copied().max().unwrap_or(1);
-            let server = super::peer_server::PeerServer::start(
+            let server = crate::peer_server::PeerServer::start(
                 bin,
                 model,
                 args.threads,
@@ -290,15 +290,15 @@ fn bench_concurrency(backend: &mut dyn Backend, model: &Path, args: &BenchArgs) 
         }
         None => None,
     };
-    super::bench_batch::level(backend, 1, warm_up, 2)?;
+    crate::bench_batch::level(backend, 1, warm_up, 2)?;
     let calibration_before = crate::calibration::measure();
     let levels = args
         .concurrency
         .iter()
-        .map(|&n| super::bench_batch::level(backend, n, &prompt, args.gen_tokens))
+        .map(|&n| crate::bench_batch::level(backend, n, &prompt, args.gen_tokens))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let calibration = (calibration_before + crate::calibration::measure()) / 2.0;
-    let limit = super::bench_batch::settled_limit(&levels, args.target_itl_ms as f64);
+    let limit = crate::bench_batch::settled_limit(&levels, args.target_itl_ms as f64);
     let mut figures = vec![figure("calibration_mmac_s", calibration, Better::Higher)];
     for (i, l) in levels.iter().enumerate() {
         let n = l.streams;
@@ -317,11 +317,11 @@ fn bench_concurrency(backend: &mut dyn Backend, model: &Path, args: &BenchArgs) 
             ));
         }
     }
-    let run = super::bench_history::describe(backend, model, "concurrency", figures)?;
+    let run = crate::bench_history::describe(backend, model, "concurrency", figures)?;
     match args.format {
         Format::Json => {
             let mut out = json!({
-                "cpu": crate::commands::info::cpu_class(), "backend": backend.name(), "prompt_tokens": args.prompt_tokens, "gen_tokens": args.gen_tokens,
+                "cpu": rill_host::commands::info::cpu_class(), "backend": backend.name(), "prompt_tokens": args.prompt_tokens, "gen_tokens": args.gen_tokens,
                 "levels": levels.iter().map(|l| l.json()).collect::<Vec<_>>(),
                 "target_itl_ms": args.target_itl_ms, "batch_limit_at_target": limit,
             });
@@ -338,7 +338,7 @@ fn bench_concurrency(backend: &mut dyn Backend, model: &Path, args: &BenchArgs) 
                 args.prompt_tokens,
                 args.gen_tokens
             );
-            super::bench_batch::print(&levels);
+            crate::bench_batch::print(&levels);
             println!(
                 "batch size for a {} ms inter-token target (p95): {limit} stream(s)",
                 args.target_itl_ms
@@ -348,7 +348,7 @@ fn bench_concurrency(backend: &mut dyn Backend, model: &Path, args: &BenchArgs) 
                     "peer    llama.cpp (llama-server), {} thread(s), one slot per stream",
                     args.threads
                 );
-                super::bench_batch::print(p);
+                crate::bench_batch::print(p);
                 let ratios: Vec<String> = levels
                     .iter()
                     .zip(p)
@@ -358,7 +358,7 @@ fn bench_concurrency(backend: &mut dyn Backend, model: &Path, args: &BenchArgs) 
             }
         }
     }
-    super::bench_history::after_run(&run, model, &args.history)
+    crate::bench_history::after_run(&run, model, &args.history)
 }
 
 /// `n` tokens of ordinary text, starting with BOS. Each `variant` starts at another place in
@@ -472,7 +472,7 @@ fn run_peer(llama_bench: &Path, model: &Path, args: &BenchArgs) -> anyhow::Resul
         "-o",
         "json",
     ]);
-    with_library_path(&mut cmd, llama_bench)?;
+    crate::child_server::with_library_path(&mut cmd, llama_bench)?;
     eprintln!("rill: running {} …", llama_bench.display());
     let out = cmd
         .output()
@@ -487,21 +487,6 @@ fn run_peer(llama_bench: &Path, model: &Path, args: &BenchArgs) -> anyhow::Resul
     }
     parse_llama_bench(&out.stdout, args.prompt_tokens, args.gen_tokens)
         .with_context(|| format!("reading the report of {}", llama_bench.display()))
-}
-
-/// A llama.cpp build with shared libraries keeps them beside its binaries: `cmd` (running
-/// `binary`) looks there first.
-pub fn with_library_path(cmd: &mut std::process::Command, binary: &Path) -> anyhow::Result<()> {
-    if let Some(dir) = binary.parent() {
-        let mut paths = vec![dir.to_path_buf()];
-        paths.extend(
-            std::env::var_os("LD_LIBRARY_PATH")
-                .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-                .unwrap_or_default(),
-        );
-        cmd.env("LD_LIBRARY_PATH", std::env::join_paths(paths)?);
-    }
-    Ok(())
 }
 
 /// llama-bench `-o json`: an array with one object per test, each with `n_prompt`, `n_gen`

@@ -7,6 +7,8 @@
 //! period are deleted when the store is opened.
 
 use anyhow::{anyhow, Context};
+use rill_host::serve::minutes::MinuteSink;
+pub use rill_host::serve::minutes::ServeMinute;
 use rusqlite::{params, Connection};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -90,22 +92,6 @@ pub struct Figure {
     pub better: crate::regression::Better,
 }
 
-/// One minute of `rill serve`'s requests.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct ServeMinute {
-    pub minute: u64,
-    pub model: String,
-    pub backend: String,
-    pub requests: u64,
-    pub errors: u64,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub ttft_ms_p50: Option<f64>,
-    pub ttft_ms_p95: Option<f64>,
-    pub itl_ms_p50: Option<f64>,
-    pub itl_ms_p95: Option<f64>,
-}
-
 /// One compatibility check's result.
 #[derive(Clone, Debug, Serialize)]
 pub struct CompatResult {
@@ -116,8 +102,18 @@ pub struct CompatResult {
     pub detail: String,
 }
 
+/// `rill serve`'s telemetry into the store at this path, opened per minute (the dashboard and
+/// other servers use the file in between).
+pub struct MinuteRecorder(pub PathBuf);
+
+impl MinuteSink for MinuteRecorder {
+    fn record(&self, minute: &ServeMinute) -> anyhow::Result<()> {
+        Store::open(&self.0, DEFAULT_RETENTION)?.record_minute(minute)
+    }
+}
+
 pub fn default_path() -> PathBuf {
-    crate::dirs::data_home().join("rill/metrics.sqlite")
+    rill_host::dirs::data_home().join("rill/metrics.sqlite")
 }
 
 pub fn now() -> u64 {

@@ -5,7 +5,7 @@
 //! The page reads everything from four JSON endpoints under /dashboard/api/, each a fresh
 //! read of the store (SQLite handles a writer and readers at once).
 
-use crate::commands::bench_history;
+use crate::bench_history;
 use crate::regression::Thresholds;
 use crate::store::Store;
 use anyhow::Context;

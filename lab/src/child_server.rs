@@ -4,7 +4,7 @@
 //! helpers). Its stderr is kept in a file, so that a server that fails to start can say why.
 
 use anyhow::{bail, Context};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -105,4 +105,19 @@ pub fn local_agent(timeout: Duration) -> ureq::Agent {
         .timeout_global(Some(timeout))
         .build()
         .into()
+}
+
+/// A llama.cpp build with shared libraries keeps them beside its binaries: `cmd` (running
+/// `binary`) looks there first.
+pub fn with_library_path(cmd: &mut Command, binary: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = binary.parent() {
+        let mut paths = vec![dir.to_path_buf()];
+        paths.extend(
+            std::env::var_os("LD_LIBRARY_PATH")
+                .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+                .unwrap_or_default(),
+        );
+        cmd.env("LD_LIBRARY_PATH", std::env::join_paths(paths)?);
+    }
+    Ok(())
 }

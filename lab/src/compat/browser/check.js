@@ -1,4 +1,4 @@
-// Runs in a headless browser started by `rill compat` (host/src/compat/browser.rs): probes
+// Runs in a headless browser started by `rill compat` (lab/src/compat/browser.rs): probes
 // the browser's WebAssembly SIMD and WebGPU support, loads the engine component (transpiled
 // by jco, served at /engine/) with the model streamed in by fetch, generates the reference
 // prompt greedily, and posts the facts it saw to /result. Rust decides pass or fail.

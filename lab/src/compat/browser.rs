@@ -211,7 +211,7 @@ impl Site {
 /// `jco transpile` of the engine component into `work/engine/` (engine.js and its core module).
 fn transpile(jco: &Jco, work: &Path) -> anyhow::Result<PathBuf> {
     let component = work.join("engine.wasm");
-    std::fs::write(&component, crate::backend::component::ENGINE_WASM)?;
+    std::fs::write(&component, rill_host::backend::component::ENGINE_WASM)?;
     let out = work.join("engine");
     let status = Command::new(&jco.tool.path)
         .arg("transpile")

@@ -1,11 +1,11 @@
 //! `rill bench --concurrency 1,2,4,8`: N generations at once on the one engine thread
 //! (continuous batching), per level: aggregate decode speed and inter-token latency.
 
-use crate::backend::{Backend, PromptInput};
 use rill_api::Latency;
 use rill_engine::sampler::SamplingParams;
 use rill_engine::scheduler::{StepLimits, DEFAULT_PROMPT_CHUNK};
 use rill_engine::GenerateParams;
+use rill_host::backend::{Backend, PromptInput};
 use serde_json::{json, Value};
 use std::time::Instant;
 

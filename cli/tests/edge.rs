@@ -42,6 +42,17 @@ fn baked_worker() -> &'static Path {
     })
 }
 
+/// The worker without a model, as `rill bake --no-model` writes it.
+fn plain_worker() -> &'static Path {
+    static PLAIN: OnceLock<PathBuf> = OnceLock::new();
+    PLAIN.get_or_init(|| {
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plain-worker.wasm");
+        let out = common::rill(&["bake", "--no-model", "-o", path.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        path
+    })
+}
+
 /// The model file, split into its folder and its name.
 fn model_in_folder() -> (PathBuf, String) {
     let model = PathBuf::from(common::model()).canonicalize().unwrap();
@@ -64,7 +75,7 @@ fn free_port() -> u16 {
 fn serve(host: Host, worker: Worker) -> Server {
     let wasm = match worker {
         Worker::Baked => baked_worker().to_path_buf(),
-        Worker::Preopened => PathBuf::from(env!("RILL_EDGE_WASM")),
+        Worker::Preopened => plain_worker().to_path_buf(),
     };
     let (folder, file) = model_in_folder();
     let preopened = matches!(worker, Worker::Preopened);
@@ -250,6 +261,7 @@ fn rill_bake_and_rill_serve_refuse_bad_input_with_the_reason() {
     std::fs::write(&out_path, b"not wasm").unwrap();
     let out = common::rill(&["serve", "--port", "0", "--worker", out_path.to_str().unwrap()]);
     common::assert_fails_saying(&out, &["serve", "--worker"], "worker.wasm");
-    let out = common::rill(&["serve", "--port", "0", "--worker", env!("RILL_ENGINE_WASM")]);
+    std::fs::write(&out_path, rill_host::backend::component::ENGINE_WASM).unwrap();
+    let out = common::rill(&["serve", "--port", "0", "--worker", out_path.to_str().unwrap()]);
     common::assert_fails_saying(&out, &["serve", "--worker"], "not a wasi:http/proxy component");
 }
