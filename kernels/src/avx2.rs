@@ -62,8 +62,9 @@ impl IntDots for Avx2 {
     }
 }
 
-/// A weight format's kernel: its dot products with `N` activation rows at once (the table in
-/// `dispatch.rs` implements it for each format).
+/// A weight format's kernel on AVX2 (and AVX-512 VNNI, through `D`): its dot products with `N`
+/// activation rows at once, each weight block unpacked once for all of them. Each format
+/// implements it below from its family's helper (`legacy_dot`, `k_dot`, `float_dot`).
 pub trait Avx2Dot: WeightBlock {
     unsafe fn dot<D: IntDots, const N: usize>(x: &[Self], ys: [ScaledRow<Self::Act>; N]) -> [f32; N];
 }
@@ -181,84 +182,94 @@ unsafe fn legacy_dot<D: IntDots, X, Y, const N: usize>(
     )
 }
 
-#[inline(always)]
-pub unsafe fn vec_dot_q4_0<D: IntDots, const N: usize>(x: &[BlockQ4_0], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
-    legacy_dot::<D, _, _, N>(
-        x,
-        ys,
-        #[inline(always)]
-        |x| x.d,
-        #[inline(always)]
-        |x| _mm256_sub_epi8(nibbles(&x.qs), _mm256_set1_epi8(8)),
-        #[inline(always)]
-        |q, y| dot_signed::<D>(q, load(y.qs.as_ptr() as _)),
-        #[inline(always)]
-        |_, _| 0.0,
-    )
+impl Avx2Dot for BlockQ4_0 {
+    #[inline(always)]
+    unsafe fn dot<D: IntDots, const N: usize>(x: &[Self], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
+        legacy_dot::<D, _, _, N>(
+            x,
+            ys,
+            #[inline(always)]
+            |x| x.d,
+            #[inline(always)]
+            |x| _mm256_sub_epi8(nibbles(&x.qs), _mm256_set1_epi8(8)),
+            #[inline(always)]
+            |q, y| dot_signed::<D>(q, load(y.qs.as_ptr() as _)),
+            #[inline(always)]
+            |_, _| 0.0,
+        )
+    }
 }
 
-#[inline(always)]
-pub unsafe fn vec_dot_q4_1<D: IntDots, const N: usize>(x: &[BlockQ4_1], ys: [ScaledRow<BlockQ8_1>; N]) -> [f32; N] {
-    legacy_dot::<D, _, _, N>(
-        x,
-        ys,
-        #[inline(always)]
-        |x| x.d,
-        #[inline(always)]
-        |x| nibbles(&x.qs),
-        #[inline(always)]
-        |q, y| D::dot_unsigned(q, load(y.qs.as_ptr() as _)),
-        #[inline(always)]
-        |x, y| f32_of(x.m) * f32_of(y.s),
-    )
+impl Avx2Dot for BlockQ4_1 {
+    #[inline(always)]
+    unsafe fn dot<D: IntDots, const N: usize>(x: &[Self], ys: [ScaledRow<BlockQ8_1>; N]) -> [f32; N] {
+        legacy_dot::<D, _, _, N>(
+            x,
+            ys,
+            #[inline(always)]
+            |x| x.d,
+            #[inline(always)]
+            |x| nibbles(&x.qs),
+            #[inline(always)]
+            |q, y| D::dot_unsigned(q, load(y.qs.as_ptr() as _)),
+            #[inline(always)]
+            |x, y| f32_of(x.m) * f32_of(y.s),
+        )
+    }
 }
 
-#[inline(always)]
-pub unsafe fn vec_dot_q5_0<D: IntDots, const N: usize>(x: &[BlockQ5_0], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
-    legacy_dot::<D, _, _, N>(
-        x,
-        ys,
-        #[inline(always)]
-        |x| x.d,
-        #[inline(always)]
-        |x| _mm256_sub_epi8(_mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh)), _mm256_set1_epi8(16)),
-        #[inline(always)]
-        |q, y| dot_signed::<D>(q, load(y.qs.as_ptr() as _)),
-        #[inline(always)]
-        |_, _| 0.0,
-    )
+impl Avx2Dot for BlockQ5_0 {
+    #[inline(always)]
+    unsafe fn dot<D: IntDots, const N: usize>(x: &[Self], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
+        legacy_dot::<D, _, _, N>(
+            x,
+            ys,
+            #[inline(always)]
+            |x| x.d,
+            #[inline(always)]
+            |x| _mm256_sub_epi8(_mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh)), _mm256_set1_epi8(16)),
+            #[inline(always)]
+            |q, y| dot_signed::<D>(q, load(y.qs.as_ptr() as _)),
+            #[inline(always)]
+            |_, _| 0.0,
+        )
+    }
 }
 
-#[inline(always)]
-pub unsafe fn vec_dot_q5_1<D: IntDots, const N: usize>(x: &[BlockQ5_1], ys: [ScaledRow<BlockQ8_1>; N]) -> [f32; N] {
-    legacy_dot::<D, _, _, N>(
-        x,
-        ys,
-        #[inline(always)]
-        |x| x.d,
-        #[inline(always)]
-        |x| _mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh)),
-        #[inline(always)]
-        |q, y| D::dot_unsigned(q, load(y.qs.as_ptr() as _)),
-        #[inline(always)]
-        |x, y| f32_of(x.m) * f32_of(y.s),
-    )
+impl Avx2Dot for BlockQ5_1 {
+    #[inline(always)]
+    unsafe fn dot<D: IntDots, const N: usize>(x: &[Self], ys: [ScaledRow<BlockQ8_1>; N]) -> [f32; N] {
+        legacy_dot::<D, _, _, N>(
+            x,
+            ys,
+            #[inline(always)]
+            |x| x.d,
+            #[inline(always)]
+            |x| _mm256_or_si256(nibbles(&x.qs), fifth_bits(x.qh)),
+            #[inline(always)]
+            |q, y| D::dot_unsigned(q, load(y.qs.as_ptr() as _)),
+            #[inline(always)]
+            |x, y| f32_of(x.m) * f32_of(y.s),
+        )
+    }
 }
 
-#[inline(always)]
-pub unsafe fn vec_dot_q8_0<D: IntDots, const N: usize>(x: &[BlockQ8_0], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
-    legacy_dot::<D, _, _, N>(
-        x,
-        ys,
-        #[inline(always)]
-        |x| x.d,
-        #[inline(always)]
-        |x| load(x.qs.as_ptr() as _),
-        #[inline(always)]
-        |q, y| dot_signed::<D>(q, load(y.qs.as_ptr() as _)),
-        #[inline(always)]
-        |_, _| 0.0,
-    )
+impl Avx2Dot for BlockQ8_0 {
+    #[inline(always)]
+    unsafe fn dot<D: IntDots, const N: usize>(x: &[Self], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
+        legacy_dot::<D, _, _, N>(
+            x,
+            ys,
+            #[inline(always)]
+            |x| x.d,
+            #[inline(always)]
+            |x| load(x.qs.as_ptr() as _),
+            #[inline(always)]
+            |q, y| dot_signed::<D>(q, load(y.qs.as_ptr() as _)),
+            #[inline(always)]
+            |_, _| 0.0,
+        )
+    }
 }
 
 /// 2-bit fields at `shift` of 32 bytes (Q2_K/Q3_K layout), as bytes 0..=3.
@@ -346,71 +357,75 @@ fn per_16(v: [u8; 8]) -> [i16; 16] {
     )
 }
 
-#[inline(always)]
-pub unsafe fn vec_dot_q2_k<D: IntDots, const N: usize>(x: &[BlockQ2K], ys: [ScaledRow<BlockQ8K>; N]) -> [f32; N] {
-    k_dot::<D, _, N>(
-        x,
-        ys,
-        #[inline(always)]
-        |x| {
-            // Chunk j = 4·half + m: bits 2m.. of the half's 32 bytes.
-            let q = [load(x.qs.as_ptr()), load(x.qs[32..].as_ptr())];
-            SuperBlock {
-                d: f32_of(x.d),
-                dmin: Some(f32_of(x.dmin)),
-                values: array(
-                    _mm256_setzero_si256(),
-                    #[inline(always)]
-                    |j| two_bits(q[j / 4], 2 * (j % 4) as i32),
-                ),
-                scales: array(
-                    0,
-                    #[inline(always)]
-                    |k| (x.scales[k] & 0x0f) as i16,
-                ),
-                mins: array(
-                    0,
-                    #[inline(always)]
-                    |k| (x.scales[k] >> 4) as i16,
-                ),
-            }
-        },
-    )
+impl Avx2Dot for BlockQ2K {
+    #[inline(always)]
+    unsafe fn dot<D: IntDots, const N: usize>(x: &[Self], ys: [ScaledRow<BlockQ8K>; N]) -> [f32; N] {
+        k_dot::<D, _, N>(
+            x,
+            ys,
+            #[inline(always)]
+            |x| {
+                // Chunk j = 4·half + m: bits 2m.. of the half's 32 bytes.
+                let q = [load(x.qs.as_ptr()), load(x.qs[32..].as_ptr())];
+                SuperBlock {
+                    d: f32_of(x.d),
+                    dmin: Some(f32_of(x.dmin)),
+                    values: array(
+                        _mm256_setzero_si256(),
+                        #[inline(always)]
+                        |j| two_bits(q[j / 4], 2 * (j % 4) as i32),
+                    ),
+                    scales: array(
+                        0,
+                        #[inline(always)]
+                        |k| (x.scales[k] & 0x0f) as i16,
+                    ),
+                    mins: array(
+                        0,
+                        #[inline(always)]
+                        |k| (x.scales[k] >> 4) as i16,
+                    ),
+                }
+            },
+        )
+    }
 }
 
-#[inline(always)]
-pub unsafe fn vec_dot_q3_k<D: IntDots, const N: usize>(x: &[BlockQ3K], ys: [ScaledRow<BlockQ8K>; N]) -> [f32; N] {
-    k_dot::<D, _, N>(
-        x,
-        ys,
-        #[inline(always)]
-        |x| {
-            // Chunk j = 4·half + m: bits 2m.. of the half's 32 bytes, high bit j of hmask.
-            let q = [load(x.qs.as_ptr()), load(x.qs[32..].as_ptr())];
-            let high = load(x.hmask.as_ptr());
-            let sc = x.scales();
-            let scales = array(
-                0,
-                #[inline(always)]
-                |k| sc[k] as i16,
-            );
-            SuperBlock {
-                d: f32_of(x.d),
-                dmin: None,
-                values: array(
-                    _mm256_setzero_si256(),
-                    #[inline(always)]
-                    |j| _mm256_or_si256(two_bits(q[j / 4], 2 * (j % 4) as i32), bit_to(high, j as i32, 2)),
-                ),
-                scales,
-                mins: array(
+impl Avx2Dot for BlockQ3K {
+    #[inline(always)]
+    unsafe fn dot<D: IntDots, const N: usize>(x: &[Self], ys: [ScaledRow<BlockQ8K>; N]) -> [f32; N] {
+        k_dot::<D, _, N>(
+            x,
+            ys,
+            #[inline(always)]
+            |x| {
+                // Chunk j = 4·half + m: bits 2m.. of the half's 32 bytes, high bit j of hmask.
+                let q = [load(x.qs.as_ptr()), load(x.qs[32..].as_ptr())];
+                let high = load(x.hmask.as_ptr());
+                let sc = x.scales();
+                let scales = array(
                     0,
                     #[inline(always)]
-                    |k| 4 * scales[k],
-                ),
-            }
-        },
-    )
+                    |k| sc[k] as i16,
+                );
+                SuperBlock {
+                    d: f32_of(x.d),
+                    dmin: None,
+                    values: array(
+                        _mm256_setzero_si256(),
+                        #[inline(always)]
+                        |j| _mm256_or_si256(two_bits(q[j / 4], 2 * (j % 4) as i32), bit_to(high, j as i32, 2)),
+                    ),
+                    scales,
+                    mins: array(
+                        0,
+                        #[inline(always)]
+                        |k| 4 * scales[k],
+                    ),
+                }
+            },
+        )
+    }
 }
 
 /// Q4_K and Q5_K: 8 sub-blocks of 32 with 6-bit scales and mins; `high(x, j)` adds Q5_K's fifth
@@ -443,84 +458,90 @@ unsafe fn k4_unpack<X>(
     }
 }
 
-#[inline(always)]
-pub unsafe fn vec_dot_q4_k<D: IntDots, const N: usize>(x: &[BlockQ4K], ys: [ScaledRow<BlockQ8K>; N]) -> [f32; N] {
-    k_dot::<D, _, N>(
-        x,
-        ys,
-        #[inline(always)]
-        |x| {
-            k4_unpack(
-                f32_of(x.d),
-                f32_of(x.dmin),
-                x.scales_and_mins(),
-                &x.qs,
-                x,
-                #[inline(always)]
-                |_, _| _mm256_setzero_si256(),
-            )
-        },
-    )
+impl Avx2Dot for BlockQ4K {
+    #[inline(always)]
+    unsafe fn dot<D: IntDots, const N: usize>(x: &[Self], ys: [ScaledRow<BlockQ8K>; N]) -> [f32; N] {
+        k_dot::<D, _, N>(
+            x,
+            ys,
+            #[inline(always)]
+            |x| {
+                k4_unpack(
+                    f32_of(x.d),
+                    f32_of(x.dmin),
+                    x.scales_and_mins(),
+                    &x.qs,
+                    x,
+                    #[inline(always)]
+                    |_, _| _mm256_setzero_si256(),
+                )
+            },
+        )
+    }
 }
 
-#[inline(always)]
-pub unsafe fn vec_dot_q5_k<D: IntDots, const N: usize>(x: &[BlockQ5K], ys: [ScaledRow<BlockQ8K>; N]) -> [f32; N] {
-    k_dot::<D, _, N>(
-        x,
-        ys,
-        #[inline(always)]
-        |x| {
-            k4_unpack(
-                f32_of(x.d),
-                f32_of(x.dmin),
-                x.scales_and_mins(),
-                &x.qs,
-                x,
-                #[inline(always)]
-                |x, j| bit_to(load(x.qh.as_ptr()), j as i32, 4),
-            )
-        },
-    )
+impl Avx2Dot for BlockQ5K {
+    #[inline(always)]
+    unsafe fn dot<D: IntDots, const N: usize>(x: &[Self], ys: [ScaledRow<BlockQ8K>; N]) -> [f32; N] {
+        k_dot::<D, _, N>(
+            x,
+            ys,
+            #[inline(always)]
+            |x| {
+                k4_unpack(
+                    f32_of(x.d),
+                    f32_of(x.dmin),
+                    x.scales_and_mins(),
+                    &x.qs,
+                    x,
+                    #[inline(always)]
+                    |x, j| bit_to(load(x.qh.as_ptr()), j as i32, 4),
+                )
+            },
+        )
+    }
 }
 
-#[inline(always)]
-pub unsafe fn vec_dot_q6_k<D: IntDots, const N: usize>(x: &[BlockQ6K], ys: [ScaledRow<BlockQ8K>; N]) -> [f32; N] {
-    k_dot::<D, _, N>(
-        x,
-        ys,
-        #[inline(always)]
-        |x| {
-            // Chunk j = 4·half + m: low 4 bits from the nibbles of ql (m < 2: low nibbles of bytes
-            // 32·m.., else high nibbles of bytes 32·(m−2)..), high 2 bits from bits 2m.. of qh.
-            let values = array(
-                _mm256_setzero_si256(),
-                #[inline(always)]
-                |j| {
-                    let (half, m) = (j / 4, j % 4);
-                    let ql = load(x.ql[half * 64 + (m % 2) * 32..].as_ptr());
-                    let low = if m < 2 { ql } else { _mm256_srli_epi16::<4>(ql) };
-                    let high = _mm256_slli_epi16::<4>(two_bits(load(x.qh[half * 32..].as_ptr()), 2 * m as i32));
-                    _mm256_or_si256(_mm256_and_si256(low, _mm256_set1_epi8(0x0f)), high)
-                },
-            );
-            let scales = array(
-                0,
-                #[inline(always)]
-                |k| x.scales[k] as i16,
-            );
-            SuperBlock {
-                d: f32_of(x.d),
-                dmin: None,
-                values,
-                scales,
-                mins: array(
+impl Avx2Dot for BlockQ6K {
+    #[inline(always)]
+    unsafe fn dot<D: IntDots, const N: usize>(x: &[Self], ys: [ScaledRow<BlockQ8K>; N]) -> [f32; N] {
+        k_dot::<D, _, N>(
+            x,
+            ys,
+            #[inline(always)]
+            |x| {
+                // Chunk j = 4·half + m: low 4 bits from the nibbles of ql (m < 2: low nibbles of bytes
+                // 32·m.., else high nibbles of bytes 32·(m−2)..), high 2 bits from bits 2m.. of qh.
+                let values = array(
+                    _mm256_setzero_si256(),
+                    #[inline(always)]
+                    |j| {
+                        let (half, m) = (j / 4, j % 4);
+                        let ql = load(x.ql[half * 64 + (m % 2) * 32..].as_ptr());
+                        let low = if m < 2 { ql } else { _mm256_srli_epi16::<4>(ql) };
+                        let high = _mm256_slli_epi16::<4>(two_bits(load(x.qh[half * 32..].as_ptr()), 2 * m as i32));
+                        _mm256_or_si256(_mm256_and_si256(low, _mm256_set1_epi8(0x0f)), high)
+                    },
+                );
+                let scales = array(
                     0,
                     #[inline(always)]
-                    |k| 32 * scales[k],
-                ),
-            }
-        },
-    )
+                    |k| x.scales[k] as i16,
+                );
+                SuperBlock {
+                    d: f32_of(x.d),
+                    dmin: None,
+                    values,
+                    scales,
+                    mins: array(
+                        0,
+                        #[inline(always)]
+                        |k| 32 * scales[k],
+                    ),
+                }
+            },
+        )
+    }
 }
 
 /// Q8_0 quantisation of activations, as the scalar `from_float` (ggml's `quantize_row_q8_0_ref`)
@@ -599,38 +620,62 @@ unsafe fn float_dot<T: Copy + Into<f64>>(x: &[T], y: &[T], load8: impl Fn(&[T]) 
     )) + tail as f32
 }
 
-#[inline(always)]
-pub unsafe fn vec_dot_f32(x: &[f32], y: &[f32]) -> f32 {
-    float_dot(
-        x,
-        y,
-        #[inline(always)]
-        |v| _mm256_loadu_ps(v.as_ptr()),
-    )
+impl Avx2Dot for f32 {
+    #[inline(always)]
+    unsafe fn dot<D: IntDots, const N: usize>(x: &[Self], ys: [ScaledRow<f32>; N]) -> [f32; N] {
+        array(
+            0.0,
+            #[inline(always)]
+            |n| {
+                float_dot(
+                    x,
+                    ys[n].blocks,
+                    #[inline(always)]
+                    |v| _mm256_loadu_ps(v.as_ptr()),
+                )
+            },
+        )
+    }
 }
 
-#[inline(always)]
-pub unsafe fn vec_dot_f16(x: &[f16], y: &[f16]) -> f32 {
-    float_dot(
-        x,
-        y,
-        #[inline(always)]
-        |v| _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr() as *const __m128i)),
-    )
+impl Avx2Dot for f16 {
+    #[inline(always)]
+    unsafe fn dot<D: IntDots, const N: usize>(x: &[Self], ys: [ScaledRow<f16>; N]) -> [f32; N] {
+        array(
+            0.0,
+            #[inline(always)]
+            |n| {
+                float_dot(
+                    x,
+                    ys[n].blocks,
+                    #[inline(always)]
+                    |v| _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr() as *const __m128i)),
+                )
+            },
+        )
+    }
 }
 
-#[inline(always)]
-pub unsafe fn vec_dot_bf16(x: &[bf16], y: &[bf16]) -> f32 {
-    // bf16 is the high half of an f32: widen to 32 bits and shift into place.
-    float_dot(
-        x,
-        y,
-        #[inline(always)]
-        |v| {
-            let w = _mm256_cvtepu16_epi32(_mm_loadu_si128(v.as_ptr() as *const __m128i));
-            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(w))
-        },
-    )
+impl Avx2Dot for bf16 {
+    #[inline(always)]
+    unsafe fn dot<D: IntDots, const N: usize>(x: &[Self], ys: [ScaledRow<bf16>; N]) -> [f32; N] {
+        // bf16 is the high half of an f32: widen to 32 bits and shift into place.
+        array(
+            0.0,
+            #[inline(always)]
+            |n| {
+                float_dot(
+                    x,
+                    ys[n].blocks,
+                    #[inline(always)]
+                    |v| {
+                        let w = _mm256_cvtepu16_epi32(_mm_loadu_si128(v.as_ptr() as *const __m128i));
+                        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(w))
+                    },
+                )
+            },
+        )
+    }
 }
 
 /// [`crate::quants::weighted_sum`]: 32 values at a time summed over every row in four

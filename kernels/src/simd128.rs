@@ -191,6 +191,107 @@ fn f32x4_of_bits(bits: v128) -> v128 {
     v128_or(value, inf_nan)
 }
 
+/// A weight format's kernel on simd128: its dot products with `N` activation rows at once, each
+/// weight block unpacked once for all of them (the float formats' one row at a time). Each
+/// format implements it here, from its family's kernel below (`legacy_dot` with the format's
+/// [`Legacy`] facts, `k_dot`, `float_dot`); `dispatch` runs it for every row of a band. The
+/// impls only forward, always inlined: one more call level between the band and the kernel
+/// left LLVM's inliner with other choices and halved Q5_K/Q6_K matmul ×8 in wasmtime.
+pub trait Simd128Dot: WeightBlock {
+    fn dot<const N: usize>(x: &[Self], ys: [ScaledRow<Self::Act>; N]) -> [f32; N];
+}
+
+impl Simd128Dot for BlockQ4_0 {
+    #[inline(always)]
+    fn dot<const N: usize>(x: &[Self], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
+        vec_dot_q4_0(x, ys)
+    }
+}
+
+impl Simd128Dot for BlockQ4_1 {
+    #[inline(always)]
+    fn dot<const N: usize>(x: &[Self], ys: [ScaledRow<BlockQ8_1>; N]) -> [f32; N] {
+        vec_dot_q4_1(x, ys)
+    }
+}
+
+impl Simd128Dot for BlockQ5_0 {
+    #[inline(always)]
+    fn dot<const N: usize>(x: &[Self], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
+        vec_dot_q5_0(x, ys)
+    }
+}
+
+impl Simd128Dot for BlockQ5_1 {
+    #[inline(always)]
+    fn dot<const N: usize>(x: &[Self], ys: [ScaledRow<BlockQ8_1>; N]) -> [f32; N] {
+        vec_dot_q5_1(x, ys)
+    }
+}
+
+impl Simd128Dot for BlockQ8_0 {
+    #[inline(always)]
+    fn dot<const N: usize>(x: &[Self], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
+        vec_dot_q8_0(x, ys)
+    }
+}
+
+impl Simd128Dot for BlockQ2K {
+    #[inline(always)]
+    fn dot<const N: usize>(x: &[Self], ys: [ScaledRow<BlockQ8K>; N]) -> [f32; N] {
+        vec_dot_q2_k(x, ys.map(|y| y.blocks))
+    }
+}
+
+impl Simd128Dot for BlockQ3K {
+    #[inline(always)]
+    fn dot<const N: usize>(x: &[Self], ys: [ScaledRow<BlockQ8K>; N]) -> [f32; N] {
+        vec_dot_q3_k(x, ys.map(|y| y.blocks))
+    }
+}
+
+impl Simd128Dot for BlockQ4K {
+    #[inline(always)]
+    fn dot<const N: usize>(x: &[Self], ys: [ScaledRow<BlockQ8K>; N]) -> [f32; N] {
+        vec_dot_q4_k(x, ys.map(|y| y.blocks))
+    }
+}
+
+impl Simd128Dot for BlockQ5K {
+    #[inline(always)]
+    fn dot<const N: usize>(x: &[Self], ys: [ScaledRow<BlockQ8K>; N]) -> [f32; N] {
+        vec_dot_q5_k(x, ys.map(|y| y.blocks))
+    }
+}
+
+impl Simd128Dot for BlockQ6K {
+    #[inline(always)]
+    fn dot<const N: usize>(x: &[Self], ys: [ScaledRow<BlockQ8K>; N]) -> [f32; N] {
+        vec_dot_q6_k(x, ys.map(|y| y.blocks))
+    }
+}
+
+impl Simd128Dot for f32 {
+    #[inline(always)]
+    fn dot<const N: usize>(x: &[Self], ys: [ScaledRow<f32>; N]) -> [f32; N] {
+        ys.map(|y| vec_dot_f32(x, y.blocks))
+    }
+}
+
+impl Simd128Dot for f16 {
+    #[inline(always)]
+    fn dot<const N: usize>(x: &[Self], ys: [ScaledRow<f16>; N]) -> [f32; N] {
+        ys.map(|y| vec_dot_f16(x, y.blocks))
+    }
+}
+
+impl Simd128Dot for bf16 {
+    #[inline(always)]
+    fn dot<const N: usize>(x: &[Self], ys: [ScaledRow<bf16>; N]) -> [f32; N] {
+        ys.map(|y| vec_dot_bf16(x, y.blocks))
+    }
+}
+
 /// What the kernels need to know of a 32-value weight format and its activation format.
 trait Legacy: WeightBlock<Act: LegacyAct> {
     /// `Some(bias)`: values are unsigned, worth their value minus `bias`; `None`: signed.
@@ -424,23 +525,23 @@ fn four<T>(f: impl Fn(usize) -> T) -> [T; 4] {
     [f(0), f(1), f(2), f(3)]
 }
 
-pub fn vec_dot_q4_0<const N: usize>(x: &[BlockQ4_0], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
+fn vec_dot_q4_0<const N: usize>(x: &[BlockQ4_0], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
     legacy_dot(x, ys)
 }
 
-pub fn vec_dot_q4_1<const N: usize>(x: &[BlockQ4_1], ys: [ScaledRow<BlockQ8_1>; N]) -> [f32; N] {
+fn vec_dot_q4_1<const N: usize>(x: &[BlockQ4_1], ys: [ScaledRow<BlockQ8_1>; N]) -> [f32; N] {
     legacy_dot(x, ys)
 }
 
-pub fn vec_dot_q5_0<const N: usize>(x: &[BlockQ5_0], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
+fn vec_dot_q5_0<const N: usize>(x: &[BlockQ5_0], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
     legacy_dot(x, ys)
 }
 
-pub fn vec_dot_q5_1<const N: usize>(x: &[BlockQ5_1], ys: [ScaledRow<BlockQ8_1>; N]) -> [f32; N] {
+fn vec_dot_q5_1<const N: usize>(x: &[BlockQ5_1], ys: [ScaledRow<BlockQ8_1>; N]) -> [f32; N] {
     legacy_dot(x, ys)
 }
 
-pub fn vec_dot_q8_0<const N: usize>(x: &[BlockQ8_0], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
+fn vec_dot_q8_0<const N: usize>(x: &[BlockQ8_0], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
     legacy_dot(x, ys)
 }
 
@@ -509,7 +610,7 @@ fn two_bits(qs: &[u8; 64], k: usize) -> v128 {
     v128_and(u8x16_shr(q, 2 * m as u32), u8x16_splat(3))
 }
 
-pub fn vec_dot_q2_k<const N: usize>(x: &[BlockQ2K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
+fn vec_dot_q2_k<const N: usize>(x: &[BlockQ2K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
     k_dot(x, ys, |x, ys| {
         let isums = scaled_sum_16(|k| two_bits(&x.qs, k), 0, |k| (x.scales[k] & 0x0f) as i32, ys);
         std::array::from_fn(|n| {
@@ -519,7 +620,7 @@ pub fn vec_dot_q2_k<const N: usize>(x: &[BlockQ2K], ys: [&[BlockQ8K]; N]) -> [f3
     })
 }
 
-pub fn vec_dot_q3_k<const N: usize>(x: &[BlockQ3K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
+fn vec_dot_q3_k<const N: usize>(x: &[BlockQ3K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
     k_dot(x, ys, |x, ys| {
         let sc = x.scales();
         let hmask = [load(&x.hmask[..16]), load(&x.hmask[16..])];
@@ -570,7 +671,7 @@ fn k4_nibbles(qs: &[u8; 128], k: usize) -> v128 {
     }
 }
 
-pub fn vec_dot_q4_k<const N: usize>(x: &[BlockQ4K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
+fn vec_dot_q4_k<const N: usize>(x: &[BlockQ4K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
     k4_dot(
         x,
         ys,
@@ -579,7 +680,7 @@ pub fn vec_dot_q4_k<const N: usize>(x: &[BlockQ4K], ys: [&[BlockQ8K]; N]) -> [f3
     )
 }
 
-pub fn vec_dot_q5_k<const N: usize>(x: &[BlockQ5K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
+fn vec_dot_q5_k<const N: usize>(x: &[BlockQ5K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
     let values = |x: &BlockQ5K, k: usize| {
         let qh = load(&x.qh[(k % 2) * 16..]);
         let fifth = i8x16_shl(v128_and(u8x16_shr(qh, (k / 2) as u32), u8x16_splat(1)), 4);
@@ -588,7 +689,7 @@ pub fn vec_dot_q5_k<const N: usize>(x: &[BlockQ5K], ys: [&[BlockQ8K]; N]) -> [f3
     k4_dot(x, ys, |x| (f32_of(x.d), f32_of(x.dmin), x.scales_and_mins()), values)
 }
 
-pub fn vec_dot_q6_k<const N: usize>(x: &[BlockQ6K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
+fn vec_dot_q6_k<const N: usize>(x: &[BlockQ6K], ys: [&[BlockQ8K]; N]) -> [f32; N] {
     k_dot(x, ys, |x, ys| {
         // Sub-block k = 8·half + 2·m + part covers values 128·half + 32·m + 16·part ..+16.
         let values = |k: usize| {
@@ -657,16 +758,16 @@ fn float_dot<T: Copy + Into<f64>>(x: &[T], y: &[T], load4: impl Fn(&[T]) -> v128
     hsum_f32(f32x4_add(f32x4_add(acc[0], acc[1]), f32x4_add(acc[2], acc[3]))) + tail as f32
 }
 
-pub fn vec_dot_f32(x: &[f32], y: &[f32]) -> f32 {
+fn vec_dot_f32(x: &[f32], y: &[f32]) -> f32 {
     float_dot(x, y, |v| load(bytemuck::cast_slice(&v[..4])))
 }
 
-pub fn vec_dot_f16(x: &[f16], y: &[f16]) -> f32 {
+fn vec_dot_f16(x: &[f16], y: &[f16]) -> f32 {
     // simd128 has no half-precision conversion: the exact shift-and-multiply, four at a time.
     float_dot(x, y, |v| f32x4_of_bits(widen_16x4(v)))
 }
 
-pub fn vec_dot_bf16(x: &[bf16], y: &[bf16]) -> f32 {
+fn vec_dot_bf16(x: &[bf16], y: &[bf16]) -> f32 {
     // bf16 is the high half of an f32: widen to 32 bits and shift into place.
     float_dot(x, y, |v| i32x4_shl(widen_16x4(v), 16))
 }

@@ -1,5 +1,7 @@
 //! The kernel table: for each block format, its band of dot products on each [`KernelPath`]
 //! (scalar reference, simd128, AVX2, AVX-512 VNNI), and each activation format's quantiser.
+//! The formats' kernels are trait impls in each instruction set's file (`Simd128Dot`,
+//! `Avx2Dot`); this file only picks one by path.
 
 use super::path::{KernelPath, Path};
 use crate::quants::*;
@@ -51,58 +53,35 @@ fn each_row<B, R>(band: &[B], blocks_per_row: usize, out: &mut [R], dot: impl Fn
     }
 }
 
-/// The kernel table: weight block => name of its function in `simd128.rs` and `avx2.rs`, and
-/// how it takes activations: `scaled` functions take `N` activation rows with their f32 block
-/// scales, `tiled` ones `N` rows of blocks alone (in `simd128.rs`; the AVX2 k-quants take
-/// `ScaledRow`s and use only their blocks); both unpack each weight block once for all `N`.
-/// `one` functions take one row and are called once per row.
-macro_rules! kernel_table {
-    ($($block:ty => $name:ident $mode:ident),* $(,)?) => {$(
-        impl Kernels for $block {
-            fn band_fn<const N: usize>(path: KernelPath) -> BandFn<Self, N> {
-                match path.0 {
-                    Path::Scalar => |band, n, ys, out| each_row(band, n, out, |x| ys.map(|y| <$block as WeightBlock>::vec_dot(x, y.blocks))),
-                    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-                    Path::Simd128 => |band, n, ys, out| each_row(band, n, out, |x| kernel_table!(@simd128 $name $mode, x, ys)),
-                    // SAFETY: an Avx2 path exists only when the CPU has AVX2, FMA and F16C, an
-                    // Avx512Vnni path only when it also has AVX-512F/VL/BW and VNNI.
-                    #[cfg(target_arch = "x86_64")]
-                    Path::Avx2 => |band, n, ys, out| unsafe { crate::avx2::band_avx2(band, n, ys, out) },
-                    #[cfg(target_arch = "x86_64")]
-                    Path::Avx512Vnni => |band, n, ys, out| unsafe { crate::avx512vnni::band_vnni(band, n, ys, out) },
-                }
-            }
-        }
+/// The kernels a weight format must have for this target's instruction sets: one impl per
+/// instruction set, in its file. A new format is its block file plus those impls.
+#[cfg(target_arch = "x86_64")]
+pub(super) trait TargetDots: crate::avx2::Avx2Dot {}
+#[cfg(target_arch = "x86_64")]
+impl<B: crate::avx2::Avx2Dot> TargetDots for B {}
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub(super) trait TargetDots: crate::simd128::Simd128Dot {}
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+impl<B: crate::simd128::Simd128Dot> TargetDots for B {}
+#[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
+pub(super) trait TargetDots {}
+#[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
+impl<B> TargetDots for B {}
 
-        #[cfg(target_arch = "x86_64")]
-        impl crate::avx2::Avx2Dot for $block {
-            #[inline(always)]
-            unsafe fn dot<D: crate::avx2::IntDots, const N: usize>(x: &[Self], ys: [ScaledRow<Self::Act>; N]) -> [f32; N] {
-                kernel_table!(@avx2 $name $mode, x, ys)
-            }
+impl<B: WeightBlock<Act: Quantize> + TargetDots> Kernels for B {
+    fn band_fn<const N: usize>(path: KernelPath) -> BandFn<Self, N> {
+        match path.0 {
+            Path::Scalar => |band, n, ys, out| each_row(band, n, out, |x| ys.map(|y| B::vec_dot(x, y.blocks))),
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Path::Simd128 => |band, n, ys, out| each_row(band, n, out, |x| B::dot(x, ys)),
+            // SAFETY: an Avx2 path exists only when the CPU has AVX2, FMA and F16C, an
+            // Avx512Vnni path only when it also has AVX-512F/VL/BW and VNNI.
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2 => |band, n, ys, out| unsafe { crate::avx2::band_avx2(band, n, ys, out) },
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512Vnni => |band, n, ys, out| unsafe { crate::avx512vnni::band_vnni(band, n, ys, out) },
         }
-    )*};
-    (@simd128 $name:ident one, $x:ident, $ys:ident) => { $ys.map(|y| crate::simd128::$name($x, y.blocks)) };
-    (@simd128 $name:ident tiled, $x:ident, $ys:ident) => { crate::simd128::$name($x, $ys.map(|y| y.blocks)) };
-    (@simd128 $name:ident scaled, $x:ident, $ys:ident) => { crate::simd128::$name($x, $ys) };
-    (@avx2 $name:ident one, $x:ident, $ys:ident) => { crate::avx2::array(0.0, #[inline(always)] |n| crate::avx2::$name($x, $ys[n].blocks)) };
-    (@avx2 $name:ident $mode:ident, $x:ident, $ys:ident) => { crate::avx2::$name::<D, N>($x, $ys) };
-}
-
-kernel_table! {
-    f32 => vec_dot_f32 one,
-    f16 => vec_dot_f16 one,
-    bf16 => vec_dot_bf16 one,
-    BlockQ4_0 => vec_dot_q4_0 scaled,
-    BlockQ4_1 => vec_dot_q4_1 scaled,
-    BlockQ5_0 => vec_dot_q5_0 scaled,
-    BlockQ5_1 => vec_dot_q5_1 scaled,
-    BlockQ8_0 => vec_dot_q8_0 scaled,
-    BlockQ2K => vec_dot_q2_k tiled,
-    BlockQ3K => vec_dot_q3_k tiled,
-    BlockQ4K => vec_dot_q4_k tiled,
-    BlockQ5K => vec_dot_q5_k tiled,
-    BlockQ6K => vec_dot_q6_k tiled,
+    }
 }
 
 /// The activations' [`SignedParts`] where `path`'s kernels for weights `B` take them (once per
