@@ -3,10 +3,11 @@
 
 use crate::ApiError;
 use rill_engine::chat::Message;
-use rill_engine::sampler::{LogitBias, SamplingParams};
+use rill_engine::settings::{GenerationSettings, SERVER_ONLY};
 use rill_engine::{GenerateParams, MAX_TOP_LOGPROBS};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use std::sync::LazyLock;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
@@ -45,14 +46,9 @@ struct Body {
     model: Option<String>,
     messages: Option<Vec<ChatMessage>>,
     prompt: Option<PromptField>,
-    max_tokens: Option<u32>,
-    max_completion_tokens: Option<u32>,
-    temperature: Option<f32>,
-    top_p: Option<f32>,
-    seed: Option<u64>,
+    /// OpenAI's newer name for `max_tokens`; it wins when both are given.
+    max_completion_tokens: Option<usize>,
     stop: Option<StopField>,
-    presence_penalty: Option<f32>,
-    frequency_penalty: Option<f32>,
     n: Option<u32>,
     logprobs: Option<LogprobsField>,
     top_logprobs: Option<u32>,
@@ -60,12 +56,9 @@ struct Body {
     user: Option<String>,
     stream: Option<bool>,
     stream_options: Option<StreamOptions>,
-    top_k: Option<u32>,
-    min_p: Option<f32>,
-    repeat_penalty: Option<f32>,
     ignore_eos: Option<bool>,
-    logit_bias: Option<LogitBias>,
-    /// Everything else: ignored, unless it asks for something this server does not do.
+    /// Everything else: the generation settings (read by [`settings`]), and fields that are
+    /// ignored unless they ask for something this server does not do.
     #[serde(flatten)]
     other: Map<String, Value>,
 }
@@ -149,10 +142,8 @@ fn parse(endpoint: Endpoint, body: &[u8], defaults: &GenerateParams) -> Result<G
     if !value.is_object() {
         return Err(ApiError::invalid("the body must be a JSON object", None));
     }
-    let body: Body = serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        ApiError::invalid(format!("`{path}`: {}", e.inner()), Some(&path))
-    })?;
+    let settings = settings(&value)?;
+    let body: Body = deserialize(value)?;
     check_unsupported(&body)?;
 
     let prompt = match endpoint {
@@ -218,26 +209,16 @@ fn parse(endpoint: Endpoint, body: &[u8], defaults: &GenerateParams) -> Result<G
         ));
     }
 
-    let d = &defaults.sampling;
-    let sampling = SamplingParams {
-        temperature: body.temperature.unwrap_or(d.temperature),
-        top_k: body.top_k.map_or(d.top_k, |k| k as usize),
-        top_p: body.top_p.unwrap_or(d.top_p),
-        min_p: body.min_p.unwrap_or(d.min_p),
-        repeat_penalty: body.repeat_penalty.unwrap_or(d.repeat_penalty),
-        frequency_penalty: body.frequency_penalty.unwrap_or(d.frequency_penalty),
-        presence_penalty: body.presence_penalty.unwrap_or(d.presence_penalty),
-        penalty_last_n: d.penalty_last_n,
-        seed: body.seed.unwrap_or(d.seed),
-        logit_bias: body.logit_bias.unwrap_or_else(|| d.logit_bias.clone()),
-    };
-    sampling
+    let mut params = defaults.clone();
+    settings.apply(&mut params);
+    params
+        .sampling
         .validate()
         .map_err(|e| ApiError::invalid(e.to_string(), Some(e.name)))?;
-    let max_tokens = match (body.max_completion_tokens, body.max_tokens) {
+    let max_tokens = match (body.max_completion_tokens, settings.max_tokens) {
         (Some(m), _) => (m, "max_completion_tokens"),
         (None, Some(m)) => (m, "max_tokens"),
-        (None, None) => (defaults.max_tokens as u32, ""),
+        (None, None) => (params.max_tokens, ""),
     };
     if max_tokens.0 == 0 {
         return Err(ApiError::invalid(
@@ -254,15 +235,12 @@ fn parse(endpoint: Endpoint, body: &[u8], defaults: &GenerateParams) -> Result<G
         return Err(ApiError::invalid("stop strings must not be empty", Some("stop")));
     }
     let params = GenerateParams {
-        sampling,
-        max_tokens: max_tokens.0 as usize,
+        max_tokens: max_tokens.0,
         ignore_eos: body.ignore_eos.unwrap_or(defaults.ignore_eos),
         stop,
-        context: defaults.context,
-        on_full_context: defaults.on_full_context,
-        kv_type: defaults.kv_type,
         logprobs,
         top_logprobs: top_logprobs as usize,
+        ..params
     };
     let stream = body.stream.unwrap_or(false);
     let include_usage = body
@@ -285,6 +263,33 @@ fn parse(endpoint: Endpoint, body: &[u8], defaults: &GenerateParams) -> Result<G
         include_usage,
         logprobs,
     })
+}
+
+/// `value` as `T`; an error names the field at fault.
+fn deserialize<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::invalid(format!("`{path}`: {}", e.inner()), Some(&path))
+    })
+}
+
+/// The generation settings a request sets: the fields of the body's object named as
+/// [`GenerationSettings`] fields, except the server's own ([`SERVER_ONLY`], ignored as any
+/// unknown field is).
+fn settings(body: &Value) -> Result<GenerationSettings, ApiError> {
+    static NAMES: LazyLock<Vec<String>> = LazyLock::new(|| {
+        // The names of a complete set's serialised form: they cannot drift from the struct.
+        match serde_json::to_value(GenerationSettings::of(&GenerateParams::default())) {
+            Ok(Value::Object(fields)) => fields.into_iter().map(|(name, _)| name).collect(),
+            _ => unreachable!("a complete GenerationSettings serialises to an object"),
+        }
+    });
+    let fields = NAMES
+        .iter()
+        .filter(|name| !SERVER_ONLY.contains(&name.as_str()))
+        .filter_map(|name| Some((name.clone(), body.get(name)?.clone())))
+        .collect();
+    deserialize(Value::Object(fields))
 }
 
 fn check_unsupported(body: &Body) -> Result<(), ApiError> {
@@ -395,6 +400,7 @@ fn prompt(field: PromptField) -> Result<PromptSpec, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rill_engine::sampler::LogitBias;
 
     fn chat(body: &str) -> Result<GenerationRequest, ApiError> {
         parse_chat(body.as_bytes(), &GenerateParams::default())
@@ -427,6 +433,24 @@ mod tests {
         );
         assert_eq!(p.sampling.logit_bias, LogitBias(vec![(2, 3.5), (818, -100.0)]));
         assert!(r.stream && r.include_usage && r.logprobs);
+    }
+
+    #[test]
+    fn a_request_sets_the_shared_settings_but_not_the_servers_own() {
+        let server = GenerateParams {
+            context: 512,
+            max_tokens: 9,
+            ..GenerateParams::default()
+        };
+        let r = parse_chat(
+            br#"{"messages":[{"role":"user","content":"x"}],"penalty_last_n":8,"temperature":null,
+                "context":"whatever a client means by it","kv_type":7}"#,
+            &server,
+        )
+        .unwrap();
+        let p = &r.params;
+        assert_eq!((p.sampling.penalty_last_n, p.context, p.max_tokens), (8, 512, 9));
+        assert_eq!(p.sampling.temperature, server.sampling.temperature, "null is not given");
     }
 
     #[test]
@@ -471,6 +495,10 @@ mod tests {
             Some("top_logprobs")
         );
         assert_eq!(param(r#"{"prompt":"x"}"#).as_deref(), Some("prompt"));
+        assert_eq!(
+            param(r#"{"messages":[{"role":"user","content":"x"}],"top_k":-1}"#).as_deref(),
+            Some("top_k")
+        );
         for bias in [r#"{"818":-101}"#, r#"{"818":"a lot"}"#, r#"{"token":1}"#, r#"[1]"#] {
             let body = format!(r#"{{"messages":[{{"role":"user","content":"x"}}],"logit_bias":{bias}}}"#);
             let param = param(&body).unwrap_or_default();

@@ -5,6 +5,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rill_engine::model::RopeScalingOptions;
+use rill_engine::settings::GenerationSettings;
 use rill_host::backend::BackendKind;
 use rill_host::config::Config;
 use rill_host::{commands, edge, serve};
@@ -183,12 +184,12 @@ enum ConfigAction {
 fn settings(
     config_path: Option<&std::path::Path>,
     model: &ModelArgs,
-    generation: Option<&commands::run::GenerationFlags>,
+    generation: Option<&GenerationSettings>,
 ) -> anyhow::Result<Config> {
     let (mut config, _) = Config::load(config_path)?;
     model.apply(&mut config);
     if let Some(flags) = generation {
-        flags.apply(&mut config.generation);
+        config.generation = flags.overlay(&config.generation);
     }
     config.validate().context("invalid settings (rill.toml and flags)")?;
     Ok(config)
@@ -227,7 +228,7 @@ fn main() -> ExitCode {
         Command::Run { model, args } => {
             let config = settings(config_path, &model, Some(&args.generation))?;
             let mut backend = config.open_backend(&config.model_path()?)?;
-            commands::run::run(backend.as_mut(), args, &config.generation)
+            commands::run::run(backend.as_mut(), args, config.generate_params())
         }
         Command::Bench { model, args } => {
             let config = settings(config_path, &model, None)?;

@@ -8,6 +8,7 @@ pub mod model;
 pub mod prefix_cache;
 pub mod sampler;
 pub mod scheduler;
+pub mod settings;
 pub mod stop;
 pub mod tokenizer;
 

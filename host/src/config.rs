@@ -7,9 +7,9 @@
 
 use crate::backend::BackendKind;
 use anyhow::{bail, Context};
-use rill_engine::model::{KvType, LoadOptions, RopeScalingOptions};
-use rill_engine::sampler::{LogitBias, SamplingParams};
-use rill_engine::ContextPolicy;
+use rill_engine::model::{LoadOptions, RopeScalingOptions};
+use rill_engine::settings::GenerationSettings;
+use rill_engine::GenerateParams;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -37,33 +37,9 @@ pub struct Config {
     /// `{ kind = "linear" | "yarn" | "none", factor = 4.0, original_context = 32768 }`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rope_scaling: Option<RopeScalingOptions>,
-    pub generation: Generation,
-}
-
-/// Defaults for each generation; request fields and flags override them.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Generation {
-    /// KV cache size in positions (prompt plus output).
-    pub context: usize,
-    /// KV cache storage: `f16`, or `q8_0` (half the memory, a small drift in the logits).
-    pub kv_type: KvType,
-    /// When the context fills: `finish` (finish reason `length`), `error` (fail with
-    /// `context-overflow`), or `shift:N` (keep the first N tokens, drop the older half of the
-    /// rest, go on).
-    pub on_full_context: ContextPolicy,
-    pub max_tokens: usize,
-    pub temperature: f32,
-    pub top_k: usize,
-    pub top_p: f32,
-    pub min_p: f32,
-    pub repeat_penalty: f32,
-    pub frequency_penalty: f32,
-    pub presence_penalty: f32,
-    pub penalty_last_n: usize,
-    pub seed: u64,
-    /// Token id → bias (-100..=100) added to its logit before sampling: `{ 818 = -100.0 }`.
-    pub logit_bias: LogitBias,
+    /// Defaults for each generation, every setting given (the engine's defaults under the
+    /// file's `[generation]`); flags and request fields override them.
+    pub generation: GenerationSettings,
 }
 
 impl Default for Config {
@@ -74,46 +50,7 @@ impl Default for Config {
             backend: BackendKind::Component,
             memory_limit_mib: None,
             rope_scaling: None,
-            generation: Generation::default(),
-        }
-    }
-}
-
-impl Default for Generation {
-    fn default() -> Self {
-        let s = SamplingParams::default();
-        Generation {
-            context: 4096,
-            kv_type: KvType::F16,
-            on_full_context: ContextPolicy::Finish,
-            max_tokens: 256,
-            temperature: s.temperature,
-            top_k: s.top_k,
-            top_p: s.top_p,
-            min_p: s.min_p,
-            repeat_penalty: s.repeat_penalty,
-            frequency_penalty: s.frequency_penalty,
-            presence_penalty: s.presence_penalty,
-            penalty_last_n: s.penalty_last_n,
-            seed: s.seed,
-            logit_bias: s.logit_bias,
-        }
-    }
-}
-
-impl Generation {
-    pub fn sampling(&self) -> SamplingParams {
-        SamplingParams {
-            temperature: self.temperature,
-            top_k: self.top_k,
-            top_p: self.top_p,
-            min_p: self.min_p,
-            repeat_penalty: self.repeat_penalty,
-            frequency_penalty: self.frequency_penalty,
-            presence_penalty: self.presence_penalty,
-            penalty_last_n: self.penalty_last_n,
-            seed: self.seed,
-            logit_bias: self.logit_bias.clone(),
+            generation: GenerationSettings::of(&GenerateParams::default()),
         }
     }
 }
@@ -121,7 +58,8 @@ impl Generation {
 impl Config {
     /// Parses and checks a config file's text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> anyhow::Result<Config> {
-        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        let mut config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        config.generation = config.generation.overlay(&Config::default().generation);
         config.validate().with_context(|| origin.to_string())?;
         Ok(config)
     }
@@ -179,7 +117,7 @@ impl Config {
                 bail!("rope_scaling.original_context = {n} is out of range: it must be 1..={MAX_CONTEXT}");
             }
         }
-        let g = &self.generation;
+        let g = self.generate_params();
         if !(1..=MAX_CONTEXT).contains(&g.context) {
             bail!(
                 "generation.context = {} is out of range: it must be 1..={MAX_CONTEXT}",
@@ -189,7 +127,14 @@ impl Config {
         if g.max_tokens == 0 {
             bail!("generation.max_tokens = 0 is out of range: it must be at least 1");
         }
-        g.sampling().validate().map_err(|e| anyhow::anyhow!("generation.{e}"))
+        g.sampling.validate().map_err(|e| anyhow::anyhow!("generation.{e}"))
+    }
+
+    /// The parameters of a generation with these settings (no stop strings, no log-probabilities).
+    pub fn generate_params(&self) -> GenerateParams {
+        let mut params = GenerateParams::default();
+        self.generation.apply(&mut params);
+        params
     }
 
     /// How the engine builds the model.
@@ -228,6 +173,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rill_engine::ContextPolicy;
 
     #[test]
     fn empty_file_is_the_defaults() {
@@ -291,11 +237,11 @@ mod tests {
             "t",
         )
         .unwrap();
-        assert_eq!(c.generation.on_full_context, ContextPolicy::Shift { keep: 64 });
+        assert_eq!(c.generation.on_full_context, Some(ContextPolicy::Shift { keep: 64 }));
         let r = c.rope_scaling.unwrap();
         assert_eq!((r.factor, r.original_context), (4.0, None));
         assert_eq!(Config::parse(&c.to_toml(), "t").unwrap(), c);
         let error = Config::parse("[generation]\non_full_context = \"error\"\n", "t").unwrap();
-        assert_eq!(error.generation.on_full_context, ContextPolicy::Error);
+        assert_eq!(error.generation.on_full_context, Some(ContextPolicy::Error));
     }
 }

@@ -27,6 +27,17 @@ pub enum KvType {
     Q8_0,
 }
 
+impl std::str::FromStr for KvType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<KvType, String> {
+        match s {
+            "f16" => Ok(KvType::F16),
+            "q8_0" => Ok(KvType::Q8_0),
+            _ => Err(format!("{s:?} is not a KV cache type: f16 or q8_0")),
+        }
+    }
+}
+
 impl KvType {
     pub fn quant_type(self) -> QuantType {
         match self {

@@ -144,7 +144,7 @@ pub fn info(format: Format, config: &Config, models_dir: &Path) -> anyhow::Resul
     let features = x86_features();
     let (component_path, simd128, relaxed_simd) = component::capabilities()?;
     let native_path = KernelPath::best().name();
-    let context = config.generation.context;
+    let context = config.generate_params().context;
     // The model is described only when it is on disk: `info` never downloads.
     let plan = models::locate(&config.model, models_dir)
         .map(|p| model_plan(&p))

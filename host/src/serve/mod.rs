@@ -21,7 +21,6 @@ use axum::routing::{get, post};
 use axum::Router;
 use clap::Args;
 use rill_api::{ApiError, ServedModel};
-use rill_engine::GenerateParams;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -101,15 +100,7 @@ pub fn serve(args: ServeArgs, config: Config, model: PathBuf, extras: Extras) ->
             .file_stem()
             .map_or_else(|| config.model.clone(), |s| s.to_string_lossy().into_owned())
     };
-    let g = &config.generation;
-    let defaults = GenerateParams {
-        sampling: g.sampling(),
-        max_tokens: g.max_tokens,
-        context: g.context,
-        on_full_context: g.on_full_context,
-        kv_type: g.kv_type,
-        ..GenerateParams::default()
-    };
+    let defaults = config.generate_params();
     let metrics = Arc::new(metrics::Metrics::new());
     eprintln!(
         "rill serve: loading {} on the {:?} backend",
