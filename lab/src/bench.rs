@@ -106,153 +106,202 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
     }
     // The peer runs first, so that its numbers come from the same minutes as ours.
     let peer = args.peer.as_deref().map(|p| run_peer(p, model, &args)).transpose()?;
-
-    let prompt = bench_prompt(backend, args.prompt_tokens, 0)?;
-    let bos = vec![prompt[0]];
-    let context = args.prompt_tokens + args.gen_tokens + 1;
-    let params = |max_tokens| GenerateParams {
-        sampling: SamplingParams::greedy(),
-        max_tokens,
-        ignore_eos: true,
-        stop: Vec::new(),
-        context,
-        ..GenerateParams::default()
-    };
-    // Warm-up: touches every weight and the code paths once.
-    timed(backend, &prompt[..prompt.len().min(8)], params(2))?;
-
-    let (mut pp, mut ttft, mut tg, mut calibration) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for r in 0..args.repeats {
-        // The machine's speed at this moment, between the measurements it calibrates.
-        calibration.push(crate::calibration::measure());
-        // pp: the whole prompt in one forward pass, then the first token; a prompt unlike the
-        // ones before, which the prefix cache holds.
-        let fresh = bench_prompt(backend, args.prompt_tokens, r + 1)?;
-        let run = timed(backend, &fresh, params(1))?;
-        pp.push(args.prompt_tokens as f64 / run.prompt.as_secs_f64());
-        ttft.push(run.first_token.as_secs_f64() * 1e3);
-        // tg: one token at a time from BOS, `gen_tokens` forward passes in all.
-        let run = timed(backend, &bos, params(args.gen_tokens))?;
-        tg.push(args.gen_tokens as f64 / run.total.as_secs_f64());
-    }
-    calibration.push(crate::calibration::measure());
-    let (pp, tg, ttft, calibration) = (
-        Spread::of(pp),
-        Spread::of(tg),
-        Spread::of(ttft),
-        Spread::of(calibration),
-    );
-    let prefix = args
-        .prefix_tokens
-        .map(|n| bench_prefix(backend, n, args.repeats, params(1)))
-        .transpose()?;
-    let kernels = backend.kernel_path()?;
-    let backend_name = backend.name();
-
-    let (pp_name, tg_name) = (format!("pp{}", args.prompt_tokens), format!("tg{}", args.gen_tokens));
-    let mut figures = vec![
-        figure(&format!("{pp_name}_tok_s"), pp.median, Better::Higher),
-        figure(&format!("{tg_name}_tok_s"), tg.median, Better::Higher),
-        figure("ttft_ms", ttft.median, Better::Lower),
-        figure("load_ms", load.as_secs_f64() * 1e3, Better::Lower),
-        figure("calibration_mmac_s", calibration.median, Better::Higher),
-        figure(
-            &format!("{pp_name}_vs_calibration"),
-            pp.median / calibration.median,
-            Better::Higher,
-        ),
-        figure(
-            &format!("{tg_name}_vs_calibration"),
-            tg.median / calibration.median,
-            Better::Higher,
-        ),
-    ];
-    if let Some(bytes) = backend.memory_bytes() {
-        figures.push(figure("memory_mib", bytes as f64 / (1 << 20) as f64, Better::Lower));
-    }
-    if let Some(p) = &prefix {
-        figures.push(figure("prefix_ttft_ms_cached", p.cached.median, Better::Lower));
-        figures.push(figure("prefix_ttft_ms_computed", p.uncached.median, Better::Lower));
-    }
-    if let Some(p) = &peer {
-        figures.push(figure(
-            &format!("peer_{pp_name}_tok_s"),
-            p.prompt.median,
-            Better::Higher,
-        ));
-        figures.push(figure(
-            &format!("peer_{tg_name}_tok_s"),
-            p.decode.median,
-            Better::Higher,
-        ));
-        figures.push(figure(
-            &format!("{pp_name}_vs_peer"),
-            pp.median / p.prompt.median,
-            Better::Higher,
-        ));
-        figures.push(figure(
-            &format!("{tg_name}_vs_peer"),
-            tg.median / p.decode.median,
-            Better::Higher,
-        ));
-    }
-    let run = crate::bench_history::describe(backend, model, "single", figures)?;
+    let single = Single::measure(backend, load, peer, &args)?;
+    let run = crate::bench_history::describe(backend, model, "single", single.figures())?;
     match args.format {
-        Format::Json => {
-            let mut out = json!({
-                "model": model.display().to_string(),
-                "cpu": rill_host::commands::info::cpu_class(),
-                "time_unix": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs(),
-                "rill": {
-                    "backend": backend_name, "kernel_path": kernels, "threads": 1, "repeats": args.repeats,
-                    "load_ms": load.as_secs_f64() * 1e3,
-                    (pp_name.clone()): pp.json(), (tg_name.clone()): tg.json(),
-                    "time_to_first_token_ms": ttft.json(),
-                    "calibration_mmac_s": calibration.json(),
-                },
-            });
-            if let Some(p) = &prefix {
-                out["rill"]["prefix"] = json!({ "tokens": p.tokens, "ttft_ms_uncached": p.uncached.json(), "ttft_ms_cached": p.cached.json(), "ratio": p.cached.median / p.uncached.median });
-            }
-            if let Some(p) = &peer {
-                out["peer"] = json!({ "name": p.name, "threads": args.threads, (pp_name.clone()): p.prompt.json(), (tg_name.clone()): p.decode.json() });
-                out["ratio"] = json!({ pp_name: pp.median / p.prompt.median, tg_name: tg.median / p.decode.median });
-            }
-            println!("{out}");
-        }
-        Format::Text => {
-            println!("model   {}", model.display());
-            println!("cpu     {}", rill_host::commands::info::cpu_class());
-            println!("rill    {backend_name} backend, kernels {kernels}, 1 thread, {} repeats, load {:.2} s, calibration {:.0} M multiply-adds/s", args.repeats, load.as_secs_f64(), calibration.median);
-            println!("{:<40}{:>10}{:>10}{:>10}", "", "min", "median", "max");
-            let row = |name: &str, s: &Spread| println!("{name:<40}{:>10.2}{:>10.2}{:>10.2}", s.min, s.median, s.max);
-            row(&format!("  {pp_name} tok/s"), &pp);
-            row(&format!("  {tg_name} tok/s"), &tg);
-            row(&format!("  first token ms ({pp_name})"), &ttft);
-            if let Some(p) = &prefix {
-                row(
-                    &format!("  first token ms, {}-token prefix computed", p.tokens),
-                    &p.uncached,
-                );
-                row("  … same prefix cached", &p.cached);
-                println!(
-                    "  cached / computed (medians): {:.2}×",
-                    p.cached.median / p.uncached.median
-                );
-            }
-            if let Some(p) = &peer {
-                println!("{}, {} thread(s)", p.name, args.threads);
-                row(&format!("  {pp_name} tok/s"), &p.prompt);
-                row(&format!("  {tg_name} tok/s"), &p.decode);
-                println!(
-                    "ratio rill / peer (medians): {pp_name} {:.2}×, {tg_name} {:.2}×",
-                    pp.median / p.prompt.median,
-                    tg.median / p.decode.median
-                );
-            }
-        }
+        Format::Json => println!("{}", single.json(model, &args)?),
+        Format::Text => single.print(model, &args),
     }
     crate::bench_history::after_run(&run, model, &args.history)
+}
+
+/// What a single-stream run measured, with its peer's figures.
+struct Single {
+    backend: String,
+    kernels: String,
+    load: Duration,
+    pp_name: String,
+    tg_name: String,
+    /// Prompt tokens per second.
+    pp: Spread,
+    /// Decode tokens per second.
+    tg: Spread,
+    /// Time to the first token after the prompt, ms.
+    ttft: Spread,
+    /// The machine's speed between the measurements (calibration.rs), M multiply-adds/s.
+    calibration: Spread,
+    prefix: Option<PrefixRun>,
+    memory_bytes: Option<u64>,
+    peer: Option<Peer>,
+}
+
+impl Single {
+    fn measure(
+        backend: &mut dyn Backend,
+        load: Duration,
+        peer: Option<Peer>,
+        args: &BenchArgs,
+    ) -> anyhow::Result<Single> {
+        let prompt = bench_prompt(backend, args.prompt_tokens, 0)?;
+        let bos = vec![prompt[0]];
+        let context = args.prompt_tokens + args.gen_tokens + 1;
+        let params = |max_tokens| GenerateParams {
+            sampling: SamplingParams::greedy(),
+            max_tokens,
+            ignore_eos: true,
+            stop: Vec::new(),
+            context,
+            ..GenerateParams::default()
+        };
+        // Warm-up: touches every weight and the code paths once.
+        timed(backend, &prompt[..prompt.len().min(8)], params(2))?;
+
+        let (mut pp, mut ttft, mut tg, mut calibration) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for r in 0..args.repeats {
+            // The machine's speed at this moment, between the measurements it calibrates.
+            calibration.push(crate::calibration::measure());
+            // pp: the whole prompt in one forward pass, then the first token; a prompt unlike the
+            // ones before, which the prefix cache holds.
+            let fresh = bench_prompt(backend, args.prompt_tokens, r + 1)?;
+            let run = timed(backend, &fresh, params(1))?;
+            pp.push(args.prompt_tokens as f64 / run.prompt.as_secs_f64());
+            ttft.push(run.first_token.as_secs_f64() * 1e3);
+            // tg: one token at a time from BOS, `gen_tokens` forward passes in all.
+            let run = timed(backend, &bos, params(args.gen_tokens))?;
+            tg.push(args.gen_tokens as f64 / run.total.as_secs_f64());
+        }
+        calibration.push(crate::calibration::measure());
+        let prefix = args
+            .prefix_tokens
+            .map(|n| bench_prefix(backend, n, args.repeats, params(1)))
+            .transpose()?;
+        Ok(Single {
+            backend: backend.name().to_string(),
+            kernels: backend.kernel_path()?,
+            load,
+            pp_name: format!("pp{}", args.prompt_tokens),
+            tg_name: format!("tg{}", args.gen_tokens),
+            pp: Spread::of(pp),
+            tg: Spread::of(tg),
+            ttft: Spread::of(ttft),
+            calibration: Spread::of(calibration),
+            prefix,
+            memory_bytes: backend.memory_bytes(),
+            peer,
+        })
+    }
+
+    /// The figures the metrics store records.
+    fn figures(&self) -> Vec<Figure> {
+        let (pp_name, tg_name) = (&self.pp_name, &self.tg_name);
+        let (pp, tg, calibration) = (self.pp.median, self.tg.median, self.calibration.median);
+        let mut figures = vec![
+            figure(&format!("{pp_name}_tok_s"), pp, Better::Higher),
+            figure(&format!("{tg_name}_tok_s"), tg, Better::Higher),
+            figure("ttft_ms", self.ttft.median, Better::Lower),
+            figure("load_ms", self.load.as_secs_f64() * 1e3, Better::Lower),
+            figure("calibration_mmac_s", calibration, Better::Higher),
+            figure(&format!("{pp_name}_vs_calibration"), pp / calibration, Better::Higher),
+            figure(&format!("{tg_name}_vs_calibration"), tg / calibration, Better::Higher),
+        ];
+        if let Some(bytes) = self.memory_bytes {
+            figures.push(figure("memory_mib", bytes as f64 / (1 << 20) as f64, Better::Lower));
+        }
+        if let Some(p) = &self.prefix {
+            figures.push(figure("prefix_ttft_ms_cached", p.cached.median, Better::Lower));
+            figures.push(figure("prefix_ttft_ms_computed", p.uncached.median, Better::Lower));
+        }
+        if let Some(p) = &self.peer {
+            figures.push(figure(
+                &format!("peer_{pp_name}_tok_s"),
+                p.prompt.median,
+                Better::Higher,
+            ));
+            figures.push(figure(
+                &format!("peer_{tg_name}_tok_s"),
+                p.decode.median,
+                Better::Higher,
+            ));
+            figures.push(figure(
+                &format!("{pp_name}_vs_peer"),
+                pp / p.prompt.median,
+                Better::Higher,
+            ));
+            figures.push(figure(
+                &format!("{tg_name}_vs_peer"),
+                tg / p.decode.median,
+                Better::Higher,
+            ));
+        }
+        figures
+    }
+
+    /// `--format json`.
+    fn json(&self, model: &Path, args: &BenchArgs) -> anyhow::Result<Value> {
+        let (pp_name, tg_name) = (&self.pp_name, &self.tg_name);
+        let mut out = json!({
+            "model": model.display().to_string(),
+            "cpu": rill_host::commands::info::cpu_class(),
+            "time_unix": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs(),
+            "rill": {
+                "backend": self.backend, "kernel_path": self.kernels, "threads": 1, "repeats": args.repeats,
+                "load_ms": self.load.as_secs_f64() * 1e3,
+                (pp_name.clone()): self.pp.json(), (tg_name.clone()): self.tg.json(),
+                "time_to_first_token_ms": self.ttft.json(),
+                "calibration_mmac_s": self.calibration.json(),
+            },
+        });
+        if let Some(p) = &self.prefix {
+            out["rill"]["prefix"] = json!({ "tokens": p.tokens, "ttft_ms_uncached": p.uncached.json(), "ttft_ms_cached": p.cached.json(), "ratio": p.cached.median / p.uncached.median });
+        }
+        if let Some(p) = &self.peer {
+            out["peer"] = json!({ "name": p.name, "threads": args.threads, (pp_name.clone()): p.prompt.json(), (tg_name.clone()): p.decode.json() });
+            out["ratio"] =
+                json!({ pp_name: self.pp.median / p.prompt.median, tg_name: self.tg.median / p.decode.median });
+        }
+        Ok(out)
+    }
+
+    /// `--format text`.
+    fn print(&self, model: &Path, args: &BenchArgs) {
+        let (pp_name, tg_name) = (&self.pp_name, &self.tg_name);
+        println!("model   {}", model.display());
+        println!("cpu     {}", rill_host::commands::info::cpu_class());
+        println!(
+            "rill    {} backend, kernels {}, 1 thread, {} repeats, load {:.2} s, calibration {:.0} M multiply-adds/s",
+            self.backend,
+            self.kernels,
+            args.repeats,
+            self.load.as_secs_f64(),
+            self.calibration.median
+        );
+        println!("{:<40}{:>10}{:>10}{:>10}", "", "min", "median", "max");
+        let row = |name: &str, s: &Spread| println!("{name:<40}{:>10.2}{:>10.2}{:>10.2}", s.min, s.median, s.max);
+        row(&format!("  {pp_name} tok/s"), &self.pp);
+        row(&format!("  {tg_name} tok/s"), &self.tg);
+        row(&format!("  first token ms ({pp_name})"), &self.ttft);
+        if let Some(p) = &self.prefix {
+            row(
+                &format!("  first token ms, {}-token prefix computed", p.tokens),
+                &p.uncached,
+            );
+            row("  … same prefix cached", &p.cached);
+            println!(
+                "  cached / computed (medians): {:.2}×",
+                p.cached.median / p.uncached.median
+            );
+        }
+        if let Some(p) = &self.peer {
+            println!("{}, {} thread(s)", p.name, args.threads);
+            row(&format!("  {pp_name} tok/s"), &p.prompt);
+            row(&format!("  {tg_name} tok/s"), &p.decode);
+            println!(
+                "ratio rill / peer (medians): {pp_name} {:.2}×, {tg_name} {:.2}×",
+                self.pp.median / p.prompt.median,
+                self.tg.median / p.decode.median
+            );
+        }
+    }
 }
 
 fn figure(name: &str, value: f64, better: Better) -> Figure {
