@@ -132,7 +132,7 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
             with("logit_bias", json!({ "999999": 1 })),
             400,
             "logit_bias: token id 999999 is outside the vocabulary",
-            None,
+            Some("logit_bias"),
         ),
         (
             "zero max_tokens",

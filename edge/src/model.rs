@@ -36,11 +36,13 @@ fn load() -> Result<LoadedModel, ApiError> {
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    let vocab_size = engine.model.config.vocab_size;
     Ok(LoadedModel {
         engine: Arc::new(engine),
         served: ServedModel {
             id,
             created,
+            vocab_size,
             defaults: GenerateParams::default(),
         },
     })

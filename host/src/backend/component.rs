@@ -240,6 +240,14 @@ impl Backend for ComponentBackend {
         Ok(api.call_get_capabilities(&mut self.store).map_err(trapped)?.kernel_path)
     }
 
+    fn vocab_size(&mut self) -> EngineResult<usize> {
+        let model = self.engine.rill_llm_inference().model();
+        Ok(model
+            .call_info(&mut self.store, self.model)
+            .map_err(trapped)?
+            .vocab_size as usize)
+    }
+
     fn kv_memory(&mut self) -> EngineResult<KvMemory> {
         let m = self
             .engine

@@ -83,6 +83,8 @@ pub trait Backend {
     }
     /// The kernels the engine uses: "simd128", "avx512vnni", "avx2" or "scalar".
     fn kernel_path(&mut self) -> EngineResult<String>;
+    /// Tokens in the model's vocabulary.
+    fn vocab_size(&mut self) -> EngineResult<usize>;
     /// KV cache memory of the model's generations and prefix cache.
     fn kv_memory(&mut self) -> EngineResult<KvMemory>;
     /// Caps it: past the cap the engine empties the prefix cache and preempts the latest

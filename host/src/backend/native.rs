@@ -35,6 +35,10 @@ impl Backend for NativeBackend {
         Ok(KernelPath::best().name().to_string())
     }
 
+    fn vocab_size(&mut self) -> EngineResult<usize> {
+        Ok(self.engine.model.config.vocab_size)
+    }
+
     fn kv_memory(&mut self) -> EngineResult<KvMemory> {
         let (used, budget, prefix_cache) = self.engine.kv_memory();
         Ok(KvMemory {

@@ -123,11 +123,13 @@ pub fn serve(args: ServeArgs, config: Config, model: PathBuf, extras: Extras) ->
         batch_control::BatchControl::new(target_itl, args.max_batch),
         metrics.clone(),
     )?;
+    let vocab_size = engine.vocab_size;
     let state = Arc::new(AppState {
         engine,
         metrics,
         model: ServedModel {
             id: model_id,
+            vocab_size,
             defaults,
             created: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -31,6 +31,8 @@ pub struct EngineHandle {
     jobs: SyncSender<Job>,
     queued: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
+    /// The loaded model's vocabulary size, for checking requests' token ids.
+    pub vocab_size: usize,
 }
 
 impl EngineHandle {
@@ -66,11 +68,10 @@ pub fn start(
     let (loaded, first_load) = sync_channel(1);
     let (m, q) = (metrics.clone(), queued.clone());
     // The instance is built on the thread that uses it: a wasmtime store stays on one thread.
-    std::thread::Builder::new()
-        .name("rill-engine".into())
-        .spawn(move || match open() {
-            Ok(backend) => {
-                let _ = loaded.send(Ok(()));
+    std::thread::Builder::new().name("rill-engine".into()).spawn(move || {
+        match open().and_then(|mut b| Ok((b.vocab_size()?, b))) {
+            Ok((vocab_size, backend)) => {
+                let _ = loaded.send(Ok(vocab_size));
                 m.prompt_chunk.set(DEFAULT_PROMPT_CHUNK as i64);
                 let worker = Worker {
                     open: Box::new(open),
@@ -87,9 +88,15 @@ pub fn start(
             Err(e) => {
                 let _ = loaded.send(Err(e));
             }
-        })?;
-    first_load.recv()??;
-    Ok(EngineHandle { jobs, queued, metrics })
+        }
+    })?;
+    let vocab_size = first_load.recv()??;
+    Ok(EngineHandle {
+        jobs,
+        queued,
+        metrics,
+        vocab_size,
+    })
 }
 
 struct Worker {
