@@ -189,7 +189,7 @@ fn settings(
     let (mut config, _) = Config::load(config_path)?;
     model.apply(&mut config);
     if let Some(flags) = generation {
-        config.generation = flags.overlay(&config.generation);
+        config.override_generation(flags);
     }
     config.validate().context("invalid settings (rill.toml and flags)")?;
     Ok(config)

@@ -2,9 +2,9 @@
 //! `[generation]` table, `rill run`'s flags and the body of an HTTP request. The field names are
 //! the TOML keys, the JSON fields and (in kebab case) the flags.
 //!
-//! Every field is optional, so that each layer names only what it changes: the defaults, then
-//! rill.toml, then the flags or a request ([`GenerationSettings::overlay`]); the result becomes
-//! the engine's [`GenerateParams`] with [`GenerationSettings::apply`].
+//! Every field is optional, so that each layer names only what it changes: each is applied in
+//! turn ([`GenerationSettings::apply`]) to the engine's [`GenerateParams`], the defaults, then
+//! rill.toml, then the flags or a request.
 //!
 //! Not here: `stop` and `ignore_eos` (a request's `stop` is a string or a list, a flag is
 //! repeated; rill.toml sets neither), OpenAI's `max_completion_tokens` (an HTTP alias of
@@ -157,26 +157,6 @@ impl GenerationSettings {
         }
     }
 
-    /// These settings over `under`: what is set here wins.
-    pub fn overlay(&self, under: &GenerationSettings) -> GenerationSettings {
-        GenerationSettings {
-            max_tokens: self.max_tokens.or(under.max_tokens),
-            temperature: self.temperature.or(under.temperature),
-            top_k: self.top_k.or(under.top_k),
-            top_p: self.top_p.or(under.top_p),
-            min_p: self.min_p.or(under.min_p),
-            repeat_penalty: self.repeat_penalty.or(under.repeat_penalty),
-            frequency_penalty: self.frequency_penalty.or(under.frequency_penalty),
-            presence_penalty: self.presence_penalty.or(under.presence_penalty),
-            penalty_last_n: self.penalty_last_n.or(under.penalty_last_n),
-            seed: self.seed.or(under.seed),
-            logit_bias: self.logit_bias.clone().or_else(|| under.logit_bias.clone()),
-            context: self.context.or(under.context),
-            kv_type: self.kv_type.or(under.kv_type),
-            on_full_context: self.on_full_context.or(under.on_full_context),
-        }
-    }
-
     /// Writes the settings that are set into `params`.
     pub fn apply(&self, params: &mut GenerateParams) {
         fn set<T: Clone>(setting: &Option<T>, value: &mut T) {
@@ -221,7 +201,8 @@ mod tests {
             ..Default::default()
         };
         let mut params = GenerateParams::default();
-        flags.overlay(&file).apply(&mut params);
+        file.apply(&mut params);
+        flags.apply(&mut params);
         assert_eq!((params.sampling.top_k, params.sampling.temperature), (7, 0.0));
         assert_eq!(params.sampling.logit_bias, LogitBias(vec![(818, -100.0)]));
         assert_eq!(params.max_tokens, GenerateParams::default().max_tokens);

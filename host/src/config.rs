@@ -59,7 +59,8 @@ impl Config {
     /// Parses and checks a config file's text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> anyhow::Result<Config> {
         let mut config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
-        config.generation = config.generation.overlay(&Config::default().generation);
+        // Every setting given: the engine's defaults under the file's.
+        config.generation = GenerationSettings::of(&config.generate_params());
         config.validate().with_context(|| origin.to_string())?;
         Ok(config)
     }
@@ -128,6 +129,13 @@ impl Config {
             bail!("generation.max_tokens = 0 is out of range: it must be at least 1");
         }
         g.sampling.validate().map_err(|e| anyhow::anyhow!("generation.{e}"))
+    }
+
+    /// Lays `over` on the generation settings (the flags over the file): what it sets wins.
+    pub fn override_generation(&mut self, over: &GenerationSettings) {
+        let mut params = self.generate_params();
+        over.apply(&mut params);
+        self.generation = GenerationSettings::of(&params);
     }
 
     /// The parameters of a generation with these settings (no stop strings, no log-probabilities).
