@@ -192,48 +192,13 @@ fn f32x4_of_bits(bits: v128) -> v128 {
 }
 
 /// A weight format's kernel on simd128: its dot products with `N` activation rows at once, each
-/// weight block unpacked once for all of them (the float formats' one row at a time). Each
-/// format implements it here, from its family's kernel below (`legacy_dot` with the format's
-/// [`Legacy`] facts, `k_dot`, `float_dot`); `dispatch` runs it for every row of a band. The
+/// weight block unpacked once for all of them (the float formats' one row at a time): for the
+/// legacy formats one impl over their [`Legacy`] facts (`legacy_dot`), for the others an impl
+/// each here (from `k_dot`, `float_dot`); `dispatch` runs it for every row of a band. The
 /// impls only forward, always inlined: one more call level between the band and the kernel
 /// left LLVM's inliner with other choices and halved Q5_K/Q6_K matmul ×8 in wasmtime.
 pub trait Simd128Dot: WeightBlock {
     fn dot<const N: usize>(x: &[Self], ys: [ScaledRow<Self::Act>; N]) -> [f32; N];
-}
-
-impl Simd128Dot for BlockQ4_0 {
-    #[inline(always)]
-    fn dot<const N: usize>(x: &[Self], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
-        vec_dot_q4_0(x, ys)
-    }
-}
-
-impl Simd128Dot for BlockQ4_1 {
-    #[inline(always)]
-    fn dot<const N: usize>(x: &[Self], ys: [ScaledRow<BlockQ8_1>; N]) -> [f32; N] {
-        vec_dot_q4_1(x, ys)
-    }
-}
-
-impl Simd128Dot for BlockQ5_0 {
-    #[inline(always)]
-    fn dot<const N: usize>(x: &[Self], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
-        vec_dot_q5_0(x, ys)
-    }
-}
-
-impl Simd128Dot for BlockQ5_1 {
-    #[inline(always)]
-    fn dot<const N: usize>(x: &[Self], ys: [ScaledRow<BlockQ8_1>; N]) -> [f32; N] {
-        vec_dot_q5_1(x, ys)
-    }
-}
-
-impl Simd128Dot for BlockQ8_0 {
-    #[inline(always)]
-    fn dot<const N: usize>(x: &[Self], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
-        vec_dot_q8_0(x, ys)
-    }
 }
 
 impl Simd128Dot for BlockQ2K {
@@ -289,6 +254,14 @@ impl Simd128Dot for bf16 {
     #[inline(always)]
     fn dot<const N: usize>(x: &[Self], ys: [ScaledRow<bf16>; N]) -> [f32; N] {
         ys.map(|y| vec_dot_bf16(x, y.blocks))
+    }
+}
+
+/// The legacy formats: their kernel is [`legacy_dot`], from the format's [`Legacy`] facts.
+impl<X: Legacy> Simd128Dot for X {
+    #[inline(always)]
+    fn dot<const N: usize>(x: &[Self], ys: [ScaledRow<X::Act>; N]) -> [f32; N] {
+        legacy_dot(x, ys)
     }
 }
 
@@ -523,26 +496,6 @@ fn sixteen(mut f: impl FnMut(usize)) {
 #[inline(always)]
 fn four<T>(f: impl Fn(usize) -> T) -> [T; 4] {
     [f(0), f(1), f(2), f(3)]
-}
-
-fn vec_dot_q4_0<const N: usize>(x: &[BlockQ4_0], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
-    legacy_dot(x, ys)
-}
-
-fn vec_dot_q4_1<const N: usize>(x: &[BlockQ4_1], ys: [ScaledRow<BlockQ8_1>; N]) -> [f32; N] {
-    legacy_dot(x, ys)
-}
-
-fn vec_dot_q5_0<const N: usize>(x: &[BlockQ5_0], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
-    legacy_dot(x, ys)
-}
-
-fn vec_dot_q5_1<const N: usize>(x: &[BlockQ5_1], ys: [ScaledRow<BlockQ8_1>; N]) -> [f32; N] {
-    legacy_dot(x, ys)
-}
-
-fn vec_dot_q8_0<const N: usize>(x: &[BlockQ8_0], ys: [ScaledRow<BlockQ8_0>; N]) -> [f32; N] {
-    legacy_dot(x, ys)
 }
 
 /// Integer sums of a super-block against `N` activation rows; its values come as 16 sub-blocks
