@@ -123,7 +123,7 @@ impl From<&rill_engine::EngineError> for ApiError {
         match e {
             InvalidArgument(m) | Unsupported(m) => ApiError::invalid(m.clone(), None),
             ContextOverflow(m) => ApiError::invalid(m.clone(), None).with_code("context_length_exceeded"),
-            OutOfMemory(m) => ApiError::unavailable(m.clone()),
+            OutOfMemory(m) | DeviceLost(m) => ApiError::unavailable(m.clone()),
             InvalidModel(m) => ApiError::internal(m.clone()),
         }
     }

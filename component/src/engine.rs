@@ -3,6 +3,7 @@
 
 use crate::chat::{ChatError, ChatTemplate, Message};
 use crate::gguf::{Gguf, GgufError};
+use crate::gpu::{GpuApi, GpuError};
 use crate::model::{ForwardError, KvCache, KvType, LoadOptions, Logits, Model, ModelError, SeqInput, BLOCK};
 use crate::prefix_cache::PrefixCache;
 use crate::sampler::{logprob, top_logprobs, Sampler, SamplingParams};
@@ -25,6 +26,17 @@ pub enum EngineError {
     ContextOverflow(String),
     #[error("out of memory: {0}")]
     OutOfMemory(String),
+    #[error("GPU failed: {0}")]
+    DeviceLost(String),
+}
+
+impl From<GpuError> for EngineError {
+    fn from(e: GpuError) -> Self {
+        match e {
+            GpuError::OutOfMemory(_) => EngineError::OutOfMemory(e.to_string()),
+            e => EngineError::DeviceLost(e.to_string()),
+        }
+    }
 }
 
 impl From<GgufError> for EngineError {
@@ -60,6 +72,7 @@ impl From<ForwardError> for EngineError {
         match e {
             ForwardError::ContextOverflow { .. } => EngineError::ContextOverflow(e.to_string()),
             ForwardError::OutOfMemory(_) => EngineError::OutOfMemory(e.to_string()),
+            ForwardError::Gpu(e) => e.into(),
             _ => EngineError::InvalidArgument(e.to_string()),
         }
     }
@@ -209,6 +222,12 @@ impl Engine {
             chat,
             prefix_cache: Mutex::default(),
         })
+    }
+
+    /// Moves the model onto `api`'s GPU (before any generation starts); `progress` is told the
+    /// bytes of weights uploaded so far.
+    pub fn use_gpu(&mut self, api: Arc<dyn GpuApi>, progress: &mut dyn FnMut(u64)) -> Result<(), EngineError> {
+        Ok(self.model.use_gpu(api, progress)?)
     }
 
     /// KV memory: (bytes held by all caches, the budget, bytes the prefix cache holds).

@@ -4,6 +4,8 @@
 use crate::chat::Message as ChatMessage;
 use crate::engine::{ContextPolicy, Engine, EngineError, FinishReason, GenerateParams, Generation, Prompt};
 use crate::gguf::ChunkedReader;
+use crate::gpu::import::ImportedGpu;
+use crate::gpu::GpuError;
 use crate::model::{KvType, LoadOptions, RopeScalingKind, RopeScalingOptions};
 use crate::sampler::{LogitBias, SamplingParams};
 use crate::scheduler::{End, Scheduler, SeqId, StepLimits};
@@ -14,7 +16,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-wit_bindgen::generate!({ world: "engine", path: "../wit" });
+wit_bindgen::generate!({ world: "engine", path: "../wit", generate_all });
 
 struct Component;
 export!(Component);
@@ -27,6 +29,7 @@ impl From<EngineError> for types::Error {
             EngineError::InvalidArgument(m) => types::Error::InvalidArgument(m),
             EngineError::ContextOverflow(m) => types::Error::ContextOverflow(m),
             EngineError::OutOfMemory(m) => types::Error::OutOfMemory(m),
+            EngineError::DeviceLost(m) => types::Error::DeviceLost(m),
         }
     }
 }
@@ -86,7 +89,13 @@ impl GuestLoader for Loader {
                 original_context: r.original_context.map(|n| n as usize),
             }),
         };
-        let engine = Engine::from_parts(gguf, Arc::new(file), KernelPath::best(), &options)?;
+        let mut engine = Engine::from_parts(gguf, Arc::new(file), KernelPath::best(), &options)?;
+        // The GPU when the host gives the engine one; the CPU when it says it has none.
+        match ImportedGpu::get() {
+            Ok(gpu) => engine.use_gpu(Arc::new(gpu), &mut |_| {})?,
+            Err(GpuError::Unavailable(_)) => {}
+            Err(e) => return Err(EngineError::from(e).into()),
+        }
         Ok(inference::Model::new(Model {
             engine: Arc::new(engine),
             scheduler: Rc::default(),

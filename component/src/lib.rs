@@ -4,6 +4,7 @@
 pub mod chat;
 pub mod engine;
 pub mod gguf;
+pub mod gpu;
 pub mod model;
 pub mod prefix_cache;
 pub mod sampler;

@@ -13,5 +13,6 @@ mod compiled;
 pub mod config;
 pub mod dirs;
 pub mod edge;
+pub mod gpu;
 pub mod models;
 pub mod serve;

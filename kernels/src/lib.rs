@@ -8,6 +8,7 @@
 pub mod dispatch;
 mod quant_type;
 pub mod quants;
+pub mod wgsl;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;

@@ -30,6 +30,10 @@ impl Device for Cpu {
         resize(t, len)
     }
 
+    fn release(&self, t: &mut Vec<f32>) {
+        *t = Vec::new();
+    }
+
     fn embed(&self, table: &Matrix, tokens: &[TokenId], scale: f32, out: &mut Vec<f32>) {
         for (row, &t) in out.chunks_exact_mut(table.cols).zip(tokens) {
             table.row(t as usize, row);
@@ -83,6 +87,10 @@ impl Device for Cpu {
         for (dst, &r) in out.chunks_exact_mut(width).zip(rows) {
             dst.copy_from_slice(&x[r * width..(r + 1) * width]);
         }
+    }
+
+    fn submit(&self) -> Result<(), ForwardError> {
+        Ok(())
     }
 
     fn read(&self, t: &Vec<f32>, range: std::ops::Range<usize>) -> Result<Vec<f32>, ForwardError> {

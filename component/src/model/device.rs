@@ -4,7 +4,7 @@
 //! of computing implements them. The CPU kernels (`cpu.rs`) are one implementation. A GPU device
 //! (activations in buffers on the card, WGSL kernels) and a sharded one (each engine instance
 //! holding a slice of every matrix's rows, the slices joined by a host collective) slot in
-//! beside it without a second forward pass.
+//! beside it without a second forward pass. The GPU (`gpu/`) is another.
 //!
 //! Activations are [`Device::Tensor`]s: row-major f32 matrices where the device keeps them,
 //! sized per step by [`Device::resize`] and kept between steps in a [`Scratch`]. Weights are the
@@ -24,6 +24,10 @@ pub trait Device {
     /// no larger than an earlier one allocate nothing. Running out of memory is an error, never
     /// an abort: a long prompt must not take the engine down.
     fn resize(&self, t: &mut Self::Tensor, len: usize) -> Result<(), ForwardError>;
+
+    /// Lets go of `t`'s storage where keeping it until the next step would hold too much
+    /// (all-position logits of a long input).
+    fn release(&self, t: &mut Self::Tensor);
 
     /// `out` (tokens, dim): each token's row of `table`, times `scale`.
     fn embed(&self, table: &Matrix, tokens: &[TokenId], scale: f32, out: &mut Self::Tensor);
@@ -65,7 +69,10 @@ pub trait Device {
     /// `out` (rows.len(), width): the listed rows of `x`, in order.
     fn gather_rows(&self, x: &Self::Tensor, width: usize, rows: &[usize], out: &mut Self::Tensor);
 
-    /// Values `range` of `t`, where the caller can read them (the logits).
+    /// Runs what the operations above recorded (a GPU submits the step's work at once).
+    fn submit(&self) -> Result<(), ForwardError>;
+
+    /// Values `range` of `t`, where the caller can read them (the logits), after [`Device::submit`].
     fn read(&self, t: &Self::Tensor, range: std::ops::Range<usize>) -> Result<Vec<f32>, ForwardError>;
 }
 
@@ -81,6 +88,7 @@ pub struct Scratch<D: Device> {
     pub gate: D::Tensor, // (n, ffn_dim)
     pub up: D::Tensor,   // (n, ffn_dim)
     pub rows: D::Tensor, // (n_out, dim) the rows whose logits are wanted
+    pub logits: D::Tensor, // (n_out, vocab)
     pub attention: D::AttentionScratch,
 }
 
@@ -96,6 +104,7 @@ impl<D: Device> Default for Scratch<D> {
             gate: D::Tensor::default(),
             up: D::Tensor::default(),
             rows: D::Tensor::default(),
+            logits: D::Tensor::default(),
             attention: D::AttentionScratch::default(),
         }
     }

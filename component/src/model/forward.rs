@@ -4,6 +4,7 @@
 //! Written once, against the operations of a [`Device`].
 
 use super::cpu::Cpu;
+use crate::gpu::GpuError;
 use super::device::{Device, Scratch};
 use super::{Config, KvCache, Model};
 use crate::tokenizer::TokenId;
@@ -29,6 +30,8 @@ pub enum ForwardError {
     Empty,
     #[error("{0} bytes of activations for this batch do not fit in memory")]
     OutOfMemory(usize),
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
 }
 
 /// One sequence's part of a batched forward pass: the tokens it adds, at the positions after
@@ -51,6 +54,10 @@ impl Model {
     /// included) reads its weights once for all their tokens; attention stays per sequence,
     /// over its own cache. Returns each sequence's logits, as [`Model::forward`] does.
     pub fn forward_batch(&self, seqs: &mut [SeqInput]) -> Result<Vec<Vec<f32>>, ForwardError> {
+        if let Some(gpu) = &self.gpu {
+            let mut scratch = gpu.scratch.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            return forward(&gpu.device, self, seqs, &mut scratch);
+        }
         let mut scratch = self.scratch.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         forward(&Cpu { path: self.path }, self, seqs, &mut scratch)
     }
@@ -145,25 +152,28 @@ fn forward<D: Device>(
         counts.push(rows.end - start);
     }
     if wanted.is_empty() {
+        device.submit()?;
         return Ok(seqs.iter().map(|_| Vec::new()).collect());
     }
     device.resize(&mut s.rows, wanted.len() * c.dim)?;
-    // The step's output, not kept: all-position logits of a long input would otherwise stay
-    // held (n_out × vocab floats) for as long as the model lives.
-    let mut logits = D::Tensor::default(); // (n_out, vocab)
-    device.resize(&mut logits, wanted.len() * c.vocab_size)?;
+    device.resize(&mut s.logits, wanted.len() * c.vocab_size)?;
     device.gather_rows(&s.x, c.dim, &wanted, &mut s.rows);
     device.rms_norm_in_place(&mut s.rows, &model.output_norm, c.rms_eps);
-    device.matmul(&model.output, &s.rows, &mut logits);
+    device.matmul(&model.output, &s.rows, &mut s.logits);
+    device.submit()?;
     let mut at = 0;
-    counts
+    let logits = counts
         .into_iter()
         .map(|count| {
             let range = at * c.vocab_size..(at + count) * c.vocab_size;
             at += count;
-            device.read(&logits, range)
+            device.read(&s.logits, range)
         })
-        .collect()
+        .collect();
+    // All-position logits of a long input would otherwise stay held (n_out × vocab floats)
+    // for as long as the model lives.
+    device.release(&mut s.logits);
+    logits
 }
 
 /// Refuses a batch the model cannot run: an empty sequence, one that outgrows its cache, or a

@@ -9,6 +9,9 @@
 //!
 //! Rows are stored in f16 (as llama.cpp keeps them) or, optionally, in Q8_0 (half the memory,
 //! at the cost of some drift from llama.cpp's outputs; see the README).
+//!
+//! A part's bytes are in memory here (the CPU), or in a slot of a device's pool ([`KvSlots`]:
+//! the GPU keeps the cache on the card, and its attention reads the slots of each block).
 
 use rill_kernels::{dequantize, quantize_activations, QuantType};
 use std::ops::Range;
@@ -102,6 +105,14 @@ impl KvMemory {
 #[error("no memory for a KV block of {0} bytes")]
 pub struct NoKvMemory(pub usize);
 
+/// A device's pools of part slots (one pool for global parts, one for sliding ones): a slot
+/// holds a part's bytes in the same layout as in memory.
+pub trait KvSlots: Send + Sync + std::fmt::Debug {
+    /// A free slot of the global (or sliding) pool, if any is left.
+    fn take(&self, global: bool) -> Option<u32>;
+    fn give_back(&self, global: bool, slot: u32);
+}
+
 /// Where each layer's rows live in a block, shared by every cache of one model and type.
 #[derive(Debug)]
 pub struct KvLayout {
@@ -115,6 +126,8 @@ pub struct KvLayout {
     /// Positions a sliding-window layer sees, itself included.
     window: usize,
     pub memory: Arc<KvMemory>,
+    /// The device pools the parts live in; `None`: in memory.
+    slots: Option<Arc<dyn KvSlots>>,
 }
 
 impl KvLayout {
@@ -140,7 +153,28 @@ impl KvLayout {
             n_local,
             window,
             memory,
+            slots: None,
         })
+    }
+
+    /// The same layout with its parts in `slots` on a device.
+    pub fn on_device(&self, slots: Arc<dyn KvSlots>) -> KvLayout {
+        KvLayout {
+            layers: self.layers.clone(),
+            memory: self.memory.clone(),
+            slots: Some(slots),
+            ..*self
+        }
+    }
+
+    /// Per layer: whether it slides, and its index among the layers of its part.
+    pub fn layer(&self, l: usize) -> (bool, usize) {
+        self.layers[l]
+    }
+
+    /// Layers in a block's (global, sliding) part.
+    pub fn part_layers(&self) -> (usize, usize) {
+        (self.n_global, self.n_local)
     }
 
     /// Bytes of one block's part holding `n_layers` layers: keys and values.
@@ -170,18 +204,44 @@ impl KvLayout {
 }
 
 /// One part of one block: keys (layer in part, position in block, row), then values.
-/// Stored as u16 so that f16 and Q8_0 rows are aligned for the kernels. Counted in its
-/// model's [`KvMemory`] while it lives.
+/// Counted in its model's [`KvMemory`] while it lives.
 pub struct Part {
-    k: Vec<u16>,
-    v: Vec<u16>,
+    bytes: usize,
+    data: PartData,
     memory: Arc<KvMemory>,
 }
 
+enum PartData {
+    /// In memory, as u16 so that f16 and Q8_0 rows are aligned for the kernels.
+    Host { k: Vec<u16>, v: Vec<u16> },
+    /// Slot `slot` of a device's global or sliding pool.
+    Device {
+        slots: Arc<dyn KvSlots>,
+        global: bool,
+        slot: u32,
+    },
+}
+
 impl Part {
-    fn new(bytes: usize, memory: &Arc<KvMemory>) -> Result<Part, NoKvMemory> {
+    fn new(bytes: usize, global: bool, layout: &KvLayout) -> Result<Part, NoKvMemory> {
+        let memory = &layout.memory;
         if !memory.take(bytes) {
             return Err(NoKvMemory(bytes));
+        }
+        if let Some(slots) = &layout.slots {
+            let Some(slot) = slots.take(global) else {
+                memory.give_back(bytes);
+                return Err(NoKvMemory(bytes));
+            };
+            return Ok(Part {
+                bytes,
+                data: PartData::Device {
+                    slots: slots.clone(),
+                    global,
+                    slot,
+                },
+                memory: memory.clone(),
+            });
         }
         let zeroed = || -> Option<Vec<u16>> {
             let mut v = Vec::new();
@@ -191,8 +251,8 @@ impl Part {
         };
         match (zeroed(), zeroed()) {
             (Some(k), Some(v)) => Ok(Part {
-                k,
-                v,
+                bytes,
+                data: PartData::Host { k, v },
                 memory: memory.clone(),
             }),
             _ => {
@@ -203,13 +263,32 @@ impl Part {
     }
 
     fn bytes(&self) -> usize {
-        2 * (self.k.len() + self.v.len())
+        self.bytes
+    }
+
+    /// Its slot, for a part on a device.
+    pub fn slot(&self) -> Option<u32> {
+        match self.data {
+            PartData::Device { slot, .. } => Some(slot),
+            PartData::Host { .. } => None,
+        }
+    }
+
+    /// Keys (or values) in memory; a cache on a device is read by the device's attention.
+    fn rows(&self, values: bool) -> &Vec<u16> {
+        match &self.data {
+            PartData::Host { k, v } => if values { v } else { k },
+            PartData::Device { .. } => panic!("the CPU read a KV part that lives on a device"),
+        }
     }
 }
 
 impl Drop for Part {
     fn drop(&mut self) {
-        self.memory.give_back(self.bytes());
+        if let PartData::Device { slots, global, slot } = &self.data {
+            slots.give_back(*global, *slot);
+        }
+        self.memory.give_back(self.bytes);
     }
 }
 
@@ -223,14 +302,14 @@ pub struct Block {
 
 impl Block {
     fn new(layout: &KvLayout) -> Result<Block, NoKvMemory> {
-        let part = |n_layers| Part::new(layout.part_bytes(n_layers), &layout.memory).map(Arc::new);
+        let part = |n_layers, global| Part::new(layout.part_bytes(n_layers), global, layout).map(Arc::new);
         let local = if layout.n_local > 0 {
-            Some(part(layout.n_local)?)
+            Some(part(layout.n_local, false)?)
         } else {
             None
         };
         Ok(Block {
-            global: part(layout.n_global)?,
+            global: part(layout.n_global, true)?,
             local,
         })
     }
@@ -327,6 +406,14 @@ impl KvCache {
         Ok(())
     }
 
+    /// Each block's device slots: (global part's, sliding part's or `u32::MAX` once it slid out).
+    pub fn slots(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.blocks.iter().map(|b| {
+            let slot = |p: &Part| p.slot().expect("a cache on a device");
+            (slot(&b.global), b.local.as_deref().map_or(u32::MAX, slot))
+        })
+    }
+
     /// Whether any block is held.
     pub fn holds_blocks(&self) -> bool {
         !self.blocks.is_empty()
@@ -389,7 +476,10 @@ impl KvCache {
         // Positions past `len` are in blocks no other sequence shares (only full blocks are shared).
         let part = Arc::get_mut(part).expect("the block being filled is this sequence's own");
         let at = (index * BLOCK + pos % BLOCK) * row_bytes;
-        for (rows, src) in [(&mut part.k, k), (&mut part.v, v)] {
+        let PartData::Host { k: keys, v: values } = &mut part.data else {
+            panic!("the CPU wrote a KV part that lives on a device");
+        };
+        for (rows, src) in [(keys, k), (values, v)] {
             let bytes: &mut [u8] = bytemuck::cast_slice_mut(rows);
             quantize_activations(ty, src, &mut bytes[at..at + row_bytes])
                 .expect("rows of kv_dim values fit the layout");
@@ -402,14 +492,14 @@ impl KvCache {
     pub fn keys_by_head(&self, l: usize, positions: Range<usize>, head_dim: usize, out: &mut [f32]) {
         let kv_dim = self.layout.kv_dim;
         if head_dim == kv_dim {
-            return self.rows_f32(l, positions, |p| &p.k, out); // one KV head: rows are already by head
+            return self.rows_f32(l, positions, |p| p.rows(false), out); // one KV head: rows are already by head
         }
         let (n, ty, row_bytes) = (positions.len(), self.layout.ty.quant_type(), self.layout.row_bytes);
         let mut rows = vec![0f32; BLOCK.min(n) * kv_dim]; // (positions of one block, kv_dim)
         self.each_run(
             l,
             positions,
-            |p| &p.k,
+            |p| p.rows(false),
             |j0, bytes| {
                 let rows = &mut rows[..bytes.len() / row_bytes * kv_dim];
                 dequantize(ty, bytes, rows).expect("rows of kv_dim values fit the layout");
@@ -424,7 +514,7 @@ impl KvCache {
 
     /// Values of positions `positions` of layer `l`, as f32: (positions, kv_dim) into `out`.
     pub fn values_f32(&self, l: usize, positions: Range<usize>, out: &mut [f32]) {
-        self.rows_f32(l, positions, |p| &p.v, out);
+        self.rows_f32(l, positions, |p| p.rows(true), out);
     }
 
     /// Rows of positions `positions` of layer `l`'s keys or values, as f32: (positions, kv_dim).

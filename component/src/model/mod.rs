@@ -9,6 +9,7 @@ mod config;
 mod cpu;
 mod device;
 mod forward;
+mod gpu;
 mod kv_cache;
 mod ops;
 mod rope;
@@ -18,11 +19,13 @@ pub use config::{Architecture, Config, ConfigError, LoadOptions, RopeScalingOpti
 pub use cpu::Cpu;
 pub use device::{Device, Scratch};
 pub use forward::{ForwardError, Logits, SeqInput};
-pub use kv_cache::{Block, KvCache, KvLayout, KvMemory, KvType, NoKvMemory, BLOCK};
+pub use gpu::Gpu;
+pub use kv_cache::{Block, KvCache, KvLayout, KvMemory, KvSlots, KvType, NoKvMemory, BLOCK};
 pub use rope::{Rope, RopeScaling, RopeScalingKind};
 pub use weights::{Matrix, WeightError};
 
 use crate::gguf::Gguf;
+use crate::gpu::{AdapterInfo, GpuApi, GpuError};
 use rill_kernels::KernelPath;
 use std::sync::{Arc, Mutex};
 use weights::Loader;
@@ -60,6 +63,14 @@ pub struct Model {
     pub kv_memory: Arc<KvMemory>,
     /// The forward pass's activations, kept from one step to the next (steps run one at a time).
     scratch: Mutex<Scratch<Cpu>>,
+    /// The GPU the forward pass runs on instead, when the model was put on one.
+    gpu: Option<OnGpu>,
+}
+
+/// A model on a GPU: the device (weights, kernels, KV pools) and its activations.
+struct OnGpu {
+    device: Gpu,
+    scratch: Mutex<Scratch<Gpu>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +149,35 @@ impl Model {
             kv_layouts,
             kv_memory,
             scratch: Mutex::default(),
+            gpu: None,
         })
+    }
+
+    /// Every weight matrix (the tied output matrix twice).
+    pub fn matrices(&self) -> impl Iterator<Item = &Matrix> {
+        [&self.token_embd, &self.output]
+            .into_iter()
+            .chain(self.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]))
+    }
+
+    /// Moves the forward pass onto `api`'s GPU: compiles the kernels, uploads the weights
+    /// (`progress` is told the bytes so far) and keeps the KV cache on the device from now on
+    /// (f16; a Q8_0 cache stays a CPU feature for now). Call before any cache is made.
+    pub fn use_gpu(&mut self, api: Arc<dyn GpuApi>, progress: &mut dyn FnMut(u64)) -> Result<(), GpuError> {
+        let f16 = self.kv_layouts[0].clone();
+        let (global, sliding) = f16.block_bytes();
+        let device = Gpu::new(api, self, (global as u64, sliding as u64), progress)?;
+        self.kv_layouts = vec![Arc::new(f16.on_device(device.kv.clone()))];
+        self.gpu = Some(OnGpu {
+            device,
+            scratch: Mutex::default(),
+        });
+        Ok(())
+    }
+
+    /// The adapter the model runs on, when on a GPU.
+    pub fn gpu(&self) -> Option<&AdapterInfo> {
+        self.gpu.as_ref().map(|g| &g.device.info)
     }
 
     /// Where a cache of type `ty` keeps each layer; `None` when `ty` cannot hold this

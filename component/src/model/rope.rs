@@ -114,14 +114,21 @@ impl Rope {
         }
     }
 
+    /// Per pair of a head: the cosine and sine it is rotated by at position `pos`, times the
+    /// magnitude scale (what the GPU's rope kernel reads from a table).
+    pub fn cos_sin(&self, pos: usize) -> impl Iterator<Item = (f32, f32)> + '_ {
+        self.freqs.iter().map(move |&freq| {
+            let (sin, cos) = (pos as f32 * freq).sin_cos();
+            (cos * self.mscale, sin * self.mscale)
+        })
+    }
+
     /// Rotates each `head_dim`-wide head of each of `rows` (a token's queries and its key) to
     /// position `pos`. The angles are the same for every head, so each pair's sine and cosine
     /// are computed once for all of them (libm's `sin_cos` per head was 1% of batched decode).
     pub fn apply(&self, mut rows: [&mut [f32]; 2], pos: usize) {
         let half = self.head_dim / 2;
-        for (i, &freq) in self.freqs.iter().enumerate() {
-            let (sin, cos) = (pos as f32 * freq).sin_cos();
-            let (sin, cos) = (sin * self.mscale, cos * self.mscale);
+        for (i, (cos, sin)) in self.cos_sin(pos).enumerate() {
             for head in rows.iter_mut().flat_map(|x| x.chunks_exact_mut(self.head_dim)) {
                 let (a, b) = (head[i], head[i + half]);
                 head[i] = a * cos - b * sin;

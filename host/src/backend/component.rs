@@ -13,13 +13,28 @@ use rill_engine::{ContextPolicy, EngineError, GenerateParams, TokenEvent, TokenL
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+use crate::gpu::wit::{GpuHost, HasGpu};
+use crate::gpu::WgpuDevice;
+use rill_engine::gpu::{GpuApi, GpuError};
 use wasmtime::component::{Linker, ResourceAny, ResourceTable};
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-mod bindings {
-    wasmtime::component::bindgen!({ world: "engine", path: "../wit" });
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        world: "engine",
+        path: "../wit",
+        imports: { default: trappable },
+        with: {
+            "rill:gpu/webgpu.gpu-device": crate::gpu::wit::DeviceHandle,
+            "rill:gpu/webgpu.gpu-buffer": rill_engine::gpu::BufferId,
+            "rill:gpu/webgpu.gpu-compute-pipeline": rill_engine::gpu::PipelineId,
+            "rill:gpu/webgpu.gpu-bind-group": rill_engine::gpu::BindGroupId,
+            "rill:gpu/webgpu.gpu-compute-pass": crate::gpu::wit::PassHandle,
+        },
+    });
 }
 
 /// The engine component, built for this `rill` by build.rs.
@@ -29,11 +44,13 @@ pub const WASMTIME_VERSION: &str = "48.0.8";
 /// Bytes per `loader.push` call.
 const CHUNK: usize = 4 << 20;
 
-/// Host state of the store: WASI (stderr only) and the memory limit.
+/// Host state of the store: WASI (stderr only), the memory limit and the GPU the engine gets.
 struct State {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: MemoryLimiter,
+    /// The engine's device, or why it has none (`rill:gpu`'s `get-device`).
+    gpu: Result<Arc<WgpuDevice>, GpuError>,
 }
 
 /// wasmtime's `StoreLimits`, also remembering how large the guest's memory has grown.
@@ -71,6 +88,8 @@ pub struct ComponentBackend {
     model: ResourceAny,
     /// Live generations, by their `id` (the host's handle).
     generations: HashMap<SeqHandle, ResourceAny>,
+    /// The adapter the engine computes on, when it was given one.
+    on_gpu: Option<String>,
 }
 
 fn load_options(options: &LoadOptions) -> types::LoadOptions {
@@ -102,6 +121,7 @@ impl From<types::Error> for EngineError {
             types::Error::InvalidArgument(m) => EngineError::InvalidArgument(m),
             types::Error::ContextOverflow(m) => EngineError::ContextOverflow(m),
             types::Error::OutOfMemory(m) => EngineError::OutOfMemory(m),
+            types::Error::DeviceLost(m) => EngineError::DeviceLost(m),
         }
     }
 }
@@ -119,8 +139,12 @@ fn trapped(e: wasmtime::Error) -> EngineFailure {
     EngineFailure::Trapped(format!("{e:#}"))
 }
 
-/// A fresh engine instance whose memory may grow to `memory_limit` bytes.
-fn instantiate(memory_limit: usize) -> anyhow::Result<(Store<State>, bindings::Engine)> {
+/// A fresh engine instance whose memory may grow to `memory_limit` bytes, given `gpu` (or told
+/// why it has none) through `rill:gpu`.
+fn instantiate(
+    memory_limit: usize,
+    gpu: Result<Arc<WgpuDevice>, GpuError>,
+) -> anyhow::Result<(Store<State>, bindings::Engine)> {
     let mut config = wasmtime::Config::new();
     // `RILL_PROFILE=perfmap` writes /tmp/perf-PID.map, so `perf report` names the engine's functions.
     if std::env::var_os("RILL_PROFILE").is_some_and(|v| v == "perfmap") {
@@ -133,7 +157,13 @@ fn instantiate(memory_limit: usize) -> anyhow::Result<(Store<State>, bindings::E
     let component = crate::compiled::component(&wt, "rill-engine", ENGINE_WASM)?;
     let mut linker = Linker::new(&wt);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow!("linking WASI: {e:#}"))?;
+    bindings::rill::gpu::webgpu::add_to_linker::<State, HasGpu>(&mut linker, |s| GpuHost {
+        device: &s.gpu,
+        table: &mut s.table,
+    })
+    .map_err(|e| anyhow!("linking rill:gpu: {e:#}"))?;
     let state = State {
+        gpu,
         wasi: WasiCtxBuilder::new().inherit_stderr().build(),
         table: ResourceTable::new(),
         limits: MemoryLimiter {
@@ -151,7 +181,7 @@ fn instantiate(memory_limit: usize) -> anyhow::Result<(Store<State>, bindings::E
 
 /// What the engine component reports about itself: (kernel path, simd128, relaxed-simd).
 pub fn capabilities() -> anyhow::Result<(String, bool, bool)> {
-    let (mut store, engine) = instantiate(64 << 20)?;
+    let (mut store, engine) = instantiate(64 << 20, Err(GpuError::Unavailable("not asked for".into())))?;
     let c = engine
         .rill_llm_inference()
         .call_get_capabilities(&mut store)
@@ -167,13 +197,20 @@ pub fn default_memory_limit(file_len: u64) -> usize {
 
 impl ComponentBackend {
     /// Loads `model` into a fresh engine instance whose memory may grow to `memory_limit` bytes
-    /// (default: [`default_memory_limit`]).
-    pub fn load(model: &Path, options: &LoadOptions, memory_limit: Option<usize>) -> anyhow::Result<ComponentBackend> {
+    /// (default: [`default_memory_limit`]), on `gpu` when given one, else on the CPU.
+    pub fn load(
+        model: &Path,
+        options: &LoadOptions,
+        memory_limit: Option<usize>,
+        gpu: Option<Arc<WgpuDevice>>,
+    ) -> anyhow::Result<ComponentBackend> {
         let mut file = std::fs::File::open(model).with_context(|| format!("opening {}", model.display()))?;
         let file_len = file.metadata()?.len();
         let limit = memory_limit.unwrap_or(default_memory_limit(file_len));
 
-        let (mut store, engine) = instantiate(limit)?;
+        let on_gpu = gpu.as_ref().map(|g| g.adapter_info().to_string());
+        let gpu = gpu.ok_or_else(|| GpuError::Unavailable("the CPU backend was chosen".into()));
+        let (mut store, engine) = instantiate(limit, gpu)?;
 
         let api = engine.rill_llm_inference();
         let loader = api
@@ -212,13 +249,18 @@ impl ComponentBackend {
             engine,
             model: model_res,
             generations: HashMap::new(),
+            on_gpu,
         })
     }
 }
 
 impl Backend for ComponentBackend {
     fn name(&self) -> &'static str {
-        "component"
+        if self.on_gpu.is_some() {
+            "gpu"
+        } else {
+            "component"
+        }
     }
 
     fn memory_bytes(&self) -> Option<u64> {
@@ -236,6 +278,9 @@ impl Backend for ComponentBackend {
     }
 
     fn kernel_path(&mut self) -> EngineResult<String> {
+        if let Some(adapter) = &self.on_gpu {
+            return Ok(format!("webgpu on {adapter}"));
+        }
         let api = self.engine.rill_llm_inference();
         Ok(api.call_get_capabilities(&mut self.store).map_err(trapped)?.kernel_path)
     }

@@ -10,7 +10,10 @@ use rill_engine::engine::{FinishReason, Timings, Usage};
 use rill_engine::model::LoadOptions;
 use rill_engine::scheduler::StepLimits;
 use rill_engine::{EngineError, GenerateParams, TokenEvent};
+use crate::gpu::{self, AdapterChoice, WgpuDevice};
+use rill_engine::gpu::GpuError;
 use std::path::Path;
+use std::sync::Arc;
 
 /// What a generation is started from.
 pub enum PromptInput<'a> {
@@ -138,11 +141,24 @@ pub trait Backend {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
-    /// The engine component in wasmtime.
+    /// The engine component on a hardware GPU when there is one, else on the CPU.
     #[default]
+    Auto,
+    /// The engine component on the best GPU adapter, a software one (lavapipe) included.
+    Gpu,
+    /// The engine component in wasmtime, on the CPU.
     Component,
-    /// The engine crate, natively.
+    /// The engine crate, natively, on the CPU.
     Native,
+}
+
+/// The GPU `kind` puts the engine on, or why none (for `Auto`, the reason it takes the CPU).
+pub fn gpu_for(kind: BackendKind) -> Result<Option<Arc<WgpuDevice>>, GpuError> {
+    match kind {
+        BackendKind::Auto => Ok(gpu::open(AdapterChoice::Hardware).ok().map(Arc::new)),
+        BackendKind::Gpu => gpu::open(AdapterChoice::Any).map(|d| Some(Arc::new(d))),
+        BackendKind::Component | BackendKind::Native => Ok(None),
+    }
 }
 
 /// Loads `model` on a backend, built with `options`; `memory_limit` (bytes) caps the
@@ -154,7 +170,7 @@ pub fn open(
     memory_limit: Option<usize>,
 ) -> anyhow::Result<Box<dyn Backend>> {
     Ok(match kind {
-        BackendKind::Component => Box::new(component::ComponentBackend::load(model, options, memory_limit)?),
         BackendKind::Native => Box::new(native::NativeBackend::load(model, options)?),
+        _ => Box::new(component::ComponentBackend::load(model, options, memory_limit, gpu_for(kind)?)?),
     })
 }

@@ -1,0 +1,19 @@
+// Q2_K: 84-byte blocks of 256 values: 16 bytes of 4-bit scale and minimum pairs (one per 16
+// values), 64 bytes of 2-bit values, f16 d and dmin. Each half of 128 values is 4 groups of 32:
+// group j takes bits 2j..2j+2 of bytes 32n..32n+32; value = d·scale·q − dmin·min.
+fn dequant(row: u32, c: u32) -> array<vec4<f32>, 8> {
+    var out: array<vec4<f32>, 8>;
+    let b = row + (c / 8u) * 84u;
+    let s = c % 8u;
+    let n = s / 4u;
+    let j = s % 4u;
+    let d = f16_at(b + 80u);
+    let dmin = f16_at(b + 82u);
+    for (var i = 0u; i < 8u; i++) {
+        let sc = byte_at(b + 8u * n + 2u * j + i / 4u);
+        let q = u32_at(b + 16u + 32u * n + 4u * i) >> (2u * j);
+        let v = vec4<f32>(f32(q & 3u), f32((q >> 8u) & 3u), f32((q >> 16u) & 3u), f32((q >> 24u) & 3u));
+        out[i] = d * f32(sc & 0xfu) * v - dmin * f32(sc >> 4u);
+    }
+    return out;
+}
