@@ -21,6 +21,8 @@ use std::time::Duration;
 
 const PAGE: &str = include_str!("browser/check.html");
 const SCRIPT: &str = include_str!("browser/check.js");
+/// `rill:gpu` for the page: no device, so the engine computes on the CPU.
+const NO_GPU: &str = include_str!("browser/no-gpu.js");
 const FEATURES: [&str; 5] = ["load", "stream", "simd128", "relaxed-simd", "WebGPU"];
 /// Loading 271 MB and generating, in a browser's WebAssembly, on a busy machine.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
@@ -219,11 +221,13 @@ fn transpile(jco: &Jco, work: &Path) -> anyhow::Result<PathBuf> {
         .arg("-o")
         .arg(&out)
         .args(["--name", "engine", "--quiet"])
+        .args(["--map", "rill:gpu/webgpu@0.1.0=./no-gpu.js"])
         .stdout(Stdio::null())
         .status()?;
     if !status.success() {
         bail!("jco transpile failed ({status})");
     }
+    std::fs::write(out.join("no-gpu.js"), NO_GPU)?;
     Ok(out)
 }
 
