@@ -6,10 +6,12 @@
 mod common;
 
 use common::reference::{greedy_decoding_matches, step0_logits_match};
+use half::{bf16, f16};
 use rill_engine::gguf::Gguf;
+use rill_engine::gpu::{Binding, BufferId, GpuApi};
 use rill_engine::model::{KvType, Model};
 use rill_host::gpu::{self, AdapterChoice};
-use rill_kernels::KernelPath;
+use rill_kernels::{wgsl, KernelPath, QuantType};
 use std::sync::Arc;
 
 /// The reference model on the best adapter this machine has (a software one included).
@@ -18,7 +20,7 @@ fn model_on_gpu() -> Model {
     let gguf = Gguf::parse(&file).unwrap();
     let mut model = Model::new(&gguf, file, KernelPath::best(), &Default::default()).unwrap();
     let device = gpu::open(AdapterChoice::Any).expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)");
-    eprintln!("on {}", rill_engine::gpu::GpuApi::adapter_info(&device));
+    eprintln!("on {}", device.adapter_info());
     model.use_gpu(Arc::new(device), &mut |_| {}).unwrap();
     model
 }
@@ -31,4 +33,103 @@ fn step0_logits_on_the_gpu_match_llama_cpp() {
 #[test]
 fn greedy_decoding_on_the_gpu_matches_llama_cpp() {
     greedy_decoding_matches(&model_on_gpu(), KvType::F16);
+}
+
+/// Random blocks of `ty` for `rows` rows of `cols` values: random bits with finite, small f16
+/// scales (the fields ggml-common.h puts them in), or random finite floats for float formats.
+fn random_rows(ty: QuantType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    let mut next = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) as u32
+    };
+    let small = |r: u32| (r as f32 / u32::MAX as f32 - 0.5) * 0.2;
+    let n = rows * cols;
+    match ty {
+        QuantType::F32 => (0..n).flat_map(|_| (small(next()) * 40.0).to_le_bytes()).collect(),
+        QuantType::F16 => (0..n).flat_map(|_| f16::from_f32(small(next()) * 40.0).to_le_bytes()).collect(),
+        QuantType::BF16 => (0..n).flat_map(|_| bf16::from_f32(small(next()) * 40.0).to_le_bytes()).collect(),
+        _ => {
+            let (size, per_block) = (ty.type_size(), ty.block_size());
+            let scales: &[usize] = match ty {
+                QuantType::Q4_1 | QuantType::Q5_1 | QuantType::Q4K | QuantType::Q5K => &[0, 2],
+                QuantType::Q2K => &[80, 82],
+                QuantType::Q3K => &[108],
+                QuantType::Q6K => &[208],
+                _ => &[0],
+            };
+            let mut bytes: Vec<u8> = (0..n / per_block * size).map(|_| next() as u8).collect();
+            for block in bytes.chunks_exact_mut(size) {
+                for &at in scales {
+                    block[at..at + 2].copy_from_slice(&f16::from_f32(small(next())).to_le_bytes());
+                }
+            }
+            bytes
+        }
+    }
+}
+
+/// Every weight format's mat-mul kernel against the scalar reference (dequantise, then an f32
+/// product in f64): one token (decode), and more tokens than a workgroup takes, over a row
+/// count that does not fill the last workgroup.
+#[test]
+fn every_formats_matmul_kernel_matches_the_scalar_reference() {
+    let device = gpu::open(AdapterChoice::Any).expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)");
+    let (rows, cols) = (37, 512);
+    for ty in wgsl::WEIGHT_FORMATS {
+        let w = random_rows(ty, rows, cols, ty as u64 + 1);
+        let mut dense = vec![0f32; rows * cols];
+        rill_kernels::dequantize(ty, &w, &mut dense).unwrap();
+        let kernel = wgsl::matmul(ty).unwrap();
+        let pipeline = device.create_pipeline(&kernel.source, kernel.entry, kernel.entry).unwrap();
+        for n in [1, 11] {
+            let x: Vec<f32> = (0..n * cols).map(|i| ((i * 7919) % 200) as f32 / 100.0 - 1.0).collect();
+            let buffer = |bytes: &[u8]| {
+                let b = device.create_buffer(bytes.len() as u64, "test").unwrap();
+                device.write_buffer(b, 0, bytes).unwrap();
+                b
+            };
+            let params: [u32; 6] = [rows as u32, cols as u32, n as u32, (w.len() / rows) as u32, 0, rows as u32];
+            let bound = [
+                buffer(&w),
+                buffer(bytemuck::cast_slice(&x)),
+                buffer(&vec![0u8; n * rows * 4]),
+                buffer(bytemuck::cast_slice(&params)),
+            ];
+            let whole = |b: BufferId, len: usize| Binding {
+                buffer: b,
+                offset: 0,
+                size: len.next_multiple_of(4) as u64,
+            };
+            let group = device
+                .create_bind_group(
+                    pipeline,
+                    &[
+                        whole(bound[0], w.len()),
+                        whole(bound[1], x.len() * 4),
+                        whole(bound[2], n * rows * 4),
+                        whole(bound[3], 24),
+                    ],
+                )
+                .unwrap();
+            device.dispatch(pipeline, group, [rows.div_ceil(8) as u32, n.div_ceil(8) as u32, 1]);
+            let raw = device.read_buffer(bound[2], 0, (n * rows * 4) as u64).unwrap();
+            let got: Vec<f32> = bytemuck::pod_collect_to_vec(&raw);
+            for t in 0..n {
+                for r in 0..rows {
+                    let want: f64 = (0..cols).map(|i| dense[r * cols + i] as f64 * x[t * cols + i] as f64).sum();
+                    let scale: f64 = (0..cols).map(|i| (dense[r * cols + i] as f64 * x[t * cols + i] as f64).abs()).sum();
+                    let error = (got[t * rows + r] as f64 - want).abs();
+                    assert!(
+                        error <= 1e-5 * scale.max(1e-3),
+                        "{ty}: token {t} row {r}: {} against {want} (sum of |terms| {scale})",
+                        got[t * rows + r]
+                    );
+                }
+            }
+            for b in bound {
+                device.destroy_buffer(b);
+            }
+        }
+    }
 }
