@@ -35,7 +35,7 @@ struct ModelArgs {
     /// GGUF file or known model name (default: the reference model, fetched on first use).
     #[arg(long)]
     model: Option<String>,
-    /// Where the engine runs: the WIT component in wasmtime, or the engine crate natively.
+    /// Where the engine runs (default auto: the component on a hardware GPU if there is one, else on the CPU).
     #[arg(long, value_enum)]
     backend: Option<BackendKind>,
     /// Memory the engine component may use, in MiB (default: twice the model file plus 1 GiB).

@@ -28,7 +28,9 @@ pub struct Config {
     /// Where `rill pull` keeps models, relative to this file (default `$XDG_CACHE_HOME/rill/models`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub models_dir: Option<PathBuf>,
-    /// Where the engine runs: `component` (wasmtime) or `native`.
+    /// Where the engine runs: `auto` (the component on a hardware GPU when there is one, else on
+    /// the CPU), `gpu` (on any GPU adapter, a software one included), `component` (the CPU) or
+    /// `native` (the engine crate in this process, for comparison).
     pub backend: BackendKind,
     /// Memory the engine component may use, in MiB (default: twice the model file plus 1 GiB).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -47,7 +49,7 @@ impl Default for Config {
         Config {
             model: crate::models::DEFAULT_MODEL.into(),
             models_dir: None,
-            backend: BackendKind::Component,
+            backend: BackendKind::Auto,
             memory_limit_mib: None,
             rope_scaling: None,
             generation: GenerationSettings::of(&GenerateParams::default()),
@@ -214,7 +216,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("top_k"), "{e}");
-        let e = Config::parse("backend = \"gpu\"\n", "t").unwrap_err().to_string();
+        let e = Config::parse("backend = \"cuda\"\n", "t").unwrap_err().to_string();
         assert!(e.contains("backend"), "{e}");
     }
 

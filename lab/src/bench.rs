@@ -105,7 +105,8 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
         return bench_concurrency(backend, model, &args);
     }
     // The peer runs first, so that its numbers come from the same minutes as ours.
-    let peer = args.peer.as_deref().map(|p| run_peer(p, model, &args)).transpose()?;
+    let on_gpu = backend.name() == "gpu";
+    let peer = args.peer.as_deref().map(|p| run_peer(p, model, &args, on_gpu)).transpose()?;
     let single = Single::measure(backend, load, peer, &args)?;
     let run = crate::bench_history::describe(backend, model, "single", single.figures())?;
     match args.format {
@@ -503,8 +504,9 @@ fn plant_slowdown() {
     }
 }
 
-/// Runs llama-bench on `model` with the same test sizes and reads its JSON report.
-fn run_peer(llama_bench: &Path, model: &Path, args: &BenchArgs) -> anyhow::Result<Peer> {
+/// Runs llama-bench on `model` with the same test sizes and reads its JSON report; `on_gpu`:
+/// every layer on the GPU with flash attention (a CUDA or Vulkan build of llama.cpp).
+fn run_peer(llama_bench: &Path, model: &Path, args: &BenchArgs, on_gpu: bool) -> anyhow::Result<Peer> {
     let mut cmd = std::process::Command::new(llama_bench);
     cmd.arg("-m").arg(model);
     cmd.args([
@@ -521,6 +523,9 @@ fn run_peer(llama_bench: &Path, model: &Path, args: &BenchArgs) -> anyhow::Resul
         "-o",
         "json",
     ]);
+    if on_gpu {
+        cmd.args(["-ngl", "99", "-fa", "1"]);
+    }
     crate::child_server::with_library_path(&mut cmd, llama_bench)?;
     eprintln!("rill: running {} …", llama_bench.display());
     let out = cmd

@@ -1,6 +1,7 @@
 //! `rill info`: what this machine has and what the engine chooses from it.
 
-use crate::backend::component;
+use crate::backend::{component, BackendKind};
+use crate::gpu::{self, AdapterReport};
 use crate::config::Config;
 use crate::models;
 use anyhow::Context;
@@ -143,6 +144,8 @@ pub fn info(format: Format, config: &Config, models_dir: &Path) -> anyhow::Resul
         .unwrap_or(0);
     let features = x86_features();
     let (component_path, simd128, relaxed_simd) = component::capabilities()?;
+    let adapters = gpu::adapters();
+    let choice = backend_choice(config.backend, &adapters);
     let native_path = KernelPath::best().name();
     let context = config.generate_params().context;
     // The model is described only when it is on disk: `info` never downloads.
@@ -170,6 +173,15 @@ pub fn info(format: Format, config: &Config, models_dir: &Path) -> anyhow::Resul
                     "cpu": cpu, "cores": cores, "memory_bytes": memory_kib * 1024, "x86_features": features,
                     "component": { "kernel_path": component_path, "simd128": simd128, "relaxed_simd": relaxed_simd, "threads": 1 },
                     "native": { "kernel_path": native_path, "threads": 1 },
+                    "gpu_adapters": adapters.iter().map(|a| json!({
+                        "name": a.info.device, "type": a.info.architecture, "backend": a.backend,
+                        "software": a.info.is_fallback_adapter, "driver": a.info.description,
+                        "features": a.features,
+                        "max_storage_buffer_binding_size": a.limits.max_storage_buffer_binding_size,
+                        "max_buffer_size": a.limits.max_buffer_size,
+                        "max_compute_workgroup_storage_size": a.limits.max_compute_workgroup_storage_size,
+                    })).collect::<Vec<_>>(),
+                    "backend": { "configured": config.backend, "runs": choice.0, "why": choice.1 },
                     "context": context,
                     "model": model,
                 })
@@ -195,6 +207,22 @@ pub fn info(format: Format, config: &Config, models_dir: &Path) -> anyhow::Resul
                 yes(relaxed_simd)
             );
             println!("native backend: kernels {native_path}, 1 thread");
+            if adapters.is_empty() {
+                println!("gpu adapters:   none (on Linux: a Vulkan driver, e.g. mesa-vulkan-drivers)");
+            }
+            for (i, a) in adapters.iter().enumerate() {
+                println!(
+                    "{}{} ({}, {}{}; features: {}; binds {:.0} MiB)",
+                    if i == 0 { "gpu adapters:   " } else { "                " },
+                    a.info.device,
+                    a.info.architecture,
+                    a.backend,
+                    if a.info.is_fallback_adapter { ", software" } else { "" },
+                    if a.features.is_empty() { "none".into() } else { a.features.join(" ") },
+                    a.limits.max_storage_buffer_binding_size as f64 / (1 << 20) as f64
+                );
+            }
+            println!("backend:        {} runs {}: {}", backend_name(config.backend), choice.0, choice.1);
             println!("context:        {context} positions");
             match &plan {
                 Some(p) => {
@@ -221,6 +249,27 @@ pub fn info(format: Format, config: &Config, models_dir: &Path) -> anyhow::Resul
     }
     Ok(())
 }
+fn backend_name(kind: BackendKind) -> String {
+    kind.to_possible_value().map_or_else(String::new, |v| v.get_name().to_string())
+}
+
+/// Where `kind` puts the engine on this machine, and why.
+fn backend_choice(kind: BackendKind, adapters: &[AdapterReport]) -> (String, String) {
+    let hardware = adapters.iter().find(|a| !a.info.is_fallback_adapter);
+    match (kind, hardware, adapters.first()) {
+        (BackendKind::Auto, Some(a), _) => (format!("the component on {}", a.info.device), "a hardware GPU adapter".into()),
+        (BackendKind::Auto, None, Some(a)) => (
+            "the component on the CPU".into(),
+            format!("the only adapter, {}, is software (`--backend gpu` uses it)", a.info.device),
+        ),
+        (BackendKind::Auto, None, None) => ("the component on the CPU".into(), "no GPU adapter".into()),
+        (BackendKind::Gpu, _, Some(a)) => (format!("the component on {}", a.info.device), "the best adapter".into()),
+        (BackendKind::Gpu, _, None) => ("nothing".into(), "no GPU adapter: loading a model fails".into()),
+        (BackendKind::Component, ..) => ("the component on the CPU".into(), "as configured".into()),
+        (BackendKind::Native, ..) => ("the engine crate natively on the CPU".into(), "as configured".into()),
+    }
+}
+
 fn yes(b: bool) -> &'static str {
     if b {
         "yes"

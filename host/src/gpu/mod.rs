@@ -6,6 +6,7 @@
 //! lost device to a callback; both are kept as the device's [`GpuError`] and returned by the
 //! next `submit` or `read_buffer`, so the engine sees a typed error and the host can fall back.
 
+mod profile;
 pub mod wit;
 
 use rill_engine::gpu::{AdapterInfo, BindGroupId, Binding, BufferId, GpuApi, GpuError, Limits, PipelineId};
@@ -115,10 +116,12 @@ pub fn open(choice: AdapterChoice) -> Result<WgpuDevice, GpuError> {
 #[derive(Default)]
 struct Objects {
     buffers: Slab<wgpu::Buffer>,
-    pipelines: Slab<wgpu::ComputePipeline>,
+    /// Pipelines with their labels (the kernels' names, for the profile).
+    pipelines: Slab<(wgpu::ComputePipeline, String)>,
     groups: Slab<wgpu::BindGroup>,
-    /// The pass being recorded, if any.
-    pass: Option<(wgpu::CommandEncoder, wgpu::ComputePass<'static>)>,
+    /// The work being recorded, if any: its encoder and open pass (none while profiling: each
+    /// dispatch is a pass of its own).
+    pass: Option<(wgpu::CommandEncoder, Option<wgpu::ComputePass<'static>>)>,
 }
 
 pub struct WgpuDevice {
@@ -131,6 +134,8 @@ pub struct WgpuDevice {
     /// The first error the device reported outside a call that returns one (a lost device, a
     /// failed dispatch); every later call fails with it.
     fault: Arc<Mutex<Option<GpuError>>>,
+    /// `RILL_GPU_PROFILE=1`: each dispatch timed on the device, reported when the device goes.
+    profile: Option<Mutex<profile::Profile>>,
 }
 
 fn gpu_error(e: wgpu::Error) -> GpuError {
@@ -162,7 +167,11 @@ impl WgpuDevice {
             let mut fault = on_lost.lock().unwrap_or_else(|p| p.into_inner());
             *fault = Some(GpuError::Lost(format!("{message} ({reason:?})")));
         });
+        let profile = (std::env::var_os("RILL_GPU_PROFILE").is_some_and(|v| v == "1")
+            && device.features().contains(wgpu::Features::TIMESTAMP_QUERY))
+        .then(|| Mutex::new(profile::Profile::new(&device, &queue)));
         Ok(WgpuDevice {
+            profile,
             info: adapter_info(&adapter),
             features: feature_names(device.features()),
             limits: limits(&device.limits()),
@@ -260,14 +269,14 @@ impl GpuApi for WgpuDevice {
                 cache: None,
             })
         })?;
-        Ok(PipelineId(self.objects().pipelines.insert(pipeline) as u32))
+        Ok(PipelineId(self.objects().pipelines.insert((pipeline, label.to_string())) as u32))
     }
 
     fn create_bind_group(&self, pipeline: PipelineId, entries: &[Binding]) -> Result<BindGroupId, GpuError> {
         let mut objects = self.objects();
         let o = &mut *objects;
         let unknown = || GpuError::Validation("a bind group names an unknown pipeline or buffer".into());
-        let layout = o.pipelines.get(pipeline.0 as usize).ok_or_else(unknown)?.get_bind_group_layout(0);
+        let layout = o.pipelines.get(pipeline.0 as usize).ok_or_else(unknown)?.0.get_bind_group_layout(0);
         let entries = entries
             .iter()
             .enumerate()
@@ -329,21 +338,47 @@ impl GpuApi for WgpuDevice {
             fault.get_or_insert(GpuError::Validation("a dispatch names an unknown pipeline or bind group".into()));
             return;
         };
+        if let Some(profile) = &self.profile {
+            // A pass of its own, with timestamps at its start and end.
+            let (encoder, _) = o
+                .pass
+                .get_or_insert_with(|| (self.device.create_command_encoder(&Default::default()), None));
+            let mut profile = profile.lock().unwrap_or_else(|p| p.into_inner());
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: profile.writes(&p.1),
+            });
+            pass.set_pipeline(&p.0);
+            pass.set_bind_group(0, g, &[]);
+            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+            return;
+        }
         let (_, pass) = o.pass.get_or_insert_with(|| {
             let mut encoder = self.device.create_command_encoder(&Default::default());
             let pass = encoder.begin_compute_pass(&Default::default()).forget_lifetime();
-            (encoder, pass)
+            (encoder, Some(pass))
         });
-        pass.set_pipeline(p);
+        let pass = pass.as_mut().expect("an open pass when not profiling");
+        pass.set_pipeline(&p.0);
         pass.set_bind_group(0, g, &[]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
     }
 
     fn submit(&self) -> Result<(), GpuError> {
         let pass = self.objects().pass.take();
-        if let Some((encoder, pass)) = pass {
+        if let Some((mut encoder, pass)) = pass {
             drop(pass);
-            self.queue.submit([encoder.finish()]);
+            match &self.profile {
+                Some(profile) => {
+                    let mut profile = profile.lock().unwrap_or_else(|p| p.into_inner());
+                    profile.resolve(&mut encoder);
+                    self.queue.submit([encoder.finish()]);
+                    profile.collect(&self.device);
+                }
+                None => {
+                    self.queue.submit([encoder.finish()]);
+                }
+            }
         }
         self.check()
     }

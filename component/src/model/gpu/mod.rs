@@ -55,11 +55,12 @@ impl Pipelines {
     /// Compiles the kernels `model` needs (a mat-mul for each of its weight formats).
     fn new(api: &dyn GpuApi, model: &Model) -> Result<Pipelines, GpuError> {
         let compile = |k: wgsl::Kernel| api.create_pipeline(&k.source, k.entry, k.entry);
+        let compile_for = |k: wgsl::Kernel, ty: QuantType| api.create_pipeline(&k.source, k.entry, &format!("{} {ty}", k.entry));
         let unsupported = |ty: QuantType| GpuError::Validation(format!("no GPU kernel for {ty} weights"));
         let mut matmul = HashMap::new();
         for m in model.matrices() {
             if !matmul.contains_key(&m.ty) {
-                matmul.insert(m.ty, compile(wgsl::matmul(m.ty).ok_or_else(|| unsupported(m.ty))?)?);
+                matmul.insert(m.ty, compile_for(wgsl::matmul(m.ty).ok_or_else(|| unsupported(m.ty))?, m.ty)?);
             }
         }
         let embed_ty = model.token_embd.ty;
