@@ -80,7 +80,7 @@ fn every_formats_matmul_kernel_matches_the_scalar_reference() {
         let w = random_rows(ty, rows, cols, ty as u64 + 1);
         let mut dense = vec![0f32; rows * cols];
         rill_kernels::dequantize(ty, &w, &mut dense).unwrap();
-        let kernel = wgsl::matmul(ty).unwrap();
+        let kernel = wgsl::matmul(ty, wgsl::MatmulVariant::PLAIN).unwrap();
         let pipeline = device.create_pipeline(&kernel.source, kernel.entry, kernel.entry).unwrap();
         for n in [1, 11] {
             let x: Vec<f32> = (0..n * cols).map(|i| ((i * 7919) % 200) as f32 / 100.0 - 1.0).collect();
@@ -89,7 +89,7 @@ fn every_formats_matmul_kernel_matches_the_scalar_reference() {
                 device.write_buffer(b, 0, bytes).unwrap();
                 b
             };
-            let params: [u32; 6] = [rows as u32, cols as u32, n as u32, (w.len() / rows) as u32, 0, rows as u32];
+            let params: [u32; 9] = [rows as u32, cols as u32, n as u32, (w.len() / rows) as u32, 0, rows as u32, 0, 0, 0];
             let bound = [
                 buffer(&w),
                 buffer(bytemuck::cast_slice(&x)),
@@ -105,10 +105,10 @@ fn every_formats_matmul_kernel_matches_the_scalar_reference() {
                 .create_bind_group(
                     pipeline,
                     &[
-                        whole(bound[0], w.len()),
-                        whole(bound[1], x.len() * 4),
-                        whole(bound[2], n * rows * 4),
-                        whole(bound[3], 24),
+                        (0, whole(bound[0], w.len())),
+                        (1, whole(bound[1], x.len() * 4)),
+                        (2, whole(bound[3], 36)),
+                        (3, whole(bound[2], n * rows * 4)),
                     ],
                 )
                 .unwrap();

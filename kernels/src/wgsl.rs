@@ -46,9 +46,56 @@ fn kernel(entry: &'static str, parts: &[&str]) -> Kernel {
     }
 }
 
-/// `y (n, rows) = x (n, cols) · wᵀ` for weights in format `ty`.
-pub fn matmul(ty: QuantType) -> Option<Kernel> {
-    Some(kernel("matmul", &[&dequant(ty)?, include_str!("wgsl/matmul.wgsl")]))
+/// What a mat-mul does around its product (see matmul.wgsl).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MatmulVariant {
+    /// x is used as RMSNorm(x)·norm, the norm bound at 4.
+    pub normed: bool,
+    /// Stacked matrices whose rows go to this many outputs (bindings 3, 5, 6); 1: one output.
+    pub outputs: u32,
+    /// `[gate; up]` stacked: one output, gelu(gate) · up.
+    pub geglu: bool,
+}
+
+impl MatmulVariant {
+    pub const PLAIN: MatmulVariant = MatmulVariant {
+        normed: false,
+        outputs: 1,
+        geglu: false,
+    };
+}
+
+/// `y (n, rows) = x (n, cols) · wᵀ` for weights in format `ty`, as `variant` says.
+pub fn matmul(ty: QuantType, variant: MatmulVariant) -> Option<Kernel> {
+    let flags = format!(
+        "const NORMED: bool = {};\nconst GEGLU: bool = {};\n",
+        variant.normed, variant.geglu
+    );
+    let norm = if variant.normed {
+        "@group(0) @binding(4) var<storage, read> norm: array<vec4<f32>>;\nfn norm_weight(i: u32) -> vec4<f32> { return norm[i]; }\n"
+    } else {
+        "fn norm_weight(i: u32) -> vec4<f32> { return vec4<f32>(1.0); }\n"
+    };
+    let store = match variant.outputs {
+        1 => "fn store(t: u32, r: u32, value: f32) { y0[t * p.y_stride + p.row0 + r] = value; }\n",
+        2 => concat!(
+            "@group(0) @binding(5) var<storage, read_write> y1: array<f32>;\n",
+            "fn store(t: u32, r: u32, value: f32) {\n",
+            "    if (r < p.seg1) { y0[t * p.seg1 + r] = value; } else { y1[t * (p.rows - p.seg1) + r - p.seg1] = value; }\n",
+            "}\n"
+        ),
+        3 => concat!(
+            "@group(0) @binding(5) var<storage, read_write> y1: array<f32>;\n",
+            "@group(0) @binding(6) var<storage, read_write> y2: array<f32>;\n",
+            "fn store(t: u32, r: u32, value: f32) {\n",
+            "    if (r < p.seg1) { y0[t * p.seg1 + r] = value; }\n",
+            "    else if (r < p.seg2) { y1[t * (p.seg2 - p.seg1) + r - p.seg1] = value; }\n",
+            "    else { y2[t * (p.rows - p.seg2) + r - p.seg2] = value; }\n",
+            "}\n"
+        ),
+        _ => return None,
+    };
+    Some(kernel("matmul", &[&flags, norm, store, GELU, &dequant(ty)?, include_str!("wgsl/matmul.wgsl")]))
 }
 
 /// Embedding rows of a table in format `ty`.
@@ -56,36 +103,33 @@ pub fn embed(ty: QuantType) -> Option<Kernel> {
     Some(kernel("embed", &[&dequant(ty)?, include_str!("wgsl/embed.wgsl")]))
 }
 
-const NORM: &str = include_str!("wgsl/norm.wgsl");
-const ELEMENTWISE: &str = include_str!("wgsl/elementwise.wgsl");
+const GELU: &str = include_str!("wgsl/gelu.wgsl");
+const RESIDUAL: &str = include_str!("wgsl/residual.wgsl");
 const KV_PAGES: &str = include_str!("wgsl/kv_pages.wgsl");
 
-pub fn rms_norm() -> Kernel {
-    kernel("rms_norm", &[NORM])
+/// `x += RMSNorm(y)·w`, or `x += y` without a norm.
+pub fn residual(normed: bool) -> Kernel {
+    kernel(if normed { "residual_normed" } else { "residual" }, &[RESIDUAL])
 }
 
-pub fn rms_norm_in_place() -> Kernel {
-    kernel("rms_norm_in_place", &[NORM])
-}
-
+/// `a = gelu(a) · b`.
 pub fn geglu() -> Kernel {
-    kernel("geglu", &[ELEMENTWISE])
-}
-
-pub fn add() -> Kernel {
-    kernel("add", &[ELEMENTWISE])
+    kernel("geglu", &[GELU, include_str!("wgsl/geglu.wgsl")])
 }
 
 pub fn gather() -> Kernel {
-    kernel("gather", &[ELEMENTWISE])
+    kernel("gather", &[include_str!("wgsl/gather.wgsl")])
 }
 
-pub fn rope() -> Kernel {
-    kernel("rope", &[include_str!("wgsl/rope.wgsl")])
-}
-
-pub fn kv_store() -> Kernel {
-    kernel("store", &[KV_PAGES, include_str!("wgsl/kv_store.wgsl")])
+/// Per-head norms (`head_norms`: the model has them, bound at 8), rotation, and the keys and
+/// values stored in their slots.
+pub fn attention_input(head_norms: bool) -> Kernel {
+    let norms = if head_norms {
+        "const HEAD_NORMS: bool = true;\n@group(0) @binding(8) var<storage, read> norms: array<f32>;\nfn head_norm(i: u32) -> f32 { return norms[i]; }\n"
+    } else {
+        "const HEAD_NORMS: bool = false;\nfn head_norm(i: u32) -> f32 { return 1.0; }\n"
+    };
+    kernel("attention_input", &[norms, KV_PAGES, include_str!("wgsl/attention_input.wgsl")])
 }
 
 pub fn attention() -> Kernel {

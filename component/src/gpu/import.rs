@@ -135,13 +135,14 @@ impl GpuApi for ImportedGpu {
         Ok(PipelineId(self.resources().pipelines.insert(p)))
     }
 
-    fn create_bind_group(&self, pipeline: PipelineId, entries: &[Binding]) -> Result<BindGroupId, GpuError> {
+    fn create_bind_group(&self, pipeline: PipelineId, entries: &[(u32, Binding)]) -> Result<BindGroupId, GpuError> {
         let mut r = self.resources();
         let group = {
             let entries = entries
                 .iter()
-                .map(|e| {
-                    Ok(wit::GpuBufferBinding {
+                .map(|(binding, e)| {
+                    Ok(wit::GpuBindGroupEntry {
+                        binding: *binding,
                         buffer: r.buffers.get(e.buffer.0)?,
                         offset: e.offset,
                         size: e.size,

@@ -86,8 +86,8 @@ pub trait GpuApi: Send + Sync {
     fn destroy_buffer(&self, buffer: BufferId);
     /// Compiles `code` once; `entry` names the `@compute` function.
     fn create_pipeline(&self, code: &str, entry: &str, label: &str) -> Result<PipelineId, GpuError>;
-    /// Binds `entries` to `pipeline`'s bindings 0, 1, ... of group 0.
-    fn create_bind_group(&self, pipeline: PipelineId, entries: &[Binding]) -> Result<BindGroupId, GpuError>;
+    /// Binds each `(binding, range)` of `entries` to `pipeline`'s group 0.
+    fn create_bind_group(&self, pipeline: PipelineId, entries: &[(u32, Binding)]) -> Result<BindGroupId, GpuError>;
     fn destroy_bind_group(&self, group: BindGroupId);
     /// Writes `data` at `offset`, before any work submitted after this call.
     fn write_buffer(&self, buffer: BufferId, offset: u64, data: &[u8]) -> Result<(), GpuError>;

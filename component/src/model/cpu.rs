@@ -4,7 +4,7 @@
 use super::attention::{attend, AttentionBuffers};
 use super::device::Device;
 use super::forward::{ForwardError, SeqInput};
-use super::ops::{geglu, rms_norm};
+use super::ops::{geglu, inverse_rms, rms_norm};
 use super::{Config, Matrix, Rope};
 use crate::tokenizer::TokenId;
 use rill_kernels::KernelPath;
@@ -20,6 +20,13 @@ pub(super) fn resize(v: &mut Vec<f32>, len: usize) -> Result<(), ForwardError> {
         .map_err(|_| ForwardError::OutOfMemory(len * 4))?;
     v.resize(len, 0.0);
     Ok(())
+}
+
+/// `normed` = RMSNorm of each `norm.len()`-wide row of `x`, scaled by `norm`.
+fn normalised(x: &[f32], norm: &[f32], eps: f32, normed: &mut Vec<f32>) {
+    normed.clear();
+    normed.extend_from_slice(x);
+    rms_norm(normed, norm, eps);
 }
 
 impl Device for Cpu {
@@ -41,23 +48,43 @@ impl Device for Cpu {
         }
     }
 
+    fn project(&self, x: &Vec<f32>, norm: &[f32], eps: f32, normed: &mut Vec<f32>, outs: &mut [(&Matrix, &mut Vec<f32>)]) {
+        normalised(x, norm, eps, normed);
+        for (w, out) in outs {
+            w.matmul(self.path, normed, out);
+        }
+    }
+
+    fn gated_ffn(
+        &self,
+        x: &Vec<f32>,
+        norm: &[f32],
+        eps: f32,
+        gate: &Matrix,
+        up: &Matrix,
+        normed: &mut Vec<f32>,
+        up_out: &mut Vec<f32>,
+        out: &mut Vec<f32>,
+    ) {
+        normalised(x, norm, eps, normed);
+        gate.matmul(self.path, normed, out);
+        up.matmul(self.path, normed, up_out);
+        geglu(out, up_out);
+    }
+
     fn matmul(&self, w: &Matrix, x: &Vec<f32>, out: &mut Vec<f32>) {
         w.matmul(self.path, x, out);
     }
 
-    fn rms_norm(&self, x: &Vec<f32>, w: &[f32], eps: f32, out: &mut Vec<f32>) {
-        out.copy_from_slice(x);
-        rms_norm(out, w, eps);
-    }
-
-    fn rms_norm_in_place(&self, x: &mut Vec<f32>, w: &[f32], eps: f32) {
-        rms_norm(x, w, eps);
-    }
-
-    fn rope(&self, rope: &Rope, positions: &[usize], q: &mut Vec<f32>, k: &mut Vec<f32>) {
-        let (q_dim, kv_dim) = (q.len() / positions.len(), k.len() / positions.len());
-        for ((q, k), &p) in q.chunks_exact_mut(q_dim).zip(k.chunks_exact_mut(kv_dim)).zip(positions) {
-            rope.apply([q, k], p);
+    fn residual(&self, x: &mut Vec<f32>, y: &Vec<f32>, norm: Option<&[f32]>, eps: f32) {
+        match norm {
+            Some(w) => {
+                for (x, y) in x.chunks_exact_mut(w.len()).zip(y.chunks_exact(w.len())) {
+                    let scale = inverse_rms(y, eps);
+                    x.iter_mut().zip(y).zip(w).for_each(|((x, y), w)| *x += y * scale * w);
+                }
+            }
+            None => x.iter_mut().zip(y).for_each(|(x, y)| *x += y),
         }
     }
 
@@ -65,22 +92,24 @@ impl Device for Cpu {
         &self,
         config: &Config,
         l: usize,
+        head_norms: Option<(&[f32], &[f32])>,
+        rope: &Rope,
         seqs: &mut [SeqInput],
-        q: &Vec<f32>,
-        k: &Vec<f32>,
+        q: &mut Vec<f32>,
+        k: &mut Vec<f32>,
         v: &Vec<f32>,
         buffers: &mut AttentionBuffers,
         out: &mut Vec<f32>,
     ) -> Result<(), ForwardError> {
+        if let Some((q_norm, k_norm)) = head_norms {
+            rms_norm(q, q_norm, config.rms_eps);
+            rms_norm(k, k_norm, config.rms_eps);
+        }
+        let positions = seqs.iter().flat_map(|s| s.cache.len()..s.cache.len() + s.tokens.len());
+        for ((q, k), p) in q.chunks_exact_mut(config.q_dim()).zip(k.chunks_exact_mut(config.kv_dim())).zip(positions) {
+            rope.apply([q, k], p);
+        }
         attend(self.path, config, l, seqs, q, k, v, buffers, out)
-    }
-
-    fn geglu(&self, gate: &mut Vec<f32>, up: &Vec<f32>) {
-        geglu(gate, up);
-    }
-
-    fn add(&self, x: &mut Vec<f32>, y: &Vec<f32>) {
-        x.iter_mut().zip(y).for_each(|(x, y)| *x += y);
     }
 
     fn gather_rows(&self, x: &Vec<f32>, width: usize, rows: &[usize], out: &mut Vec<f32>) {

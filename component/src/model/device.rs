@@ -32,39 +32,50 @@ pub trait Device {
     /// `out` (tokens, dim): each token's row of `table`, times `scale`.
     fn embed(&self, table: &Matrix, tokens: &[TokenId], scale: f32, out: &mut Self::Tensor);
 
+    /// A block's input: for each `(w, out)` of `outs`, `out` (n, w.rows) = RMSNorm(x)·`norm`
+    /// (n, w.cols) · wᵀ (Q, K and V from one norm; the logits from the output norm). `normed`
+    /// is room for the normed input, where the device needs it.
+    fn project(&self, x: &Self::Tensor, norm: &[f32], eps: f32, normed: &mut Self::Tensor, outs: &mut [(&Matrix, &mut Self::Tensor)]);
+
+    /// The gated feed-forward's first half: `out` (n, ffn) = gelu(x̂ · gateᵀ) · (x̂ · upᵀ), with
+    /// x̂ = RMSNorm(x)·`norm`; `normed` and `up` are room, where the device needs it.
+    fn gated_ffn(
+        &self,
+        x: &Self::Tensor,
+        norm: &[f32],
+        eps: f32,
+        gate: &Matrix,
+        up: &Matrix,
+        normed: &mut Self::Tensor,
+        up_out: &mut Self::Tensor,
+        out: &mut Self::Tensor,
+    );
+
     /// `out` (n, w.rows) = `x` (n, w.cols) · wᵀ, over the weight's own format.
     fn matmul(&self, w: &Matrix, x: &Self::Tensor, out: &mut Self::Tensor);
 
-    /// `out` = RMSNorm of each `w.len()`-wide row of `x`, scaled by `w`.
-    fn rms_norm(&self, x: &Self::Tensor, w: &[f32], eps: f32, out: &mut Self::Tensor);
+    /// The residual connection: `x += RMSNorm(y)·norm` (a block's output norm), or `x += y`.
+    fn residual(&self, x: &mut Self::Tensor, y: &Self::Tensor, norm: Option<&[f32]>, eps: f32);
 
-    /// The same in place (per-head Q/K norms, post-block norms).
-    fn rms_norm_in_place(&self, x: &mut Self::Tensor, w: &[f32], eps: f32);
-
-    /// Rotates row `r` of `q` (n, q_dim) and of `k` (n, kv_dim) to position `positions[r]`.
-    fn rope(&self, rope: &Rope, positions: &[usize], q: &mut Self::Tensor, k: &mut Self::Tensor);
-
-    /// Layer `l`'s attention for every sequence of the batch: stores the keys `k` and values `v`
-    /// (n, kv_dim) of each sequence's new tokens in its cache, then writes into `out` (n, q_dim)
-    /// each token's attention over the positions it sees (causal; a sliding-window layer sees its
-    /// window). Rows are the sequences' tokens in order.
+    /// Layer `l`'s attention for every sequence of the batch: normalises each new query and key
+    /// head (`head_norms`: the query heads' and the key heads' weights, where the model has
+    /// them), rotates them to their positions, stores the keys and values (n, kv_dim) of each
+    /// sequence's new tokens in its cache, then writes into `out` (n, q_dim) each token's
+    /// attention over the positions it sees (causal; a sliding-window layer sees its window).
+    /// Rows are the sequences' tokens in order.
     fn attention(
         &self,
         config: &Config,
         l: usize,
+        head_norms: Option<(&[f32], &[f32])>,
+        rope: &Rope,
         seqs: &mut [SeqInput],
-        q: &Self::Tensor,
-        k: &Self::Tensor,
+        q: &mut Self::Tensor,
+        k: &mut Self::Tensor,
         v: &Self::Tensor,
         scratch: &mut Self::AttentionScratch,
         out: &mut Self::Tensor,
     ) -> Result<(), ForwardError>;
-
-    /// The gated feed-forward activation in place: `gate = gelu(gate) · up`.
-    fn geglu(&self, gate: &mut Self::Tensor, up: &Self::Tensor);
-
-    /// `x += y`, element by element (the residual connections).
-    fn add(&self, x: &mut Self::Tensor, y: &Self::Tensor);
 
     /// `out` (rows.len(), width): the listed rows of `x`, in order.
     fn gather_rows(&self, x: &Self::Tensor, width: usize, rows: &[usize], out: &mut Self::Tensor);

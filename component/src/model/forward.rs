@@ -90,47 +90,31 @@ fn forward<D: Device>(
         device.resize(t, n * width)?;
     }
     let tokens: Vec<TokenId> = seqs.iter().flat_map(|s| s.tokens.iter().copied()).collect(); // (n)
-    let positions: Vec<usize> = seqs
-        .iter()
-        .flat_map(|s| s.cache.len()..s.cache.len() + s.tokens.len())
-        .collect(); // (n)
 
     device.embed(&model.token_embd, &tokens, c.embedding_scale, &mut s.x);
     for (l, layer) in model.layers.iter().enumerate() {
-        // Attention block.
-        device.rms_norm(&s.x, &layer.attn_norm, c.rms_eps, &mut s.xb);
-        device.matmul(&layer.wq, &s.xb, &mut s.q);
-        device.matmul(&layer.wk, &s.xb, &mut s.k);
-        device.matmul(&layer.wv, &s.xb, &mut s.v);
-        if let Some(w) = &layer.q_norm {
-            device.rms_norm_in_place(&mut s.q, w, c.rms_eps);
-        }
-        if let Some(w) = &layer.k_norm {
-            device.rms_norm_in_place(&mut s.k, w, c.rms_eps);
-        }
+        // Attention block: x += post_norm(wo · attention(q, k, v)), q, k, v from norm(x).
+        device.project(
+            &s.x,
+            &layer.attn_norm,
+            c.rms_eps,
+            &mut s.xb,
+            &mut [(&layer.wq, &mut s.q), (&layer.wk, &mut s.k), (&layer.wv, &mut s.v)],
+        );
         let rope = if c.is_global(l) {
             &model.rope_global
         } else {
             &model.rope_local
         };
-        device.rope(rope, &positions, &mut s.q, &mut s.k);
-        device.attention(c, l, seqs, &s.q, &s.k, &s.v, &mut s.attention, &mut s.att)?;
+        let head_norms = layer.q_norm.as_deref().zip(layer.k_norm.as_deref());
+        device.attention(c, l, head_norms, rope, seqs, &mut s.q, &mut s.k, &s.v, &mut s.attention, &mut s.att)?;
         device.matmul(&layer.wo, &s.att, &mut s.xb);
-        if let Some(w) = &layer.post_attn_norm {
-            device.rms_norm_in_place(&mut s.xb, w, c.rms_eps);
-        }
-        device.add(&mut s.x, &s.xb);
+        device.residual(&mut s.x, &s.xb, layer.post_attn_norm.as_deref(), c.rms_eps);
 
-        // Feed-forward block: down(gelu(gate(x)) · up(x)).
-        device.rms_norm(&s.x, &layer.ffn_norm, c.rms_eps, &mut s.xb);
-        device.matmul(&layer.w_gate, &s.xb, &mut s.gate);
-        device.matmul(&layer.w_up, &s.xb, &mut s.up);
-        device.geglu(&mut s.gate, &s.up);
+        // Feed-forward block: x += post_norm(down(gelu(gate(norm(x))) · up(norm(x)))).
+        device.gated_ffn(&s.x, &layer.ffn_norm, c.rms_eps, &layer.w_gate, &layer.w_up, &mut s.xb, &mut s.up, &mut s.gate);
         device.matmul(&layer.w_down, &s.gate, &mut s.xb);
-        if let Some(w) = &layer.post_ffn_norm {
-            device.rms_norm_in_place(&mut s.xb, w, c.rms_eps);
-        }
-        device.add(&mut s.x, &s.xb);
+        device.residual(&mut s.x, &s.xb, layer.post_ffn_norm.as_deref(), c.rms_eps);
     }
     for seq in seqs.iter_mut() {
         seq.cache.advance(seq.tokens.len());
@@ -158,8 +142,7 @@ fn forward<D: Device>(
     device.resize(&mut s.rows, wanted.len() * c.dim)?;
     device.resize(&mut s.logits, wanted.len() * c.vocab_size)?;
     device.gather_rows(&s.x, c.dim, &wanted, &mut s.rows);
-    device.rms_norm_in_place(&mut s.rows, &model.output_norm, c.rms_eps);
-    device.matmul(&model.output, &s.rows, &mut s.logits);
+    device.project(&s.rows, &model.output_norm, c.rms_eps, &mut s.xb, &mut [(&model.output, &mut s.logits)]);
     device.submit()?;
     let mut at = 0;
     let logits = counts

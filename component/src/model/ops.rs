@@ -5,12 +5,17 @@ use rill_kernels::{matmul, weighted_sum, KernelPath, QuantType};
 /// RMSNorm of each `w.len()`-wide row of `x` in place: `x · w / √(mean(x²) + eps)`.
 pub fn rms_norm(x: &mut [f32], w: &[f32], eps: f32) {
     for row in x.chunks_exact_mut(w.len()) {
-        let mean_sq = row.iter().map(|v| v * v).sum::<f32>() / w.len() as f32;
-        let inv = 1.0 / (mean_sq + eps).sqrt();
+        let inv = inverse_rms(row, eps);
         for (v, w) in row.iter_mut().zip(w) {
             *v *= inv * w;
         }
     }
+}
+
+/// 1 / the root mean square of `row` (with `eps` added to the mean square).
+pub fn inverse_rms(row: &[f32], eps: f32) -> f32 {
+    let mean_sq = row.iter().map(|v| v * v).sum::<f32>() / row.len() as f32;
+    1.0 / (mean_sq + eps).sqrt()
 }
 
 /// The gated feed-forward activation, in place: `gate = gelu(gate) · up`, with GELU's tanh

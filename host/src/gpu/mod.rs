@@ -272,17 +272,16 @@ impl GpuApi for WgpuDevice {
         Ok(PipelineId(self.objects().pipelines.insert((pipeline, label.to_string())) as u32))
     }
 
-    fn create_bind_group(&self, pipeline: PipelineId, entries: &[Binding]) -> Result<BindGroupId, GpuError> {
+    fn create_bind_group(&self, pipeline: PipelineId, entries: &[(u32, Binding)]) -> Result<BindGroupId, GpuError> {
         let mut objects = self.objects();
         let o = &mut *objects;
         let unknown = || GpuError::Validation("a bind group names an unknown pipeline or buffer".into());
         let layout = o.pipelines.get(pipeline.0 as usize).ok_or_else(unknown)?.0.get_bind_group_layout(0);
         let entries = entries
             .iter()
-            .enumerate()
-            .map(|(i, b)| {
+            .map(|(binding, b)| {
                 Ok(wgpu::BindGroupEntry {
-                    binding: i as u32,
+                    binding: *binding,
                     resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                         buffer: o.buffers.get(b.buffer.0 as usize).ok_or_else(unknown)?,
                         offset: b.offset,

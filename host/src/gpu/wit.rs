@@ -115,17 +115,18 @@ impl wit::HostGpuDevice for GpuHost<'_> {
         &mut self,
         _: Resource<DeviceHandle>,
         pipeline: Resource<PipelineId>,
-        entries: Vec<wit::GpuBufferBinding>,
+        entries: Vec<wit::GpuBindGroupEntry>,
     ) -> Wit<Resource<BindGroupId>> {
         let pipeline = self.id(&pipeline)?;
         let entries = entries
             .iter()
             .map(|e| {
-                Ok(Binding {
+                let range = Binding {
                     buffer: self.id(&e.buffer)?,
                     offset: e.offset,
                     size: e.size,
-                })
+                };
+                Ok((e.binding, range))
             })
             .collect::<wasmtime::Result<Vec<_>>>()?;
         Ok(match self.gpu()?.create_bind_group(pipeline, &entries) {

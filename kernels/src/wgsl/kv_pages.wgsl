@@ -1,4 +1,4 @@
-// The paged KV cache on the device, shared by `kv_store` and `attention`. Keys and values are f16 pairs in a pool of
+// The paged KV cache on the device, shared by `attention_input` and `attention`. Keys and values are f16 pairs in a pool of
 // slots, one slot per block of BLOCK positions of a sequence, holding the part's layers: keys
 // (layer, position in block, kv_dim), then values alike. A layer's slots are all in one pool
 // (global layers' or sliding ones'); each sequence's block table names its slot per block.
@@ -13,7 +13,8 @@ struct Params {
     index: u32,        // this layer's index among them
     column: u32,       // which slot of a block table entry: 0 global, 1 sliding
     window: u32,       // positions a token sees, itself included (0: all)
-    scale: f32,
+    scale: f32,        // of the attention scores
+    eps: f32,          // of the per-head norms
 }
 
 const BLOCK: u32 = 32u;

@@ -4,25 +4,98 @@
 // 32 values, dequantises it once and multiplies it into all the tokens' sums, which the lanes
 // then add up in workgroup memory. A matrix split into row slices (larger than one binding may
 // be) runs once per slice, `row0` placing its rows in y.
+//
+// Variants, from what wgsl.rs writes before this file:
+//   NORMED   x is used as RMSNorm(x)·norm (the block's input norm, computed here per token);
+//            `norm_weight` reads the norm (binding 4), or is 1 without one.
+//   `store`  one output (y0, with the slice's place in it), or w is several matrices stacked
+//            (Q, K, V) whose rows go to y0, y1, y2 split at seg1 and seg2, each (n, its rows).
+//   GEGLU    w is [gate; up] stacked (2·rows rows): y0 = gelu(x·gateᵀ) · (x·upᵀ).
 
 struct Params {
-    rows: u32,      // rows of this slice
+    rows: u32,      // rows of this slice (GEGLU: of the gate half)
     cols: u32,
     n: u32,         // tokens
     row_bytes: u32,
     row0: u32,      // the slice's first row in the whole matrix
-    y_stride: u32,  // rows of the whole matrix (y's row length)
+    y_stride: u32,  // rows of the whole matrix (y0's row length, one output)
+    eps: f32,
+    seg1: u32,
+    seg2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> w: array<u32>;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<uniform> p: Params;
+@group(0) @binding(2) var<uniform> p: Params;
+@group(0) @binding(3) var<storage, read_write> y0: array<f32>;
 
 const LANES: u32 = 32u;
 const TOKENS: u32 = 8u;
 
 var<workgroup> partial: array<f32, 256>;
+var<workgroup> inv_rms: array<f32, TOKENS>;
+
+// 1 / rms of each token of the tile, by all 256 invocations.
+fn token_scales(t0: u32, tokens: u32, lid: u32) {
+    let quads = p.cols / 4u;
+    for (var t = 0u; t < tokens; t++) {
+        var s = 0.0;
+        for (var i = lid; i < quads; i += 256u) {
+            let v = x[(t0 + t) * quads + i];
+            s += dot(v, v);
+        }
+        partial[lid] = s;
+        workgroupBarrier();
+        for (var step = 128u; step > 0u; step /= 2u) {
+            if (lid < step) {
+                partial[lid] += partial[lid + step];
+            }
+            workgroupBarrier();
+        }
+        if (lid == 0u) {
+            inv_rms[t] = inverseSqrt(partial[0] / f32(p.cols) + p.eps);
+        }
+        workgroupBarrier();
+    }
+}
+
+// Σ over row `row`'s chunks of this lane, for each token: acc[t].
+fn row_sums(row: u32, lane: u32, t0: u32, tokens: u32) -> array<f32, 8> {
+    var acc: array<f32, 8>;
+    let chunks = p.cols / 32u;
+    for (var c = lane; c < chunks; c += LANES) {
+        var v = dequant(row, c);
+        if (NORMED) {
+            for (var i = 0u; i < 8u; i++) {
+                v[i] *= norm_weight(c * 8u + i);
+            }
+        }
+        for (var t = 0u; t < tokens; t++) {
+            let xo = ((t0 + t) * p.cols + c * 32u) / 4u;
+            var s = 0.0;
+            for (var i = 0u; i < 8u; i++) {
+                s += dot(v[i], x[xo + i]);
+            }
+            acc[t] += s;
+        }
+    }
+    return acc;
+}
+
+// Adds `v` over the 32 lanes of this invocation's row; lane 0 gets the total.
+fn lanes_total(lid: u32, lane: u32, v: f32) -> f32 {
+    partial[lid] = v;
+    workgroupBarrier();
+    for (var step = LANES / 2u; step > 0u; step /= 2u) {
+        if (lane < step) {
+            partial[lid] += partial[lid + step];
+        }
+        workgroupBarrier();
+    }
+    let total = partial[lid];
+    workgroupBarrier();
+    return total;
+}
 
 @compute @workgroup_size(256)
 fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -30,34 +103,31 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
     let lane = lid % LANES;
     let t0 = wg.y * TOKENS;
     let tokens = min(TOKENS, p.n - t0);
-    let chunks = p.cols / 32u;
+    if (NORMED) {
+        token_scales(t0, tokens, lid);
+    }
     var acc: array<f32, 8>;
+    var up: array<f32, 8>;
     if (r < p.rows) {
-        let row = r * p.row_bytes;
-        for (var c = lane; c < chunks; c += LANES) {
-            let v = dequant(row, c);
-            for (var t = 0u; t < tokens; t++) {
-                let xo = ((t0 + t) * p.cols + c * 32u) / 4u;
-                var s = 0.0;
-                for (var i = 0u; i < 8u; i++) {
-                    s += dot(v[i], x[xo + i]);
-                }
-                acc[t] += s;
-            }
+        acc = row_sums(r * p.row_bytes, lane, t0, tokens);
+        if (GEGLU) {
+            up = row_sums((r + p.rows) * p.row_bytes, lane, t0, tokens);
         }
     }
     for (var t = 0u; t < tokens; t++) {
-        partial[lid] = acc[t];
-        workgroupBarrier();
-        for (var step = LANES / 2u; step > 0u; step /= 2u) {
-            if (lane < step) {
-                partial[lid] += partial[lid + step];
+        var value = lanes_total(lid, lane, acc[t]);
+        if (NORMED) {
+            value *= inv_rms[t];
+        }
+        if (GEGLU) {
+            var u = lanes_total(lid, lane, up[t]);
+            if (NORMED) {
+                u *= inv_rms[t];
             }
-            workgroupBarrier();
+            value = gelu(value) * u;
         }
         if (lane == 0u && r < p.rows) {
-            y[(t0 + t) * p.y_stride + p.row0 + r] = partial[lid];
+            store(t0 + t, r, value);
         }
-        workgroupBarrier();
     }
 }

@@ -10,11 +10,13 @@ mod weights;
 use super::device::Device;
 use super::forward::{ForwardError, SeqInput};
 use super::{Config, Matrix, Model, Rope};
+use weights::DeviceMatrix;
 use crate::gpu::{AdapterInfo, Binding, BufferId, GpuApi, GpuError, PipelineId};
 use crate::tokenizer::TokenId;
 pub use kv_pool::KvPool;
 use recorder::{Bind, Recorder};
-use rill_kernels::{wgsl, QuantType};
+use rill_kernels::wgsl::{self, MatmulVariant};
+use rill_kernels::QuantType;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use weights::Weights;
@@ -39,44 +41,38 @@ impl GpuTensor {
 pub struct StepTables(Option<(Binding, Binding)>);
 
 struct Pipelines {
-    matmul: HashMap<QuantType, PipelineId>,
+    /// Mat-muls by format and variant, compiled when first used.
+    matmul: Mutex<HashMap<(QuantType, MatmulVariant), PipelineId>>,
     embed: PipelineId,
-    rms_norm: PipelineId,
-    rms_norm_in_place: PipelineId,
+    residual: PipelineId,
+    residual_normed: PipelineId,
     geglu: PipelineId,
-    add: PipelineId,
     gather: PipelineId,
-    rope: PipelineId,
-    kv_store: PipelineId,
+    attention_input: PipelineId,
     attention: PipelineId,
 }
 
 impl Pipelines {
-    /// Compiles the kernels `model` needs (a mat-mul for each of its weight formats).
     fn new(api: &dyn GpuApi, model: &Model) -> Result<Pipelines, GpuError> {
         let compile = |k: wgsl::Kernel| api.create_pipeline(&k.source, k.entry, k.entry);
-        let compile_for = |k: wgsl::Kernel, ty: QuantType| api.create_pipeline(&k.source, k.entry, &format!("{} {ty}", k.entry));
-        let unsupported = |ty: QuantType| GpuError::Validation(format!("no GPU kernel for {ty} weights"));
-        let mut matmul = HashMap::new();
-        for m in model.matrices() {
-            if !matmul.contains_key(&m.ty) {
-                matmul.insert(m.ty, compile_for(wgsl::matmul(m.ty).ok_or_else(|| unsupported(m.ty))?, m.ty)?);
-            }
-        }
         let embed_ty = model.token_embd.ty;
+        let embed = wgsl::embed(embed_ty).ok_or_else(|| unsupported(embed_ty))?;
+        let head_norms = model.layers.iter().any(|l| l.q_norm.is_some());
         Ok(Pipelines {
-            matmul,
-            embed: compile(wgsl::embed(embed_ty).ok_or_else(|| unsupported(embed_ty))?)?,
-            rms_norm: compile(wgsl::rms_norm())?,
-            rms_norm_in_place: compile(wgsl::rms_norm_in_place())?,
+            matmul: Mutex::default(),
+            embed: compile(embed)?,
+            residual: compile(wgsl::residual(false))?,
+            residual_normed: compile(wgsl::residual(true))?,
             geglu: compile(wgsl::geglu())?,
-            add: compile(wgsl::add())?,
             gather: compile(wgsl::gather())?,
-            rope: compile(wgsl::rope())?,
-            kv_store: compile(wgsl::kv_store())?,
+            attention_input: compile(wgsl::attention_input(head_norms))?,
             attention: compile(wgsl::attention())?,
         })
     }
+}
+
+fn unsupported(ty: QuantType) -> GpuError {
+    GpuError::Validation(format!("no GPU kernel for {ty} weights"))
 }
 
 /// Slots in each KV pool, at most (the pools are one binding each).
@@ -157,14 +153,62 @@ impl Gpu {
         r.upload(&*self.api, data).map_err(|e| r.fail(e)).ok()
     }
 
-    /// One value per invocation over `len` values: `pipeline` with its (a, b, params) bindings.
-    fn elementwise(&self, pipeline: PipelineId, a: &GpuTensor, b: &GpuTensor, len: usize, width: usize) {
-        let params = [len as u32, width as u32];
-        self.dispatch(
-            pipeline,
-            &[Bind::Buffer(a.buffer()), Bind::Buffer(b.buffer()), Bind::Upload(bytes(&params))],
-            grid(len.div_ceil(256), self.max_groups),
-        );
+    /// The mat-mul pipeline for `ty` and `variant`, compiled on first use.
+    fn matmul_pipeline(&self, ty: QuantType, variant: MatmulVariant) -> Result<PipelineId, GpuError> {
+        let mut compiled = self.pipelines.matmul.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(&p) = compiled.get(&(ty, variant)) {
+            return Ok(p);
+        }
+        let k = wgsl::matmul(ty, variant).ok_or_else(|| unsupported(ty))?;
+        let p = self.api.create_pipeline(&k.source, k.entry, &format!("matmul {ty}"))?;
+        compiled.insert((ty, variant), p);
+        Ok(p)
+    }
+
+    /// `m` (stacked, or sliced) times `x`, into `outs` (one per stacked matrix, or one for
+    /// GEGLU), x normed by `norm` when given.
+    fn run_matmul(&self, m: &DeviceMatrix, x: &GpuTensor, norm: Option<(&[f32], f32)>, geglu: bool, outs: &[&GpuTensor]) {
+        let variant = MatmulVariant {
+            normed: norm.is_some(),
+            outputs: outs.len() as u32,
+            geglu,
+        };
+        let pipeline = match self.matmul_pipeline(m.ty, variant) {
+            Ok(p) => p,
+            Err(e) => return self.recorder().fail(e),
+        };
+        let n = x.len / m.cols;
+        let total: usize = m.parts.iter().sum();
+        let rows = if geglu { total / 2 } else { total };
+        let seg1 = m.parts[0];
+        let seg2 = seg1 + m.parts.get(1).copied().unwrap_or(0);
+        let (norm_bind, eps) = match norm {
+            Some((w, eps)) => (Bind::Buffer(self.weights.vector(w)), eps),
+            None => (Bind::Skip, 0.0),
+        };
+        for s in &m.slices {
+            let slice_rows = if geglu { rows } else { s.rows };
+            let params = [
+                slice_rows as u32,
+                m.cols as u32,
+                n as u32,
+                m.row_bytes as u32,
+                s.row0 as u32,
+                rows as u32,
+                eps.to_bits(),
+                seg1 as u32,
+                seg2 as u32,
+            ];
+            let mut binds = vec![
+                Bind::Buffer(s.buffer),
+                Bind::Buffer(x.buffer()),
+                Bind::Upload(bytes(&params)),
+                Bind::Buffer(outs[0].buffer()),
+                norm_bind,
+            ];
+            binds.extend(outs[1..].iter().map(|o| Bind::Buffer(o.buffer())));
+            self.dispatch(pipeline, &binds, [slice_rows.div_ceil(MATMUL_ROWS) as u32, n.div_ceil(8) as u32, 1]);
+        }
     }
 }
 
@@ -215,63 +259,63 @@ impl Device for Gpu {
         }
     }
 
-    fn matmul(&self, w: &Matrix, x: &GpuTensor, out: &mut GpuTensor) {
-        let m = self.weights.matrix(w);
-        let n = x.len / m.cols;
-        for s in &m.slices {
-            let params = [s.rows as u32, m.cols as u32, n as u32, m.row_bytes as u32, s.row0 as u32, w.rows as u32];
-            self.dispatch(
-                self.pipelines.matmul[&m.ty],
-                &[Bind::Buffer(s.buffer), Bind::Buffer(x.buffer()), Bind::Buffer(out.buffer()), Bind::Upload(bytes(&params))],
-                [s.rows.div_ceil(MATMUL_ROWS) as u32, n.div_ceil(8) as u32, 1],
-            );
+    fn project(&self, x: &GpuTensor, norm: &[f32], eps: f32, _normed: &mut GpuTensor, outs: &mut [(&Matrix, &mut GpuTensor)]) {
+        // Runs of the outputs whose matrices are stacked on the device, the longest first.
+        let mut i = 0;
+        while i < outs.len() {
+            let (m, run) = (i + 1..=outs.len())
+                .rev()
+                .find_map(|j| {
+                    let ms: Vec<&Matrix> = outs[i..j].iter().map(|(m, _)| *m).collect();
+                    self.weights.stacked(&ms).map(|m| (m, j - i))
+                })
+                .expect("every matrix is on the device, alone or stacked");
+            let targets: Vec<&GpuTensor> = outs[i..i + run].iter().map(|(_, t)| &**t).collect();
+            self.run_matmul(m, x, Some((norm, eps)), false, &targets);
+            i += run;
         }
     }
 
-    fn rms_norm(&self, x: &GpuTensor, w: &[f32], eps: f32, out: &mut GpuTensor) {
-        let rows = x.len / w.len();
-        let params = [w.len() as u32, rows as u32, eps.to_bits()];
+    fn gated_ffn(
+        &self,
+        x: &GpuTensor,
+        norm: &[f32],
+        eps: f32,
+        gate: &Matrix,
+        up: &Matrix,
+        _normed: &mut GpuTensor,
+        up_out: &mut GpuTensor,
+        out: &mut GpuTensor,
+    ) {
+        if let Some(m) = self.weights.stacked(&[gate, up]) {
+            return self.run_matmul(m, x, Some((norm, eps)), true, &[out]);
+        }
+        self.run_matmul(self.weights.matrix(gate), x, Some((norm, eps)), false, &[out]);
+        self.run_matmul(self.weights.matrix(up), x, Some((norm, eps)), false, &[up_out]);
+        let params = [out.len as u32];
         self.dispatch(
-            self.pipelines.rms_norm,
-            &[
-                Bind::Buffer(self.weights.vector(w)),
-                Bind::Buffer(x.buffer()),
-                Bind::Upload(bytes(&params)),
-                Bind::Buffer(out.buffer()),
-            ],
-            grid(rows, self.max_groups),
+            self.pipelines.geglu,
+            &[Bind::Buffer(out.buffer()), Bind::Buffer(up_out.buffer()), Bind::Upload(bytes(&params))],
+            grid(out.len.div_ceil(256), self.max_groups),
         );
     }
 
-    fn rms_norm_in_place(&self, x: &mut GpuTensor, w: &[f32], eps: f32) {
-        let rows = x.len / w.len();
-        let params = [w.len() as u32, rows as u32, eps.to_bits()];
-        self.dispatch(
-            self.pipelines.rms_norm_in_place,
-            &[Bind::Buffer(self.weights.vector(w)), Bind::Buffer(x.buffer()), Bind::Upload(bytes(&params))],
-            grid(rows, self.max_groups),
-        );
+    fn matmul(&self, w: &Matrix, x: &GpuTensor, out: &mut GpuTensor) {
+        self.run_matmul(self.weights.matrix(w), x, None, false, &[out]);
     }
 
-    fn rope(&self, rope: &Rope, positions: &[usize], q: &mut GpuTensor, k: &mut GpuTensor) {
-        let table: Vec<[f32; 2]> = positions
-            .iter()
-            .flat_map(|&p| rope.cos_sin(p).map(|(c, s)| [c, s]))
-            .collect(); // (n, half)
-        let n = positions.len();
-        let half = table.len() / n;
-        let head_dim = 2 * half;
-        let (q_heads, kv_heads) = (q.len / n / head_dim, k.len / n / head_dim);
-        let params = [n as u32, head_dim as u32, q_heads as u32, kv_heads as u32];
+    fn residual(&self, x: &mut GpuTensor, y: &GpuTensor, norm: Option<&[f32]>, eps: f32) {
+        let width = norm.map_or(x.len, |w| w.len());
+        let rows = x.len / width;
+        let params = [width as u32, rows as u32, eps.to_bits()];
+        let (pipeline, norm) = match norm {
+            Some(w) => (self.pipelines.residual_normed, Bind::Buffer(self.weights.vector(w))),
+            None => (self.pipelines.residual, Bind::Skip),
+        };
         self.dispatch(
-            self.pipelines.rope,
-            &[
-                Bind::Buffer(q.buffer()),
-                Bind::Buffer(k.buffer()),
-                Bind::Upload(bytes(&table)),
-                Bind::Upload(bytes(&params)),
-            ],
-            grid((n * (q_heads + kv_heads) * half).div_ceil(256), self.max_groups),
+            pipeline,
+            &[Bind::Buffer(x.buffer()), Bind::Buffer(y.buffer()), Bind::Upload(bytes(&params)), norm],
+            grid(rows, self.max_groups),
         );
     }
 
@@ -279,9 +323,11 @@ impl Device for Gpu {
         &self,
         c: &Config,
         l: usize,
+        head_norms: Option<(&[f32], &[f32])>,
+        rope: &Rope,
         seqs: &mut [SeqInput],
-        q: &GpuTensor,
-        k: &GpuTensor,
+        q: &mut GpuTensor,
+        k: &mut GpuTensor,
         v: &GpuTensor,
         tables: &mut StepTables,
         out: &mut GpuTensor,
@@ -298,11 +344,13 @@ impl Device for Gpu {
             tables.0 = Some((r.upload(&*self.api, bytes(&tokens))?, r.upload(&*self.api, bytes(&blocks))?));
         }
         let (tokens, blocks) = tables.0.expect("uploaded above");
+        let positions = seqs.iter().flat_map(|s| s.cache.len()..s.cache.len() + s.tokens.len());
+        let cos_sin: Vec<[f32; 2]> = positions.flat_map(|p| rope.cos_sin(p).map(|(c, s)| [c, s])).collect(); // (n, half)
         let layout = seqs[0].cache.layout().clone();
         let (sliding, index) = layout.layer(l);
         let (n_global, n_sliding) = layout.part_layers();
         let n = q.len / c.q_dim();
-        let params: [u32; 10] = [
+        let params: [u32; 11] = [
             n as u32,
             c.kv_dim() as u32,
             c.head_dim as u32,
@@ -313,27 +361,30 @@ impl Device for Gpu {
             sliding as u32,
             if sliding { c.sliding_window.unwrap_or(0) as u32 } else { 0 },
             c.attention_scale.to_bits(),
+            c.rms_eps.to_bits(),
         ];
         let pool = if sliding { self.kv.buffers.1 } else { self.kv.buffers.0 };
-        let params = self.upload(bytes(&params)).ok_or(ForwardError::Gpu(GpuError::OutOfMemory("uploads".into())))?;
+        let (params, cos_sin) = {
+            let mut r = self.recorder();
+            (r.upload(&*self.api, bytes(&params))?, r.upload(&*self.api, bytes(&cos_sin))?)
+        };
         let pages = [Bind::Uploaded(tokens), Bind::Uploaded(blocks), Bind::Buffer(pool), Bind::Uploaded(params)];
-        let store = [Bind::Buffer(k.buffer()), Bind::Buffer(v.buffer())];
+        let norms = head_norms.map_or(Bind::Skip, |(q_norm, _)| Bind::Buffer(self.weights.vector(q_norm)));
+        let input = [
+            Bind::Buffer(q.buffer()),
+            Bind::Buffer(k.buffer()),
+            Bind::Buffer(v.buffer()),
+            Bind::Uploaded(cos_sin),
+            norms,
+        ];
         self.dispatch(
-            self.pipelines.kv_store,
-            &[&pages[..], &store[..]].concat(),
-            [(c.kv_dim() / 2).div_ceil(256) as u32, n as u32, 1],
+            self.pipelines.attention_input,
+            &[&pages[..], &input[..]].concat(),
+            [n as u32, (c.n_heads + c.n_kv_heads) as u32, 1],
         );
         let attend = [Bind::Buffer(q.buffer()), Bind::Buffer(out.buffer())];
         self.dispatch(self.pipelines.attention, &[&pages[..], &attend[..]].concat(), [n as u32, c.n_heads as u32, 1]);
         Ok(())
-    }
-
-    fn geglu(&self, gate: &mut GpuTensor, up: &GpuTensor) {
-        self.elementwise(self.pipelines.geglu, gate, up, gate.len, 0);
-    }
-
-    fn add(&self, x: &mut GpuTensor, y: &GpuTensor) {
-        self.elementwise(self.pipelines.add, x, y, x.len, 0);
     }
 
     fn gather_rows(&self, x: &GpuTensor, width: usize, rows: &[usize], out: &mut GpuTensor) {

@@ -16,6 +16,8 @@ pub enum Bind<'a> {
     Upload(&'a [u8]),
     /// A range uploaded earlier in this step.
     Uploaded(Binding),
+    /// Nothing: this binding number is not one of the kernel's.
+    Skip,
 }
 
 /// Bind groups beyond this many are dropped and made again (distinct prompt lengths each make
@@ -29,7 +31,7 @@ pub struct Recorder {
     /// Arenas outgrown during this step, freed once it is submitted.
     retired: Vec<BufferId>,
     align: u64,
-    groups: HashMap<(PipelineId, Vec<Binding>), BindGroupId>,
+    groups: HashMap<(PipelineId, Vec<(u32, Binding)>), BindGroupId>,
     /// Buffers' sizes, by id (bindings of whole buffers).
     sizes: HashMap<BufferId, u64>,
     error: Option<GpuError>,
@@ -100,7 +102,8 @@ impl Recorder {
         })
     }
 
-    /// Records `pipeline` over `groups` workgroups with `binds` at bindings 0, 1, ...
+    /// Records `pipeline` over `groups` workgroups with `binds` at bindings 0, 1, ... (those
+    /// that are not [`Bind::Skip`]).
     pub fn dispatch(&mut self, api: &dyn GpuApi, pipeline: PipelineId, binds: &[Bind], groups: [u32; 3]) {
         if let Err(e) = self.try_dispatch(api, pipeline, binds, groups) {
             self.fail(e);
@@ -109,8 +112,8 @@ impl Recorder {
 
     fn try_dispatch(&mut self, api: &dyn GpuApi, pipeline: PipelineId, binds: &[Bind], groups: [u32; 3]) -> Result<(), GpuError> {
         let mut bindings = Vec::with_capacity(binds.len());
-        for b in binds {
-            bindings.push(match *b {
+        for (i, b) in binds.iter().enumerate() {
+            let range = match *b {
                 Bind::Buffer(buffer) => Binding {
                     buffer,
                     offset: 0,
@@ -118,7 +121,9 @@ impl Recorder {
                 },
                 Bind::Upload(data) => self.upload(api, data)?,
                 Bind::Uploaded(binding) => binding,
-            });
+                Bind::Skip => continue,
+            };
+            bindings.push((i as u32, range));
         }
         if groups.contains(&0) {
             return Ok(());

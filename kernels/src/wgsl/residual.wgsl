@@ -1,0 +1,51 @@
+// The residual connection: x += RMSNorm(y)·w (a block's output norm, where the model has one)
+// or x += y, one workgroup per row (rows beyond 65,535 continue in grid row y).
+
+struct Params {
+    width: u32,
+    rows: u32,
+    eps: f32,
+}
+
+@group(0) @binding(0) var<storage, read_write> x: array<f32>;
+@group(0) @binding(1) var<storage, read> y: array<f32>;
+@group(0) @binding(2) var<uniform> p: Params;
+@group(0) @binding(3) var<storage, read> w: array<f32>;
+
+var<workgroup> sums: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn residual_normed(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let r = wg.y * 65535u + wg.x;
+    if (r >= p.rows) {
+        return;
+    }
+    let row = r * p.width;
+    var s = 0.0;
+    for (var i = lid; i < p.width; i += 256u) {
+        s += y[row + i] * y[row + i];
+    }
+    sums[lid] = s;
+    workgroupBarrier();
+    for (var step = 128u; step > 0u; step /= 2u) {
+        if (lid < step) {
+            sums[lid] += sums[lid + step];
+        }
+        workgroupBarrier();
+    }
+    let scale = inverseSqrt(sums[0] / f32(p.width) + p.eps);
+    for (var i = lid; i < p.width; i += 256u) {
+        x[row + i] += y[row + i] * scale * w[i];
+    }
+}
+
+@compute @workgroup_size(256)
+fn residual(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let r = wg.y * 65535u + wg.x;
+    if (r >= p.rows) {
+        return;
+    }
+    for (var i = lid; i < p.width; i += 256u) {
+        x[r * p.width + i] += y[r * p.width + i];
+    }
+}
