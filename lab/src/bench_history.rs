@@ -85,7 +85,8 @@ struct BaselineFigure {
 /// and how they were measured.
 pub fn describe(backend: &mut dyn Backend, model: &Path, kind: &str, figures: Vec<Figure>) -> anyhow::Result<Run> {
     let (host, runtime) = match backend.name() {
-        "component" => (
+        // The component on the CPU or on a GPU (`kernel_path` names the adapter).
+        "component" | "gpu" => (
             "rill",
             format!("wasmtime {}", rill_host::backend::component::WASMTIME_VERSION),
         ),
