@@ -299,6 +299,46 @@ fn a_trapped_engine_is_replaced_and_the_next_request_succeeds() {
     server.assert_healthy();
 }
 
+#[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs the test build: --features fault-injection"
+)]
+fn a_lost_gpu_moves_serving_to_the_cpu_and_running_streams_go_on() {
+    // On the GPU (lavapipe where there is no hardware one); the GPU is lost after 4 tokens.
+    let server = Server::start(&["--backend", "gpu"], &[]);
+    assert_eq!(server.metric("rill_on_gpu"), 1.0);
+    let ask = |stream: bool, headers: &[(&str, &str)]| {
+        let body = json!({ "prompt": "Once upon a time", "max_tokens": 12, "temperature": 0, "ignore_eos": true, "stream": stream });
+        server.request("POST", "/v1/completions", headers, body.to_string().as_bytes())
+    };
+    let lost = ask(true, &[("x-rill-lose-gpu", "4")]);
+    assert_eq!(lost.status, 200, "{}", lost.body);
+    let chunks: Vec<Value> = lost
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(chunks.iter().all(|c| c.get("error").is_none()), "{}", lost.body);
+    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["text"].as_str()).collect();
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "length",
+        "{}",
+        lost.body
+    );
+    assert_eq!(server.metric("rill_gpu_fallbacks_total"), 1.0);
+    assert_eq!(server.metric("rill_on_gpu"), 0.0);
+    // The same request on the CPU now: the moved generation read its first 4 tokens there as
+    // prompt and went on, so the stream is the greedy continuation.
+    let again = ask(false, &[]).json();
+    assert_eq!(text, again["choices"][0]["text"].as_str().unwrap(), "{}", lost.body);
+    assert_eq!(again["usage"]["completion_tokens"], 12);
+    server.assert_healthy();
+}
+
 /// Greedy completions of `prompts` (`max_tokens` each, past EOS): asked one after another,
 /// then all at once.
 fn alone_and_together<P: AsRef<str> + Sync>(

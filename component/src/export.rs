@@ -103,6 +103,17 @@ impl GuestLoader for Loader {
     }
 }
 
+impl Model {
+    /// The token ids of `prompt`, as a generation reads them.
+    fn tokens(&self, prompt: types::Prompt) -> Result<Vec<u32>, types::Error> {
+        Ok(match prompt {
+            types::Prompt::Text(t) => self.engine.prompt_tokens(&Prompt::Text(&t))?,
+            types::Prompt::Tokens(t) => t,
+            types::Prompt::Chat(m) => self.engine.prompt_tokens(&Prompt::Chat(&chat_messages(m)))?,
+        })
+    }
+}
+
 pub struct Model {
     engine: Arc<Engine>,
     /// The model's live generations, stepped together (see the WIT's `model.step`).
@@ -178,6 +189,10 @@ impl GuestModel for Model {
         self.engine.tokenizer.encode(&text, add_bos, parse_special)
     }
 
+    fn prompt_tokens(&self, prompt: types::Prompt) -> Result<Vec<u32>, types::Error> {
+        self.tokens(prompt)
+    }
+
     fn detokenize(&self, tokens: Vec<u32>) -> Result<String, types::Error> {
         self.engine
             .tokenizer
@@ -201,11 +216,7 @@ impl GuestModel for Model {
         prompt: types::Prompt,
         params: types::GenerateParams,
     ) -> Result<inference::Generation, types::Error> {
-        let tokens = match prompt {
-            types::Prompt::Text(t) => self.engine.prompt_tokens(&Prompt::Text(&t))?,
-            types::Prompt::Tokens(t) => t,
-            types::Prompt::Chat(m) => self.engine.prompt_tokens(&Prompt::Chat(&chat_messages(m)))?,
-        };
+        let tokens = self.tokens(prompt)?;
         let s = params.sampling;
         let params = GenerateParams {
             sampling: SamplingParams {

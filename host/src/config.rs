@@ -166,8 +166,13 @@ impl Config {
 
     /// Loads the model file at `path` on the configured backend, within the memory limit.
     pub fn open_backend(&self, path: &Path) -> anyhow::Result<Box<dyn crate::backend::Backend>> {
+        self.open_backend_on(self.backend, path)
+    }
+
+    /// The same on backend `kind` (the CPU component, once a GPU has failed).
+    pub fn open_backend_on(&self, kind: BackendKind, path: &Path) -> anyhow::Result<Box<dyn crate::backend::Backend>> {
         crate::backend::open(
-            self.backend,
+            kind,
             path,
             &self.load_options(),
             self.memory_limit_mib.map(|m| (m as usize) << 20),

@@ -40,15 +40,21 @@ fn greedy_decoding_on_the_gpu_matches_llama_cpp() {
 fn random_rows(ty: QuantType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
     let mut state = seed;
     let mut next = move || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (state >> 33) as u32
     };
     let small = |r: u32| (r as f32 / u32::MAX as f32 - 0.5) * 0.2;
     let n = rows * cols;
     match ty {
         QuantType::F32 => (0..n).flat_map(|_| (small(next()) * 40.0).to_le_bytes()).collect(),
-        QuantType::F16 => (0..n).flat_map(|_| f16::from_f32(small(next()) * 40.0).to_le_bytes()).collect(),
-        QuantType::BF16 => (0..n).flat_map(|_| bf16::from_f32(small(next()) * 40.0).to_le_bytes()).collect(),
+        QuantType::F16 => (0..n)
+            .flat_map(|_| f16::from_f32(small(next()) * 40.0).to_le_bytes())
+            .collect(),
+        QuantType::BF16 => (0..n)
+            .flat_map(|_| bf16::from_f32(small(next()) * 40.0).to_le_bytes())
+            .collect(),
         _ => {
             let (size, per_block) = (ty.type_size(), ty.block_size());
             let scales: &[usize] = match ty {
@@ -81,7 +87,9 @@ fn every_formats_matmul_kernel_matches_the_scalar_reference() {
         let mut dense = vec![0f32; rows * cols];
         rill_kernels::dequantize(ty, &w, &mut dense).unwrap();
         let kernel = wgsl::matmul(ty, wgsl::MatmulVariant::PLAIN).unwrap();
-        let pipeline = device.create_pipeline(&kernel.source, kernel.entry, kernel.entry).unwrap();
+        let pipeline = device
+            .create_pipeline(&kernel.source, kernel.entry, kernel.entry)
+            .unwrap();
         for n in [1, 11] {
             let x: Vec<f32> = (0..n * cols).map(|i| ((i * 7919) % 200) as f32 / 100.0 - 1.0).collect();
             let buffer = |bytes: &[u8]| {
@@ -89,7 +97,17 @@ fn every_formats_matmul_kernel_matches_the_scalar_reference() {
                 device.write_buffer(b, 0, bytes).unwrap();
                 b
             };
-            let params: [u32; 9] = [rows as u32, cols as u32, n as u32, (w.len() / rows) as u32, 0, rows as u32, 0, 0, 0];
+            let params: [u32; 9] = [
+                rows as u32,
+                cols as u32,
+                n as u32,
+                (w.len() / rows) as u32,
+                0,
+                rows as u32,
+                0,
+                0,
+                0,
+            ];
             let bound = [
                 buffer(&w),
                 buffer(bytemuck::cast_slice(&x)),
@@ -117,8 +135,12 @@ fn every_formats_matmul_kernel_matches_the_scalar_reference() {
             let got: Vec<f32> = bytemuck::pod_collect_to_vec(&raw);
             for t in 0..n {
                 for r in 0..rows {
-                    let want: f64 = (0..cols).map(|i| dense[r * cols + i] as f64 * x[t * cols + i] as f64).sum();
-                    let scale: f64 = (0..cols).map(|i| (dense[r * cols + i] as f64 * x[t * cols + i] as f64).abs()).sum();
+                    let want: f64 = (0..cols)
+                        .map(|i| dense[r * cols + i] as f64 * x[t * cols + i] as f64)
+                        .sum();
+                    let scale: f64 = (0..cols)
+                        .map(|i| (dense[r * cols + i] as f64 * x[t * cols + i] as f64).abs())
+                        .sum();
                     let error = (got[t * rows + r] as f64 - want).abs();
                     assert!(
                         error <= 1e-5 * scale.max(1e-3),

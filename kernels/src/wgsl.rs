@@ -28,7 +28,11 @@ fn dequant(ty: QuantType) -> Option<String> {
         QuantType::Q6K => include_str!("wgsl/formats/q6_k.wgsl"),
         QuantType::Q8_1 | QuantType::Q8K => return None,
     };
-    let scales = if matches!(ty, QuantType::Q4K | QuantType::Q5K) { K_SCALES } else { "" };
+    let scales = if matches!(ty, QuantType::Q4K | QuantType::Q5K) {
+        K_SCALES
+    } else {
+        ""
+    };
     Some([BYTES, scales, own].concat())
 }
 
@@ -95,7 +99,17 @@ pub fn matmul(ty: QuantType, variant: MatmulVariant) -> Option<Kernel> {
         ),
         _ => return None,
     };
-    Some(kernel("matmul", &[&flags, norm, store, GELU, &dequant(ty)?, include_str!("wgsl/matmul.wgsl")]))
+    Some(kernel(
+        "matmul",
+        &[
+            &flags,
+            norm,
+            store,
+            GELU,
+            &dequant(ty)?,
+            include_str!("wgsl/matmul.wgsl"),
+        ],
+    ))
 }
 
 /// Embedding rows of a table in format `ty`.
@@ -129,7 +143,10 @@ pub fn attention_input(head_norms: bool) -> Kernel {
     } else {
         "const HEAD_NORMS: bool = false;\nfn head_norm(i: u32) -> f32 { return 1.0; }\n"
     };
-    kernel("attention_input", &[norms, KV_PAGES, include_str!("wgsl/attention_input.wgsl")])
+    kernel(
+        "attention_input",
+        &[norms, KV_PAGES, include_str!("wgsl/attention_input.wgsl")],
+    )
 }
 
 pub fn attention() -> Kernel {

@@ -106,7 +106,11 @@ pub fn bench(backend: &mut dyn Backend, load: Duration, model: &Path, args: Benc
     }
     // The peer runs first, so that its numbers come from the same minutes as ours.
     let on_gpu = backend.name() == "gpu";
-    let peer = args.peer.as_deref().map(|p| run_peer(p, model, &args, on_gpu)).transpose()?;
+    let peer = args
+        .peer
+        .as_deref()
+        .map(|p| run_peer(p, model, &args, on_gpu))
+        .transpose()?;
     let single = Single::measure(backend, load, peer, &args)?;
     let run = crate::bench_history::describe(backend, model, "single", single.figures())?;
     match args.format {

@@ -45,7 +45,11 @@ pub struct AdapterInfo {
 
 impl fmt::Display for AdapterInfo {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        let name = if self.device.is_empty() { &self.description } else { &self.device };
+        let name = if self.device.is_empty() {
+            &self.description
+        } else {
+            &self.device
+        };
         write!(f, "{name}")?;
         if self.is_fallback_adapter {
             write!(f, " (software)")?;

@@ -48,7 +48,14 @@ impl Device for Cpu {
         }
     }
 
-    fn project(&self, x: &Vec<f32>, norm: &[f32], eps: f32, normed: &mut Vec<f32>, outs: &mut [(&Matrix, &mut Vec<f32>)]) {
+    fn project(
+        &self,
+        x: &Vec<f32>,
+        norm: &[f32],
+        eps: f32,
+        normed: &mut Vec<f32>,
+        outs: &mut [(&Matrix, &mut Vec<f32>)],
+    ) {
         normalised(x, norm, eps, normed);
         for (w, out) in outs {
             w.matmul(self.path, normed, out);
@@ -106,7 +113,11 @@ impl Device for Cpu {
             rms_norm(k, k_norm, config.rms_eps);
         }
         let positions = seqs.iter().flat_map(|s| s.cache.len()..s.cache.len() + s.tokens.len());
-        for ((q, k), p) in q.chunks_exact_mut(config.q_dim()).zip(k.chunks_exact_mut(config.kv_dim())).zip(positions) {
+        for ((q, k), p) in q
+            .chunks_exact_mut(config.q_dim())
+            .zip(k.chunks_exact_mut(config.kv_dim()))
+            .zip(positions)
+        {
             rope.apply([q, k], p);
         }
         attend(self.path, config, l, seqs, q, k, v, buffers, out)

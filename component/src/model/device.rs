@@ -35,7 +35,14 @@ pub trait Device {
     /// A block's input: for each `(w, out)` of `outs`, `out` (n, w.rows) = RMSNorm(x)·`norm`
     /// (n, w.cols) · wᵀ (Q, K and V from one norm; the logits from the output norm). `normed`
     /// is room for the normed input, where the device needs it.
-    fn project(&self, x: &Self::Tensor, norm: &[f32], eps: f32, normed: &mut Self::Tensor, outs: &mut [(&Matrix, &mut Self::Tensor)]);
+    fn project(
+        &self,
+        x: &Self::Tensor,
+        norm: &[f32],
+        eps: f32,
+        normed: &mut Self::Tensor,
+        outs: &mut [(&Matrix, &mut Self::Tensor)],
+    );
 
     /// The gated feed-forward's first half: `out` (n, ffn) = gelu(x̂ · gateᵀ) · (x̂ · upᵀ), with
     /// x̂ = RMSNorm(x)·`norm`; `normed` and `up` are room, where the device needs it.
@@ -90,15 +97,15 @@ pub trait Device {
 /// The activations of a step, kept between steps so that a step no larger than an earlier one
 /// allocates nothing. Shapes are per step, for `n` tokens in the batch.
 pub struct Scratch<D: Device> {
-    pub x: D::Tensor,    // (n, dim) the residual stream
-    pub xb: D::Tensor,   // (n, dim) a block's normed input, then its output
-    pub q: D::Tensor,    // (n, n_heads·head_dim)
-    pub k: D::Tensor,    // (n, n_kv_heads·head_dim)
-    pub v: D::Tensor,    // (n, n_kv_heads·head_dim)
-    pub att: D::Tensor,  // (n, q_dim) attention's output per head
-    pub gate: D::Tensor, // (n, ffn_dim)
-    pub up: D::Tensor,   // (n, ffn_dim)
-    pub rows: D::Tensor, // (n_out, dim) the rows whose logits are wanted
+    pub x: D::Tensor,      // (n, dim) the residual stream
+    pub xb: D::Tensor,     // (n, dim) a block's normed input, then its output
+    pub q: D::Tensor,      // (n, n_heads·head_dim)
+    pub k: D::Tensor,      // (n, n_kv_heads·head_dim)
+    pub v: D::Tensor,      // (n, n_kv_heads·head_dim)
+    pub att: D::Tensor,    // (n, q_dim) attention's output per head
+    pub gate: D::Tensor,   // (n, ffn_dim)
+    pub up: D::Tensor,     // (n, ffn_dim)
+    pub rows: D::Tensor,   // (n_out, dim) the rows whose logits are wanted
     pub logits: D::Tensor, // (n_out, vocab)
     pub attention: D::AttentionScratch,
 }

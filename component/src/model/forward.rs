@@ -4,9 +4,9 @@
 //! Written once, against the operations of a [`Device`].
 
 use super::cpu::Cpu;
-use crate::gpu::GpuError;
 use super::device::{Device, Scratch};
 use super::{Config, KvCache, Model};
+use crate::gpu::GpuError;
 use crate::tokenizer::TokenId;
 
 /// Which positions' logits the caller wants.
@@ -107,12 +107,32 @@ fn forward<D: Device>(
             &model.rope_local
         };
         let head_norms = layer.q_norm.as_deref().zip(layer.k_norm.as_deref());
-        device.attention(c, l, head_norms, rope, seqs, &mut s.q, &mut s.k, &s.v, &mut s.attention, &mut s.att)?;
+        device.attention(
+            c,
+            l,
+            head_norms,
+            rope,
+            seqs,
+            &mut s.q,
+            &mut s.k,
+            &s.v,
+            &mut s.attention,
+            &mut s.att,
+        )?;
         device.matmul(&layer.wo, &s.att, &mut s.xb);
         device.residual(&mut s.x, &s.xb, layer.post_attn_norm.as_deref(), c.rms_eps);
 
         // Feed-forward block: x += post_norm(down(gelu(gate(norm(x))) · up(norm(x)))).
-        device.gated_ffn(&s.x, &layer.ffn_norm, c.rms_eps, &layer.w_gate, &layer.w_up, &mut s.xb, &mut s.up, &mut s.gate);
+        device.gated_ffn(
+            &s.x,
+            &layer.ffn_norm,
+            c.rms_eps,
+            &layer.w_gate,
+            &layer.w_up,
+            &mut s.xb,
+            &mut s.up,
+            &mut s.gate,
+        );
         device.matmul(&layer.w_down, &s.gate, &mut s.xb);
         device.residual(&mut s.x, &s.xb, layer.post_ffn_norm.as_deref(), c.rms_eps);
     }
@@ -142,7 +162,13 @@ fn forward<D: Device>(
     device.resize(&mut s.rows, wanted.len() * c.dim)?;
     device.resize(&mut s.logits, wanted.len() * c.vocab_size)?;
     device.gather_rows(&s.x, c.dim, &wanted, &mut s.rows);
-    device.project(&s.rows, &model.output_norm, c.rms_eps, &mut s.xb, &mut [(&model.output, &mut s.logits)]);
+    device.project(
+        &s.rows,
+        &model.output_norm,
+        c.rms_eps,
+        &mut s.xb,
+        &mut [(&model.output, &mut s.logits)],
+    );
     device.submit()?;
     let mut at = 0;
     let logits = counts

@@ -277,7 +277,13 @@ impl Part {
     /// Keys (or values) in memory; a cache on a device is read by the device's attention.
     fn rows(&self, values: bool) -> &Vec<u16> {
         match &self.data {
-            PartData::Host { k, v } => if values { v } else { k },
+            PartData::Host { k, v } => {
+                if values {
+                    v
+                } else {
+                    k
+                }
+            }
             PartData::Device { .. } => panic!("the CPU read a KV part that lives on a device"),
         }
     }

@@ -155,9 +155,11 @@ impl Model {
 
     /// Every weight matrix (the tied output matrix twice).
     pub fn matrices(&self) -> impl Iterator<Item = &Matrix> {
-        [&self.token_embd, &self.output]
-            .into_iter()
-            .chain(self.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]))
+        [&self.token_embd, &self.output].into_iter().chain(
+            self.layers
+                .iter()
+                .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]),
+        )
     }
 
     /// Moves the forward pass onto `api`'s GPU: compiles the kernels, uploads the weights

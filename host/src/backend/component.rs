@@ -3,10 +3,13 @@
 //! token events.
 
 use super::{no_generation, Backend, EngineFailure, EngineResult, KvMemory, Outcome, Progress, PromptInput, SeqHandle};
+use crate::gpu::wit::{GpuHost, HasGpu};
+use crate::gpu::WgpuDevice;
 use anyhow::{anyhow, Context};
 use bindings::rill::llm::types;
 use indicatif::{ProgressBar, ProgressStyle};
 use rill_engine::engine::{FinishReason, Timings, Usage};
+use rill_engine::gpu::{GpuApi, GpuError};
 use rill_engine::model::{KvType, LoadOptions, RopeScalingKind};
 use rill_engine::scheduler::StepLimits;
 use rill_engine::{ContextPolicy, EngineError, GenerateParams, TokenEvent, TokenLogprob};
@@ -15,9 +18,6 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use crate::gpu::wit::{GpuHost, HasGpu};
-use crate::gpu::WgpuDevice;
-use rill_engine::gpu::{GpuApi, GpuError};
 use wasmtime::component::{Linker, ResourceAny, ResourceTable};
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -123,6 +123,22 @@ impl From<types::Error> for EngineError {
             types::Error::OutOfMemory(m) => EngineError::OutOfMemory(m),
             types::Error::DeviceLost(m) => EngineError::DeviceLost(m),
         }
+    }
+}
+
+fn wit_prompt(prompt: PromptInput) -> types::Prompt {
+    match prompt {
+        PromptInput::Text(t) => types::Prompt::Text(t.to_string()),
+        PromptInput::Chat(messages) => types::Prompt::Chat(
+            messages
+                .iter()
+                .map(|m| types::Message {
+                    role: m.role.clone(),
+                    content: m.content.clone(),
+                })
+                .collect(),
+        ),
+        PromptInput::Tokens(t) => types::Prompt::Tokens(t.to_vec()),
     }
 }
 
@@ -277,6 +293,12 @@ impl Backend for ComponentBackend {
         Box::new(move || engine.increment_epoch())
     }
 
+    #[cfg(feature = "fault-injection")]
+    fn arm_gpu_loss(&mut self) -> Option<Box<dyn Fn() + Send>> {
+        let gpu = self.store.data().gpu.as_ref().ok()?.clone();
+        Some(Box::new(move || gpu.lose()))
+    }
+
     fn kernel_path(&mut self) -> EngineResult<String> {
         if let Some(adapter) = &self.on_gpu {
             return Ok(format!("webgpu on {adapter}"));
@@ -330,21 +352,17 @@ impl Backend for ComponentBackend {
             .map_err(|e| EngineError::from(e).into())
     }
 
+    fn prompt_tokens(&mut self, prompt: PromptInput) -> EngineResult<Vec<u32>> {
+        let api = self.engine.rill_llm_inference();
+        api.model()
+            .call_prompt_tokens(&mut self.store, self.model, &wit_prompt(prompt))
+            .map_err(trapped)?
+            .map_err(|e| EngineError::from(e).into())
+    }
+
     fn start(&mut self, prompt: PromptInput, params: GenerateParams) -> EngineResult<SeqHandle> {
         let api = self.engine.rill_llm_inference();
-        let prompt = match prompt {
-            PromptInput::Text(t) => types::Prompt::Text(t.to_string()),
-            PromptInput::Chat(messages) => types::Prompt::Chat(
-                messages
-                    .iter()
-                    .map(|m| types::Message {
-                        role: m.role.clone(),
-                        content: m.content.clone(),
-                    })
-                    .collect(),
-            ),
-            PromptInput::Tokens(t) => types::Prompt::Tokens(t.to_vec()),
-        };
+        let prompt = wit_prompt(prompt);
         let s = &params.sampling;
         let wit_params = types::GenerateParams {
             sampling: types::SamplingParams {

@@ -4,14 +4,14 @@
 pub mod component;
 pub mod native;
 
+use crate::gpu::{self, AdapterChoice, WgpuDevice};
 use clap::ValueEnum;
 use rill_engine::chat::Message;
 use rill_engine::engine::{FinishReason, Timings, Usage};
+use rill_engine::gpu::GpuError;
 use rill_engine::model::LoadOptions;
 use rill_engine::scheduler::StepLimits;
 use rill_engine::{EngineError, GenerateParams, TokenEvent};
-use crate::gpu::{self, AdapterChoice, WgpuDevice};
-use rill_engine::gpu::GpuError;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -94,6 +94,14 @@ pub trait Backend {
     /// started generations (they recompute later, unchanged) instead of failing.
     fn set_kv_budget(&mut self, bytes: u64) -> EngineResult<()>;
     fn tokenize(&mut self, text: &str, add_bos: bool, parse_special: bool) -> EngineResult<Vec<u32>>;
+    /// The token ids a generation of `prompt` reads (a chat rendered with the model's template).
+    fn prompt_tokens(&mut self, prompt: PromptInput) -> EngineResult<Vec<u32>>;
+    /// Test builds only: a trigger that loses the GPU the engine runs on, as a driver reset
+    /// would; `None` when it runs on the CPU.
+    #[cfg(feature = "fault-injection")]
+    fn arm_gpu_loss(&mut self) -> Option<Box<dyn Fn() + Send>> {
+        None
+    }
     fn top_logits(&mut self, tokens: &[u32], top: usize) -> EngineResult<Vec<Vec<(u32, f32)>>>;
     /// Starts a generation; `step` advances it, with the others started and not yet ended.
     fn start(&mut self, prompt: PromptInput, params: GenerateParams) -> EngineResult<SeqHandle>;
@@ -171,6 +179,11 @@ pub fn open(
 ) -> anyhow::Result<Box<dyn Backend>> {
     Ok(match kind {
         BackendKind::Native => Box::new(native::NativeBackend::load(model, options)?),
-        _ => Box::new(component::ComponentBackend::load(model, options, memory_limit, gpu_for(kind)?)?),
+        _ => Box::new(component::ComponentBackend::load(
+            model,
+            options,
+            memory_limit,
+            gpu_for(kind)?,
+        )?),
     })
 }

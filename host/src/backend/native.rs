@@ -64,12 +64,16 @@ impl Backend for NativeBackend {
         Ok(self.engine.top_logits(tokens, top)?)
     }
 
-    fn start(&mut self, prompt: PromptInput, params: GenerateParams) -> EngineResult<SeqHandle> {
-        let tokens = match prompt {
+    fn prompt_tokens(&mut self, prompt: PromptInput) -> EngineResult<Vec<u32>> {
+        Ok(match prompt {
             PromptInput::Text(t) => self.engine.prompt_tokens(&Prompt::Text(t))?,
             PromptInput::Chat(messages) => self.engine.prompt_tokens(&Prompt::Chat(messages))?,
             PromptInput::Tokens(t) => t.to_vec(),
-        };
+        })
+    }
+
+    fn start(&mut self, prompt: PromptInput, params: GenerateParams) -> EngineResult<SeqHandle> {
+        let tokens = self.prompt_tokens(prompt)?;
         let generation = self.engine.generate(tokens, params)?;
         Ok(self.scheduler.add(generation))
     }

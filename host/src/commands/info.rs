@@ -1,8 +1,8 @@
 //! `rill info`: what this machine has and what the engine chooses from it.
 
 use crate::backend::{component, BackendKind};
-use crate::gpu::{self, AdapterReport};
 use crate::config::Config;
+use crate::gpu::{self, AdapterReport};
 use crate::models;
 use anyhow::Context;
 use clap::ValueEnum;
@@ -218,11 +218,20 @@ pub fn info(format: Format, config: &Config, models_dir: &Path) -> anyhow::Resul
                     a.info.architecture,
                     a.backend,
                     if a.info.is_fallback_adapter { ", software" } else { "" },
-                    if a.features.is_empty() { "none".into() } else { a.features.join(" ") },
+                    if a.features.is_empty() {
+                        "none".into()
+                    } else {
+                        a.features.join(" ")
+                    },
                     a.limits.max_storage_buffer_binding_size as f64 / (1 << 20) as f64
                 );
             }
-            println!("backend:        {} runs {}: {}", backend_name(config.backend), choice.0, choice.1);
+            println!(
+                "backend:        {} runs {}: {}",
+                backend_name(config.backend),
+                choice.0,
+                choice.1
+            );
             println!("context:        {context} positions");
             match &plan {
                 Some(p) => {
@@ -250,17 +259,24 @@ pub fn info(format: Format, config: &Config, models_dir: &Path) -> anyhow::Resul
     Ok(())
 }
 fn backend_name(kind: BackendKind) -> String {
-    kind.to_possible_value().map_or_else(String::new, |v| v.get_name().to_string())
+    kind.to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_string())
 }
 
 /// Where `kind` puts the engine on this machine, and why.
 fn backend_choice(kind: BackendKind, adapters: &[AdapterReport]) -> (String, String) {
     let hardware = adapters.iter().find(|a| !a.info.is_fallback_adapter);
     match (kind, hardware, adapters.first()) {
-        (BackendKind::Auto, Some(a), _) => (format!("the component on {}", a.info.device), "a hardware GPU adapter".into()),
+        (BackendKind::Auto, Some(a), _) => (
+            format!("the component on {}", a.info.device),
+            "a hardware GPU adapter".into(),
+        ),
         (BackendKind::Auto, None, Some(a)) => (
             "the component on the CPU".into(),
-            format!("the only adapter, {}, is software (`--backend gpu` uses it)", a.info.device),
+            format!(
+                "the only adapter, {}, is software (`--backend gpu` uses it)",
+                a.info.device
+            ),
         ),
         (BackendKind::Auto, None, None) => ("the component on the CPU".into(), "no GPU adapter".into()),
         (BackendKind::Gpu, _, Some(a)) => (format!("the component on {}", a.info.device), "the best adapter".into()),

@@ -54,7 +54,11 @@ const WANTED: [(wgpu::Features, &str); 3] = [
 ];
 
 fn feature_names(f: wgpu::Features) -> Vec<String> {
-    WANTED.iter().filter(|(w, _)| f.contains(*w)).map(|(_, n)| n.to_string()).collect()
+    WANTED
+        .iter()
+        .filter(|(w, _)| f.contains(*w))
+        .map(|(_, n)| n.to_string())
+        .collect()
 }
 
 fn limits(l: &wgpu::Limits) -> Limits {
@@ -105,8 +109,12 @@ pub fn open(choice: AdapterChoice) -> Result<WgpuDevice, GpuError> {
         .find(|a| choice == AdapterChoice::Any || a.get_info().device_type != wgpu::DeviceType::Cpu)
         .ok_or_else(|| {
             GpuError::Unavailable(match choice {
-                AdapterChoice::Hardware => "no hardware GPU adapter (a software one is used only when asked for: --backend gpu)".into(),
-                AdapterChoice::Any => "no GPU adapter (on Linux: install a Vulkan driver, e.g. mesa-vulkan-drivers)".into(),
+                AdapterChoice::Hardware => {
+                    "no hardware GPU adapter (a software one is used only when asked for: --backend gpu)".into()
+                }
+                AdapterChoice::Any => {
+                    "no GPU adapter (on Linux: install a Vulkan driver, e.g. mesa-vulkan-drivers)".into()
+                }
             })
         })?;
     WgpuDevice::new(adapter)
@@ -269,14 +277,21 @@ impl GpuApi for WgpuDevice {
                 cache: None,
             })
         })?;
-        Ok(PipelineId(self.objects().pipelines.insert((pipeline, label.to_string())) as u32))
+        Ok(PipelineId(
+            self.objects().pipelines.insert((pipeline, label.to_string())) as u32,
+        ))
     }
 
     fn create_bind_group(&self, pipeline: PipelineId, entries: &[(u32, Binding)]) -> Result<BindGroupId, GpuError> {
         let mut objects = self.objects();
         let o = &mut *objects;
         let unknown = || GpuError::Validation("a bind group names an unknown pipeline or buffer".into());
-        let layout = o.pipelines.get(pipeline.0 as usize).ok_or_else(unknown)?.0.get_bind_group_layout(0);
+        let layout = o
+            .pipelines
+            .get(pipeline.0 as usize)
+            .ok_or_else(unknown)?
+            .0
+            .get_bind_group_layout(0);
         let entries = entries
             .iter()
             .map(|(binding, b)| {
@@ -334,7 +349,9 @@ impl GpuApi for WgpuDevice {
         let o = &mut *objects;
         let (Some(p), Some(g)) = (o.pipelines.get(pipeline.0 as usize), o.groups.get(group.0 as usize)) else {
             let mut fault = self.fault.lock().unwrap_or_else(|p| p.into_inner());
-            fault.get_or_insert(GpuError::Validation("a dispatch names an unknown pipeline or bind group".into()));
+            fault.get_or_insert(GpuError::Validation(
+                "a dispatch names an unknown pipeline or bind group".into(),
+            ));
             return;
         };
         if let Some(profile) = &self.profile {
@@ -398,7 +415,10 @@ impl GpuApi for WgpuDevice {
                 .get(buffer.0 as usize)
                 .ok_or_else(|| GpuError::Validation(format!("read of unknown buffer {}", buffer.0)))?;
             if offset % 4 != 0 || offset + padded > b.size() {
-                return Err(GpuError::Validation(format!("read of {size} bytes at {offset} from a buffer of {}", b.size())));
+                return Err(GpuError::Validation(format!(
+                    "read of {size} bytes at {offset} from a buffer of {}",
+                    b.size()
+                )));
             }
             let mut encoder = self.device.create_command_encoder(&Default::default());
             encoder.copy_buffer_to_buffer(b, offset, &staging, 0, padded);

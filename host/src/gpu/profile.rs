@@ -99,8 +99,15 @@ impl Profile {
 impl Drop for Profile {
     fn drop(&mut self) {
         let total: f64 = self.totals.values().map(|t| t.0).sum();
-        eprintln!("rill: GPU profile over {} submissions ({:.3} ms of kernels in all)", self.steps, total / 1e6);
-        eprintln!("  {:<20} {:>10} {:>12} {:>10} {:>7}", "kernel", "dispatches", "total ms", "mean µs", "share");
+        eprintln!(
+            "rill: GPU profile over {} submissions ({:.3} ms of kernels in all)",
+            self.steps,
+            total / 1e6
+        );
+        eprintln!(
+            "  {:<20} {:>10} {:>12} {:>10} {:>7}",
+            "kernel", "dispatches", "total ms", "mean µs", "share"
+        );
         let mut rows: Vec<_> = self.totals.iter().collect();
         rows.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
         for (label, (ns, count)) in rows {

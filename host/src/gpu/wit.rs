@@ -135,7 +135,13 @@ impl wit::HostGpuDevice for GpuHost<'_> {
         })
     }
 
-    fn write_buffer(&mut self, _: Resource<DeviceHandle>, buffer: Resource<BufferId>, offset: u64, data: Vec<u8>) -> Wit<()> {
+    fn write_buffer(
+        &mut self,
+        _: Resource<DeviceHandle>,
+        buffer: Resource<BufferId>,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Wit<()> {
         let buffer = self.id(&buffer)?;
         Ok(self.gpu()?.write_buffer(buffer, offset, &data).map_err(Into::into))
     }

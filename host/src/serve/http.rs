@@ -63,7 +63,8 @@ async fn start(
         prompt: request.prompt.clone(),
         params: request.params.clone(),
         stream: stream.clone(),
-        trap_after: trap_after(headers),
+        trap_after: fault_after(headers, "x-rill-inject-trap"),
+        lose_gpu_after: fault_after(headers, "x-rill-lose-gpu"),
     })?;
     let guard = CancelOnDrop(stream.clone());
     // The status is decided by how the generation starts: a prompt the engine refuses (too
@@ -91,12 +92,13 @@ async fn start(
     }
 }
 
-/// Test builds: `x-rill-inject-trap: N` makes the engine trap after N tokens of this request.
-fn trap_after(headers: &HeaderMap) -> Option<usize> {
+/// Test builds: `x-rill-inject-trap: N` makes the engine trap after N tokens of this request,
+/// `x-rill-lose-gpu: N` loses its GPU then.
+fn fault_after(headers: &HeaderMap, name: &str) -> Option<usize> {
     if !cfg!(feature = "fault-injection") {
         return None;
     }
-    headers.get("x-rill-inject-trap")?.to_str().ok()?.parse().ok()
+    headers.get(name)?.to_str().ok()?.parse().ok()
 }
 
 /// Waits for the whole generation and writes the one JSON response.

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub cached_prompt_tokens: Counter,
     pub completion_tokens: Counter,
     pub engine_restarts: Counter,
+    pub gpu_fallbacks: Counter,
+    pub on_gpu: Gauge,
     pub cancelled: Counter,
     pub queue_seconds: Histogram,
     pub time_to_first_token_seconds: Histogram,
@@ -50,6 +52,8 @@ impl Metrics {
             cached_prompt_tokens: Counter::default(),
             completion_tokens: Counter::default(),
             engine_restarts: Counter::default(),
+            gpu_fallbacks: Counter::default(),
+            on_gpu: Gauge::default(),
             cancelled: Counter::default(),
             queue_seconds: seconds(),
             time_to_first_token_seconds: seconds(),
@@ -86,6 +90,16 @@ impl Metrics {
             "engine_restarts",
             "Engine instances replaced after a trap",
             m.engine_restarts.clone(),
+        );
+        r.register(
+            "gpu_fallbacks",
+            "Times the GPU failed (lost, out of memory) and serving moved to the CPU, generations continuing",
+            m.gpu_fallbacks.clone(),
+        );
+        r.register(
+            "on_gpu",
+            "1 while the engine computes on a GPU, 0 on the CPU",
+            m.on_gpu.clone(),
         );
         r.register(
             "cancelled",

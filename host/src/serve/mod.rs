@@ -12,6 +12,7 @@ mod stream;
 mod worker;
 mod ws;
 
+use crate::backend::BackendKind;
 use crate::config::Config;
 use anyhow::Context;
 use axum::extract::{Request, State};
@@ -109,8 +110,10 @@ pub fn serve(args: ServeArgs, config: Config, model: PathBuf, extras: Extras) ->
     );
     let kv_budget = args.kv_budget_mib.map(|mib| mib << 20);
     let backend_name = format!("{:?}", config.backend).to_lowercase();
-    let open = move || {
-        let mut backend = config.open_backend(&model)?;
+    // After a GPU failure, on the CPU component from then on.
+    let open = move |on_cpu: bool| {
+        let kind = if on_cpu { BackendKind::Component } else { config.backend };
+        let mut backend = config.open_backend_on(kind, &model)?;
         if let Some(bytes) = kv_budget {
             backend.set_kv_budget(bytes)?;
         }

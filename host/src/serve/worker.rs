@@ -1,6 +1,7 @@
 //! The engine thread: owns the engine instance (a wasmtime store is not shared between
 //! threads), takes jobs from a bounded queue one at a time, streams their tokens, and replaces
-//! the instance when it traps.
+//! the instance when it traps. When the GPU it computes on fails, serving moves to the CPU and
+//! the running generations continue there from their tokens: no stream breaks.
 
 use super::batch_control::BatchControl;
 use super::metrics::Metrics;
@@ -23,6 +24,20 @@ pub struct Job {
     /// Test builds: make the engine trap after this many tokens of this job.
     #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
     pub trap_after: Option<usize>,
+    /// Test builds: lose the GPU after this many tokens of this job.
+    #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
+    pub lose_gpu_after: Option<usize>,
+}
+
+/// Opens an engine instance; `true`: on the CPU (after the GPU failed).
+type Open = Box<dyn Fn(bool) -> anyhow::Result<Box<dyn Backend>> + Send>;
+
+/// Why a step could not go on with the instance.
+enum StepFailure {
+    /// The instance trapped: its generations are lost.
+    Trapped(String),
+    /// Its GPU failed: its generations continue on the CPU.
+    GpuLost(String),
 }
 
 /// The server's side of the queue.
@@ -55,10 +70,11 @@ impl EngineHandle {
     }
 }
 
-/// Starts the engine thread with an instance from `open`, which also rebuilds it after a trap.
-/// `batch` decides how many generations run at once. Fails if the first instance cannot be built.
+/// Starts the engine thread with an instance from `open`, which also rebuilds it after a trap
+/// (and on the CPU after a GPU failure). `batch` decides how many generations run at once.
+/// Fails if the first instance cannot be built.
 pub fn start(
-    open: impl Fn() -> anyhow::Result<Box<dyn Backend>> + Send + 'static,
+    open: impl Fn(bool) -> anyhow::Result<Box<dyn Backend>> + Send + 'static,
     queue: usize,
     batch: BatchControl,
     metrics: Arc<Metrics>,
@@ -69,10 +85,11 @@ pub fn start(
     let (m, q) = (metrics.clone(), queued.clone());
     // The instance is built on the thread that uses it: a wasmtime store stays on one thread.
     std::thread::Builder::new().name("rill-engine".into()).spawn(move || {
-        match open().and_then(|mut b| Ok((b.vocab_size()?, b))) {
+        match open(false).and_then(|mut b| Ok((b.vocab_size()?, b))) {
             Ok((vocab_size, backend)) => {
                 let _ = loaded.send(Ok(vocab_size));
                 m.prompt_chunk.set(DEFAULT_PROMPT_CHUNK as i64);
+                m.on_gpu.set((backend.name() == "gpu") as i64);
                 let worker = Worker {
                     open: Box::new(open),
                     backend,
@@ -82,6 +99,7 @@ pub fn start(
                     active: Vec::new(),
                     waiting: VecDeque::new(),
                     prompt_chunk: DEFAULT_PROMPT_CHUNK,
+                    on_cpu: false,
                 };
                 worker.run(rx)
             }
@@ -100,7 +118,7 @@ pub fn start(
 }
 
 struct Worker {
-    open: Box<dyn Fn() -> anyhow::Result<Box<dyn Backend>> + Send>,
+    open: Open,
     backend: Box<dyn Backend>,
     metrics: Arc<Metrics>,
     queued: Arc<AtomicUsize>,
@@ -112,6 +130,8 @@ struct Worker {
     waiting: VecDeque<Job>,
     /// The prompt chunk the engine has now.
     prompt_chunk: usize,
+    /// Whether a GPU failed, so that instances are made on the CPU from then on.
+    on_cpu: bool,
 }
 
 /// A job the engine is running, with what the worker measures of it.
@@ -120,9 +140,13 @@ struct Active {
     handle: SeqHandle,
     clock: TokenClock,
     tokens: usize,
-    /// Test builds: (after how many tokens, the trigger).
+    /// The ids of the tokens it made, to continue from them on another instance.
+    made: Vec<u32>,
+    /// Tokens it had made when it moved to the CPU (they are prompt there, output here).
+    moved_after: usize,
+    /// Test builds: (after how many tokens, the trigger of a trap or a GPU loss).
     #[cfg(feature = "fault-injection")]
-    trap: Option<(usize, Box<dyn Fn() + Send>)>,
+    fault: Option<(usize, Box<dyn Fn() + Send>)>,
 }
 
 impl Worker {
@@ -150,8 +174,10 @@ impl Worker {
             if reading > 0 {
                 self.use_prompt_chunk(self.batch.prompt_chunk(reading < streams));
             }
-            if let Err(message) = self.step() {
-                self.trapped(&message);
+            match self.step() {
+                Ok(()) => {}
+                Err(StepFailure::Trapped(message)) => self.trapped(&message),
+                Err(StepFailure::GpuLost(message)) => self.move_to_cpu(&message),
             }
             let waiting = self.waiting.len() + self.queued.load(Ordering::SeqCst);
             self.batch.observe(round.elapsed(), streams, reading, waiting);
@@ -188,9 +214,13 @@ impl Worker {
                 .queue_seconds
                 .observe(job.stream.arrived.elapsed().as_secs_f64());
             #[cfg(feature = "fault-injection")]
-            let trap = job.trap_after.map(|n| (n, self.backend.arm_trap()));
+            let fault = match (job.trap_after, job.lose_gpu_after) {
+                (Some(n), _) => Some((n, self.backend.arm_trap())),
+                (None, Some(n)) => self.backend.arm_gpu_loss().map(|trigger| (n, trigger)),
+                (None, None) => None,
+            };
             #[cfg(feature = "fault-injection")]
-            if let Some((0, trigger)) = &trap {
+            if let Some((0, trigger)) = &fault {
                 trigger();
             }
             let input = match &job.prompt {
@@ -206,8 +236,10 @@ impl Worker {
                         handle,
                         clock,
                         tokens: 0,
+                        made: Vec::new(),
+                        moved_after: 0,
                         #[cfg(feature = "fault-injection")]
-                        trap,
+                        fault,
                     });
                     self.update_gauges();
                 }
@@ -227,8 +259,9 @@ impl Worker {
     }
 
     /// Ends the generations whose clients went away, then runs one batched step for the rest
-    /// and delivers what it made. An error is the instance trapping (every generation is lost).
-    fn step(&mut self) -> Result<(), String> {
+    /// and delivers what it made. An error is the instance trapping (every generation is lost)
+    /// or its GPU failing (they continue elsewhere).
+    fn step(&mut self) -> Result<(), StepFailure> {
         let mut i = 0;
         while i < self.active.len() {
             if !self.active[i].job.stream.is_cancelled() {
@@ -240,7 +273,7 @@ impl Worker {
             if let Err(EngineFailure::Trapped(message)) =
                 self.backend.cancel(handle).and_then(|_| self.backend.finish(handle))
             {
-                return Err(message);
+                return Err(StepFailure::Trapped(message));
             }
             let end = End::Failed(ApiError::invalid("cancelled by the client", None).with_code("cancelled"));
             self.end(i, end);
@@ -252,7 +285,14 @@ impl Worker {
             generations: self.active.len(),
             prompt_tokens: self.prompt_chunk,
         };
-        let stepped = self.backend.step(limits).map_err(|e| e.to_string())?;
+        let stepped = self
+            .backend
+            .step(limits)
+            .map_err(|e| StepFailure::Trapped(e.to_string()))?;
+        // A failed GPU fails every generation of the step: none of them has ended.
+        if let Some(Err(EngineError::DeviceLost(message))) = stepped.iter().find_map(|p| p.end.as_ref()) {
+            return Err(StepFailure::GpuLost(message.clone()));
+        }
         let now = Instant::now();
         for progress in stepped {
             let Some(i) = self.active.iter().position(|a| a.handle == progress.handle) else {
@@ -272,7 +312,7 @@ impl Worker {
             };
             match ended {
                 Ok(end) => self.end(i, end),
-                Err(EngineFailure::Trapped(message)) => return Err(message),
+                Err(EngineFailure::Trapped(message)) => return Err(StepFailure::Trapped(message)),
                 Err(EngineFailure::Engine(e)) => self.end(i, End::Failed(ApiError::from(&e))),
             }
         }
@@ -296,13 +336,14 @@ impl Worker {
             }
         }
         a.tokens += 1;
+        a.made.push(event.id);
         a.job.stream.push(TokenOut {
             text: event.text,
             logprob: event.logprob,
             top_logprobs: event.top_logprobs,
         });
         #[cfg(feature = "fault-injection")]
-        if let Some((n, trigger)) = &a.trap {
+        if let Some((n, trigger)) = &a.fault {
             if a.tokens >= *n {
                 trigger();
             }
@@ -320,7 +361,10 @@ impl Worker {
     /// The end of a generation that ran to completion, with its telemetry.
     fn done(&self, i: usize, outcome: crate::backend::Outcome) -> End {
         let a = &self.active[i];
-        let usage = outcome.usage;
+        // Tokens made before a move to the CPU were read there as prompt: they are output.
+        let mut usage = outcome.usage;
+        usage.prompt_tokens -= a.moved_after;
+        usage.completion_tokens += a.moved_after;
         let timings = a.clock.timings(usage, &outcome.timings);
         self.metrics.prompt_tokens.inc_by(usage.prompt_tokens as u64);
         self.metrics.cached_prompt_tokens.inc_by(usage.cached_tokens as u64);
@@ -371,12 +415,55 @@ impl Worker {
         self.update_gauges();
     }
 
+    /// The GPU failed: serving moves to the CPU component, and each running generation starts
+    /// again there from its prompt and the tokens it made (read as prompt), asking for the
+    /// tokens it has left; its stream goes on as if nothing happened.
+    fn move_to_cpu(&mut self, message: &str) {
+        eprintln!("rill serve: the GPU failed ({message}); serving on the CPU from now on");
+        self.metrics.gpu_fallbacks.inc();
+        self.metrics.on_gpu.set(0);
+        self.on_cpu = true;
+        self.replace_instance();
+        for mut a in std::mem::take(&mut self.active) {
+            let prompt = match &a.job.prompt {
+                PromptSpec::Text(t) => PromptInput::Text(t),
+                PromptSpec::Tokens(t) => PromptInput::Tokens(t),
+                PromptSpec::Chat(m) => PromptInput::Chat(m),
+            };
+            let mut params = a.job.params.clone();
+            params.max_tokens = params.max_tokens.saturating_sub(a.made.len()).max(1);
+            let resumed = self.backend.prompt_tokens(prompt).and_then(|mut tokens| {
+                tokens.extend(&a.made);
+                self.backend.start(PromptInput::Tokens(&tokens), params)
+            });
+            match resumed {
+                Ok(handle) => {
+                    a.handle = handle;
+                    a.moved_after = a.made.len();
+                    #[cfg(feature = "fault-injection")]
+                    {
+                        a.fault = None;
+                    }
+                    self.active.push(a);
+                }
+                Err(e) => {
+                    let e = match e {
+                        EngineFailure::Engine(e) => ApiError::from(&e),
+                        EngineFailure::Trapped(m) => self.trap_error(&m),
+                    };
+                    a.job.stream.finish(End::Failed(e));
+                }
+            }
+        }
+        self.update_gauges();
+    }
+
     /// Builds a fresh instance, retrying until one loads (the model file is the same one that
     /// loaded at start, so failures here are transient: memory, I/O).
     fn replace_instance(&mut self) {
         let mut wait = Duration::from_millis(100);
         loop {
-            match (self.open)() {
+            match (self.open)(self.on_cpu) {
                 Ok(b) => {
                     self.backend = b;
                     return;

@@ -155,6 +155,7 @@ fn handle(
                 params: request.params,
                 stream: stream.clone(),
                 trap_after: None,
+                lose_gpu_after: None,
             });
             state
                 .metrics

@@ -10,7 +10,6 @@ mod weights;
 use super::device::Device;
 use super::forward::{ForwardError, SeqInput};
 use super::{Config, Matrix, Model, Rope};
-use weights::DeviceMatrix;
 use crate::gpu::{AdapterInfo, Binding, BufferId, GpuApi, GpuError, PipelineId};
 use crate::tokenizer::TokenId;
 pub use kv_pool::KvPool;
@@ -19,6 +18,7 @@ use rill_kernels::wgsl::{self, MatmulVariant};
 use rill_kernels::QuantType;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use weights::DeviceMatrix;
 use weights::Weights;
 
 /// An activation matrix in a device buffer (f32, row-major). The buffer is only ever grown.
@@ -125,9 +125,11 @@ impl Gpu {
         let max_rows = MATMUL_ROWS * limits.max_compute_workgroups_per_dimension.min(65535) as usize;
         let weights = Weights::upload(&*api, &mut recorder, model, max_binding, max_rows, progress)?;
         let slots = |bytes: u64| (max_binding / bytes.max(1)).min(MAX_KV_SLOTS) as u32;
-        let kv = KvPool::new(kv_slot_bytes, (slots(kv_slot_bytes.0), slots(kv_slot_bytes.1)), |size, label| {
-            recorder.create_buffer(&*api, size, label)
-        })?;
+        let kv = KvPool::new(
+            kv_slot_bytes,
+            (slots(kv_slot_bytes.0), slots(kv_slot_bytes.1)),
+            |size, label| recorder.create_buffer(&*api, size, label),
+        )?;
         Ok(Gpu {
             info: api.adapter_info(),
             api,
@@ -167,7 +169,14 @@ impl Gpu {
 
     /// `m` (stacked, or sliced) times `x`, into `outs` (one per stacked matrix, or one for
     /// GEGLU), x normed by `norm` when given.
-    fn run_matmul(&self, m: &DeviceMatrix, x: &GpuTensor, norm: Option<(&[f32], f32)>, geglu: bool, outs: &[&GpuTensor]) {
+    fn run_matmul(
+        &self,
+        m: &DeviceMatrix,
+        x: &GpuTensor,
+        norm: Option<(&[f32], f32)>,
+        geglu: bool,
+        outs: &[&GpuTensor],
+    ) {
         let variant = MatmulVariant {
             normed: norm.is_some(),
             outputs: outs.len() as u32,
@@ -207,7 +216,11 @@ impl Gpu {
                 norm_bind,
             ];
             binds.extend(outs[1..].iter().map(|o| Bind::Buffer(o.buffer())));
-            self.dispatch(pipeline, &binds, [slice_rows.div_ceil(MATMUL_ROWS) as u32, n.div_ceil(8) as u32, 1]);
+            self.dispatch(
+                pipeline,
+                &binds,
+                [slice_rows.div_ceil(MATMUL_ROWS) as u32, n.div_ceil(8) as u32, 1],
+            );
         }
     }
 }
@@ -250,16 +263,35 @@ impl Device for Gpu {
         let m = self.weights.matrix(table);
         let Some(ids) = self.upload(bytes(tokens)) else { return };
         for s in &m.slices {
-            let params = [s.rows as u32, m.cols as u32, tokens.len() as u32, m.row_bytes as u32, s.row0 as u32, scale.to_bits()];
+            let params = [
+                s.rows as u32,
+                m.cols as u32,
+                tokens.len() as u32,
+                m.row_bytes as u32,
+                s.row0 as u32,
+                scale.to_bits(),
+            ];
             self.dispatch(
                 self.pipelines.embed,
-                &[Bind::Buffer(s.buffer), Bind::Uploaded(ids), Bind::Buffer(out.buffer()), Bind::Upload(bytes(&params))],
+                &[
+                    Bind::Buffer(s.buffer),
+                    Bind::Uploaded(ids),
+                    Bind::Buffer(out.buffer()),
+                    Bind::Upload(bytes(&params)),
+                ],
                 [(m.cols / 32).div_ceil(64) as u32, tokens.len() as u32, 1],
             );
         }
     }
 
-    fn project(&self, x: &GpuTensor, norm: &[f32], eps: f32, _normed: &mut GpuTensor, outs: &mut [(&Matrix, &mut GpuTensor)]) {
+    fn project(
+        &self,
+        x: &GpuTensor,
+        norm: &[f32],
+        eps: f32,
+        _normed: &mut GpuTensor,
+        outs: &mut [(&Matrix, &mut GpuTensor)],
+    ) {
         // Runs of the outputs whose matrices are stacked on the device, the longest first.
         let mut i = 0;
         while i < outs.len() {
@@ -295,7 +327,11 @@ impl Device for Gpu {
         let params = [out.len as u32];
         self.dispatch(
             self.pipelines.geglu,
-            &[Bind::Buffer(out.buffer()), Bind::Buffer(up_out.buffer()), Bind::Upload(bytes(&params))],
+            &[
+                Bind::Buffer(out.buffer()),
+                Bind::Buffer(up_out.buffer()),
+                Bind::Upload(bytes(&params)),
+            ],
             grid(out.len.div_ceil(256), self.max_groups),
         );
     }
@@ -314,7 +350,12 @@ impl Device for Gpu {
         };
         self.dispatch(
             pipeline,
-            &[Bind::Buffer(x.buffer()), Bind::Buffer(y.buffer()), Bind::Upload(bytes(&params)), norm],
+            &[
+                Bind::Buffer(x.buffer()),
+                Bind::Buffer(y.buffer()),
+                Bind::Upload(bytes(&params)),
+                norm,
+            ],
             grid(rows, self.max_groups),
         );
     }
@@ -341,7 +382,10 @@ impl Device for Gpu {
                 tokens.extend((s.cache.len()..s.cache.len() + s.tokens.len()).map(|p| [p as u32, start]));
             }
             let mut r = self.recorder();
-            tables.0 = Some((r.upload(&*self.api, bytes(&tokens))?, r.upload(&*self.api, bytes(&blocks))?));
+            tables.0 = Some((
+                r.upload(&*self.api, bytes(&tokens))?,
+                r.upload(&*self.api, bytes(&blocks))?,
+            ));
         }
         let (tokens, blocks) = tables.0.expect("uploaded above");
         let positions = seqs.iter().flat_map(|s| s.cache.len()..s.cache.len() + s.tokens.len());
@@ -359,16 +403,28 @@ impl Device for Gpu {
             if sliding { n_sliding } else { n_global } as u32,
             index as u32,
             sliding as u32,
-            if sliding { c.sliding_window.unwrap_or(0) as u32 } else { 0 },
+            if sliding {
+                c.sliding_window.unwrap_or(0) as u32
+            } else {
+                0
+            },
             c.attention_scale.to_bits(),
             c.rms_eps.to_bits(),
         ];
         let pool = if sliding { self.kv.buffers.1 } else { self.kv.buffers.0 };
         let (params, cos_sin) = {
             let mut r = self.recorder();
-            (r.upload(&*self.api, bytes(&params))?, r.upload(&*self.api, bytes(&cos_sin))?)
+            (
+                r.upload(&*self.api, bytes(&params))?,
+                r.upload(&*self.api, bytes(&cos_sin))?,
+            )
         };
-        let pages = [Bind::Uploaded(tokens), Bind::Uploaded(blocks), Bind::Buffer(pool), Bind::Uploaded(params)];
+        let pages = [
+            Bind::Uploaded(tokens),
+            Bind::Uploaded(blocks),
+            Bind::Buffer(pool),
+            Bind::Uploaded(params),
+        ];
         let norms = head_norms.map_or(Bind::Skip, |(q_norm, _)| Bind::Buffer(self.weights.vector(q_norm)));
         let input = [
             Bind::Buffer(q.buffer()),
@@ -383,7 +439,11 @@ impl Device for Gpu {
             [n as u32, (c.n_heads + c.n_kv_heads) as u32, 1],
         );
         let attend = [Bind::Buffer(q.buffer()), Bind::Buffer(out.buffer())];
-        self.dispatch(self.pipelines.attention, &[&pages[..], &attend[..]].concat(), [n as u32, c.n_heads as u32, 1]);
+        self.dispatch(
+            self.pipelines.attention,
+            &[&pages[..], &attend[..]].concat(),
+            [n as u32, c.n_heads as u32, 1],
+        );
         Ok(())
     }
 
@@ -411,6 +471,9 @@ impl Device for Gpu {
         let raw = self
             .api
             .read_buffer(t.buffer(), (range.start * 4) as u64, (range.len() * 4) as u64)?;
-        Ok(raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+        Ok(raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
     }
 }

@@ -110,7 +110,13 @@ impl Recorder {
         }
     }
 
-    fn try_dispatch(&mut self, api: &dyn GpuApi, pipeline: PipelineId, binds: &[Bind], groups: [u32; 3]) -> Result<(), GpuError> {
+    fn try_dispatch(
+        &mut self,
+        api: &dyn GpuApi,
+        pipeline: PipelineId,
+        binds: &[Bind],
+        groups: [u32; 3],
+    ) -> Result<(), GpuError> {
         let mut bindings = Vec::with_capacity(binds.len());
         for (i, b) in binds.iter().enumerate() {
             let range = match *b {

@@ -145,7 +145,8 @@ impl Weights {
     }
 
     pub fn matrix(&self, m: &Matrix) -> &DeviceMatrix {
-        self.stacked(&[m]).expect("every matrix is on the device, alone or stacked")
+        self.stacked(&[m])
+            .expect("every matrix is on the device, alone or stacked")
     }
 
     /// The device copy of a norm vector of the model (of a layer's query head norm: both head
