@@ -4,10 +4,12 @@
 
 mod common;
 
+use common::batching::{start, PROMPTS};
+
 use rill_engine::engine::FinishReason;
 use rill_engine::model::LoadOptions;
-use rill_engine::scheduler::{End, Scheduler, SeqId, StepLimits};
-use rill_engine::{Engine, GenerateParams, Prompt};
+use rill_engine::scheduler::{End, Scheduler, StepLimits};
+use rill_engine::Engine;
 use rill_kernels::KernelPath;
 use std::sync::Arc;
 
@@ -15,64 +17,9 @@ fn engine() -> Arc<Engine> {
     Arc::new(Engine::load(common::model_bytes(), KernelPath::best(), &LoadOptions::default()).unwrap())
 }
 
-const PROMPTS: [&str; 3] = ["Once upon a time", "The capital of France is a city that", "1, 2, 3,"];
-
-fn params(max_tokens: usize) -> GenerateParams {
-    GenerateParams {
-        max_tokens,
-        ignore_eos: true,
-        context: 256,
-        logprobs: true,
-        ..GenerateParams::default()
-    }
-}
-
-/// (token id, its log-probability) of each generated token.
-type Trace = Vec<(u32, f32)>;
-
-fn alone(engine: &Arc<Engine>, prompt: &str, max_tokens: usize) -> Trace {
-    let tokens = engine.prompt_tokens(&Prompt::Text(prompt)).unwrap();
-    let mut g = engine.generate(tokens, params(max_tokens)).unwrap();
-    std::iter::from_fn(|| g.next().unwrap())
-        .map(|e| (e.id, e.logprob.unwrap().logprob))
-        .collect()
-}
-
-/// Steps `scheduler` within `limits` until no generation is live; each generation's trace.
-fn run(scheduler: &mut Scheduler, ids: &[SeqId], limits: StepLimits) -> Vec<Trace> {
-    let mut traces: Vec<Trace> = vec![Vec::new(); ids.len()];
-    while scheduler.active() > 0 {
-        for stepped in scheduler.step(limits) {
-            let trace = &mut traces[ids.iter().position(|&id| id == stepped.id).unwrap()];
-            trace.extend(stepped.event.map(|e| (e.id, e.logprob.unwrap().logprob)));
-        }
-    }
-    traces
-}
-
-fn start(engine: &Arc<Engine>, scheduler: &mut Scheduler, prompt: &str, max_tokens: usize) -> SeqId {
-    let tokens = engine.prompt_tokens(&Prompt::Text(prompt)).unwrap();
-    scheduler.add(engine.generate(tokens, params(max_tokens)).unwrap())
-}
-
 #[test]
 fn batched_generations_equal_each_one_alone() {
-    let engine = engine();
-    let expected: Vec<Trace> = PROMPTS.iter().map(|p| alone(&engine, p, 10)).collect();
-    let mut scheduler = Scheduler::default();
-    let ids: Vec<SeqId> = PROMPTS.iter().map(|p| start(&engine, &mut scheduler, p, 10)).collect();
-    // Prompts read 5 tokens a step in all, between the others' tokens.
-    let limits = StepLimits {
-        generations: 3,
-        prompt_tokens: 5,
-    };
-    assert_eq!(run(&mut scheduler, &ids, limits), expected);
-    for id in ids {
-        let g = scheduler.get(id).unwrap();
-        assert_eq!(g.finish_reason(), Some(FinishReason::Length));
-        assert_eq!(g.usage().completion_tokens, 10);
-    }
-    assert!(scheduler.step(limits).is_empty(), "nothing left to step");
+    common::batching::batched_generations_equal_each_one_alone(&engine());
 }
 
 #[test]

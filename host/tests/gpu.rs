@@ -10,6 +10,7 @@ use half::{bf16, f16};
 use rill_engine::gguf::Gguf;
 use rill_engine::gpu::{Binding, BufferId, GpuApi};
 use rill_engine::model::{KvType, Model};
+use rill_engine::Engine;
 use rill_host::gpu::{self, AdapterChoice};
 use rill_kernels::{wgsl, KernelPath, QuantType};
 use std::sync::Arc;
@@ -154,4 +155,14 @@ fn every_formats_matmul_kernel_matches_the_scalar_reference() {
             }
         }
     }
+}
+
+/// Continuous batching on the GPU: generations stepped together make exactly what each makes
+/// alone (each token's sums run in the same order whatever the batch).
+#[test]
+fn batched_generations_on_the_gpu_equal_each_one_alone() {
+    let mut engine = Engine::load(common::model_bytes(), KernelPath::best(), &Default::default()).unwrap();
+    let device = gpu::open(AdapterChoice::Any).expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)");
+    engine.use_gpu(Arc::new(device), &mut |_| {}).unwrap();
+    common::batching::batched_generations_equal_each_one_alone(&Arc::new(engine));
 }

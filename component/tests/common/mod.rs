@@ -1,6 +1,7 @@
 //! Shared test helpers: the reference model's path and a small GGUF writer for synthetic files.
 #![allow(dead_code)]
 
+pub mod batching;
 pub mod reference;
 
 use rill_engine::gguf::{Array, Value};

@@ -64,7 +64,7 @@ fn feature_names(f: wgpu::Features) -> Vec<String> {
 fn limits(l: &wgpu::Limits) -> Limits {
     Limits {
         max_buffer_size: l.max_buffer_size,
-        max_storage_buffer_binding_size: l.max_storage_buffer_binding_size as u64,
+        max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
         max_storage_buffers_per_shader_stage: l.max_storage_buffers_per_shader_stage,
         max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
         max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
@@ -326,7 +326,7 @@ impl GpuApi for WgpuDevice {
             .buffers
             .get(buffer.0 as usize)
             .ok_or_else(|| GpuError::Validation(format!("write to unknown buffer {}", buffer.0)))?;
-        if offset + data.len() as u64 > b.size() || offset % 4 != 0 {
+        if offset + data.len() as u64 > b.size() || !offset.is_multiple_of(4) {
             return Err(GpuError::Validation(format!(
                 "write of {} bytes at {offset} to a buffer of {}",
                 data.len(),
@@ -334,7 +334,7 @@ impl GpuApi for WgpuDevice {
             )));
         }
         // wgpu writes whole 4-byte words.
-        if data.len() % 4 == 0 {
+        if data.len().is_multiple_of(4) {
             self.queue.write_buffer(b, offset, data);
         } else {
             let mut padded = data.to_vec();
@@ -414,7 +414,7 @@ impl GpuApi for WgpuDevice {
                 .buffers
                 .get(buffer.0 as usize)
                 .ok_or_else(|| GpuError::Validation(format!("read of unknown buffer {}", buffer.0)))?;
-            if offset % 4 != 0 || offset + padded > b.size() {
+            if !offset.is_multiple_of(4) || offset + padded > b.size() {
                 return Err(GpuError::Validation(format!(
                     "read of {size} bytes at {offset} from a buffer of {}",
                     b.size()
