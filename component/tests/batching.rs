@@ -19,7 +19,7 @@ fn engine() -> Arc<Engine> {
 
 #[test]
 fn batched_generations_equal_each_one_alone() {
-    common::batching::batched_generations_equal_each_one_alone(&engine());
+    common::batching::batched_generations_equal_each_one_alone(&engine(), 10);
 }
 
 #[test]

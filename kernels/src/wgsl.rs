@@ -2,10 +2,39 @@
 //! `dequant` (32 values of a row to f32) with the byte readers, then the kernel that uses it;
 //! the KV cache's page layout before the two kernels that address it.
 //!
-//! Every kernel reads f32 activations; a weight matrix is bound as the file's bytes (`array<u32>`),
-//! so the device holds the weights exactly as the CPU kernels read them.
+//! Every kernel reads f32 activations; a weight matrix is bound as its blocks (`array<u32>`), as
+//! the file has them but padded where a block or one of its wide fields would not start on a
+//! 4-byte boundary ([`repack`]), so that the kernels read whole words.
 
 use crate::QuantType;
+use std::borrow::Cow;
+
+/// Where the device's copy of a block of `ty` has zero bytes inserted: (at byte, how many);
+/// `None` for formats whose blocks are aligned as they are.
+fn padding(ty: QuantType) -> Option<(usize, usize)> {
+    match ty {
+        // f16 scale, then 2 bytes, so that the high bits and quants start on a word.
+        QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 => Some((2, 2)),
+        // 110- and 210-byte blocks, padded at their end.
+        QuantType::Q3K | QuantType::Q6K => Some((ty.type_size(), 2)),
+        _ => None,
+    }
+}
+
+/// `bytes` (whole blocks of `ty`) as the GPU kernels read them.
+pub fn repack(ty: QuantType, bytes: &[u8]) -> Cow<'_, [u8]> {
+    let Some((at, pad)) = padding(ty) else {
+        return Cow::Borrowed(bytes);
+    };
+    let size = ty.type_size();
+    let mut out = Vec::with_capacity(bytes.len() / size * (size + pad));
+    for block in bytes.chunks_exact(size) {
+        out.extend_from_slice(&block[..at]);
+        out.extend(std::iter::repeat_n(0, pad));
+        out.extend_from_slice(&block[at..]);
+    }
+    Cow::Owned(out)
+}
 
 const BYTES: &str = include_str!("wgsl/bytes.wgsl");
 const K_SCALES: &str = include_str!("wgsl/formats/k_scales.wgsl");

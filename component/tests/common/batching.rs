@@ -45,13 +45,13 @@ pub fn start(engine: &Arc<Engine>, scheduler: &mut Scheduler, prompt: &str, max_
     scheduler.add(engine.generate(tokens, params(max_tokens)).unwrap())
 }
 
-/// Generations stepped together, prompts read 5 tokens a step between the others' tokens,
-/// make exactly the tokens and log-probabilities each makes alone.
-pub fn batched_generations_equal_each_one_alone(engine: &Arc<Engine>) {
+/// Generations stepped together (`max_tokens` each), prompts read 5 tokens a step between the
+/// others' tokens, make exactly the tokens and log-probabilities each makes alone.
+pub fn batched_generations_equal_each_one_alone(engine: &Arc<Engine>, max_tokens: usize) {
     let engine = engine.clone();
-    let expected: Vec<Trace> = PROMPTS.iter().map(|p| alone(&engine, p, 10)).collect();
+    let expected: Vec<Trace> = PROMPTS.iter().map(|p| alone(&engine, p, max_tokens)).collect();
     let mut scheduler = Scheduler::default();
-    let ids: Vec<SeqId> = PROMPTS.iter().map(|p| start(&engine, &mut scheduler, p, 10)).collect();
+    let ids: Vec<SeqId> = PROMPTS.iter().map(|p| start(&engine, &mut scheduler, p, max_tokens)).collect();
     // Prompts read 5 tokens a step in all, between the others' tokens.
     let limits = StepLimits {
         generations: 3,
@@ -61,7 +61,7 @@ pub fn batched_generations_equal_each_one_alone(engine: &Arc<Engine>) {
     for id in ids {
         let g = scheduler.get(id).unwrap();
         assert_eq!(g.finish_reason(), Some(FinishReason::Length));
-        assert_eq!(g.usage().completion_tokens, 10);
+        assert_eq!(g.usage().completion_tokens, max_tokens);
     }
     assert!(scheduler.step(limits).is_empty(), "nothing left to step");
 }

@@ -7,13 +7,11 @@ fn dequant(row: u32, c: u32) -> array<vec4<f32>, 8> {
     let s = c % 8u;
     let n = s / 4u;
     let j = s % 4u;
-    let d = f16_at(b + 80u);
-    let dmin = f16_at(b + 82u);
+    let dm = f16_pair(b + 80u);
     for (var i = 0u; i < 8u; i++) {
         let sc = byte_at(b + 8u * n + 2u * j + i / 4u);
-        let q = u32_at(b + 16u + 32u * n + 4u * i) >> (2u * j);
-        let v = vec4<f32>(f32(q & 3u), f32((q >> 8u) & 3u), f32((q >> 16u) & 3u), f32((q >> 24u) & 3u));
-        out[i] = d * f32(sc & 0xfu) * v - dmin * f32(sc >> 4u);
+        let v = byte_bits(word(b + 16u + 32u * n + 4u * i), 2u * j, 3u);
+        out[i] = dm.x * f32(sc & 0xfu) * v - dm.y * f32(sc >> 4u);
     }
     return out;
 }

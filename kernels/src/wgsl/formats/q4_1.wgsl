@@ -3,10 +3,9 @@
 fn dequant(row: u32, c: u32) -> array<vec4<f32>, 8> {
     var out: array<vec4<f32>, 8>;
     let b = row + c * 20u;
-    let d = f16_at(b);
-    let m = f16_at(b + 2u);
+    let dm = f16_pair(b);
     for (var i = 0u; i < 8u; i++) {
-        out[i] = d * nibbles_at(b + 4u + 4u * (i % 4u), i >= 4u) + m;
+        out[i] = dm.x * nibbles_at(b + 4u + 4u * (i % 4u), i >= 4u) + dm.y;
     }
     return out;
 }

@@ -6,8 +6,9 @@ fn dequant(row: u32, c: u32) -> array<vec4<f32>, 8> {
     let b = row + (c / 8u) * 144u;
     let j = c % 8u;
     let sm = k_scale_min(b + 4u, j);
-    let d = f16_at(b) * sm.x;
-    let m = f16_at(b + 2u) * sm.y;
+    let dm = f16_pair(b);
+    let d = dm.x * sm.x;
+    let m = dm.y * sm.y;
     let q = b + 16u + (j / 2u) * 32u;
     for (var i = 0u; i < 8u; i++) {
         out[i] = d * nibbles_at(q + 4u * i, (j & 1u) == 1u) - m;

@@ -3,11 +3,10 @@
 fn dequant(row: u32, c: u32) -> array<vec4<f32>, 8> {
     var out: array<vec4<f32>, 8>;
     let b = row + c * 24u;
-    let d = f16_at(b);
-    let m = f16_at(b + 2u);
-    let qh = u32_at(b + 4u);
+    let dm = f16_pair(b);
+    let qh = word(b + 4u);
     for (var i = 0u; i < 8u; i++) {
-        out[i] = d * (nibbles_at(b + 8u + 4u * (i % 4u), i >= 4u) + 16.0 * bits4(qh, 4u * i)) + m;
+        out[i] = dm.x * (nibbles_at(b + 8u + 4u * (i % 4u), i >= 4u) + 16.0 * bits4(qh, 4u * i)) + dm.y;
     }
     return out;
 }

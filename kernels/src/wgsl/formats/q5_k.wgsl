@@ -6,12 +6,12 @@ fn dequant(row: u32, c: u32) -> array<vec4<f32>, 8> {
     let b = row + (c / 8u) * 176u;
     let j = c % 8u;
     let sm = k_scale_min(b + 4u, j);
-    let d = f16_at(b) * sm.x;
-    let m = f16_at(b + 2u) * sm.y;
+    let dm = f16_pair(b);
+    let d = dm.x * sm.x;
+    let m = dm.y * sm.y;
     let q = b + 48u + (j / 2u) * 32u;
     for (var i = 0u; i < 8u; i++) {
-        let h = u32_at(b + 16u + 4u * i) >> j;
-        let high = vec4<f32>(f32(h & 1u), f32((h >> 8u) & 1u), f32((h >> 16u) & 1u), f32((h >> 24u) & 1u));
+        let high = byte_bits(word(b + 16u + 4u * i), j, 1u);
         out[i] = d * (nibbles_at(q + 4u * i, (j & 1u) == 1u) + 16.0 * high) - m;
     }
     return out;
