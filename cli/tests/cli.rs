@@ -243,6 +243,15 @@ fn info_reports_machine_kernels_and_the_models_memory_plan() {
     assert_eq!(json["component"]["kernel_path"], "simd128");
     assert_eq!(json["component"]["simd128"], true);
     assert!(json["cores"].as_u64().unwrap() >= 1);
+    // The GPU adapters (lavapipe at least, which the setup installs), and what `auto` does
+    // with them: a software adapter only when asked for.
+    let adapters = json["gpu_adapters"].as_array().unwrap();
+    assert!(!adapters.is_empty(), "{json}");
+    assert!(text.contains("gpu adapters:"), "{text}");
+    assert_eq!(json["backend"]["configured"], "auto");
+    let hardware = adapters.iter().any(|a| a["software"] == false);
+    let runs = json["backend"]["runs"].as_str().unwrap();
+    assert_eq!(runs.contains("CPU"), !hardware, "{json}");
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2")
         && std::is_x86_feature_detected!("fma")

@@ -39,7 +39,7 @@ fn config_check_names_the_bad_key() {
             "\"hello\" is not a token id",
         ),
         ("memory.toml", "memory_limit_mib = 8192\n", "memory_limit_mib = 8192"),
-        ("backend.toml", "backend = \"gpu\"\n", "unknown variant `gpu`"),
+        ("backend.toml", "backend = \"cuda\"\n", "unknown variant `cuda`"),
         ("syntax.toml", "model = \n", "line 1"),
     ];
     for (name, text, message) in cases {

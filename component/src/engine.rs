@@ -338,11 +338,14 @@ impl Engine {
             )));
         }
         let layout = self.model.kv_layout(params.kv_type).ok_or_else(|| {
-            EngineError::Unsupported(format!(
-                "a {:?} KV cache for rows of {} values",
-                params.kv_type,
-                self.model.config.kv_dim()
-            ))
+            EngineError::Unsupported(match self.model.gpu() {
+                Some(_) => format!("a {:?} KV cache on the GPU (it keeps f16 rows)", params.kv_type),
+                None => format!(
+                    "a {:?} KV cache for rows of {} values",
+                    params.kv_type,
+                    self.model.config.kv_dim()
+                ),
+            })
         })?;
         // Whole blocks of the prompt that an earlier sequence computed; the last prompt token is
         // always run, for its logits.

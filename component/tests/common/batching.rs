@@ -51,7 +51,10 @@ pub fn batched_generations_equal_each_one_alone(engine: &Arc<Engine>, max_tokens
     let engine = engine.clone();
     let expected: Vec<Trace> = PROMPTS.iter().map(|p| alone(&engine, p, max_tokens)).collect();
     let mut scheduler = Scheduler::default();
-    let ids: Vec<SeqId> = PROMPTS.iter().map(|p| start(&engine, &mut scheduler, p, max_tokens)).collect();
+    let ids: Vec<SeqId> = PROMPTS
+        .iter()
+        .map(|p| start(&engine, &mut scheduler, p, max_tokens))
+        .collect();
     // Prompts read 5 tokens a step in all, between the others' tokens.
     let limits = StepLimits {
         generations: 3,

@@ -51,7 +51,11 @@ impl Weights {
         let mut w = Weights::default();
         let fits = |ms: &[&Matrix]| {
             ms.windows(2).all(|p| p[0].ty == p[1].ty && p[0].cols == p[1].cols)
-                && ms.iter().map(|m| wgsl::repack(m.ty, m.bytes()).len() as u64).sum::<u64>() <= max_binding
+                && ms
+                    .iter()
+                    .map(|m| wgsl::repack(m.ty, m.bytes()).len() as u64)
+                    .sum::<u64>()
+                    <= max_binding
                 && ms.iter().map(|m| m.rows).sum::<usize>() <= max_rows
         };
         let mut groups: Vec<Vec<&Matrix>> = Vec::new();
@@ -108,7 +112,10 @@ impl Weights {
         max_rows: usize,
         progress: &mut dyn FnMut(u64),
     ) -> Result<DeviceMatrix, GpuError> {
-        let bytes: Vec<u8> = ms.iter().flat_map(|m| wgsl::repack(m.ty, m.bytes()).into_owned()).collect();
+        let bytes: Vec<u8> = ms
+            .iter()
+            .flat_map(|m| wgsl::repack(m.ty, m.bytes()).into_owned())
+            .collect();
         let rows: usize = ms.iter().map(|m| m.rows).sum();
         let row_bytes = bytes.len() / rows;
         let per_slice = ((max_binding as usize / row_bytes).min(max_rows)).max(1);
