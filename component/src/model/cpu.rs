@@ -37,10 +37,6 @@ impl Device for Cpu {
         resize(t, len)
     }
 
-    fn release(&self, t: &mut Vec<f32>) {
-        *t = Vec::new();
-    }
-
     fn embed(&self, table: &Matrix, tokens: &[TokenId], scale: f32, out: &mut Vec<f32>) {
         for (row, &t) in out.chunks_exact_mut(table.cols).zip(tokens) {
             table.row(t as usize, row);

@@ -25,10 +25,6 @@ pub trait Device {
     /// an abort: a long prompt must not take the engine down.
     fn resize(&self, t: &mut Self::Tensor, len: usize) -> Result<(), ForwardError>;
 
-    /// Lets go of `t`'s storage where keeping it until the next step would hold too much
-    /// (all-position logits of a long input).
-    fn release(&self, t: &mut Self::Tensor);
-
     /// `out` (tokens, dim): each token's row of `table`, times `scale`.
     fn embed(&self, table: &Matrix, tokens: &[TokenId], scale: f32, out: &mut Self::Tensor);
 

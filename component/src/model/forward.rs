@@ -140,7 +140,8 @@ fn forward<D: Device>(
         seq.cache.advance(seq.tokens.len());
     }
 
-    // The rows whose logits are wanted, gathered so the output projection runs once.
+    // The rows whose logits are wanted, gathered so the output projection reads its weights
+    // once for many of them.
     let mut wanted = Vec::new(); // (n_out) batch rows
     let mut counts = Vec::with_capacity(seqs.len()); // how many of them each sequence wants
     let mut row0 = 0;
@@ -159,31 +160,38 @@ fn forward<D: Device>(
         device.submit()?;
         return Ok(seqs.iter().map(|_| Vec::new()).collect());
     }
-    device.resize(&mut s.rows, wanted.len() * c.dim)?;
-    device.resize(&mut s.logits, wanted.len() * c.vocab_size)?;
-    device.gather_rows(&s.x, c.dim, &wanted, &mut s.rows);
-    device.project(
-        &s.rows,
-        &model.output_norm,
-        c.rms_eps,
-        &mut s.xb,
-        &mut [(&model.output, &mut s.logits)],
-    );
-    device.submit()?;
-    let mut at = 0;
-    let logits = counts
+    // At most LOGIT_ROWS rows at a time, so that the logits held between steps stay small
+    // (all-position logits of a long input are n_out × vocab floats) and fit one GPU binding.
+    let mut all = Vec::new(); // (n_out, vocab)
+    all.try_reserve_exact(wanted.len() * c.vocab_size)
+        .map_err(|_| ForwardError::OutOfMemory(wanted.len() * c.vocab_size * 4))?;
+    for rows in wanted.chunks(LOGIT_ROWS) {
+        device.resize(&mut s.rows, rows.len() * c.dim)?;
+        device.resize(&mut s.logits, rows.len() * c.vocab_size)?;
+        device.gather_rows(&s.x, c.dim, rows, &mut s.rows);
+        device.project(
+            &s.rows,
+            &model.output_norm,
+            c.rms_eps,
+            &mut s.xb,
+            &mut [(&model.output, &mut s.logits)],
+        );
+        device.submit()?;
+        all.extend(device.read(&s.logits, 0..rows.len() * c.vocab_size)?);
+    }
+    let mut rest = all.as_slice();
+    Ok(counts
         .into_iter()
         .map(|count| {
-            let range = at * c.vocab_size..(at + count) * c.vocab_size;
-            at += count;
-            device.read(&s.logits, range)
+            let (mine, others) = rest.split_at(count * c.vocab_size);
+            rest = others;
+            mine.to_vec()
         })
-        .collect();
-    // All-position logits of a long input would otherwise stay held (n_out × vocab floats)
-    // for as long as the model lives.
-    device.release(&mut s.logits);
-    logits
+        .collect())
 }
+
+/// Rows of logits computed at a time: 32 MiB of them for a 262,144-token vocabulary.
+const LOGIT_ROWS: usize = 32;
 
 /// Refuses a batch the model cannot run: an empty sequence, one that outgrows its cache, or a
 /// token outside the vocabulary.

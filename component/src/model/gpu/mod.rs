@@ -80,9 +80,6 @@ const MAX_KV_SLOTS: u64 = 8192;
 /// Rows a workgroup of the mat-mul takes; a slice has at most this many times the grid's
 /// largest dimension.
 const MATMUL_ROWS: usize = 8;
-/// Logits buffers larger than this are let go after the step (all-position logits of a long
-/// input); smaller ones are kept for the next.
-const KEEP_BYTES: usize = 64 << 20;
 
 pub struct Gpu {
     api: Arc<dyn GpuApi>,
@@ -248,15 +245,6 @@ impl Device for Gpu {
         }
         t.len = len;
         Ok(())
-    }
-
-    fn release(&self, t: &mut GpuTensor) {
-        if t.capacity * 4 > KEEP_BYTES {
-            if let Some(old) = t.buffer.take() {
-                self.recorder().destroy_buffer(&*self.api, old);
-            }
-            *t = GpuTensor::default();
-        }
     }
 
     fn embed(&self, table: &Matrix, tokens: &[TokenId], scale: f32, out: &mut GpuTensor) {
