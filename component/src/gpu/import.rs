@@ -5,6 +5,10 @@ use super::{AdapterInfo, BindGroupId, Binding, BufferId, GpuApi, GpuError, Limit
 use crate::export::rill::gpu::webgpu as wit;
 use std::sync::{Mutex, MutexGuard};
 
+/// Bytes a call copies across the boundary at most: wasmtime limits what one host call may
+/// copy (a 185 MB weight slice in one `write-buffer` exhausts it).
+const COPY_CHUNK: usize = 16 << 20;
+
 /// Resources by id: a slot per id, reused once freed.
 struct Table<T> {
     slots: Vec<Option<T>>,
@@ -160,7 +164,11 @@ impl GpuApi for ImportedGpu {
 
     fn write_buffer(&self, buffer: BufferId, offset: u64, data: &[u8]) -> Result<(), GpuError> {
         let r = self.resources();
-        Ok(self.device.write_buffer(r.buffers.get(buffer.0)?, offset, data)?)
+        let b = r.buffers.get(buffer.0)?;
+        for (i, chunk) in data.chunks(COPY_CHUNK).enumerate() {
+            self.device.write_buffer(b, offset + (i * COPY_CHUNK) as u64, chunk)?;
+        }
+        Ok(())
     }
 
     fn dispatch(&self, pipeline: PipelineId, group: BindGroupId, groups: [u32; 3]) {
@@ -189,6 +197,14 @@ impl GpuApi for ImportedGpu {
     fn read_buffer(&self, buffer: BufferId, offset: u64, size: u64) -> Result<Vec<u8>, GpuError> {
         self.submit()?;
         let r = self.resources();
-        Ok(r.buffers.get(buffer.0)?.read(offset, size)?)
+        let b = r.buffers.get(buffer.0)?;
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < size {
+            let n = (size - at).min(COPY_CHUNK as u64);
+            out.extend(b.read(offset + at, n)?);
+            at += n;
+        }
+        Ok(out)
     }
 }
