@@ -21,13 +21,18 @@ fn padding(ty: QuantType) -> Option<(usize, usize)> {
     }
 }
 
+/// Bytes that `len` bytes of whole blocks of `ty` take once repacked.
+pub fn repacked_len(ty: QuantType, len: usize) -> usize {
+    padding(ty).map_or(len, |(_, pad)| len / ty.type_size() * (ty.type_size() + pad))
+}
+
 /// `bytes` (whole blocks of `ty`) as the GPU kernels read them.
 pub fn repack(ty: QuantType, bytes: &[u8]) -> Cow<'_, [u8]> {
     let Some((at, pad)) = padding(ty) else {
         return Cow::Borrowed(bytes);
     };
     let size = ty.type_size();
-    let mut out = Vec::with_capacity(bytes.len() / size * (size + pad));
+    let mut out = Vec::with_capacity(repacked_len(ty, bytes.len()));
     for block in bytes.chunks_exact(size) {
         out.extend_from_slice(&block[..at]);
         out.extend(std::iter::repeat_n(0, pad));

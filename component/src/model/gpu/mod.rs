@@ -36,9 +36,14 @@ impl GpuTensor {
 }
 
 /// Attention's per-step tables, uploaded at layer 0 and bound by every layer: per token
-/// (position, start of its sequence's block table), and the block tables.
+/// (position, start of its sequence's block table), the block tables, and each RoPE's cos and
+/// sin table (by the rope's address: global and sliding layers rotate differently), made
+/// once a step, not once a layer.
 #[derive(Default)]
-pub struct StepTables(Option<(Binding, Binding)>);
+pub struct StepTables {
+    pages: Option<(Binding, Binding)>,
+    rotations: Vec<(usize, Binding)>,
+}
 
 struct Pipelines {
     /// Mat-muls by format and variant, compiled when first used.
@@ -361,7 +366,7 @@ impl Device for Gpu {
         tables: &mut StepTables,
         out: &mut GpuTensor,
     ) -> Result<(), ForwardError> {
-        if l == 0 || tables.0.is_none() {
+        if l == 0 || tables.pages.is_none() {
             let mut tokens: Vec<[u32; 2]> = Vec::new(); // (n) position, table start
             let mut blocks: Vec<[u32; 2]> = Vec::new(); // per sequence and block: slots
             for s in seqs.iter() {
@@ -370,14 +375,24 @@ impl Device for Gpu {
                 tokens.extend((s.cache.len()..s.cache.len() + s.tokens.len()).map(|p| [p as u32, start]));
             }
             let mut r = self.recorder();
-            tables.0 = Some((
+            tables.pages = Some((
                 r.upload(&*self.api, bytes(&tokens))?,
                 r.upload(&*self.api, bytes(&blocks))?,
             ));
+            tables.rotations.clear();
         }
-        let (tokens, blocks) = tables.0.expect("uploaded above");
-        let positions = seqs.iter().flat_map(|s| s.cache.len()..s.cache.len() + s.tokens.len());
-        let cos_sin: Vec<[f32; 2]> = positions.flat_map(|p| rope.cos_sin(p).map(|(c, s)| [c, s])).collect(); // (n, half)
+        let (tokens, blocks) = tables.pages.expect("uploaded above");
+        let rope_key = rope as *const Rope as usize;
+        let cos_sin = match tables.rotations.iter().find(|(k, _)| *k == rope_key) {
+            Some(&(_, binding)) => binding,
+            None => {
+                let positions = seqs.iter().flat_map(|s| s.cache.len()..s.cache.len() + s.tokens.len());
+                let table: Vec<[f32; 2]> = positions.flat_map(|p| rope.cos_sin(p).map(|(c, s)| [c, s])).collect(); // (n, half)
+                let binding = self.recorder().upload(&*self.api, bytes(&table))?;
+                tables.rotations.push((rope_key, binding));
+                binding
+            }
+        };
         let layout = seqs[0].cache.layout().clone();
         let (sliding, index) = layout.layer(l);
         let (n_global, n_sliding) = layout.part_layers();
@@ -400,13 +415,7 @@ impl Device for Gpu {
             c.rms_eps.to_bits(),
         ];
         let pool = if sliding { self.kv.buffers.1 } else { self.kv.buffers.0 };
-        let (params, cos_sin) = {
-            let mut r = self.recorder();
-            (
-                r.upload(&*self.api, bytes(&params))?,
-                r.upload(&*self.api, bytes(&cos_sin))?,
-            )
-        };
+        let params = self.recorder().upload(&*self.api, bytes(&params))?;
         let pages = [
             Bind::Uploaded(tokens),
             Bind::Uploaded(blocks),

@@ -53,7 +53,7 @@ impl Weights {
             ms.windows(2).all(|p| p[0].ty == p[1].ty && p[0].cols == p[1].cols)
                 && ms
                     .iter()
-                    .map(|m| wgsl::repack(m.ty, m.bytes()).len() as u64)
+                    .map(|m| wgsl::repacked_len(m.ty, m.bytes().len()) as u64)
                     .sum::<u64>()
                     <= max_binding
                 && ms.iter().map(|m| m.rows).sum::<usize>() <= max_rows
