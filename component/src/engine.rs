@@ -4,7 +4,9 @@
 use crate::chat::{ChatError, ChatTemplate, Message};
 use crate::gguf::{Gguf, GgufError};
 use crate::gpu::{GpuApi, GpuError};
-use crate::model::{ForwardError, KvCache, KvType, LoadOptions, Logits, Model, ModelError, SeqInput, BLOCK};
+use crate::model::{
+    ForwardError, KvCache, KvType, LoadOptions, Logits, Model, ModelError, SeqInput, SeqLogits, BLOCK, TOP_K,
+};
 use crate::prefix_cache::PrefixCache;
 use crate::sampler::{logprob, top_logprobs, Sampler, SamplingParams};
 use crate::stop::StopMatcher;
@@ -630,16 +632,13 @@ impl Generation {
                 continue;
             };
             let g = &mut **g;
+            let last = g.last_logits();
             let (tokens, want) = match &g.pending {
                 Pending::Prompt { tokens, .. } => (
                     &tokens[range.clone()],
-                    if range.end == tokens.len() {
-                        Logits::Last
-                    } else {
-                        Logits::None
-                    },
+                    if range.end == tokens.len() { last } else { Logits::None },
                 ),
-                Pending::Token(id) => (std::slice::from_ref(id), Logits::Last),
+                Pending::Token(id) => (std::slice::from_ref(id), last),
             };
             inputs.push(SeqInput {
                 tokens,
@@ -669,12 +668,23 @@ impl Generation {
             .collect()
     }
 
+    /// What this generation needs of the logits of its last position: only the most likely
+    /// tokens where they decide its next token and log-probabilities (the GPU then reads back
+    /// those alone), else the row.
+    fn last_logits(&self) -> Logits {
+        if self.sampler.needs_only_top(TOP_K) && self.params.top_logprobs <= TOP_K {
+            Logits::Top
+        } else {
+            Logits::Last
+        }
+    }
+
     /// Takes one step's outcome: `read` prompt tokens went into the cache (none when decoding)
     /// and `logits` are the last position's (empty while the prompt is not all read).
     fn advance(
         &mut self,
         read: std::ops::Range<usize>,
-        mut logits: Vec<f32>,
+        logits: SeqLogits,
         elapsed: Duration,
     ) -> Result<Step, EngineError> {
         match &mut self.pending {
@@ -701,17 +711,31 @@ impl Generation {
         }
         self.publish();
         // Log-probabilities are the model's, before penalties and truncation reshape the logits.
-        let raw = (self.params.logprobs || self.params.top_logprobs > 0).then(|| logits.clone());
-        let id = self.sampler.sample(&mut logits);
-        let logprobs = match raw {
-            Some(l) => Logprobs {
-                chosen: Some(self.token_logprob(id, logprob(&l, id))),
-                top: top_logprobs(&l, self.params.top_logprobs)
-                    .into_iter()
-                    .map(|(t, lp)| self.token_logprob(t, lp))
-                    .collect(),
-            },
-            None => Logprobs::default(),
+        let wants_logprobs = self.params.logprobs || self.params.top_logprobs > 0;
+        let (id, chosen, top) = match logits {
+            SeqLogits::Rows(mut logits) => {
+                let raw = wants_logprobs.then(|| logits.clone());
+                let id = self.sampler.sample(&mut logits);
+                match raw {
+                    Some(l) => (id, logprob(&l, id), top_logprobs(&l, self.params.top_logprobs)),
+                    None => (id, 0.0, Vec::new()),
+                }
+            }
+            SeqLogits::Top(found) => {
+                let id = self.sampler.sample_top(&found.candidates);
+                let log_p = |&(t, l): &(TokenId, f32)| (t, l - found.log_sum_exp);
+                let chosen = found.candidates.iter().find(|c| c.0 == id).map_or(0.0, |c| log_p(c).1);
+                let top = found.candidates.iter().take(self.params.top_logprobs).map(log_p).collect();
+                (id, chosen, top)
+            }
+        };
+        let logprobs = if wants_logprobs {
+            Logprobs {
+                chosen: Some(self.token_logprob(id, chosen)),
+                top: top.into_iter().map(|(t, lp)| self.token_logprob(t, lp)).collect(),
+            }
+        } else {
+            Logprobs::default()
         };
         if self.usage.completion_tokens == 0 {
             self.timings.time_to_first_token = self.started.elapsed();

@@ -179,14 +179,35 @@ impl Sampler {
         if self.params.temperature <= 0.0 {
             return argmax(logits);
         }
-        let p = &self.params;
-        // Candidates, most likely first.
-        let top_k = if p.top_k > 0 {
-            p.top_k.min(logits.len())
-        } else {
-            logits.len()
+        let top_k = match self.params.top_k {
+            0 => logits.len(),
+            k => k.min(logits.len()),
         };
-        let mut cands = most_likely(logits, top_k);
+        self.choose(most_likely(logits, top_k))
+    }
+
+    /// Whether the `top` most likely tokens of the model's logits decide this sampler's choice,
+    /// so that [`Sampler::sample_top`] can pick from them: no bias or penalty changes the
+    /// logits, and it is greedy or keeps at most `top` tokens.
+    pub fn needs_only_top(&self, top: usize) -> bool {
+        let p = &self.params;
+        p.logit_bias.0.is_empty() && !self.penalises() && (p.temperature <= 0.0 || (1..=top).contains(&p.top_k))
+    }
+
+    /// Picks the next token from the logits' most likely tokens, most likely first (ties: the
+    /// lower id), as [`Sampler::sample`] would from the whole row; see
+    /// [`Sampler::needs_only_top`].
+    pub fn sample_top(&mut self, candidates: &[(TokenId, f32)]) -> TokenId {
+        if self.params.temperature <= 0.0 {
+            return candidates[0].0;
+        }
+        let top_k = self.params.top_k.min(candidates.len());
+        self.choose(candidates[..top_k].to_vec())
+    }
+
+    /// Top-p, min-p and temperature over the top-k candidates (most likely first), then a draw.
+    fn choose(&mut self, mut cands: Vec<(TokenId, f32)>) -> TokenId {
+        let p = &self.params;
         let probs = softmax(&cands, 1.0);
         // Top-p: the shortest prefix reaching top_p.
         let mut cum = 0.0;
@@ -214,11 +235,16 @@ impl Sampler {
         cands.last().expect("at least one candidate").0
     }
 
-    fn apply_penalties(&self, logits: &mut [f32]) {
+    fn penalises(&self) -> bool {
         let p = &self.params;
-        if p.repeat_penalty == 1.0 && p.frequency_penalty == 0.0 && p.presence_penalty == 0.0 {
+        p.repeat_penalty != 1.0 || p.frequency_penalty != 0.0 || p.presence_penalty != 0.0
+    }
+
+    fn apply_penalties(&self, logits: &mut [f32]) {
+        if !self.penalises() {
             return;
         }
+        let p = &self.params;
         let recent = &self.history[self.history.len().saturating_sub(p.penalty_last_n)..];
         let mut counts: HashMap<TokenId, u32> = HashMap::new();
         for &t in recent {
@@ -402,6 +428,40 @@ mod tests {
         };
         assert_eq!(run(7), run(7));
         assert_ne!(run(7), run(8));
+    }
+
+    /// From the most likely tokens alone, the same draws as from the whole row; and only where
+    /// nothing but those tokens can decide.
+    #[test]
+    fn sampling_from_the_top_candidates_equals_sampling_the_row() {
+        let l = logits();
+        let candidates = most_likely(&l, 16);
+        for (temperature, top_k, top_p, min_p) in [(0.0, 0, 1.0, 0.0), (0.8, 16, 0.9, 0.05), (1.5, 5, 1.0, 0.0)] {
+            let params = SamplingParams {
+                temperature,
+                top_k,
+                top_p,
+                min_p,
+                seed: 11,
+                ..Default::default()
+            };
+            let (mut row, mut top) = (Sampler::new(params.clone()), Sampler::new(params));
+            assert!(top.needs_only_top(16));
+            for _ in 0..100 {
+                assert_eq!(top.sample_top(&candidates), row.sample(&mut l.clone()));
+            }
+        }
+        let needs_row = |params: SamplingParams| !Sampler::new(params).needs_only_top(16);
+        assert!(needs_row(SamplingParams { top_k: 0, ..Default::default() }));
+        assert!(needs_row(SamplingParams { top_k: 17, ..Default::default() }));
+        assert!(needs_row(SamplingParams {
+            repeat_penalty: 1.1,
+            ..SamplingParams::greedy()
+        }));
+        assert!(needs_row(SamplingParams {
+            logit_bias: LogitBias::from_pairs([(3, 1.0)]),
+            ..SamplingParams::greedy()
+        }));
     }
 
     #[test]

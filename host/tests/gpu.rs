@@ -9,7 +9,8 @@ use common::reference::{greedy_decoding_matches, step0_logits_match};
 use half::{bf16, f16};
 use rill_engine::gguf::Gguf;
 use rill_engine::gpu::{Binding, BufferId, GpuApi};
-use rill_engine::model::{KvType, Model};
+use rill_engine::model::{KvType, Logits, Model, SeqInput, SeqLogits, TOP_K};
+use rill_engine::sampler::top_logprobs;
 use rill_engine::Engine;
 use rill_host::gpu::{self, AdapterChoice};
 use rill_kernels::{wgsl, KernelPath, QuantType};
@@ -34,6 +35,36 @@ fn step0_logits_on_the_gpu_match_llama_cpp() {
 #[test]
 fn greedy_decoding_on_the_gpu_matches_llama_cpp() {
     greedy_decoding_matches(&model_on_gpu(), KvType::F16);
+}
+
+/// The most likely tokens found on the GPU (`Logits::Top`, reading back 520 bytes a sequence)
+/// are those of the whole row read back, in the same order, with the same log-probabilities.
+#[test]
+fn the_gpus_top_logits_are_the_rows_most_likely_tokens() {
+    let model = model_on_gpu();
+    let prompts: [&[u32]; 2] = [&[2, 818, 5279, 529, 7001, 563], &[2, 9259, 236764, 1217]];
+    let run = |want: Logits| {
+        let mut caches: Vec<_> = prompts.iter().map(|_| model.new_cache(KvType::F16, 64).unwrap()).collect();
+        let mut inputs: Vec<SeqInput> = prompts
+            .iter()
+            .zip(caches.iter_mut())
+            .map(|(tokens, cache)| SeqInput { tokens, cache, want })
+            .collect();
+        model.forward_batch(&mut inputs).unwrap()
+    };
+    for (rows, tops) in run(Logits::Last).into_iter().zip(run(Logits::Top)) {
+        let (SeqLogits::Rows(row), SeqLogits::Top(top)) = (rows, tops) else {
+            panic!("a row for Last and the top logits for Top");
+        };
+        let want = top_logprobs(&row, TOP_K);
+        assert_eq!(top.candidates.len(), TOP_K);
+        for ((id, logit), (want_id, want_logprob)) in top.candidates.iter().zip(want) {
+            assert_eq!(*id, want_id);
+            assert_eq!(*logit, row[*id as usize]);
+            let logprob = logit - top.log_sum_exp;
+            assert!((logprob - want_logprob).abs() < 1e-3, "{id}: {logprob} against {want_logprob}");
+        }
+    }
 }
 
 /// Random blocks of `ty` for `rows` rows of `cols` values: random bits with finite, small f16

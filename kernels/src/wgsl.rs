@@ -93,6 +93,19 @@ pub struct MatmulVariant {
     pub outputs: u32,
     /// `[gate; up]` stacked: one output, gelu(gate) · up.
     pub geglu: bool,
+    /// With `normed`: the residual connection before this block, folded in (x, bound at 1, is
+    /// written as x_in + RMSNorm(y_res)·post_norm; bound at 7, 8 and 9).
+    pub residual: Residual,
+}
+
+/// The residual connection a normed mat-mul folds in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Residual {
+    None,
+    /// x = x_in + y_res.
+    Plain,
+    /// x = x_in + RMSNorm(y_res)·post_norm (a block's output norm).
+    Normed,
 }
 
 impl MatmulVariant {
@@ -100,14 +113,53 @@ impl MatmulVariant {
         normed: false,
         outputs: 1,
         geglu: false,
+        residual: Residual::None,
     };
+}
+
+/// The mat-mul's input x (binding 1): `input(t, i)` gives its quad `i` (of tile token `t`),
+/// `keep_input` stores it back where it is made here (RESIDUAL).
+fn matmul_input(residual: Residual) -> &'static str {
+    match residual {
+        Residual::None => concat!(
+            "@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;\n",
+            "fn input(t: u32, i: u32) -> vec4<f32> { return x[i]; }\n",
+            "fn residual_input(i: u32) -> vec4<f32> { return vec4<f32>(0.0); }\n",
+            "fn keep_input(i: u32, v: vec4<f32>) {}\n",
+        ),
+        Residual::Plain => concat!(
+            "@group(0) @binding(1) var<storage, read_write> x: array<vec4<f32>>;\n",
+            "@group(0) @binding(7) var<storage, read> x_in: array<vec4<f32>>;\n",
+            "@group(0) @binding(8) var<storage, read> y_res: array<vec4<f32>>;\n",
+            "fn input(t: u32, i: u32) -> vec4<f32> { return x_in[i] + y_res[i]; }\n",
+            "fn residual_input(i: u32) -> vec4<f32> { return y_res[i]; }\n",
+            "fn keep_input(i: u32, v: vec4<f32>) { x[i] = v; }\n",
+        ),
+        Residual::Normed => concat!(
+            "@group(0) @binding(1) var<storage, read_write> x: array<vec4<f32>>;\n",
+            "@group(0) @binding(7) var<storage, read> x_in: array<vec4<f32>>;\n",
+            "@group(0) @binding(8) var<storage, read> y_res: array<vec4<f32>>;\n",
+            "@group(0) @binding(9) var<storage, read> post_norm: array<vec4<f32>>;\n",
+            "fn input(t: u32, i: u32) -> vec4<f32> {\n",
+            "    return x_in[i] + y_res[i] * post_rms[t] * post_norm[i % (p.cols / 4u)];\n",
+            "}\n",
+            "fn residual_input(i: u32) -> vec4<f32> { return y_res[i]; }\n",
+            "fn keep_input(i: u32, v: vec4<f32>) { x[i] = v; }\n",
+        ),
+    }
 }
 
 /// `y (n, rows) = x (n, cols) · wᵀ` for weights in format `ty`, as `variant` says.
 pub fn matmul(ty: QuantType, variant: MatmulVariant) -> Option<Kernel> {
+    if variant.residual != Residual::None && !variant.normed {
+        return None;
+    }
     let flags = format!(
-        "const NORMED: bool = {};\nconst GEGLU: bool = {};\n",
-        variant.normed, variant.geglu
+        "const NORMED: bool = {};\nconst GEGLU: bool = {};\nconst RESIDUAL: bool = {};\nconst POST_NORM: bool = {};\n",
+        variant.normed,
+        variant.geglu,
+        variant.residual != Residual::None,
+        variant.residual == Residual::Normed,
     );
     let norm = if variant.normed {
         "@group(0) @binding(4) var<storage, read> norm: array<vec4<f32>>;\nfn norm_weight(i: u32) -> vec4<f32> { return norm[i]; }\n"
@@ -137,6 +189,7 @@ pub fn matmul(ty: QuantType, variant: MatmulVariant) -> Option<Kernel> {
         "matmul",
         &[
             &flags,
+            matmul_input(variant.residual),
             norm,
             store,
             GELU,
@@ -155,7 +208,7 @@ const GELU: &str = include_str!("wgsl/gelu.wgsl");
 const RESIDUAL: &str = include_str!("wgsl/residual.wgsl");
 const KV_PAGES: &str = include_str!("wgsl/kv_pages.wgsl");
 
-/// `x += RMSNorm(y)·w`, or `x += y` without a norm.
+/// `x = x_in + RMSNorm(y)·w`, or `x = x_in + y` without a norm.
 pub fn residual(normed: bool) -> Kernel {
     kernel(if normed { "residual_normed" } else { "residual" }, &[RESIDUAL])
 }
@@ -169,22 +222,64 @@ pub fn gather() -> Kernel {
     kernel("gather", &[include_str!("wgsl/gather.wgsl")])
 }
 
-/// Per-head norms (`head_norms`: the model has them, bound at 8), rotation, and the keys and
-/// values stored in their slots.
-pub fn attention_input(head_norms: bool) -> Kernel {
-    let norms = if head_norms {
+/// The per-head norms where the model has them (`head_norms`), bound at 8.
+fn head_norms(head_norms: bool) -> &'static str {
+    if head_norms {
         "const HEAD_NORMS: bool = true;\n@group(0) @binding(8) var<storage, read> norms: array<f32>;\nfn head_norm(i: u32) -> f32 { return norms[i]; }\n"
     } else {
         "const HEAD_NORMS: bool = false;\nfn head_norm(i: u32) -> f32 { return 1.0; }\n"
-    };
+    }
+}
+
+const HEAD_INPUT: &str = include_str!("wgsl/head_input.wgsl");
+
+/// Per-head norms (where the model has them), rotation, and the keys and values stored in
+/// their slots.
+pub fn attention_input(norms: bool) -> Kernel {
     kernel(
         "attention_input",
-        &[norms, KV_PAGES, include_str!("wgsl/attention_input.wgsl")],
+        &[head_norms(norms), KV_PAGES, HEAD_INPUT, include_str!("wgsl/attention_input.wgsl")],
     )
 }
 
+/// Attention over the paged KV cache, of queries `attention_input` readied.
 pub fn attention() -> Kernel {
-    kernel("attend", &[KV_PAGES, include_str!("wgsl/attention.wgsl")])
+    const PRELUDE: &str = concat!(
+        "const FUSED: bool = false;\n",
+        "@group(0) @binding(4) var<storage, read> q: array<f32>;\n",
+        "@group(0) @binding(5) var<storage, read_write> out: array<f32>;\n",
+        "fn ready(t: u32, h: u32, g: u32, q0: u32, lid: u32) {\n",
+        "    for (var d = lid; d < p.head_dim; d += WG) { q_head[d] = q[q0 + d]; }\n",
+        "    workgroupBarrier();\n",
+        "}\n",
+    );
+    kernel("attend", &[PRELUDE, KV_PAGES, include_str!("wgsl/attention.wgsl")])
+}
+
+/// A decode step's attention, `attention_input`'s work included (see attention.wgsl).
+pub fn attention_fused(norms: bool) -> Kernel {
+    kernel(
+        "attend",
+        &[
+            "const FUSED: bool = true;\n@group(0) @binding(9) var<storage, read_write> out: array<f32>;\n",
+            head_norms(norms),
+            KV_PAGES,
+            HEAD_INPUT,
+            include_str!("wgsl/ready_own.wgsl"),
+            include_str!("wgsl/attention.wgsl"),
+        ],
+    )
+}
+
+/// Candidates `top_k` keeps per row, and logits (or merged candidates) per workgroup.
+pub const TOP_K: usize = 64;
+pub const TOP_K_RUN: usize = 1024;
+
+/// The most likely tokens of each row of logits: a first pass over the logits, or a merge of
+/// an earlier pass's candidates (see top_k.wgsl).
+pub fn top_k(merge: bool) -> Kernel {
+    let entry = if merge { "top_k_merge" } else { "top_k_logits" };
+    kernel(entry, &[include_str!("wgsl/top_k.wgsl")])
 }
 
 /// The weight formats the GPU kernels run.

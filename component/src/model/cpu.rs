@@ -3,7 +3,7 @@
 
 use super::attention::{attend, AttentionBuffers};
 use super::device::Device;
-use super::forward::{ForwardError, SeqInput};
+use super::forward::{ForwardError, SeqInput, TopLogits};
 use super::ops::{geglu, inverse_rms, rms_norm};
 use super::{Config, Matrix, Rope};
 use crate::tokenizer::TokenId;
@@ -123,6 +123,16 @@ impl Device for Cpu {
         for (dst, &r) in out.chunks_exact_mut(width).zip(rows) {
             dst.copy_from_slice(&x[r * width..(r + 1) * width]);
         }
+    }
+
+    /// The logits are in the caller's memory already: the sampler reads them whole.
+    fn top_logits(
+        &self,
+        _logits: &Vec<f32>,
+        _vocab: usize,
+        _room: &mut [Vec<f32>; 2],
+    ) -> Result<Option<Vec<TopLogits>>, ForwardError> {
+        Ok(None)
     }
 
     fn submit(&self) -> Result<(), ForwardError> {

@@ -10,7 +10,7 @@
 //! sized per step by [`Device::resize`] and kept between steps in a [`Scratch`]. Weights are the
 //! model's ([`Matrix`], norm vectors); a device that keeps its own copies resolves them to those.
 
-use super::forward::{ForwardError, SeqInput};
+use super::forward::{ForwardError, SeqInput, TopLogits};
 use super::{Config, Matrix, Rope};
 use crate::tokenizer::TokenId;
 
@@ -83,6 +83,18 @@ pub trait Device {
     /// `out` (rows.len(), width): the listed rows of `x`, in order.
     fn gather_rows(&self, x: &Self::Tensor, width: usize, rows: &[usize], out: &mut Self::Tensor);
 
+    /// The [`TOP_K`](rill_kernels::wgsl::TOP_K) most likely tokens of each row of `logits`
+    /// (rows, vocab), with each row's log-sum-exp, where the device finds them for less than
+    /// the rows cost to read (a GPU, whose rows would cross to the host: 1 MiB each for a
+    /// vocabulary of 262,144); `None` where it does not. Submits the step's work. `room` is the
+    /// device's to use.
+    fn top_logits(
+        &self,
+        logits: &Self::Tensor,
+        vocab: usize,
+        room: &mut [Self::Tensor; 2],
+    ) -> Result<Option<Vec<TopLogits>>, ForwardError>;
+
     /// Runs what the operations above recorded (a GPU submits the step's work at once).
     fn submit(&self) -> Result<(), ForwardError>;
 
@@ -103,6 +115,7 @@ pub struct Scratch<D: Device> {
     pub up: D::Tensor,     // (n, ffn_dim)
     pub rows: D::Tensor,   // (n_out, dim) the rows whose logits are wanted
     pub logits: D::Tensor, // (n_out, vocab)
+    pub top: [D::Tensor; 2], // the device's, for top_logits
     pub attention: D::AttentionScratch,
 }
 
@@ -119,6 +132,7 @@ impl<D: Device> Default for Scratch<D> {
             up: D::Tensor::default(),
             rows: D::Tensor::default(),
             logits: D::Tensor::default(),
+            top: Default::default(),
             attention: D::AttentionScratch::default(),
         }
     }

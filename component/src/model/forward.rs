@@ -8,6 +8,7 @@ use super::device::{Device, Scratch};
 use super::{Config, KvCache, Model};
 use crate::gpu::GpuError;
 use crate::tokenizer::TokenId;
+pub use rill_kernels::wgsl::TOP_K;
 
 /// Which positions' logits the caller wants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,6 +19,26 @@ pub enum Logits {
     All,
     /// None: a prompt chunk that is not the prompt's last.
     None,
+    /// The last position's most likely tokens ([`TopLogits`]), where the device finds them
+    /// without reading the row back (a GPU); the row itself, as `Last`, where it does not.
+    Top,
+}
+
+/// A row of logits' [`TOP_K`] most likely tokens, most likely first (ties: the lower id), and
+/// ln Σ exp over the whole row, for log-probabilities.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopLogits {
+    pub candidates: Vec<(TokenId, f32)>,
+    pub log_sum_exp: f32,
+}
+
+/// What a step gives a sequence back, as its [`Logits`] asked.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SeqLogits {
+    /// (rows, vocab): none, the last position's, or every position's.
+    Rows(Vec<f32>),
+    /// The last position's most likely tokens.
+    Top(TopLogits),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -44,16 +65,19 @@ pub struct SeqInput<'a> {
 
 impl Model {
     /// Runs `tokens` at the positions after those already in `cache`, appends their keys and
-    /// values to it, and returns logits: (1, vocab) for `Last`, (n, vocab) for `All`.
+    /// values to it, and returns logits: (1, vocab) for `Last` (and `Top`), (n, vocab) for `All`.
     pub fn forward(&self, tokens: &[TokenId], cache: &mut KvCache, want: Logits) -> Result<Vec<f32>, ForwardError> {
-        let mut logits = self.forward_batch(&mut [SeqInput { tokens, cache, want }])?;
-        Ok(logits.remove(0))
+        let want = if want == Logits::Top { Logits::Last } else { want };
+        match self.forward_batch(&mut [SeqInput { tokens, cache, want }])?.remove(0) {
+            SeqLogits::Rows(rows) => Ok(rows),
+            SeqLogits::Top(_) => unreachable!("only Logits::Top asks for the top logits"),
+        }
     }
 
     /// One forward pass over several sequences at once: every matmul (the output projection
     /// included) reads its weights once for all their tokens; attention stays per sequence,
-    /// over its own cache. Returns each sequence's logits, as [`Model::forward`] does.
-    pub fn forward_batch(&self, seqs: &mut [SeqInput]) -> Result<Vec<Vec<f32>>, ForwardError> {
+    /// over its own cache. Returns each sequence's logits, as its `want` asked.
+    pub fn forward_batch(&self, seqs: &mut [SeqInput]) -> Result<Vec<SeqLogits>, ForwardError> {
         if let Some(gpu) = &self.gpu {
             let mut scratch = gpu.scratch.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             return forward(&gpu.device, self, seqs, &mut scratch);
@@ -69,7 +93,7 @@ fn forward<D: Device>(
     model: &Model,
     seqs: &mut [SeqInput],
     s: &mut Scratch<D>,
-) -> Result<Vec<Vec<f32>>, ForwardError> {
+) -> Result<Vec<SeqLogits>, ForwardError> {
     let c = &model.config;
     check(c, seqs)?;
     for seq in seqs.iter_mut() {
@@ -142,33 +166,33 @@ fn forward<D: Device>(
 
     // The rows whose logits are wanted, gathered so the output projection reads its weights
     // once for many of them.
-    let mut wanted = Vec::new(); // (n_out) batch rows
+    let mut wanted = Vec::new(); // (n_out) batch rows, and whether only their top logits are
     let mut counts = Vec::with_capacity(seqs.len()); // how many of them each sequence wants
     let mut row0 = 0;
     for seq in seqs.iter() {
         let rows = row0..row0 + seq.tokens.len();
         row0 = rows.end;
         let start = match seq.want {
-            Logits::Last => rows.end - 1,
+            Logits::Last | Logits::Top => rows.end - 1,
             Logits::All => rows.start,
             Logits::None => rows.end,
         };
-        wanted.extend(start..rows.end);
+        wanted.extend((start..rows.end).map(|r| (r, seq.want == Logits::Top)));
         counts.push(rows.end - start);
     }
     if wanted.is_empty() {
         device.submit()?;
-        return Ok(seqs.iter().map(|_| Vec::new()).collect());
+        return Ok(seqs.iter().map(|_| SeqLogits::Rows(Vec::new())).collect());
     }
     // At most LOGIT_ROWS rows at a time, so that the logits held between steps stay small
     // (all-position logits of a long input are n_out × vocab floats) and fit one GPU binding.
-    let mut all = Vec::new(); // (n_out, vocab)
-    all.try_reserve_exact(wanted.len() * c.vocab_size)
-        .map_err(|_| ForwardError::OutOfMemory(wanted.len() * c.vocab_size * 4))?;
-    for rows in wanted.chunks(LOGIT_ROWS) {
+    let mut values = Vec::new(); // (rows read back, vocab)
+    let mut tops = Vec::with_capacity(wanted.len()); // (n_out) the row's top logits, if found
+    for chunk in wanted.chunks(LOGIT_ROWS) {
+        let rows: Vec<usize> = chunk.iter().map(|&(r, _)| r).collect();
         device.resize(&mut s.rows, rows.len() * c.dim)?;
         device.resize(&mut s.logits, rows.len() * c.vocab_size)?;
-        device.gather_rows(&s.x, c.dim, rows, &mut s.rows);
+        device.gather_rows(&s.x, c.dim, &rows, &mut s.rows);
         device.project(
             &s.rows,
             &model.output_norm,
@@ -176,16 +200,31 @@ fn forward<D: Device>(
             &mut s.xb,
             &mut [(&model.output, &mut s.logits)],
         );
+        if chunk.iter().all(|&(_, top)| top) {
+            if let Some(found) = device.top_logits(&s.logits, c.vocab_size, &mut s.top)? {
+                tops.extend(found.into_iter().map(Some));
+                continue;
+            }
+        }
         device.submit()?;
-        all.extend(device.read(&s.logits, 0..rows.len() * c.vocab_size)?);
+        let len = rows.len() * c.vocab_size;
+        values.try_reserve(len).map_err(|_| ForwardError::OutOfMemory(len * 4))?;
+        values.extend(device.read(&s.logits, 0..len)?);
+        tops.extend(rows.iter().map(|_| None));
     }
-    let mut rest = all.as_slice();
+    // Each sequence's part: its top logits, or its rows.
+    let mut tops = tops.into_iter();
+    let mut rest = values.as_slice();
     Ok(counts
         .into_iter()
         .map(|count| {
-            let (mine, others) = rest.split_at(count * c.vocab_size);
+            // A sequence that asked for its top logits has one row.
+            if let Some(top) = tops.by_ref().take(count).flatten().next() {
+                return SeqLogits::Top(top);
+            }
+            let (rows, others) = rest.split_at(count * c.vocab_size);
             rest = others;
-            mine.to_vec()
+            SeqLogits::Rows(rows.to_vec())
         })
         .collect())
 }

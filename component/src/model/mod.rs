@@ -18,7 +18,7 @@ mod weights;
 pub use config::{Architecture, Config, ConfigError, LoadOptions, RopeScalingOptions};
 pub use cpu::Cpu;
 pub use device::{Device, Scratch};
-pub use forward::{ForwardError, Logits, SeqInput};
+pub use forward::{ForwardError, Logits, SeqInput, SeqLogits, TopLogits, TOP_K};
 pub use gpu::Gpu;
 pub use kv_cache::{Block, KvCache, KvLayout, KvMemory, KvSlots, KvType, NoKvMemory, BLOCK};
 pub use rope::{Rope, RopeScaling, RopeScalingKind};

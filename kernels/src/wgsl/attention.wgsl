@@ -1,12 +1,35 @@
-// Attention of the step's queries over the paged KV cache (after kv_pages.wgsl).
-
-@group(0) @binding(4) var<storage, read> q: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+// Attention of the step's queries over the paged KV cache (after kv_pages.wgsl, and what
+// wgsl.rs writes before it: FUSED, the bindings of q and out, and `ready`).
+//
+// FUSED (a decode step: one new token per sequence): `ready` does what attention_input does for
+// the token's own query, key and value (head_input.wgsl), keeps the key and value as they are
+// stored (f16) for its own position, and the group's first query head stores them. No other
+// workgroup reads that position, so one dispatch a layer does both (the results are the same
+// bits as attention_input's then attend's). Otherwise `ready` copies the query attention_input
+// readied.
 
 const WG: u32 = 256u;
 var<workgroup> q_head: array<f32, 512>;
 var<workgroup> weights: array<f32, WG>;
 var<workgroup> reduce: array<f32, WG>;
+// FUSED: the token's own key and value, f16 pairs as stored.
+var<workgroup> own_key: array<u32, 256>;
+var<workgroup> own_value: array<u32, 256>;
+
+// Pair `d` of a key (word `word` of the cache), from own_key at the token's own position.
+fn key_pair(word: u32, d: u32, own: bool) -> vec2<f32> {
+    if (FUSED && own) {
+        return unpack2x16float(own_key[d]);
+    }
+    return unpack2x16float(kv[word]);
+}
+
+fn value_pair(word: u32, d: u32, own: bool) -> vec2<f32> {
+    if (FUSED && own) {
+        return unpack2x16float(own_value[d]);
+    }
+    return unpack2x16float(kv[word]);
+}
 
 // A reduction over the workgroup: the maximum (max_not_sum) or the sum of `v`.
 fn workgroup_reduce(lid: u32, v: f32, max_not_sum: bool) -> f32 {
@@ -38,10 +61,7 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
         first = pos + 1u - p.window;
     }
     let q0 = (t * p.q_heads + h) * p.head_dim;
-    for (var d = lid; d < p.head_dim; d += WG) {
-        q_head[d] = q[q0 + d];
-    }
-    workgroupBarrier();
+    ready(t, h, g, q0, lid);
     var running_max = -3.0e38;
     var total = 0.0;
     var acc0 = 0.0; // output values lid and lid + WG (head_dim ≤ 512)
@@ -53,7 +73,7 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
             let row = key_row(tok.y, j) + g * p.head_dim / 2u;
             var dot_qk = 0.0;
             for (var d = 0u; d < p.head_dim / 2u; d++) {
-                let k2 = unpack2x16float(kv[row + d]);
+                let k2 = key_pair(row + d, d, j == pos);
                 dot_qk += q_head[2u * d] * k2.x + q_head[2u * d + 1u] * k2.y;
             }
             s = dot_qk * p.scale;
@@ -69,11 +89,12 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
         let count = min(WG, pos + 1u - start);
         for (var i = 0u; i < count; i++) {
             let vrow = key_row(tok.y, start + i) + value_offset() + g * p.head_dim / 2u;
+            let own = start + i == pos;
             if (lid < p.head_dim) {
-                acc0 += weights[i] * unpack2x16float(kv[vrow + lid / 2u])[lid % 2u];
+                acc0 += weights[i] * value_pair(vrow + lid / 2u, lid / 2u, own)[lid % 2u];
             }
             if (lid + WG < p.head_dim) {
-                acc1 += weights[i] * unpack2x16float(kv[vrow + (lid + WG) / 2u])[lid % 2u];
+                acc1 += weights[i] * value_pair(vrow + (lid + WG) / 2u, (lid + WG) / 2u, own)[lid % 2u];
             }
         }
         running_max = new_max;

@@ -11,6 +11,10 @@
 //   `store`  one output (y0, with the slice's place in it), or w is several matrices stacked
 //            (Q, K, V) whose rows go to y0, y1, y2 split at seg1 and seg2, each (n, its rows).
 //   GEGLU    w is [gate; up] stacked (2·rows rows): y0 = gelu(x·gateᵀ) · (x·upᵀ).
+//   RESIDUAL (with NORMED) the residual connection before this block, folded in: the input
+//            is x_in + RMSNorm(y_res)·post_norm (POST_NORM; x_in + y_res without), made by
+//            every workgroup as it reads it (`input`) and written to x by the first column
+//            of workgroups for the blocks after this one. Saves a dispatch a block.
 
 struct Params {
     rows: u32,      // rows of this slice (GEGLU: of the gate half)
@@ -25,7 +29,6 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> w: array<u32>;
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<uniform> p: Params;
 @group(0) @binding(3) var<storage, read_write> y0: array<f32>;
 
@@ -33,29 +36,48 @@ const LANES: u32 = 32u;
 const TOKENS: u32 = 8u;
 
 var<workgroup> partial: array<f32, 256>;
-var<workgroup> inv_rms: array<f32, TOKENS>;
+// Per token of the tile, the same in every invocation: 1 / rms of the input, and with RESIDUAL
+// and POST_NORM 1 / rms of y_res (read by `input`).
+var<private> inv_rms: array<f32, TOKENS>;
+var<private> post_rms: array<f32, TOKENS>;
 
-// 1 / rms of each token of the tile, by all 256 invocations.
-fn token_scales(t0: u32, tokens: u32, lid: u32) {
+// Σ of `v` over the workgroup's 256 invocations.
+fn workgroup_sum(lid: u32, v: f32) -> f32 {
+    partial[lid] = v;
+    workgroupBarrier();
+    for (var step = 128u; step > 0u; step /= 2u) {
+        if (lid < step) {
+            partial[lid] += partial[lid + step];
+        }
+        workgroupBarrier();
+    }
+    let total = partial[0];
+    workgroupBarrier();
+    return total;
+}
+
+// 1 / rms of each token of the tile's input, by all 256 invocations; with RESIDUAL, first that
+// of y_res, and the first column of workgroups keeps the input it makes in x.
+fn token_scales(t0: u32, tokens: u32, lid: u32, store_input: bool) {
     let quads = p.cols / 4u;
     for (var t = 0u; t < tokens; t++) {
+        if (RESIDUAL && POST_NORM) {
+            var s = 0.0;
+            for (var i = lid; i < quads; i += 256u) {
+                let v = residual_input((t0 + t) * quads + i);
+                s += dot(v, v);
+            }
+            post_rms[t] = inverseSqrt(workgroup_sum(lid, s) / f32(p.cols) + p.eps);
+        }
         var s = 0.0;
         for (var i = lid; i < quads; i += 256u) {
-            let v = x[(t0 + t) * quads + i];
+            let v = input(t, (t0 + t) * quads + i);
             s += dot(v, v);
-        }
-        partial[lid] = s;
-        workgroupBarrier();
-        for (var step = 128u; step > 0u; step /= 2u) {
-            if (lid < step) {
-                partial[lid] += partial[lid + step];
+            if (store_input) {
+                keep_input((t0 + t) * quads + i, v);
             }
-            workgroupBarrier();
         }
-        if (lid == 0u) {
-            inv_rms[t] = inverseSqrt(partial[0] / f32(p.cols) + p.eps);
-        }
-        workgroupBarrier();
+        inv_rms[t] = inverseSqrt(workgroup_sum(lid, s) / f32(p.cols) + p.eps);
     }
 }
 
@@ -74,7 +96,7 @@ fn row_sums(row: u32, lane: u32, t0: u32, tokens: u32) -> array<f32, 8> {
             let xo = ((t0 + t) * p.cols + c * 32u) / 4u;
             var s = 0.0;
             for (var i = 0u; i < 8u; i++) {
-                s += dot(v[i], x[xo + i]);
+                s += dot(v[i], input(t, xo + i));
             }
             acc[t] += s;
         }
@@ -104,7 +126,7 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
     let t0 = wg.y * TOKENS;
     let tokens = min(TOKENS, p.n - t0);
     if (NORMED) {
-        token_scales(t0, tokens, lid);
+        token_scales(t0, tokens, lid, wg.x == 0u);
     }
     var acc: array<f32, 8>;
     var up: array<f32, 8>;

@@ -1,5 +1,7 @@
-// The residual connection: x += RMSNorm(y)·w (a block's output norm, where the model has one)
-// or x += y, one workgroup per row (rows beyond 65,535 continue in grid row y).
+// The residual connection where no mat-mul folds it in: x = x_in + RMSNorm(y)·w (a block's
+// output norm, where the model has one) or x = x_in + y, one workgroup per row (rows beyond
+// 65,535 continue in grid row y). Out of place: the residual stream alternates between two
+// buffers, so that a mat-mul can read one while it writes the other.
 
 struct Params {
     width: u32,
@@ -11,6 +13,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> y: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
 @group(0) @binding(3) var<storage, read> w: array<f32>;
+@group(0) @binding(4) var<storage, read> x_in: array<f32>;
 
 var<workgroup> sums: array<f32, 256>;
 
@@ -35,7 +38,7 @@ fn residual_normed(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocati
     }
     let scale = inverseSqrt(sums[0] / f32(p.width) + p.eps);
     for (var i = lid; i < p.width; i += 256u) {
-        x[row + i] += y[row + i] * scale * w[i];
+        x[row + i] = x_in[row + i] + y[row + i] * scale * w[i];
     }
 }
 
@@ -46,6 +49,6 @@ fn residual(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         return;
     }
     for (var i = lid; i < p.width; i += 256u) {
-        x[r * p.width + i] += y[r * p.width + i];
+        x[r * p.width + i] = x_in[r * p.width + i] + y[r * p.width + i];
     }
 }

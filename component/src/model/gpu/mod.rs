@@ -8,13 +8,13 @@ mod recorder;
 mod weights;
 
 use super::device::Device;
-use super::forward::{ForwardError, SeqInput};
+use super::forward::{ForwardError, SeqInput, TopLogits};
 use super::{Config, Matrix, Model, Rope};
 use crate::gpu::{AdapterInfo, Binding, BufferId, GpuApi, GpuError, PipelineId};
 use crate::tokenizer::TokenId;
 pub use kv_pool::KvPool;
 use recorder::{Bind, Recorder};
-use rill_kernels::wgsl::{self, MatmulVariant};
+use rill_kernels::wgsl::{self, MatmulVariant, Residual, TOP_K, TOP_K_RUN};
 use rill_kernels::QuantType;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -55,6 +55,9 @@ struct Pipelines {
     gather: PipelineId,
     attention_input: PipelineId,
     attention: PipelineId,
+    attention_fused: PipelineId,
+    top_k: PipelineId,
+    top_k_merge: PipelineId,
 }
 
 impl Pipelines {
@@ -72,6 +75,9 @@ impl Pipelines {
             gather: compile(wgsl::gather())?,
             attention_input: compile(wgsl::attention_input(head_norms))?,
             attention: compile(wgsl::attention())?,
+            attention_fused: compile(wgsl::attention_fused(head_norms))?,
+            top_k: compile(wgsl::top_k(false))?,
+            top_k_merge: compile(wgsl::top_k(true))?,
         })
     }
 }
@@ -93,8 +99,25 @@ pub struct Gpu {
     weights: Weights,
     pub kv: Arc<KvPool>,
     recorder: Mutex<Recorder>,
+    /// The residual connection recorded last, until a mat-mul folds it in or it runs alone.
+    pending: Mutex<Option<PendingResidual>>,
+    /// The residual stream's other buffer: each connection writes x anew from the last x.
+    spare: Mutex<GpuTensor>,
     max_binding: u64,
     max_groups: u32,
+}
+
+/// A residual connection not yet run: `to` = `from` + RMSNorm(`y`)·`norm` (or + `y`), `rows`
+/// rows of `width`.
+#[derive(Clone, Copy)]
+struct PendingResidual {
+    to: BufferId,
+    from: BufferId,
+    y: BufferId,
+    norm: Option<BufferId>,
+    eps: f32,
+    width: usize,
+    rows: usize,
 }
 
 fn bytes<T: bytemuck::NoUninit>(v: &[T]) -> &[u8] {
@@ -139,6 +162,8 @@ impl Gpu {
             weights,
             kv: Arc::new(kv),
             recorder: Mutex::new(recorder),
+            pending: Mutex::default(),
+            spare: Mutex::default(),
             max_binding,
             max_groups: limits.max_compute_workgroups_per_dimension,
         })
@@ -150,6 +175,70 @@ impl Gpu {
 
     fn dispatch(&self, pipeline: PipelineId, binds: &[Bind], groups: [u32; 3]) {
         self.recorder().dispatch(&*self.api, pipeline, binds, groups);
+    }
+
+    /// Runs the pending residual connection on its own, where no mat-mul folded it in.
+    fn settle(&self) {
+        let Some(r) = self.pending.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        let params = [r.width as u32, r.rows as u32, r.eps.to_bits()];
+        let (pipeline, norm) = match r.norm {
+            Some(w) => (self.pipelines.residual_normed, Bind::Buffer(w)),
+            None => (self.pipelines.residual, Bind::Skip),
+        };
+        self.dispatch(
+            pipeline,
+            &[
+                Bind::Buffer(r.to),
+                Bind::Buffer(r.y),
+                Bind::Upload(bytes(&params)),
+                norm,
+                Bind::Buffer(r.from),
+            ],
+            grid(r.rows, self.max_groups),
+        );
+    }
+
+    /// The pending residual connection, for a mat-mul over `x` normed by `norm` to fold in
+    /// (it writes x as it reads it); `None` after running it alone where it cannot.
+    fn fold_residual(&self, m: &DeviceMatrix, x: &GpuTensor, norm: Option<(&[f32], f32)>) -> Option<PendingResidual> {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let foldable = |r: &PendingResidual| match norm {
+            // One slice, so that one dispatch writes x; the same eps for both norms.
+            Some((_, eps)) => {
+                r.to == x.buffer() && m.slices.len() == 1 && r.eps == eps && (r.norm.is_none() || r.width == m.cols)
+            }
+            None => false,
+        };
+        if let Some(r) = pending.take_if(|r| foldable(r)) {
+            return Some(r);
+        }
+        drop(pending);
+        self.settle();
+        None
+    }
+
+    /// Makes `t` hold `len` values (see [`Device::resize`]).
+    fn grow(&self, t: &mut GpuTensor, len: usize) -> Result<(), GpuError> {
+        if len > t.capacity {
+            let size = (len * 4) as u64;
+            if size > self.max_binding {
+                return Err(GpuError::OutOfMemory(format!(
+                    "{size} bytes of activations are more than the GPU binds at once ({} bytes): use a smaller batch",
+                    self.max_binding
+                )));
+            }
+            let mut r = self.recorder();
+            if let Some(old) = t.buffer.take() {
+                r.destroy_buffer(&*self.api, old);
+                t.capacity = 0;
+            }
+            t.buffer = Some(r.create_buffer(&*self.api, size, "activations")?);
+            t.capacity = len;
+        }
+        t.len = len;
+        Ok(())
     }
 
     fn upload(&self, data: &[u8]) -> Option<Binding> {
@@ -179,10 +268,16 @@ impl Gpu {
         geglu: bool,
         outs: &[&GpuTensor],
     ) {
+        let folded = self.fold_residual(m, x, norm);
         let variant = MatmulVariant {
             normed: norm.is_some(),
             outputs: outs.len() as u32,
             geglu,
+            residual: match folded {
+                None => Residual::None,
+                Some(PendingResidual { norm: None, .. }) => Residual::Plain,
+                Some(_) => Residual::Normed,
+            },
         };
         let pipeline = match self.matmul_pipeline(m.ty, variant) {
             Ok(p) => p,
@@ -218,6 +313,14 @@ impl Gpu {
                 norm_bind,
             ];
             binds.extend(outs[1..].iter().map(|o| Bind::Buffer(o.buffer())));
+            if let Some(r) = folded {
+                binds.resize(7, Bind::Skip);
+                binds.extend([
+                    Bind::Buffer(r.from),
+                    Bind::Buffer(r.y),
+                    r.norm.map_or(Bind::Skip, Bind::Buffer),
+                ]);
+            }
             self.dispatch(
                 pipeline,
                 &binds,
@@ -232,27 +335,11 @@ impl Device for Gpu {
     type AttentionScratch = StepTables;
 
     fn resize(&self, t: &mut GpuTensor, len: usize) -> Result<(), ForwardError> {
-        if len > t.capacity {
-            let size = (len * 4) as u64;
-            if size > self.max_binding {
-                return Err(ForwardError::Gpu(GpuError::OutOfMemory(format!(
-                    "{size} bytes of activations are more than the GPU binds at once ({} bytes): use a smaller batch",
-                    self.max_binding
-                ))));
-            }
-            let mut r = self.recorder();
-            if let Some(old) = t.buffer.take() {
-                r.destroy_buffer(&*self.api, old);
-                t.capacity = 0;
-            }
-            t.buffer = Some(r.create_buffer(&*self.api, size, "activations")?);
-            t.capacity = len;
-        }
-        t.len = len;
-        Ok(())
+        Ok(self.grow(t, len)?)
     }
 
     fn embed(&self, table: &Matrix, tokens: &[TokenId], scale: f32, out: &mut GpuTensor) {
+        self.settle();
         let m = self.weights.matrix(table);
         let Some(ids) = self.upload(bytes(tokens)) else { return };
         for s in &m.slices {
@@ -333,24 +420,26 @@ impl Device for Gpu {
         self.run_matmul(self.weights.matrix(w), x, None, false, &[out]);
     }
 
+    /// Recorded, not run: the next normed mat-mul over x folds it in (saving a dispatch a
+    /// block), or it runs alone before whatever comes first.
     fn residual(&self, x: &mut GpuTensor, y: &GpuTensor, norm: Option<&[f32]>, eps: f32) {
+        self.settle();
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = self.grow(&mut spare, x.len) {
+            return self.recorder().fail(e);
+        }
+        std::mem::swap(&mut *spare, x);
+        (x.len, spare.len) = (spare.len, x.len);
         let width = norm.map_or(x.len, |w| w.len());
-        let rows = x.len / width;
-        let params = [width as u32, rows as u32, eps.to_bits()];
-        let (pipeline, norm) = match norm {
-            Some(w) => (self.pipelines.residual_normed, Bind::Buffer(self.weights.vector(w))),
-            None => (self.pipelines.residual, Bind::Skip),
-        };
-        self.dispatch(
-            pipeline,
-            &[
-                Bind::Buffer(x.buffer()),
-                Bind::Buffer(y.buffer()),
-                Bind::Upload(bytes(&params)),
-                norm,
-            ],
-            grid(rows, self.max_groups),
-        );
+        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(PendingResidual {
+            to: x.buffer(),
+            from: spare.buffer(),
+            y: y.buffer(),
+            norm: norm.map(|w| self.weights.vector(w)),
+            eps,
+            width,
+            rows: x.len / width,
+        });
     }
 
     fn attention(
@@ -430,6 +519,12 @@ impl Device for Gpu {
             Bind::Uploaded(cos_sin),
             norms,
         ];
+        if n == seqs.len() {
+            // A decode step: one dispatch readies each token's own query, key and value and attends.
+            let fused = [&pages[..], &input[..], &[Bind::Buffer(out.buffer())]].concat();
+            self.dispatch(self.pipelines.attention_fused, &fused, [n as u32, c.n_heads as u32, 1]);
+            return Ok(());
+        }
         self.dispatch(
             self.pipelines.attention_input,
             &[&pages[..], &input[..]].concat(),
@@ -445,6 +540,7 @@ impl Device for Gpu {
     }
 
     fn gather_rows(&self, x: &GpuTensor, width: usize, rows: &[usize], out: &mut GpuTensor) {
+        self.settle();
         let rows: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
         let len = rows.len() * width;
         let params = [len as u32, width as u32];
@@ -460,7 +556,77 @@ impl Device for Gpu {
         );
     }
 
+    fn top_logits(
+        &self,
+        logits: &GpuTensor,
+        vocab: usize,
+        room: &mut [GpuTensor; 2],
+    ) -> Result<Option<Vec<TopLogits>>, ForwardError> {
+        // Each pass writes (rows, runs, TOP_K) candidates as (value bits, id), then (rows, runs)
+        // (max, sum) pairs, into one of `room`'s two buffers, and the next pass reads it.
+        let rows = logits.len / vocab;
+        let pass_len = |runs: usize| rows * runs * (2 * TOP_K + 2);
+        let mut runs = vocab.div_ceil(TOP_K_RUN);
+        let [a, b] = room;
+        self.resize(a, pass_len(runs))?;
+        self.resize(b, pass_len(runs.div_ceil(TOP_K_RUN / TOP_K)))?;
+        let outputs = |t: &GpuTensor, runs: usize| {
+            let candidates = (rows * runs * TOP_K * 8) as u64;
+            [
+                Bind::Uploaded(Binding {
+                    buffer: t.buffer(),
+                    offset: 0,
+                    size: candidates,
+                }),
+                Bind::Uploaded(Binding {
+                    buffer: t.buffer(),
+                    offset: candidates,
+                    size: (rows * runs * 8) as u64,
+                }),
+            ]
+        };
+        let [top, lse] = outputs(a, runs);
+        let params = [vocab as u32, runs as u32];
+        self.dispatch(
+            self.pipelines.top_k,
+            &[Bind::Upload(bytes(&params)), top, lse, Bind::Buffer(logits.buffer())],
+            [runs as u32, rows as u32, 1],
+        );
+        let (mut from, mut to) = (&*a, &*b);
+        while runs > 1 {
+            let merged = runs.div_ceil(TOP_K_RUN / TOP_K);
+            let [top_in, lse_in] = outputs(from, runs);
+            let [top, lse] = outputs(to, merged);
+            let params = [runs as u32, merged as u32];
+            self.dispatch(
+                self.pipelines.top_k_merge,
+                &[Bind::Upload(bytes(&params)), top, lse, Bind::Skip, top_in, lse_in],
+                [merged as u32, rows as u32, 1],
+            );
+            (from, to) = (to, from);
+            runs = merged;
+        }
+        self.submit()?;
+        let raw = self.api.read_buffer(from.buffer(), 0, (rows * (TOP_K + 1) * 8) as u64)?;
+        let words: Vec<u32> = raw
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let (candidates, sums) = words.split_at(rows * TOP_K * 2);
+        Ok(Some(
+            candidates
+                .chunks_exact(TOP_K * 2)
+                .zip(sums.chunks_exact(2))
+                .map(|(pairs, sum)| TopLogits {
+                    candidates: pairs.chunks_exact(2).map(|p| (p[1], f32::from_bits(p[0]))).collect(),
+                    log_sum_exp: f32::from_bits(sum[0]) + f32::from_bits(sum[1]).ln(),
+                })
+                .collect(),
+        ))
+    }
+
     fn submit(&self) -> Result<(), ForwardError> {
+        self.settle();
         Ok(self.recorder().submit(&*self.api)?)
     }
 
