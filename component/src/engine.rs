@@ -725,7 +725,12 @@ impl Generation {
                 let id = self.sampler.sample_top(&found.candidates);
                 let log_p = |&(t, l): &(TokenId, f32)| (t, l - found.log_sum_exp);
                 let chosen = found.candidates.iter().find(|c| c.0 == id).map_or(0.0, |c| log_p(c).1);
-                let top = found.candidates.iter().take(self.params.top_logprobs).map(log_p).collect();
+                let top = found
+                    .candidates
+                    .iter()
+                    .take(self.params.top_logprobs)
+                    .map(log_p)
+                    .collect();
                 (id, chosen, top)
             }
         };

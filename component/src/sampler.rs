@@ -452,8 +452,14 @@ mod tests {
             }
         }
         let needs_row = |params: SamplingParams| !Sampler::new(params).needs_only_top(16);
-        assert!(needs_row(SamplingParams { top_k: 0, ..Default::default() }));
-        assert!(needs_row(SamplingParams { top_k: 17, ..Default::default() }));
+        assert!(needs_row(SamplingParams {
+            top_k: 0,
+            ..Default::default()
+        }));
+        assert!(needs_row(SamplingParams {
+            top_k: 17,
+            ..Default::default()
+        }));
         assert!(needs_row(SamplingParams {
             repeat_penalty: 1.1,
             ..SamplingParams::greedy()

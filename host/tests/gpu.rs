@@ -44,7 +44,10 @@ fn the_gpus_top_logits_are_the_rows_most_likely_tokens() {
     let model = model_on_gpu();
     let prompts: [&[u32]; 2] = [&[2, 818, 5279, 529, 7001, 563], &[2, 9259, 236764, 1217]];
     let run = |want: Logits| {
-        let mut caches: Vec<_> = prompts.iter().map(|_| model.new_cache(KvType::F16, 64).unwrap()).collect();
+        let mut caches: Vec<_> = prompts
+            .iter()
+            .map(|_| model.new_cache(KvType::F16, 64).unwrap())
+            .collect();
         let mut inputs: Vec<SeqInput> = prompts
             .iter()
             .zip(caches.iter_mut())
@@ -62,7 +65,106 @@ fn the_gpus_top_logits_are_the_rows_most_likely_tokens() {
             assert_eq!(*id, want_id);
             assert_eq!(*logit, row[*id as usize]);
             let logprob = logit - top.log_sum_exp;
-            assert!((logprob - want_logprob).abs() < 1e-3, "{id}: {logprob} against {want_logprob}");
+            assert!(
+                (logprob - want_logprob).abs() < 1e-3,
+                "{id}: {logprob} against {want_logprob}"
+            );
+        }
+    }
+}
+
+/// The top-k kernels on rows whose length is not a whole number of runs (padding), with many
+/// ties (broken by the lower id, as the CPU sampler breaks them), through one and two merges.
+#[test]
+fn the_top_k_kernels_find_each_rows_most_likely_in_the_samplers_order() {
+    let device = gpu::open(AdapterChoice::Any).expect("a GPU adapter (install mesa-vulkan-drivers for lavapipe)");
+    let compile = |k: wgsl::Kernel| device.create_pipeline(&k.source, k.entry, k.entry).unwrap();
+    let (first, merge) = (compile(wgsl::top_k(false)), compile(wgsl::top_k(true)));
+    let whole = |b: BufferId, size: usize| Binding {
+        buffer: b,
+        offset: 0,
+        size: size as u64,
+    };
+    for vocab in [5000, 70_000] {
+        let rows = 3;
+        let logits: Vec<f32> = (0..rows * vocab)
+            .map(|i| ((i * 7919) % 1000) as f32 / 10.0 - 50.0)
+            .collect();
+        let input = device.create_buffer((logits.len() * 4) as u64, "logits").unwrap();
+        device.write_buffer(input, 0, bytemuck::cast_slice(&logits)).unwrap();
+        // Each pass's output: (rows, runs, TOP_K) pairs of (value bits, id), then (rows, runs)
+        // of (max, sum).
+        let output = |runs: usize| {
+            let (pairs, sums) = (rows * runs * wgsl::TOP_K * 8, rows * runs * 8);
+            let b = device.create_buffer((pairs + sums) as u64, "top").unwrap();
+            (b, pairs, sums)
+        };
+        let pass = |pipeline, params: [u32; 2], out: (BufferId, usize, usize), inputs: &[(u32, Binding)]| {
+            let uniform = device.create_buffer(16, "params").unwrap();
+            device.write_buffer(uniform, 0, bytemuck::cast_slice(&params)).unwrap();
+            let (b, pairs, sums) = out;
+            let mut entries = vec![
+                (0, whole(uniform, 16)),
+                (1, whole(b, pairs)),
+                (
+                    2,
+                    Binding {
+                        buffer: b,
+                        offset: pairs as u64,
+                        size: sums as u64,
+                    },
+                ),
+            ];
+            entries.extend_from_slice(inputs);
+            let group = device.create_bind_group(pipeline, &entries).unwrap();
+            device.dispatch(pipeline, group, [params[1], rows as u32, 1]);
+        };
+        let mut runs = vocab.div_ceil(wgsl::TOP_K_RUN);
+        let mut out = output(runs);
+        pass(
+            first,
+            [vocab as u32, runs as u32],
+            out,
+            &[(3, whole(input, logits.len() * 4))],
+        );
+        while runs > 1 {
+            let merged = runs.div_ceil(wgsl::TOP_K_RUN / wgsl::TOP_K);
+            let next = output(merged);
+            let (b, pairs, sums) = out;
+            let inputs = [
+                (4, whole(b, pairs)),
+                (
+                    5,
+                    Binding {
+                        buffer: b,
+                        offset: pairs as u64,
+                        size: sums as u64,
+                    },
+                ),
+            ];
+            pass(merge, [runs as u32, merged as u32], next, &inputs);
+            (out, runs) = (next, merged);
+        }
+        device.submit().unwrap();
+        let raw = device.read_buffer(out.0, 0, (out.1 + out.2) as u64).unwrap();
+        let words: Vec<u32> = bytemuck::pod_collect_to_vec(&raw);
+        for r in 0..rows {
+            let row = &logits[r * vocab..][..vocab];
+            let mut want: Vec<(u32, f32)> = row.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+            want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let got: Vec<(u32, f32)> = words[r * wgsl::TOP_K * 2..][..wgsl::TOP_K * 2]
+                .chunks_exact(2)
+                .map(|p| (p[1], f32::from_bits(p[0])))
+                .collect();
+            assert_eq!(got, want[..wgsl::TOP_K], "vocabulary {vocab}, row {r}");
+            let max = want[0].1 as f64;
+            let lse = max + row.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln();
+            let sum = &words[rows * wgsl::TOP_K * 2 + r * 2..][..2];
+            let got_lse = f32::from_bits(sum[0]) as f64 + (f32::from_bits(sum[1]) as f64).ln();
+            assert!(
+                (got_lse - lse).abs() < 1e-4,
+                "vocabulary {vocab}, row {r}: log-sum-exp {got_lse} against {lse}"
+            );
         }
     }
 }

@@ -238,7 +238,12 @@ const HEAD_INPUT: &str = include_str!("wgsl/head_input.wgsl");
 pub fn attention_input(norms: bool) -> Kernel {
     kernel(
         "attention_input",
-        &[head_norms(norms), KV_PAGES, HEAD_INPUT, include_str!("wgsl/attention_input.wgsl")],
+        &[
+            head_norms(norms),
+            KV_PAGES,
+            HEAD_INPUT,
+            include_str!("wgsl/attention_input.wgsl"),
+        ],
     )
 }
 

@@ -105,16 +105,16 @@ pub trait Device {
 /// The activations of a step, kept between steps so that a step no larger than an earlier one
 /// allocates nothing. Shapes are per step, for `n` tokens in the batch.
 pub struct Scratch<D: Device> {
-    pub x: D::Tensor,      // (n, dim) the residual stream
-    pub xb: D::Tensor,     // (n, dim) a block's normed input, then its output
-    pub q: D::Tensor,      // (n, n_heads·head_dim)
-    pub k: D::Tensor,      // (n, n_kv_heads·head_dim)
-    pub v: D::Tensor,      // (n, n_kv_heads·head_dim)
-    pub att: D::Tensor,    // (n, q_dim) attention's output per head
-    pub gate: D::Tensor,   // (n, ffn_dim)
-    pub up: D::Tensor,     // (n, ffn_dim)
-    pub rows: D::Tensor,   // (n_out, dim) the rows whose logits are wanted
-    pub logits: D::Tensor, // (n_out, vocab)
+    pub x: D::Tensor,        // (n, dim) the residual stream
+    pub xb: D::Tensor,       // (n, dim) a block's normed input, then its output
+    pub q: D::Tensor,        // (n, n_heads·head_dim)
+    pub k: D::Tensor,        // (n, n_kv_heads·head_dim)
+    pub v: D::Tensor,        // (n, n_kv_heads·head_dim)
+    pub att: D::Tensor,      // (n, q_dim) attention's output per head
+    pub gate: D::Tensor,     // (n, ffn_dim)
+    pub up: D::Tensor,       // (n, ffn_dim)
+    pub rows: D::Tensor,     // (n_out, dim) the rows whose logits are wanted
+    pub logits: D::Tensor,   // (n_out, vocab)
     pub top: [D::Tensor; 2], // the device's, for top_logits
     pub attention: D::AttentionScratch,
 }

@@ -208,7 +208,9 @@ fn forward<D: Device>(
         }
         device.submit()?;
         let len = rows.len() * c.vocab_size;
-        values.try_reserve(len).map_err(|_| ForwardError::OutOfMemory(len * 4))?;
+        values
+            .try_reserve(len)
+            .map_err(|_| ForwardError::OutOfMemory(len * 4))?;
         values.extend(device.read(&s.logits, 0..len)?);
         tops.extend(rows.iter().map(|_| None));
     }

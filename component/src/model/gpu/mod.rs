@@ -607,7 +607,9 @@ impl Device for Gpu {
             runs = merged;
         }
         self.submit()?;
-        let raw = self.api.read_buffer(from.buffer(), 0, (rows * (TOP_K + 1) * 8) as u64)?;
+        let raw = self
+            .api
+            .read_buffer(from.buffer(), 0, (rows * (TOP_K + 1) * 8) as u64)?;
         let words: Vec<u32> = raw
             .chunks_exact(4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
