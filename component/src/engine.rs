@@ -341,7 +341,10 @@ impl Engine {
         }
         let layout = self.model.kv_layout(params.kv_type).ok_or_else(|| {
             EngineError::Unsupported(match self.model.gpu() {
-                Some(_) => format!("a {:?} KV cache on the GPU (it keeps f16 rows)", params.kv_type),
+                Some(_) => format!(
+                    "a {:?} KV cache on the GPU for heads of {} values (Q8_0 there needs a multiple of 64)",
+                    params.kv_type, self.model.config.head_dim
+                ),
                 None => format!(
                     "a {:?} KV cache for rows of {} values",
                     params.kv_type,

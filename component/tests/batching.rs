@@ -7,7 +7,7 @@ mod common;
 use common::batching::{start, PROMPTS};
 
 use rill_engine::engine::FinishReason;
-use rill_engine::model::LoadOptions;
+use rill_engine::model::{KvType, LoadOptions};
 use rill_engine::scheduler::{End, Scheduler, StepLimits};
 use rill_engine::Engine;
 use rill_kernels::KernelPath;
@@ -26,8 +26,8 @@ fn batched_generations_equal_each_one_alone() {
 fn a_step_takes_the_oldest_generations_up_to_its_limit() {
     let engine = engine();
     let mut scheduler = Scheduler::default();
-    let first = start(&engine, &mut scheduler, PROMPTS[0], 5);
-    let second = start(&engine, &mut scheduler, PROMPTS[2], 5);
+    let first = start(&engine, &mut scheduler, PROMPTS[0], 5, KvType::F16);
+    let second = start(&engine, &mut scheduler, PROMPTS[2], 5, KvType::F16);
     let one = StepLimits {
         generations: 1,
         ..StepLimits::ONE
@@ -51,9 +51,9 @@ fn a_step_takes_the_oldest_generations_up_to_its_limit() {
 fn a_step_reads_at_most_its_prompt_tokens_so_others_keep_flowing() {
     let engine = engine();
     let mut scheduler = Scheduler::default();
-    let short = start(&engine, &mut scheduler, "Hi", 20);
+    let short = start(&engine, &mut scheduler, "Hi", 20, KvType::F16);
     let long_prompt = PROMPTS[1].repeat(4);
-    let long = start(&engine, &mut scheduler, &long_prompt, 2);
+    let long = start(&engine, &mut scheduler, &long_prompt, 2, KvType::F16);
     let limits = StepLimits {
         generations: 2,
         prompt_tokens: 4,

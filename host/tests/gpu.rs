@@ -27,14 +27,22 @@ fn model_on_gpu() -> Model {
     model
 }
 
+/// The CPU's tolerances for each KV cache type (conformance.rs).
 #[test]
 fn step0_logits_on_the_gpu_match_llama_cpp() {
-    step0_logits_match(&model_on_gpu(), KvType::F16, 0.3);
+    let model = model_on_gpu();
+    for (ty, mean_limit) in [(KvType::F16, 0.3), (KvType::Q8_0, 0.35)] {
+        eprintln!("{ty:?} KV cache:");
+        step0_logits_match(&model, ty, mean_limit);
+    }
 }
 
 #[test]
 fn greedy_decoding_on_the_gpu_matches_llama_cpp() {
-    greedy_decoding_matches(&model_on_gpu(), KvType::F16);
+    let model = model_on_gpu();
+    for ty in [KvType::F16, KvType::Q8_0] {
+        greedy_decoding_matches(&model, ty);
+    }
 }
 
 /// The most likely tokens found on the GPU (`Logits::Top`, reading back 520 bytes a sequence)

@@ -233,22 +233,41 @@ fn head_norms(head_norms: bool) -> &'static str {
 
 const HEAD_INPUT: &str = include_str!("wgsl/head_input.wgsl");
 
+/// The KV cache formats the GPU keeps.
+pub const KV_FORMATS: [QuantType; 2] = [QuantType::F16, QuantType::Q8_0];
+
+/// How KV rows of `ty` are read (`head_words`, `pair_words`, `decode_pair`) and stored
+/// (`encode`); `None` for formats the GPU does not keep.
+fn kv_format(ty: QuantType) -> Option<(&'static str, &'static str)> {
+    match ty {
+        QuantType::F16 => Some((include_str!("wgsl/kv/f16.wgsl"), include_str!("wgsl/kv/f16_store.wgsl"))),
+        QuantType::Q8_0 => Some((
+            include_str!("wgsl/kv/q8_0.wgsl"),
+            include_str!("wgsl/kv/q8_0_store.wgsl"),
+        )),
+        _ => None,
+    }
+}
+
 /// Per-head norms (where the model has them), rotation, and the keys and values stored in
-/// their slots.
-pub fn attention_input(norms: bool) -> Kernel {
-    kernel(
+/// their slots, for a cache of `kv`.
+pub fn attention_input(norms: bool, kv: QuantType) -> Option<Kernel> {
+    let (read, store) = kv_format(kv)?;
+    Some(kernel(
         "attention_input",
         &[
             head_norms(norms),
+            read,
+            store,
             KV_PAGES,
             HEAD_INPUT,
             include_str!("wgsl/attention_input.wgsl"),
         ],
-    )
+    ))
 }
 
-/// Attention over the paged KV cache, of queries `attention_input` readied.
-pub fn attention() -> Kernel {
+/// Attention over the paged KV cache of `kv`, of queries `attention_input` readied.
+pub fn attention(kv: QuantType) -> Option<Kernel> {
     const PRELUDE: &str = concat!(
         "const FUSED: bool = false;\n",
         "@group(0) @binding(4) var<storage, read> q: array<f32>;\n",
@@ -258,22 +277,30 @@ pub fn attention() -> Kernel {
         "    workgroupBarrier();\n",
         "}\n",
     );
-    kernel("attend", &[PRELUDE, KV_PAGES, include_str!("wgsl/attention.wgsl")])
+    let (read, _) = kv_format(kv)?;
+    Some(kernel(
+        "attend",
+        &[PRELUDE, read, KV_PAGES, include_str!("wgsl/attention.wgsl")],
+    ))
 }
 
-/// A decode step's attention, `attention_input`'s work included (see attention.wgsl).
-pub fn attention_fused(norms: bool) -> Kernel {
-    kernel(
+/// A decode step's attention over a cache of `kv`, `attention_input`'s work included (see
+/// attention.wgsl).
+pub fn attention_fused(norms: bool, kv: QuantType) -> Option<Kernel> {
+    let (read, store) = kv_format(kv)?;
+    Some(kernel(
         "attend",
         &[
             "const FUSED: bool = true;\n@group(0) @binding(9) var<storage, read_write> out: array<f32>;\n",
             head_norms(norms),
+            read,
+            store,
             KV_PAGES,
             HEAD_INPUT,
             include_str!("wgsl/ready_own.wgsl"),
             include_str!("wgsl/attention.wgsl"),
         ],
-    )
+    ))
 }
 
 /// Candidates `top_k` keeps per row, and logits (or merged candidates) per workgroup.

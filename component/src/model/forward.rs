@@ -80,7 +80,39 @@ impl Model {
     pub fn forward_batch(&self, seqs: &mut [SeqInput]) -> Result<Vec<SeqLogits>, ForwardError> {
         if let Some(gpu) = &self.gpu {
             let mut scratch = gpu.scratch.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            return forward(&gpu.device, self, seqs, &mut scratch);
+            // A dispatch's attention reads one KV format: a batch of several runs once per format.
+            let ty = seqs[0].cache.layout().ty;
+            if seqs.iter().all(|s| s.cache.layout().ty == ty) {
+                return forward(&gpu.device, self, seqs, &mut scratch);
+            }
+            let count = seqs.len();
+            let (mut same, mut other): (Vec<_>, Vec<_>) = seqs
+                .iter_mut()
+                .enumerate()
+                .partition(|(_, s)| s.cache.layout().ty == ty);
+            let mut out: Vec<Option<SeqLogits>> = (0..count).map(|_| None).collect();
+            for part in [&mut same, &mut other] {
+                let (order, mut inputs): (Vec<usize>, Vec<SeqInput>) = part
+                    .drain(..)
+                    .map(|(i, s)| {
+                        (
+                            i,
+                            SeqInput {
+                                tokens: s.tokens,
+                                cache: &mut *s.cache,
+                                want: s.want,
+                            },
+                        )
+                    })
+                    .unzip();
+                for (i, logits) in order
+                    .into_iter()
+                    .zip(forward(&gpu.device, self, &mut inputs, &mut scratch)?)
+                {
+                    out[i] = Some(logits);
+                }
+            }
+            return Ok(out.into_iter().map(|l| l.expect("every sequence ran")).collect());
         }
         let mut scratch = self.scratch.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         forward(&Cpu { path: self.path }, self, seqs, &mut scratch)

@@ -164,12 +164,23 @@ impl Model {
 
     /// Moves the forward pass onto `api`'s GPU: compiles the kernels, uploads the weights
     /// (`progress` is told the bytes so far) and keeps the KV cache on the device from now on
-    /// (f16; a Q8_0 cache stays a CPU feature for now). Call before any cache is made.
+    /// (f16, and Q8_0 where the model's heads are a multiple of 64 values). Call before any
+    /// cache is made.
     pub fn use_gpu(&mut self, api: Arc<dyn GpuApi>, progress: &mut dyn FnMut(u64)) -> Result<(), GpuError> {
-        let f16 = self.kv_layouts[0].clone();
-        let (global, sliding) = f16.block_bytes();
-        let device = Gpu::new(api, self, (global as u64, sliding as u64), progress)?;
-        self.kv_layouts = vec![Arc::new(f16.on_device(device.kv.clone()))];
+        let types: Vec<(KvType, (u64, u64))> = self
+            .kv_layouts
+            .iter()
+            .map(|l| {
+                let (global, sliding) = l.block_bytes();
+                (l.ty, (global as u64, sliding as u64))
+            })
+            .collect();
+        let device = Gpu::new(api, self, &types, progress)?;
+        self.kv_layouts = self
+            .kv_layouts
+            .iter()
+            .filter_map(|l| Some(Arc::new(l.on_device(device.kv_pool(l.ty)?))))
+            .collect();
         self.gpu = Some(OnGpu {
             device,
             scratch: Mutex::default(),
@@ -185,10 +196,7 @@ impl Model {
     /// Where a cache of type `ty` keeps each layer; `None` when `ty` cannot hold this
     /// model's rows (Q8_0 needs a multiple of 32 values).
     pub fn kv_layout(&self, ty: KvType) -> Option<Arc<KvLayout>> {
-        match ty {
-            KvType::F16 => Some(self.kv_layouts[0].clone()),
-            KvType::Q8_0 => self.kv_layouts.get(1).cloned(),
-        }
+        self.kv_layouts.iter().find(|l| l.ty == ty).cloned()
     }
 
     /// An empty KV cache of type `ty` for up to `capacity` positions (at most the model's

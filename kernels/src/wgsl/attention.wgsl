@@ -12,23 +12,25 @@ const WG: u32 = 256u;
 var<workgroup> q_head: array<f32, 512>;
 var<workgroup> weights: array<f32, WG>;
 var<workgroup> reduce: array<f32, WG>;
-// FUSED: the token's own key and value, f16 pairs as stored.
+// FUSED: the token's own key and value head, encoded as the cache keeps them.
 var<workgroup> own_key: array<u32, 256>;
 var<workgroup> own_value: array<u32, 256>;
 
-// Pair `d` of a key (word `word` of the cache), from own_key at the token's own position.
-fn key_pair(word: u32, d: u32, own: bool) -> vec2<f32> {
+// Pair `d` of the key head at word `start` of the cache; from own_key at the token's own position.
+fn key_pair(start: u32, d: u32, own: bool) -> vec2<f32> {
+    let at = pair_words(d);
     if (FUSED && own) {
-        return unpack2x16float(own_key[d]);
+        return decode_pair(d, vec2<u32>(own_key[at.x], own_key[at.y]));
     }
-    return unpack2x16float(kv[word]);
+    return decode_pair(d, vec2<u32>(kv[start + at.x], kv[start + at.y]));
 }
 
-fn value_pair(word: u32, d: u32, own: bool) -> vec2<f32> {
+fn value_pair(start: u32, d: u32, own: bool) -> vec2<f32> {
+    let at = pair_words(d);
     if (FUSED && own) {
-        return unpack2x16float(own_value[d]);
+        return decode_pair(d, vec2<u32>(own_value[at.x], own_value[at.y]));
     }
-    return unpack2x16float(kv[word]);
+    return decode_pair(d, vec2<u32>(kv[start + at.x], kv[start + at.y]));
 }
 
 // A reduction over the workgroup: the maximum (max_not_sum) or the sum of `v`.
@@ -70,10 +72,10 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
         let j = start + lid;
         var s = -3.0e38;
         if (j <= pos) {
-            let row = key_row(tok.y, j) + g * p.head_dim / 2u;
+            let row = key_row(tok.y, j) + g * head_words();
             var dot_qk = 0.0;
             for (var d = 0u; d < p.head_dim / 2u; d++) {
-                let k2 = key_pair(row + d, d, j == pos);
+                let k2 = key_pair(row, d, j == pos);
                 dot_qk += q_head[2u * d] * k2.x + q_head[2u * d + 1u] * k2.y;
             }
             s = dot_qk * p.scale;
@@ -88,13 +90,13 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
         acc1 *= rescale;
         let count = min(WG, pos + 1u - start);
         for (var i = 0u; i < count; i++) {
-            let vrow = key_row(tok.y, start + i) + value_offset() + g * p.head_dim / 2u;
+            let vrow = key_row(tok.y, start + i) + value_offset() + g * head_words();
             let own = start + i == pos;
             if (lid < p.head_dim) {
-                acc0 += weights[i] * value_pair(vrow + lid / 2u, lid / 2u, own)[lid % 2u];
+                acc0 += weights[i] * value_pair(vrow, lid / 2u, own)[lid % 2u];
             }
             if (lid + WG < p.head_dim) {
-                acc1 += weights[i] * value_pair(vrow + (lid + WG) / 2u, (lid + WG) / 2u, own)[lid % 2u];
+                acc1 += weights[i] * value_pair(vrow, (lid + WG) / 2u, own)[lid % 2u];
             }
         }
         running_max = new_max;

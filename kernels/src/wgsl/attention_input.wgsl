@@ -1,6 +1,6 @@
 // Readies the step's new queries and keys for attention (head_input.wgsl, after kv_pages.wgsl)
 // and stores keys and values: per (token, head), the query written back, or the key and the
-// value rows written into the token's KV slot as f16.
+// value rows written into the token's KV slot in the cache's format.
 
 @compute @workgroup_size(256)
 fn attention_input(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -17,9 +17,9 @@ fn attention_input(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocati
         return;
     }
     let tok = tokens[t];
-    let row = key_row(tok.y, tok.x) + h * hd / 2u;
-    for (var i = lid; i < hd / 2u; i += 256u) {
-        kv[row + i] = pack2x16float(vec2<f32>(head[2u * i], head[2u * i + 1u]));
-        kv[row + value_offset() + i] = pack2x16float(vec2<f32>(v[base + 2u * i], v[base + 2u * i + 1u]));
+    let row = key_row(tok.y, tok.x) + h * head_words();
+    for (var w = lid; w < head_words(); w += 256u) {
+        kv[row + w] = encode(w, 0u, false);
+        kv[row + value_offset() + w] = encode(w, base, true);
     }
 }

@@ -12,6 +12,14 @@
 var<workgroup> head: array<f32, 512>;
 var<workgroup> sums: array<f32, 256>;
 
+// Value i of what is stored: the readied key head (`head`), or a value head (v from `base`).
+fn source(i: u32, base: u32, is_value: bool) -> f32 {
+    if (is_value) {
+        return v[base + i];
+    }
+    return head[i];
+}
+
 // Fills `head` with head `h` of token `t`'s query (is_query) or key, normed and rotated.
 fn ready_head(t: u32, h: u32, is_query: bool, lid: u32) {
     let hd = p.head_dim;

@@ -1,6 +1,7 @@
-// The paged KV cache on the device, shared by `attention_input` and `attention`. Keys and values are f16 pairs in a pool of
+// The paged KV cache on the device, shared by `attention_input` and `attention`. Keys and
+// values are rows of their format (kv/, before this: `head_words` and the coders) in a pool of
 // slots, one slot per block of BLOCK positions of a sequence, holding the part's layers: keys
-// (layer, position in block, kv_dim), then values alike. A layer's slots are all in one pool
+// (layer, position in block, kv_heads × head_words), then values alike. A layer's slots are all in one pool
 // (global layers' or sliding ones'); each sequence's block table names its slot per block.
 
 struct Params {
@@ -29,11 +30,11 @@ const BLOCK: u32 = 32u;
 // The word where position `pos`'s key row starts, for a sequence whose table starts at `table`.
 fn key_row(table: u32, pos: u32) -> u32 {
     let slot = tables[table + pos / BLOCK][p.column];
-    let row_words = p.kv_dim / 2u;
+    let row_words = p.kv_heads * head_words();
     return slot * (2u * p.layers * BLOCK * row_words) + (p.index * BLOCK + pos % BLOCK) * row_words;
 }
 
 // The value row is a part's keys further on.
 fn value_offset() -> u32 {
-    return p.layers * BLOCK * (p.kv_dim / 2u);
+    return p.layers * BLOCK * p.kv_heads * head_words();
 }

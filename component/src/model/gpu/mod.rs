@@ -9,7 +9,7 @@ mod weights;
 
 use super::device::Device;
 use super::forward::{ForwardError, SeqInput, TopLogits};
-use super::{Config, Matrix, Model, Rope};
+use super::{Config, KvType, Matrix, Model, Rope};
 use crate::gpu::{AdapterInfo, Binding, BufferId, GpuApi, GpuError, PipelineId};
 use crate::tokenizer::TokenId;
 pub use kv_pool::KvPool;
@@ -53,9 +53,6 @@ struct Pipelines {
     residual_normed: PipelineId,
     geglu: PipelineId,
     gather: PipelineId,
-    attention_input: PipelineId,
-    attention: PipelineId,
-    attention_fused: PipelineId,
     top_k: PipelineId,
     top_k_merge: PipelineId,
 }
@@ -65,7 +62,6 @@ impl Pipelines {
         let compile = |k: wgsl::Kernel| api.create_pipeline(&k.source, k.entry, k.entry);
         let embed_ty = model.token_embd.ty;
         let embed = wgsl::embed(embed_ty).ok_or_else(|| unsupported(embed_ty))?;
-        let head_norms = model.layers.iter().any(|l| l.q_norm.is_some());
         Ok(Pipelines {
             matmul: Mutex::default(),
             embed: compile(embed)?,
@@ -73,9 +69,6 @@ impl Pipelines {
             residual_normed: compile(wgsl::residual(true))?,
             geglu: compile(wgsl::geglu())?,
             gather: compile(wgsl::gather())?,
-            attention_input: compile(wgsl::attention_input(head_norms))?,
-            attention: compile(wgsl::attention())?,
-            attention_fused: compile(wgsl::attention_fused(head_norms))?,
             top_k: compile(wgsl::top_k(false))?,
             top_k_merge: compile(wgsl::top_k(true))?,
         })
@@ -84,6 +77,55 @@ impl Pipelines {
 
 fn unsupported(ty: QuantType) -> GpuError {
     GpuError::Validation(format!("no GPU kernel for {ty} weights"))
+}
+
+/// A KV cache format the device keeps: its pools, and the attention kernels that read them.
+struct KvOnDevice {
+    ty: KvType,
+    pool: Arc<KvPool>,
+    /// Per-head work and storing the keys and values; attention; both at once (decode).
+    input: PipelineId,
+    attend: PipelineId,
+    fused: PipelineId,
+}
+
+impl KvOnDevice {
+    /// Pools for parts of `slot_bytes` (global, sliding), and the kernels for `ty`, where the
+    /// kernels can keep that type for `model` (Q8_0 rows need heads of a multiple of 64 values).
+    fn new(
+        api: &dyn GpuApi,
+        recorder: &mut Recorder,
+        model: &Model,
+        ty: KvType,
+        slot_bytes: (u64, u64),
+        max_binding: u64,
+    ) -> Result<Option<KvOnDevice>, GpuError> {
+        if ty == KvType::Q8_0 && model.config.head_dim % 64 != 0 {
+            return Ok(None);
+        }
+        let norms = model.layers.iter().any(|l| l.q_norm.is_some());
+        let compile = |k: Option<wgsl::Kernel>| {
+            let k = k.ok_or_else(|| GpuError::Validation(format!("no GPU kernels for a {ty:?} KV cache")))?;
+            api.create_pipeline(&k.source, k.entry, k.entry)
+        };
+        let q = ty.quant_type();
+        let (input, attend, fused) = (
+            compile(wgsl::attention_input(norms, q))?,
+            compile(wgsl::attention(q))?,
+            compile(wgsl::attention_fused(norms, q))?,
+        );
+        let slots = |bytes: u64| (max_binding / bytes.max(1)).min(MAX_KV_SLOTS) as u32;
+        let pool = KvPool::new(slot_bytes, (slots(slot_bytes.0), slots(slot_bytes.1)), |size, label| {
+            recorder.create_buffer(api, size, label)
+        })?;
+        Ok(Some(KvOnDevice {
+            ty,
+            pool: Arc::new(pool),
+            input,
+            attend,
+            fused,
+        }))
+    }
 }
 
 /// Slots in each KV pool, at most (the pools are one binding each).
@@ -97,7 +139,7 @@ pub struct Gpu {
     pub info: AdapterInfo,
     pipelines: Pipelines,
     weights: Weights,
-    pub kv: Arc<KvPool>,
+    kv: Vec<KvOnDevice>,
     recorder: Mutex<Recorder>,
     /// The residual connection recorded last, until a mat-mul folds it in or it runs alone.
     pending: Mutex<Option<PendingResidual>>,
@@ -133,11 +175,12 @@ fn grid(count: usize, max: u32) -> [u32; 3] {
 
 impl Gpu {
     /// Puts `model` on the device: compiles its kernels, uploads its weights (telling `progress`
-    /// the bytes so far) and makes the KV pools for `kv_slot_bytes` (global, sliding).
+    /// the bytes so far) and makes KV pools for each of `kv_types`, whose parts take
+    /// (global, sliding) bytes, where the device can keep that type.
     pub fn new(
         api: Arc<dyn GpuApi>,
         model: &Model,
-        kv_slot_bytes: (u64, u64),
+        kv_types: &[(KvType, (u64, u64))],
         progress: &mut dyn FnMut(u64),
     ) -> Result<Gpu, GpuError> {
         let limits = api.limits();
@@ -149,24 +192,34 @@ impl Gpu {
         let pipelines = Pipelines::new(&*api, model)?;
         let max_rows = MATMUL_ROWS * limits.max_compute_workgroups_per_dimension.min(65535) as usize;
         let weights = Weights::upload(&*api, &mut recorder, model, max_binding, max_rows, progress)?;
-        let slots = |bytes: u64| (max_binding / bytes.max(1)).min(MAX_KV_SLOTS) as u32;
-        let kv = KvPool::new(
-            kv_slot_bytes,
-            (slots(kv_slot_bytes.0), slots(kv_slot_bytes.1)),
-            |size, label| recorder.create_buffer(&*api, size, label),
-        )?;
+        let mut kv = Vec::new();
+        for &(ty, slot_bytes) in kv_types {
+            kv.extend(KvOnDevice::new(
+                &*api,
+                &mut recorder,
+                model,
+                ty,
+                slot_bytes,
+                max_binding,
+            )?);
+        }
         Ok(Gpu {
             info: api.adapter_info(),
             api,
             pipelines,
             weights,
-            kv: Arc::new(kv),
+            kv,
             recorder: Mutex::new(recorder),
             pending: Mutex::default(),
             spare: Mutex::default(),
             max_binding,
             max_groups: limits.max_compute_workgroups_per_dimension,
         })
+    }
+
+    /// The pools of the device's KV cache of type `ty`, if it keeps that type.
+    pub fn kv_pool(&self, ty: KvType) -> Option<Arc<KvPool>> {
+        self.kv.iter().find(|k| k.ty == ty).map(|k| k.pool.clone())
     }
 
     fn recorder(&self) -> MutexGuard<'_, Recorder> {
@@ -503,7 +556,12 @@ impl Device for Gpu {
             c.attention_scale.to_bits(),
             c.rms_eps.to_bits(),
         ];
-        let pool = if sliding { self.kv.buffers.1 } else { self.kv.buffers.0 };
+        let kv = self
+            .kv
+            .iter()
+            .find(|k| k.ty == layout.ty)
+            .ok_or_else(|| GpuError::Validation(format!("the GPU keeps no {:?} KV cache", layout.ty)))?;
+        let pool = if sliding { kv.pool.buffers.1 } else { kv.pool.buffers.0 };
         let params = self.recorder().upload(&*self.api, bytes(&params))?;
         let pages = [
             Bind::Uploaded(tokens),
@@ -522,17 +580,17 @@ impl Device for Gpu {
         if n == seqs.len() {
             // A decode step: one dispatch readies each token's own query, key and value and attends.
             let fused = [&pages[..], &input[..], &[Bind::Buffer(out.buffer())]].concat();
-            self.dispatch(self.pipelines.attention_fused, &fused, [n as u32, c.n_heads as u32, 1]);
+            self.dispatch(kv.fused, &fused, [n as u32, c.n_heads as u32, 1]);
             return Ok(());
         }
         self.dispatch(
-            self.pipelines.attention_input,
+            kv.input,
             &[&pages[..], &input[..]].concat(),
             [n as u32, (c.n_heads + c.n_kv_heads) as u32, 1],
         );
         let attend = [Bind::Buffer(q.buffer()), Bind::Buffer(out.buffer())];
         self.dispatch(
-            self.pipelines.attention,
+            kv.attend,
             &[&pages[..], &attend[..]].concat(),
             [n as u32, c.n_heads as u32, 1],
         );
