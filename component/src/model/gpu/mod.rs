@@ -100,7 +100,7 @@ impl KvOnDevice {
         slot_bytes: (u64, u64),
         max_binding: u64,
     ) -> Result<Option<KvOnDevice>, GpuError> {
-        if ty == KvType::Q8_0 && model.config.head_dim % 64 != 0 {
+        if ty == KvType::Q8_0 && !model.config.head_dim.is_multiple_of(64) {
             return Ok(None);
         }
         let norms = model.layers.iter().any(|l| l.q_norm.is_some());
