@@ -58,6 +58,8 @@ pub trait Device {
     fn matmul(&self, w: &Matrix, x: &Self::Tensor, out: &mut Self::Tensor);
 
     /// The residual connection: `x += RMSNorm(y)·norm` (a block's output norm), or `x += y`.
+    /// A device may run it later, folded into the next operation that reads `x` (the GPU
+    /// does): `y` stays as it is until then.
     fn residual(&self, x: &mut Self::Tensor, y: &Self::Tensor, norm: Option<&[f32]>, eps: f32);
 
     /// Layer `l`'s attention for every sequence of the batch: normalises each new query and key
