@@ -81,6 +81,18 @@ fn the_gpus_top_logits_are_the_rows_most_likely_tokens() {
     }
 }
 
+/// A step in which every sequence waits (for KV memory) runs nothing and answers nothing.
+#[test]
+fn an_empty_batch_on_the_gpu_answers_nothing() {
+    let model = model_on_gpu();
+    assert_eq!(model.forward_batch(&mut []).unwrap(), Vec::new());
+    let mut cache = model.new_cache(KvType::F16, 8).unwrap();
+    assert_eq!(
+        model.forward(&[2, 818], &mut cache, Logits::Last).unwrap().len(),
+        model.config.vocab_size
+    );
+}
+
 /// The top-k kernels on rows whose length is not a whole number of runs (padding), with many
 /// ties (broken by the lower id, as the CPU sampler breaks them), through one and two merges.
 #[test]

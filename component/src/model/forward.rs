@@ -5,7 +5,7 @@
 
 use super::cpu::Cpu;
 use super::device::{Device, Scratch};
-use super::{Config, KvCache, Model};
+use super::{Config, KvCache, KvType, Model};
 use crate::gpu::GpuError;
 use crate::tokenizer::TokenId;
 pub use rill_kernels::wgsl::TOP_K;
@@ -80,43 +80,53 @@ impl Model {
     pub fn forward_batch(&self, seqs: &mut [SeqInput]) -> Result<Vec<SeqLogits>, ForwardError> {
         if let Some(gpu) = &self.gpu {
             let mut scratch = gpu.scratch.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            // A dispatch's attention reads one KV format: a batch of several runs once per format.
-            let ty = seqs[0].cache.layout().ty;
-            if seqs.iter().all(|s| s.cache.layout().ty == ty) {
-                return forward(&gpu.device, self, seqs, &mut scratch);
-            }
-            let count = seqs.len();
-            let (mut same, mut other): (Vec<_>, Vec<_>) = seqs
-                .iter_mut()
-                .enumerate()
-                .partition(|(_, s)| s.cache.layout().ty == ty);
-            let mut out: Vec<Option<SeqLogits>> = (0..count).map(|_| None).collect();
-            for part in [&mut same, &mut other] {
-                let (order, mut inputs): (Vec<usize>, Vec<SeqInput>) = part
-                    .drain(..)
-                    .map(|(i, s)| {
-                        (
-                            i,
-                            SeqInput {
-                                tokens: s.tokens,
-                                cache: &mut *s.cache,
-                                want: s.want,
-                            },
-                        )
-                    })
-                    .unzip();
-                for (i, logits) in order
-                    .into_iter()
-                    .zip(forward(&gpu.device, self, &mut inputs, &mut scratch)?)
-                {
-                    out[i] = Some(logits);
-                }
-            }
-            return Ok(out.into_iter().map(|l| l.expect("every sequence ran")).collect());
+            return forward_per_kv_type(&gpu.device, self, seqs, &mut scratch);
         }
         let mut scratch = self.scratch.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         forward(&Cpu { path: self.path }, self, seqs, &mut scratch)
     }
+}
+
+/// [`forward`] once per KV cache type in the batch (a GPU dispatch's attention reads one type),
+/// the results in the batch's order.
+fn forward_per_kv_type<D: Device>(
+    device: &D,
+    model: &Model,
+    seqs: &mut [SeqInput],
+    s: &mut Scratch<D>,
+) -> Result<Vec<SeqLogits>, ForwardError> {
+    let mut types: Vec<KvType> = Vec::new();
+    for seq in seqs.iter() {
+        if !types.contains(&seq.cache.layout().ty) {
+            types.push(seq.cache.layout().ty);
+        }
+    }
+    if types.len() <= 1 {
+        return forward(device, model, seqs, s);
+    }
+    let mut out: Vec<Option<SeqLogits>> = seqs.iter().map(|_| None).collect();
+    for ty in types {
+        let (order, mut part): (Vec<usize>, Vec<SeqInput>) = seqs
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, seq)| seq.cache.layout().ty == ty)
+            .map(|(i, seq)| {
+                let input = SeqInput {
+                    tokens: seq.tokens,
+                    cache: &mut *seq.cache,
+                    want: seq.want,
+                };
+                (i, input)
+            })
+            .unzip();
+        for (i, logits) in order.into_iter().zip(forward(device, model, &mut part, s)?) {
+            out[i] = Some(logits);
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|l| l.expect("each type's pass answers its sequences"))
+        .collect())
 }
 
 /// The forward pass on `device`, its activations in `s`.
@@ -126,6 +136,9 @@ fn forward<D: Device>(
     seqs: &mut [SeqInput],
     s: &mut Scratch<D>,
 ) -> Result<Vec<SeqLogits>, ForwardError> {
+    if seqs.is_empty() {
+        return Ok(Vec::new()); // every sequence of the step waits (for KV memory)
+    }
     let c = &model.config;
     check(c, seqs)?;
     for seq in seqs.iter_mut() {
