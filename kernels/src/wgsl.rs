@@ -194,6 +194,7 @@ pub fn matmul(ty: QuantType, variant: MatmulVariant) -> Option<Kernel> {
             store,
             GELU,
             &dequant(ty)?,
+            WORKGROUP_SUM,
             include_str!("wgsl/matmul.wgsl"),
         ],
     ))
@@ -206,11 +207,16 @@ pub fn embed(ty: QuantType) -> Option<Kernel> {
 
 const GELU: &str = include_str!("wgsl/gelu.wgsl");
 const RESIDUAL: &str = include_str!("wgsl/residual.wgsl");
+/// `workgroup_sum`, for kernels that norm a row or add up a run.
+const WORKGROUP_SUM: &str = include_str!("wgsl/workgroup_sum.wgsl");
 const KV_PAGES: &str = include_str!("wgsl/kv_pages.wgsl");
 
 /// `x = x_in + RMSNorm(y)·w`, or `x = x_in + y` without a norm.
 pub fn residual(normed: bool) -> Kernel {
-    kernel(if normed { "residual_normed" } else { "residual" }, &[RESIDUAL])
+    kernel(
+        if normed { "residual_normed" } else { "residual" },
+        &[WORKGROUP_SUM, RESIDUAL],
+    )
 }
 
 /// `a = gelu(a) · b`.
@@ -260,6 +266,7 @@ pub fn attention_input(norms: bool, kv: QuantType) -> Option<Kernel> {
             read,
             store,
             KV_PAGES,
+            WORKGROUP_SUM,
             HEAD_INPUT,
             include_str!("wgsl/attention_input.wgsl"),
         ],
@@ -296,6 +303,7 @@ pub fn attention_fused(norms: bool, kv: QuantType) -> Option<Kernel> {
             read,
             store,
             KV_PAGES,
+            WORKGROUP_SUM,
             HEAD_INPUT,
             include_str!("wgsl/ready_own.wgsl"),
             include_str!("wgsl/attention.wgsl"),
@@ -311,7 +319,7 @@ pub const TOP_K_RUN: usize = 1024;
 /// an earlier pass's candidates (see top_k.wgsl).
 pub fn top_k(merge: bool) -> Kernel {
     let entry = if merge { "top_k_merge" } else { "top_k_logits" };
-    kernel(entry, &[include_str!("wgsl/top_k.wgsl")])
+    kernel(entry, &[WORKGROUP_SUM, include_str!("wgsl/top_k.wgsl")])
 }
 
 /// The weight formats the GPU kernels run.

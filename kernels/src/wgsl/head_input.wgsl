@@ -1,4 +1,5 @@
-// A new token's query or key head made ready for attention (after kv_pages.wgsl): its RMS
+// A new token's query or key head made ready for attention (after kv_pages.wgsl and
+// workgroup_sum.wgsl): its RMS
 // norm (where the model has per-head norms: `head_norm` reads them, query heads' then key
 // heads'), then its rotation to the token's position (NeoX pairs: value i with i + half, from a
 // table of cos and sin made on the CPU, where sin and cos of large angles are exact).
@@ -10,7 +11,6 @@
 @group(0) @binding(7) var<storage, read> cos_sin: array<vec2<f32>>;
 
 var<workgroup> head: array<f32, 512>;
-var<workgroup> sums: array<f32, 256>;
 
 // Value i of what is stored: the readied key head (`head`), or a value head (v from `base`).
 fn source(i: u32, base: u32, is_value: bool) -> f32 {
@@ -31,15 +31,7 @@ fn ready_head(t: u32, h: u32, is_query: bool, lid: u32) {
         head[d] = value;
         s += value * value;
     }
-    sums[lid] = s;
-    workgroupBarrier();
-    for (var step = 128u; step > 0u; step /= 2u) {
-        if (lid < step) {
-            sums[lid] += sums[lid + step];
-        }
-        workgroupBarrier();
-    }
-    let scale = select(1.0, inverseSqrt(sums[0] / f32(hd) + p.eps), HEAD_NORMS);
+    let scale = select(1.0, inverseSqrt(workgroup_sum(lid, s) / f32(hd) + p.eps), HEAD_NORMS);
     var rotated: array<vec2<f32>, 2>; // pairs (f, f + half) of this invocation, f = lid, lid + 256
     for (var j = 0u; j < 2u; j++) {
         let f = lid + 256u * j;

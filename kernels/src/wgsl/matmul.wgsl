@@ -41,21 +41,6 @@ var<workgroup> partial: array<f32, 256>;
 var<private> inv_rms: array<f32, TOKENS>;
 var<private> post_rms: array<f32, TOKENS>;
 
-// Σ of `v` over the workgroup's 256 invocations.
-fn workgroup_sum(lid: u32, v: f32) -> f32 {
-    partial[lid] = v;
-    workgroupBarrier();
-    for (var step = 128u; step > 0u; step /= 2u) {
-        if (lid < step) {
-            partial[lid] += partial[lid + step];
-        }
-        workgroupBarrier();
-    }
-    let total = partial[0];
-    workgroupBarrier();
-    return total;
-}
-
 // 1 / rms of each token of the tile's input, by all 256 invocations; with RESIDUAL, first that
 // of y_res, and the first column of workgroups keeps the input it makes in x.
 fn token_scales(t0: u32, tokens: u32, lid: u32, store_input: bool) {

@@ -15,8 +15,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read> w: array<f32>;
 @group(0) @binding(4) var<storage, read> x_in: array<f32>;
 
-var<workgroup> sums: array<f32, 256>;
-
 @compute @workgroup_size(256)
 fn residual_normed(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let r = wg.y * 65535u + wg.x;
@@ -28,15 +26,7 @@ fn residual_normed(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocati
     for (var i = lid; i < p.width; i += 256u) {
         s += y[row + i] * y[row + i];
     }
-    sums[lid] = s;
-    workgroupBarrier();
-    for (var step = 128u; step > 0u; step /= 2u) {
-        if (lid < step) {
-            sums[lid] += sums[lid + step];
-        }
-        workgroupBarrier();
-    }
-    let scale = inverseSqrt(sums[0] / f32(p.width) + p.eps);
+    let scale = inverseSqrt(workgroup_sum(lid, s) / f32(p.width) + p.eps);
     for (var i = lid; i < p.width; i += 256u) {
         x[row + i] = x_in[row + i] + y[row + i] * scale * w[i];
     }

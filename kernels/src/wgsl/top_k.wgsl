@@ -24,7 +24,6 @@ const NONE: f32 = -3.0e38;
 
 var<workgroup> values: array<f32, RUN>;
 var<workgroup> ids: array<u32, RUN>;
-var<workgroup> sums: array<f32, WG>;
 
 // Whether pair a comes before pair b: more likely, or as likely with the lower id.
 fn before(a: u32, b: u32) -> bool {
@@ -53,19 +52,6 @@ fn sort(lid: u32) {
             workgroupBarrier();
         }
     }
-}
-
-// Σ of `v` over the workgroup.
-fn total(lid: u32, v: f32) -> f32 {
-    sums[lid] = v;
-    workgroupBarrier();
-    for (var step = WG / 2u; step > 0u; step /= 2u) {
-        if (lid < step) {
-            sums[lid] += sums[lid + step];
-        }
-        workgroupBarrier();
-    }
-    return sums[0];
 }
 
 // Writes the sorted run's first TOP pairs and its (max, sum) as output run `run` of `row`.
@@ -99,7 +85,7 @@ fn top_k_logits(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
     for (var i = lid; i < RUN; i += WG) {
         s += exp(values[i] - values[0]);
     }
-    store(row, run, lid, total(lid, s));
+    store(row, run, lid, workgroup_sum(lid, s));
 }
 
 // Workgroup (run, row): the candidates of input runs run·MERGE … of the row.
@@ -124,5 +110,5 @@ fn top_k_merge(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
         let part = lse_in[row * p.len + run * MERGE + lid];
         s = part.y * exp(part.x - values[0]);
     }
-    store(row, run, lid, total(lid, s));
+    store(row, run, lid, workgroup_sum(lid, s));
 }
